@@ -1,0 +1,5 @@
+"""The ``syncengine`` command (installed as the subpackage syncengine.cli)."""
+
+from .app import main
+
+__all__ = ["main"]

@@ -1,0 +1,317 @@
+"""The Backups facade: a port of the service SDK's fluent ``Backups`` class.
+
+Differences from the TypeScript seed, all deliberate fixes:
+- restores merge the *restore* options (the seed used the backup ones);
+- every hook is awaited, in order (the seed forgot the restore hooks);
+- post_backup runs even when a sync fails, so a service stopped by
+  pre_backup is restarted; the error is raised after it;
+- paths are validated (the seed relied on template-literal types), and
+  dataVersion.txt is written atomically.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import os
+import posixpath
+import threading
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .effects import Effects
+from .engines import start_sync
+from .engines.base import ProgressCallback, SyncError, SyncResult
+from .fsutil import atomic_write_text
+from .options import OptionsLike, SyncOptions, merge_options, normalize_partial
+
+__all__ = ["Backups", "BackupSync", "Hook", "Layout", "DATA_VERSION_FILE"]
+
+DATA_VERSION_FILE = "dataVersion.txt"
+
+Hook = Callable[[Any], "Awaitable[Any] | Any"]
+
+
+async def _noop(effects: Any) -> None:
+    return None
+
+
+def _clean_abs(path: str, what: str) -> str:
+    """Validate an absolute path and return its normalised form (the caller
+    keeps the original, whose trailing slash means something to rsync)."""
+    if not isinstance(path, str) or not path:
+        raise ValueError(f"{what} must be a non-empty path")
+    if "\0" in path:
+        raise ValueError(f"{what} must not contain a NUL byte: {path!r}")
+    if not path.startswith("/"):
+        raise ValueError(f"{what} must be an absolute path: {path!r}")
+    if ".." in path.split("/"):
+        raise ValueError(f"{what} must not contain '..': {path!r}")
+    return posixpath.normpath(path)
+
+
+def _strictly_under(path: str, root: str) -> bool:
+    return path != root and posixpath.commonpath([path, root]) == root
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where volumes live and where their backups go."""
+
+    volumes_root: str = "/media/startos/volumes"
+    backup_root: str = "/media/startos/backup"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "volumes_root", _clean_abs(os.fspath(self.volumes_root), "volumes_root"))
+        object.__setattr__(self, "backup_root", _clean_abs(os.fspath(self.backup_root), "backup_root"))
+        if (self.volumes_root == self.backup_root
+                or _strictly_under(self.volumes_root, self.backup_root)
+                or _strictly_under(self.backup_root, self.volumes_root)):
+            raise ValueError(f"volumes_root {self.volumes_root!r} and backup_root "
+                             f"{self.backup_root!r} must not contain one another")
+
+    def volume_path(self, volume: str) -> str:
+        return f"{self.volumes_root.rstrip('/')}/{check_volume_name(volume)}/"
+
+    def volume_backup_path(self, volume: str) -> str:
+        return f"{self.backup_root.rstrip('/')}/volumes/{check_volume_name(volume)}/"
+
+    @property
+    def data_version_path(self) -> str:
+        return posixpath.join(self.backup_root, DATA_VERSION_FILE)
+
+
+def check_volume_name(name: str) -> str:
+    """A volume name is one plain path component."""
+    if not isinstance(name, str):
+        raise ValueError(f"volume name must be a string, not {type(name).__name__}")
+    if name in ("", ".", "..") or "/" in name or "\0" in name:
+        raise ValueError(f"invalid volume name {name!r}: must be one plain path component "
+                         "(not empty, '.', '..', and without '/' or NUL)")
+    return name
+
+
+@dataclass(frozen=True)
+class BackupSync:
+    """One data path and where its backup goes, with per-sync options."""
+
+    data_path: str
+    backup_path: str
+    options: OptionsLike = None
+    backup_options: OptionsLike = None
+    restore_options: OptionsLike = None
+
+    def __post_init__(self) -> None:
+        for name in ("options", "backup_options", "restore_options"):
+            normalize_partial(getattr(self, name))  # fail early on bad options
+
+    def check(self, layout: Layout) -> None:
+        data = _clean_abs(os.fspath(self.data_path), "data_path")
+        backup = _clean_abs(os.fspath(self.backup_path), "backup_path")
+        if not _strictly_under(data, layout.volumes_root):
+            raise ValueError(f"data_path {self.data_path!r} must be inside volumes_root "
+                             f"{layout.volumes_root!r}")
+        if not _strictly_under(backup, layout.backup_root):
+            raise ValueError(f"backup_path {self.backup_path!r} must be inside backup_root "
+                             f"{layout.backup_root!r}")
+
+
+class Backups:
+    """Back up and restore a service's volumes (fluent: setters return self)."""
+
+    def __init__(self, *, layout: Layout | None = None, engine: str | None = None,
+                 options: OptionsLike = None) -> None:
+        self.layout = layout or Layout()
+        self.engine = engine
+        self._options = normalize_partial(options)
+        self._backup_options: dict[str, Any] = {}
+        self._restore_options: dict[str, Any] = {}
+        self.syncs: list[BackupSync] = []
+        self._pre_backup: Hook = _noop
+        self._post_backup: Hook = _noop
+        self._pre_restore: Hook = _noop
+        self._post_restore: Hook = _noop
+
+    # -- construction ------------------------------------------------------
+    @classmethod
+    def of_volumes(cls, *volumes: str, layout: Layout | None = None,
+                   engine: str | None = None) -> "Backups":
+        backups = cls(layout=layout, engine=engine)
+        for volume in volumes:
+            backups.add_volume(volume)
+        return backups
+
+    @classmethod
+    def of_syncs(cls, *syncs: BackupSync, layout: Layout | None = None,
+                 engine: str | None = None) -> "Backups":
+        backups = cls(layout=layout, engine=engine)
+        for item in syncs:
+            backups.add_sync(item)
+        return backups
+
+    @classmethod
+    def with_options(cls, options: OptionsLike = None, *, layout: Layout | None = None,
+                     engine: str | None = None) -> "Backups":
+        return cls(layout=layout, engine=engine, options=options)
+
+    def set_options(self, options: OptionsLike = None) -> "Backups":
+        self._options.update(normalize_partial(options))
+        return self
+
+    def set_backup_options(self, options: OptionsLike = None) -> "Backups":
+        self._backup_options.update(normalize_partial(options))
+        return self
+
+    def set_restore_options(self, options: OptionsLike = None) -> "Backups":
+        self._restore_options.update(normalize_partial(options))
+        return self
+
+    def set_pre_backup(self, fn: Hook) -> "Backups":
+        self._pre_backup = _check_hook(fn)
+        return self
+
+    def set_post_backup(self, fn: Hook) -> "Backups":
+        self._post_backup = _check_hook(fn)
+        return self
+
+    def set_pre_restore(self, fn: Hook) -> "Backups":
+        self._pre_restore = _check_hook(fn)
+        return self
+
+    def set_post_restore(self, fn: Hook) -> "Backups":
+        self._post_restore = _check_hook(fn)
+        return self
+
+    def add_volume(self, volume: str, *, options: OptionsLike = None,
+                   backup_options: OptionsLike = None,
+                   restore_options: OptionsLike = None) -> "Backups":
+        return self.add_sync(BackupSync(
+            data_path=self.layout.volume_path(volume),
+            backup_path=self.layout.volume_backup_path(volume),
+            options=options, backup_options=backup_options, restore_options=restore_options))
+
+    def add_sync(self, sync: BackupSync) -> "Backups":
+        if not isinstance(sync, BackupSync):
+            raise ValueError(f"add_sync takes a BackupSync, not {type(sync).__name__}")
+        sync.check(self.layout)
+        self.syncs.append(sync)
+        return self
+
+    # -- the merged options --------------------------------------------------
+    def backup_options_for(self, sync: BackupSync) -> SyncOptions:
+        return merge_options(self._options, self._backup_options, sync.options, sync.backup_options)
+
+    def restore_options_for(self, sync: BackupSync) -> SyncOptions:
+        return merge_options(self._options, self._restore_options, sync.options, sync.restore_options)
+
+    # -- running -----------------------------------------------------------
+    def create_backup(self, effects: Effects, *,
+                      on_progress: ProgressCallback | None = None) -> list[SyncResult]:
+        """pre_backup; each sync data -> backup; dataVersion.txt; post_backup
+        (which also runs when a sync fails, before the error is raised)."""
+        return _run_blocking(self.acreate_backup(effects, on_progress=on_progress))
+
+    def restore_backup(self, effects: Effects, *,
+                       on_progress: ProgressCallback | None = None) -> list[SyncResult]:
+        """pre_restore; each sync backup -> data; set_data_version; post_restore."""
+        return _run_blocking(self.arestore_backup(effects, on_progress=on_progress))
+
+    def init(self, effects: Effects, kind: str | None) -> list[SyncResult]:
+        """The init script: restores when ``kind == "restore"``."""
+        return self.restore_backup(effects) if kind == "restore" else []
+
+    async def acreate_backup(self, effects: Effects, *,
+                             on_progress: ProgressCallback | None = None) -> list[SyncResult]:
+        plan = [(item.data_path, item.backup_path, self.backup_options_for(item)) for item in self.syncs]
+        self._check_plan(plan, self.layout.backup_root)
+        await _call_hook(self._pre_backup, effects)
+        try:
+            results = await self._run_plan(plan, on_progress)
+            version = await _resolve(effects.get_data_version())
+            if version:
+                atomic_write_text(self.layout.data_version_path, str(version))
+        finally:
+            await _call_hook(self._post_backup, effects)
+        return results
+
+    async def arestore_backup(self, effects: Effects, *,
+                              on_progress: ProgressCallback | None = None) -> list[SyncResult]:
+        plan = [(item.backup_path, item.data_path, self.restore_options_for(item)) for item in self.syncs]
+        self._check_plan(plan, self.layout.volumes_root)
+        await _call_hook(self._pre_restore, effects)
+        results = await self._run_plan(plan, on_progress)
+        version = read_data_version(self.layout)
+        if version is not None:
+            await _resolve(effects.set_data_version(version))
+        await _call_hook(self._post_restore, effects)
+        return results
+
+    async def ainit(self, effects: Effects, kind: str | None) -> list[SyncResult]:
+        return await self.arestore_backup(effects) if kind == "restore" else []
+
+    def _check_plan(self, plan: list[tuple[str, str, SyncOptions]], dst_root: str) -> None:
+        """Refuse before any hook or sync runs, so bad input changes nothing:
+        every source must be a directory and the destination root must exist."""
+        if not os.path.isdir(dst_root):
+            raise SyncError(f"destination root {dst_root} does not exist or is not a directory",
+                            exit_code=3)
+        for src, _dst, _opts in plan:
+            if not os.path.isdir(src):
+                what = "does not exist" if not os.path.lexists(src) else "is not a directory"
+                raise SyncError(f"source {src} {what}", exit_code=23)
+
+    async def _run_plan(self, plan: list[tuple[str, str, SyncOptions]],
+                        on_progress: ProgressCallback | None) -> list[SyncResult]:
+        results = []
+        for src, dst, options in plan:
+            os.makedirs(dst, exist_ok=True)  # as the seed does before each rsync
+            job = start_sync(src, dst, options, engine=self.engine, on_progress=on_progress)
+            results.append(await asyncio.to_thread(job.wait))
+        return results
+
+
+def read_data_version(layout: Layout) -> str | None:
+    try:
+        with open(layout.data_version_path, encoding="utf-8") as f:
+            text = f.read().strip()
+    except FileNotFoundError:
+        return None
+    return text or None
+
+
+def _check_hook(fn: Hook) -> Hook:
+    if not callable(fn):
+        raise ValueError(f"a hook must be callable, not {type(fn).__name__}")
+    return fn
+
+
+async def _resolve(value: Any) -> Any:
+    return await value if inspect.isawaitable(value) else value
+
+
+async def _call_hook(fn: Hook, effects: Any) -> None:
+    await _resolve(fn(effects))
+
+
+def _run_blocking(coro: Awaitable[Any]) -> Any:
+    """Run a coroutine to completion from synchronous code, also when the
+    calling thread already runs an event loop (then in a helper thread)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    outcome: dict[str, Any] = {}
+
+    def runner() -> None:
+        try:
+            outcome["value"] = asyncio.run(coro)
+        except BaseException as exc:
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=runner)
+    thread.start()
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]

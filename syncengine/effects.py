@@ -1,0 +1,41 @@
+"""Effects: how the facade reads and records a service's data version."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from .fsutil import atomic_write_text
+
+__all__ = ["Effects", "FileEffects"]
+
+
+@runtime_checkable
+class Effects(Protocol):
+    """What the facade needs from its host."""
+
+    def get_data_version(self) -> str | None: ...
+
+    def set_data_version(self, version: str) -> None: ...
+
+
+class FileEffects:
+    """Effects backed by a file: the data version lives in ``path`` (for the
+    CLI: ``<volumes_root>/dataVersion.txt`` unless told otherwise)."""
+
+    def __init__(self, path: str | os.PathLike, version: str | None = None) -> None:
+        self.path = Path(path)
+        self._override = version
+
+    def get_data_version(self) -> str | None:
+        if self._override is not None:
+            return self._override
+        try:
+            text = self.path.read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            return None
+        return text or None
+
+    def set_data_version(self, version: str) -> None:
+        atomic_write_text(self.path, version)

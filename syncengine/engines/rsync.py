@@ -1,0 +1,173 @@
+"""The rsync engine: runs the system rsync with exactly the seed's flags."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+
+from ..options import SyncOptions
+from .base import Progress, ProgressCallback, SyncError, SyncJob, SyncResult
+
+__all__ = ["RsyncEngine", "build_argv", "parse_progress2", "Progress2Parser", "rsync_version"]
+
+# The seed's flags, in the seed's order.
+RSYNC_FLAGS = ("-rlptgocAXH", "--info=progress2", "--no-inc-recursive")
+
+# One progress2 record: "      5,000,000  99%  592.14MB/s    0:00:00 (xfr#1, to-chk=900/932)"
+_PROGRESS2 = re.compile(
+    rb"^\s*(?P<bytes>[\d,]+)\s+(?P<pct>\d+)%\s+(?P<rate>[\d.]+[kMGT]?B/s|\?+)\s+"
+    rb"(?P<eta>\d+:\d\d:\d\d|\?\?:\?\?:\?\?)"
+    rb"(?:\s+\((?:xfr#(?P<xfr>\d+), )?(?:to-chk|ir-chk)=(?P<left>\d+)/(?P<total>\d+)\))?\s*$"
+)
+
+
+def build_argv(src: str, dst: str, options: SyncOptions, rsync: str = "rsync") -> list[str]:
+    """The seed's command line: ``[--delete] [--exclude=P]... -rlptgocAXH
+    --info=progress2 --no-inc-recursive SRC DST`` (list form, no shell)."""
+    argv = [rsync]
+    if options.delete:
+        argv.append("--delete")
+    argv.extend(f"--exclude={pattern}" for pattern in options.exclude)
+    argv.extend(RSYNC_FLAGS)
+    argv.extend([src, dst])
+    return argv
+
+
+def parse_progress2(record: bytes) -> Progress | None:
+    """One ``\\r``/``\\n``-delimited record of ``--info=progress2`` output, or
+    None when the record is not a progress line."""
+    match = _PROGRESS2.match(record)
+    if match is None:
+        return None
+    left, total = match["left"], match["total"]
+    return Progress(
+        bytes_done=int(match["bytes"].replace(b",", b"")),
+        bytes_total=None,
+        percent=float(match["pct"]),
+        files_transferred=int(match["xfr"] or 0),
+        to_check=int(left) if left is not None else None,
+        total_entries=int(total) if total is not None else None,
+    )
+
+
+class Progress2Parser:
+    """Splits rsync's stdout into records.  Progress records end in ``\\r``
+    and may be cut anywhere by a read; other lines end in ``\\n``."""
+
+    def __init__(self) -> None:
+        self._pending = b""
+
+    def feed(self, chunk: bytes) -> Iterator[tuple[Progress | None, bytes]]:
+        """Yield (progress or None, record) for each complete record."""
+        data = self._pending + chunk
+        records = re.split(rb"[\r\n]", data)
+        self._pending = records.pop()
+        for record in records:
+            if record.strip():
+                yield parse_progress2(record), record
+
+    def flush(self) -> Iterator[tuple[Progress | None, bytes]]:
+        rest, self._pending = self._pending, b""
+        if rest.strip():
+            yield parse_progress2(rest), rest
+
+
+def rsync_version(rsync: str | None = None) -> str | None:
+    """rsync's version string (e.g. "3.5.0") when it runs, else None."""
+    rsync = rsync or shutil.which("rsync")
+    if not rsync:
+        return None
+    try:
+        out = subprocess.run([rsync, "--version"], capture_output=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    match = re.search(rb"rsync\s+version\s+v?(\S+)", out)
+    return match[1].decode("ascii", "replace") if match else None
+
+
+class RsyncEngine:
+    name = "rsync"
+
+    def __init__(self, rsync: str | None = None) -> None:
+        self._rsync = rsync
+
+    def executable(self) -> str | None:
+        return self._rsync or shutil.which("rsync")
+
+    def available(self) -> bool:
+        return rsync_version(self.executable()) is not None
+
+    def version(self) -> str | None:
+        return rsync_version(self.executable())
+
+    def start(self, src: str, dst: str, options: SyncOptions = SyncOptions(), *,
+              on_progress: ProgressCallback | None = None) -> SyncJob:
+        rsync = self.executable()
+        if rsync is None:
+            raise SyncError("rsync engine: rsync is not installed (not found on PATH)", exit_code=127)
+        return RsyncJob(build_argv(os.fspath(src), os.fspath(dst), options, rsync),
+                        os.fspath(src), os.fspath(dst), on_progress)._launch()
+
+
+class RsyncJob(SyncJob):
+    def __init__(self, argv: list[str], src: str, dst: str,
+                 on_progress: ProgressCallback | None) -> None:
+        super().__init__(on_progress)
+        self.argv = argv
+        self._src, self._dst = src, dst
+        try:
+            # A process group of its own, so cancel() reaches rsync's children.
+            self._proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                          stderr=subprocess.PIPE, start_new_session=True)
+        except OSError as exc:
+            raise SyncError(f"rsync engine: cannot run {argv[0]}: {exc.strerror}", exit_code=127) from exc
+        self.pid = self._proc.pid
+
+    def cancel(self) -> None:
+        super().cancel()
+        try:
+            os.killpg(self._proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
+    def _run(self) -> SyncResult:
+        stderr_chunks: list[bytes] = []
+        reader = threading.Thread(target=lambda: stderr_chunks.append(self._proc.stderr.read()),
+                                  daemon=True)
+        reader.start()
+        messages: list[str] = []
+        last: Progress | None = None
+        parser = Progress2Parser()
+        assert self._proc.stdout is not None
+        for chunk in iter(lambda: self._proc.stdout.read1(65536), b""):
+            for sample, record in parser.feed(chunk):
+                last = self._note(sample, record, messages) or last
+        for sample, record in parser.flush():
+            last = self._note(sample, record, messages) or last
+        exit_code = self._proc.wait()
+        reader.join()
+        if exit_code < 0:  # killed by a signal rsync did not handle
+            exit_code = 20 if self.cancelled else 128 - exit_code
+        errors = tuple(os.fsdecode(line) for line in b"".join(stderr_chunks).splitlines() if line)
+        return SyncResult(
+            engine="rsync", src=self._src, dst=self._dst, exit_code=exit_code,
+            files_transferred=last.files_transferred if last else 0,
+            files_deleted=sum(1 for m in messages if m.startswith("deleting ")),
+            files_skipped=sum(1 for m in messages if m.startswith("skipping non-regular file")),
+            bytes_transferred=last.bytes_done if last else 0,
+            errors=errors, messages=tuple(messages),
+            duration=time.monotonic() - self._started,
+        )
+
+    def _note(self, sample: Progress | None, record: bytes, messages: list[str]) -> Progress | None:
+        if sample is None:
+            messages.append(os.fsdecode(record))
+            return None
+        self._report(sample)
+        return sample
