@@ -61,8 +61,11 @@ def _partial(layer: OptionsLike) -> dict[str, Any]:
     partial = dict(layer)
     if "exclude" in partial and partial["exclude"] is None:
         partial["exclude"] = ()
-    SyncOptions(**{**SyncOptions().as_dict(), **partial})  # validate the layer on its own
-    return partial
+    # Validate the layer on its own, and keep the validated values: a
+    # one-shot iterable of patterns would be consumed here, and a caller's
+    # list must not be able to change the stored layer later.
+    checked = SyncOptions(**{**SyncOptions().as_dict(), **partial})
+    return {key: getattr(checked, key) for key in partial}
 
 
 def merge_options(*layers: OptionsLike) -> SyncOptions:
