@@ -1,5 +1,8 @@
 """The ``syncengine`` command (installed as the subpackage syncengine.cli)."""
 
-from .app import main
+from .app import app, main
+from .standin import rsync_command
 
-__all__ = ["main"]
+app.add_command(rsync_command)
+
+__all__ = ["app", "main"]

@@ -1,0 +1,154 @@
+"""``syncengine rsync ARGV...``: the native engine behind rsync's command
+line, for the argv the seed emits.  Only the seed's options are accepted;
+anything else is refused the way rsync refuses an unknown option (exit 1)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TextIO
+
+from .engines.base import Progress
+
+__all__ = ["StandinArgs", "UsageError", "Progress2Writer", "parse_argv", "run_standin"]
+
+# The letters the seed passes as -rlptgocAXH, and what each one means here.
+REQUIRED_LETTERS = "rlptgocAXH"
+
+
+class UsageError(Exception):
+    """A command line rsync would refuse: exit code 1."""
+
+
+@dataclass
+class StandinArgs:
+    sources: list[str] = field(default_factory=list)
+    dest: str = ""
+    delete: bool = False
+    excludes: list[str] = field(default_factory=list)
+    progress2: bool = False
+    letters: set[str] = field(default_factory=set)
+
+
+def parse_argv(argv: Sequence[str]) -> StandinArgs:
+    """Parse the seed's rsync argv; raise UsageError with rsync's wording."""
+    args = StandinArgs()
+    paths: list[str] = []
+    items = list(argv)
+    i = 0
+    only_paths = False
+    while i < len(items):
+        arg = items[i]
+        i += 1
+        if only_paths or arg == "-" or not arg.startswith("-"):
+            paths.append(arg)
+        elif arg == "--":
+            only_paths = True
+        elif arg == "--delete":
+            args.delete = True
+        elif arg.startswith("--exclude="):
+            args.excludes.append(arg[len("--exclude="):])
+        elif arg == "--exclude":
+            if i >= len(items):
+                raise UsageError("rsync: --exclude: missing argument")
+            args.excludes.append(items[i])
+            i += 1
+        elif arg == "--info=progress2":
+            args.progress2 = True
+        elif arg in ("--no-inc-recursive", "--no-i-r"):
+            pass  # the native engine always builds the whole list first
+        elif arg.startswith("--"):
+            raise UsageError(f"rsync: {arg.split('=', 1)[0]}: unknown option")
+        else:
+            letters = arg[1:]
+            if any(ch not in REQUIRED_LETTERS for ch in letters):
+                raise UsageError(f"rsync: {arg}: unknown option")
+            args.letters.update(letters)
+    missing = [ch for ch in REQUIRED_LETTERS if ch not in args.letters]
+    if args.delete and "r" not in args.letters:
+        raise UsageError("rsync: --delete does not work without --recursive (-r) or --dirs (-d).")
+    if missing:
+        raise UsageError("syncengine rsync: only -rlptgocAXH is supported; missing "
+                         + " ".join(f"-{ch}" for ch in missing))
+    if len(paths) < 2:
+        raise UsageError("syncengine rsync: need SRC [SRC]... DEST (listing mode is not supported)")
+    if any(":" in p.split("/", 1)[0] for p in paths if not p.startswith(("/", "."))):
+        raise UsageError("syncengine rsync: remote (HOST:PATH) transfers are not supported")
+    args.sources, args.dest = paths[:-1], paths[-1]
+    return args
+
+
+def _rate(bytes_per_sec: float) -> str:
+    rate, unit = bytes_per_sec / 1024, "kB/s"
+    for bigger in ("MB/s", "GB/s"):
+        if rate < 1024:
+            break
+        rate, unit = rate / 1024, bigger
+    return f"{rate:7.2f}{unit}"
+
+
+class Progress2Writer:
+    """Writes rsync's ``--info=progress2`` records: ``\\r``-terminated-free
+    lines ``"\\r%15s %3d%% %7.2f%s %s%s"``, a record per transferred file and
+    one at the end, then a newline."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.started = time.monotonic()
+        self.suffix_width = 0
+        self.last: Progress | None = None
+        self.last_xfr = 0
+
+    def record(self, sample: Progress) -> str:
+        total = sample.bytes_total or 0
+        pct = int(sample.bytes_done * 100 / total) if total else 0
+        elapsed = max(time.monotonic() - self.started, 1e-9)
+        secs = int(elapsed)
+        suffix = (f" (xfr#{sample.files_transferred}, "
+                  f"to-chk={sample.to_check or 0}/{sample.total_entries or 0})")
+        self.suffix_width = max(self.suffix_width, len(suffix))
+        return (f"\r{sample.bytes_done:15,} {pct:3d}% {_rate(sample.bytes_done / elapsed)} "
+                f"{secs // 3600:4d}:{secs // 60 % 60:02d}:{secs % 60:02d}"
+                f"{suffix.ljust(self.suffix_width)}")
+
+    def __call__(self, sample: Progress) -> None:
+        self.last = sample
+        if sample.files_transferred != self.last_xfr:
+            self.last_xfr = sample.files_transferred
+            self.stream.write(self.record(sample))
+            self.stream.flush()
+
+    def finish(self) -> None:
+        if self.last is not None:
+            self.stream.write(self.record(self.last) + "\n")
+            self.stream.flush()
+
+
+def run_standin(argv: Sequence[str], stdout: TextIO = sys.stdout, stderr: TextIO = sys.stderr) -> int:
+    """Run the native engine on an rsync argv; returns rsync's exit code."""
+    try:
+        args = parse_argv(argv)
+    except UsageError as exc:
+        stderr.write(f"{exc}\nrsync error: syntax or usage error (code 1)\n")
+        return 1
+    from .engines.native import NativeEngine
+    from .options import SyncOptions
+
+    def out(line: str) -> None:
+        stdout.write(line + "\n")
+        stdout.flush()
+
+    def err(line: str) -> None:
+        stderr.write(line + "\n")
+        stderr.flush()
+
+    writer = Progress2Writer(stdout) if args.progress2 else None
+    job = NativeEngine().start(args.sources, args.dest,
+                               SyncOptions(delete=args.delete, exclude=tuple(args.excludes)),
+                               on_progress=writer, out=out, err=err)
+    result = job.result()
+    if writer is not None and result.exit_code in (0, 23, 24):
+        writer.finish()
+    return result.exit_code
