@@ -252,14 +252,22 @@ class Backups:
 
     def _check_plan(self, plan: list[tuple[str, str, SyncOptions]], dst_root: str) -> None:
         """Refuse before any hook or sync runs, so bad input changes nothing:
-        every source must be a directory and the destination root must exist."""
+        every source must be a directory, the destination root must exist,
+        and no file may stand where a destination directory goes (else
+        makedirs would fail half-way, after the pre hook)."""
         if not os.path.isdir(dst_root):
             raise SyncError(f"destination root {dst_root} does not exist or is not a directory",
                             exit_code=3)
-        for src, _dst, _opts in plan:
+        for src, dst, _opts in plan:
             if not os.path.isdir(src):
                 what = "does not exist" if not os.path.lexists(src) else "is not a directory"
                 raise SyncError(f"source {src} {what}", exit_code=23)
+            path = posixpath.normpath(dst)
+            while _strictly_under(path, dst_root):
+                if os.path.lexists(path) and not os.path.isdir(path):
+                    raise SyncError(f"destination {path} exists and is not a directory",
+                                    exit_code=3)
+                path = posixpath.dirname(path)
 
     async def _run_plan(self, plan: list[tuple[str, str, SyncOptions]],
                         on_progress: ProgressCallback | None) -> list[SyncResult]:
