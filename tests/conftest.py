@@ -127,3 +127,21 @@ def env_without_rsync(tmp_path: Path) -> dict[str, str]:
     env["PATH"] = str(bindir)
     env.pop("SYNCENGINE_ENGINE", None)
     return env
+
+
+@pytest.fixture
+def immutable_file():
+    """Make a file immutable (chattr +i) so that even root's rsync fails to
+    replace it; undone at teardown."""
+    made = []
+
+    def make(path: Path) -> None:
+        if shutil.which("chattr") is None:
+            pytest.skip("chattr is not installed")
+        if subprocess.run(["chattr", "+i", "--", str(path)], capture_output=True).returncode:
+            pytest.skip("this filesystem or container does not allow chattr +i")
+        made.append(path)
+
+    yield make
+    for path in made:
+        subprocess.run(["chattr", "-i", "--", str(path)], capture_output=True)

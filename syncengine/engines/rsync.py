@@ -20,8 +20,11 @@ __all__ = ["RsyncEngine", "build_argv", "parse_progress2", "Progress2Parser", "r
 RSYNC_FLAGS = ("-rlptgocAXH", "--info=progress2", "--no-inc-recursive")
 
 # One progress2 record: "      5,000,000  99%  592.14MB/s    0:00:00 (xfr#1, to-chk=900/932)"
+# rsync picks its digit-group separator from the locale's decimal point
+# ("5.000.000" and "592,14MB/s" where the decimal point is a comma), so both
+# separators are accepted.
 _PROGRESS2 = re.compile(
-    rb"^\s*(?P<bytes>[\d,]+)\s+(?P<pct>\d+)%\s+(?P<rate>[\d.]+[kMGT]?B/s|\?+)\s+"
+    rb"^\s*(?P<bytes>\d[\d,.]*)\s+(?P<pct>\d+)%\s+(?P<rate>[\d.,]+[kMGT]?B/s|\?+)\s+"
     rb"(?P<eta>\d+:\d\d:\d\d|\?\?:\?\?:\?\?)"
     rb"(?:\s+\((?:xfr#(?P<xfr>\d+), )?(?:to-chk|ir-chk)=(?P<left>\d+)/(?P<total>\d+)\))?\s*$"
 )
@@ -47,7 +50,7 @@ def parse_progress2(record: bytes) -> Progress | None:
         return None
     left, total = match["left"], match["total"]
     return Progress(
-        bytes_done=int(match["bytes"].replace(b",", b"")),
+        bytes_done=int(re.sub(rb"\D", b"", match["bytes"])),
         bytes_total=None,
         percent=float(match["pct"]),
         files_transferred=int(match["xfr"] or 0),
