@@ -70,11 +70,13 @@ def output_options(f: Callable) -> Callable:
 
 
 def roots_options(f: Callable) -> Callable:
+    # Existence and type are checked in the command body (_require_dir), so a
+    # bad root gets the same one-line error as every other bad input.
     f = click.option("--backup-root", required=True, envvar="SYNCENGINE_BACKUP_ROOT",
-                     show_envvar=True, type=click.Path(file_okay=False, path_type=str),
+                     show_envvar=True, type=click.Path(path_type=str),
                      help="Where backups live (volumes under <root>/volumes/).")(f)
     f = click.option("--volumes-root", required=True, envvar="SYNCENGINE_VOLUMES_ROOT",
-                     show_envvar=True, type=click.Path(file_okay=False, path_type=str),
+                     show_envvar=True, type=click.Path(path_type=str),
                      help="The directory whose subdirectories are the volumes.")(f)
     return f
 
@@ -95,11 +97,40 @@ def _layout(volumes_root: str, backup_root: str) -> Layout:
     return Layout(volumes_root=os.path.abspath(volumes_root), backup_root=os.path.abspath(backup_root))
 
 
+def _require_dir(path: str, what: str) -> None:
+    """Bad input is a usage error (exit 2), caught before anything runs."""
+    if not os.path.lexists(path):
+        raise CommandFailed(f"{what} {path} does not exist", USAGE_ERROR)
+    if not os.path.isdir(path):
+        raise CommandFailed(f"{what} {path} is not a directory", USAGE_ERROR)
+
+
+def _require_dir_destination(path: str, root: str) -> None:
+    """``path`` (under the existing dir ``root``) and every parent up to
+    ``root`` must be a directory or not exist yet."""
+    path = os.path.normpath(path)
+    while path != root and os.path.commonpath([path, root]) == root:
+        if os.path.lexists(path) and not os.path.isdir(path):
+            raise CommandFailed(f"destination {path} exists and is not a directory", USAGE_ERROR)
+        path = os.path.dirname(path)
+
+
 def _list_volumes(root: str, what: str) -> list[str]:
-    if not os.path.isdir(root):
-        raise CommandFailed(f"{what} {root} does not exist or is not a directory", 3)
+    _require_dir(root, what)
     return sorted(entry.name for entry in os.scandir(root)
                   if entry.is_dir(follow_symlinks=False))
+
+
+def _check_volumes(volumes: tuple[str, ...], src_root: str, where: str, dst_root: str,
+                   dst_of: Callable[[str], str]) -> None:
+    """Every named volume is a valid name with a source directory, and its
+    destination is not blocked by a file."""
+    for volume in volumes:
+        check_volume_name(volume)
+        if not os.path.isdir(os.path.join(src_root, volume)):
+            raise CommandFailed(f"unknown volume {volume!r}: no directory "
+                                f"{os.path.join(src_root, volume)} {where}", USAGE_ERROR)
+        _require_dir_destination(dst_of(volume), dst_root)
 
 
 def _facade(volumes: tuple[str, ...], layout: Layout, engine: str | None, excludes: tuple[str, ...],
@@ -153,7 +184,11 @@ def backup(volumes: tuple[str, ...], volumes_root: str, backup_root: str, exclud
     def body() -> int:
         started = time.monotonic()
         layout = _layout(volumes_root, backup_root)
+        _require_dir(layout.volumes_root, "volumes root")
+        _require_dir(layout.backup_root, "backup root")
         names = volumes or tuple(_list_volumes(layout.volumes_root, "volumes root"))
+        _check_volumes(names, layout.volumes_root, "in the volumes root", layout.backup_root,
+                       layout.volume_backup_path)
         backups = _facade(names, layout, engine, excludes, not no_delete)
         display = ProgressDisplay(enabled=progress)
         try:
@@ -186,8 +221,11 @@ def restore(volumes: tuple[str, ...], volumes_root: str, backup_root: str, exclu
     def body() -> int:
         started = time.monotonic()
         layout = _layout(volumes_root, backup_root)
-        names = volumes or tuple(_list_volumes(os.path.join(layout.backup_root, "volumes"),
-                                               "backup volumes directory"))
+        _require_dir(layout.volumes_root, "volumes root")
+        _require_dir(layout.backup_root, "backup root")
+        in_backup = os.path.join(layout.backup_root, "volumes")
+        names = volumes or tuple(_list_volumes(in_backup, "backup volumes directory"))
+        _check_volumes(names, in_backup, "in the backup", layout.volumes_root, layout.volume_path)
         backups = _facade(names, layout, engine, excludes, not no_delete)
         display = ProgressDisplay(enabled=progress)
         try:
@@ -233,14 +271,30 @@ def sync_command(src: str, dst: str, excludes: tuple[str, ...], delete: bool, en
         started = time.monotonic()
         if not src or not dst:
             raise ValueError("SRC and DST must not be empty")
+        # Bad input is refused before rsync runs (one line, exit 2, nothing changed).
+        if not os.path.lexists(src):
+            raise CommandFailed(f"source {src} does not exist", USAGE_ERROR)
+        src_is_dir = os.path.isdir(src) and (src.endswith("/") or not os.path.islink(src))
+        if src_is_dir and os.path.lexists(dst) and not os.path.isdir(dst):
+            raise CommandFailed(f"destination {dst} exists and is not a directory", USAGE_ERROR)
+        parent = os.path.dirname(dst.rstrip("/")) or "."
+        if not os.path.lexists(dst) and not os.path.isdir(parent):
+            raise CommandFailed(f"destination's parent directory {parent} does not exist",
+                                USAGE_ERROR)
         options = SyncOptions(delete=delete, exclude=excludes)
         display = ProgressDisplay(enabled=progress)
         try:
-            result = start_sync(src, dst, options, engine=engine, on_progress=display).result()
+            # A relative path that starts with "-" must not reach rsync as an option.
+            result = start_sync(_not_an_option(src), _not_an_option(dst), options, engine=engine,
+                                on_progress=display).result()
         finally:
             display.end()
         return _report("sync", [result], started, json_out)
     run_guarded(body, json_out)
+
+
+def _not_an_option(path: str) -> str:
+    return "./" + path if path.startswith("-") else path
 
 
 @app.command()

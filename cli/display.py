@@ -23,9 +23,11 @@ def human_bytes(n: float) -> str:
 class ProgressDisplay:
     """A one-line live display on a terminal: percent, bytes, rate, label."""
 
-    def __init__(self, stream: TextIO = sys.stderr, enabled: bool | None = None) -> None:
-        self.stream = stream
-        self.enabled = stream.isatty() if enabled is None else enabled
+    def __init__(self, stream: TextIO | None = None, enabled: bool | None = None) -> None:
+        # Looked up at call time, not import time: click's CliRunner and
+        # contextlib.redirect_stderr swap sys.stderr after this module loads.
+        self.stream = stream if stream is not None else sys.stderr
+        self.enabled = self.stream.isatty() if enabled is None else enabled
         self.label = ""
         self._start = time.monotonic()
         self._width = 0
@@ -62,6 +64,7 @@ def summary_line(verb: str, results: list[SyncResult], duration: float) -> str:
             f"{human_bytes(size)} in {duration:.2f} s (engine: {engines})")
 
 
-def emit_json(obj: dict[str, Any], stream: TextIO = sys.stdout) -> None:
+def emit_json(obj: dict[str, Any], stream: TextIO | None = None) -> None:
+    stream = stream if stream is not None else sys.stdout  # at call time (see ProgressDisplay)
     stream.write(json.dumps(obj, ensure_ascii=False, default=str) + "\n")
     stream.flush()
