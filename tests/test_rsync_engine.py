@@ -490,3 +490,38 @@ def test_rsync_marker_skips_or_fails_without_rsync(tmp_path, require, outcome):
         assert proc.returncode == 1, out
         assert "2 error" in out
         assert "SYNCENGINE_REQUIRE_RSYNC=1" in out
+
+
+@pytest.mark.rsync
+def test_a_failing_progress_callback_stops_rsync_and_surfaces(tmp_path, throttled_rsync):
+    # At 300 kB/s this rsync would run for 10 s; the job must not leave it
+    # running (nobody reads its output any more) once it has failed.
+    build_tree(tmp_path / "src", [{"path": "big", "size": 3_000_000, "seed": 4}])
+
+    def explode(sample):
+        raise RuntimeError("display broke")
+
+    job = RsyncEngine(rsync=throttled_rsync(300)).start(
+        f"{tmp_path}/src/", f"{tmp_path}/dst", SyncOptions(), on_progress=explode)
+    with pytest.raises(RuntimeError, match="display broke"):
+        job.wait(timeout=10)
+    deadline = time.monotonic() + 2
+    while _running_in_group(job.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _running_in_group(job.pid) == [], "rsync was left running"
+    assert not (tmp_path / "dst" / "big").exists()
+
+
+@pytest.mark.rsync
+def test_skipped_specials_are_counted_from_rsyncs_messages(tmp_path):
+    t = 1_600_000_000_000_000_000
+    build_tree(tmp_path / "src", [{"path": ".", "mtime_ns": t},
+                                  {"path": "f", "content": "x", "mtime_ns": t},
+                                  {"path": "pipe", "type": "fifo", "mtime_ns": t},
+                                  {"path": "sock", "type": "socket", "mtime_ns": t}])
+    result = sync(f"{tmp_path}/src/", f"{tmp_path}/dst", engine="rsync")
+    assert result.exit_code == 0
+    assert result.files_skipped == 2
+    assert sorted(m for m in result.messages if "skipping" in m) == [
+        'skipping non-regular file "pipe"', 'skipping non-regular file "sock"']
+    assert sorted(os.listdir(tmp_path / "dst")) == ["f"]

@@ -134,8 +134,13 @@ class RsyncJob(SyncJob):
 
     def cancel(self) -> None:
         super().cancel()
+        self._signal_group(signal.SIGTERM)
+
+    def _signal_group(self, sig: int) -> None:
+        if self._proc.returncode is not None:
+            return  # reaped: its process group id may belong to someone else by now
         try:
-            os.killpg(self._proc.pid, signal.SIGTERM)
+            os.killpg(self._proc.pid, sig)
         except ProcessLookupError:
             pass
 
@@ -148,13 +153,23 @@ class RsyncJob(SyncJob):
         last: Progress | None = None
         parser = Progress2Parser()
         assert self._proc.stdout is not None
-        for chunk in iter(lambda: self._proc.stdout.read1(65536), b""):
-            for sample, record in parser.feed(chunk):
+        try:
+            for chunk in iter(lambda: self._proc.stdout.read1(65536), b""):
+                for sample, record in parser.feed(chunk):
+                    last = self._note(sample, record, messages) or last
+            for sample, record in parser.flush():
                 last = self._note(sample, record, messages) or last
-        for sample, record in parser.flush():
-            last = self._note(sample, record, messages) or last
+        except BaseException:
+            # E.g. an on_progress callback raised: nobody drains rsync's
+            # stdout any more, so it would block forever. Stop it first.
+            self._signal_group(signal.SIGKILL)
+            self._proc.wait()
+            raise
+        finally:
+            self._proc.stdout.close()
         exit_code = self._proc.wait()
         reader.join()
+        self._proc.stderr.close()
         if exit_code < 0:  # killed by a signal rsync did not handle
             exit_code = 20 if self.cancelled else 128 - exit_code
         errors = tuple(os.fsdecode(line) for line in b"".join(stderr_chunks).splitlines() if line)
