@@ -532,6 +532,7 @@ def _mutate(root: str) -> None:
 
 
 @pytest.mark.rsync
+@pytest.mark.skipif(os.geteuid() != 0, reason="kitchen_sink needs root (owners, trusted.*, devices)")
 def test_backup_and_restore_match_a_direct_rsync_attribute_by_attribute(tmp_path):
     vols, bk, direct = tmp_path / "volumes", tmp_path / "backup", tmp_path / "direct"
     bk.mkdir()

@@ -81,11 +81,9 @@ def _direct(src: str, dst: str, *extra: str) -> None:
     assert proc.returncode == 0, proc.stderr
 
 
-pytestmark = pytest.mark.rsync
-
-
 # -- backup ---------------------------------------------------------------------------------
 
+@pytest.mark.rsync
 def test_backup_of_the_sample_volumes_equals_a_direct_rsync(sample, tmp_path):
     vols, bk = sample
     result = invoke("backup", "--volumes-root", str(vols), "--backup-root", str(bk),
@@ -102,6 +100,7 @@ def test_backup_of_the_sample_volumes_equals_a_direct_rsync(sample, tmp_path):
     assert os.readlink(bk / "volumes" / "main" / "latest") == os.readlink(vols / "main" / "latest")
 
 
+@pytest.mark.rsync
 def test_backup_named_volumes_with_exclude_and_no_delete(sample):
     vols, bk = sample
     result = invoke("backup", "config", "--volumes-root", str(vols), "--backup-root", str(bk),
@@ -122,6 +121,7 @@ def test_backup_named_volumes_with_exclude_and_no_delete(sample):
     assert not (bk / "volumes" / "config" / "old-only-in-backup").exists()  # --delete default
 
 
+@pytest.mark.rsync
 def test_roots_come_from_the_environment(sample):
     vols, bk = sample
     result = invoke("backup", "main", env={"SYNCENGINE_VOLUMES_ROOT": str(vols),
@@ -132,6 +132,7 @@ def test_roots_come_from_the_environment(sample):
 
 # -- restore --------------------------------------------------------------------------------
 
+@pytest.mark.rsync
 def test_restore_brings_every_volume_back_and_prints_the_data_version(sample):
     vols, bk = sample
     original = {name: snapshot(vols / name) for name in ("main", "config")}
@@ -149,6 +150,7 @@ def test_restore_brings_every_volume_back_and_prints_the_data_version(sample):
         assert_same_tree(vols / name, original[name])
 
 
+@pytest.mark.rsync
 def test_restore_of_one_volume_without_a_data_version(sample):
     vols, bk = sample
     assert invoke("backup", "--volumes-root", str(vols), "--backup-root", str(bk)).exit_code == 0
@@ -163,6 +165,7 @@ def test_restore_of_one_volume_without_a_data_version(sample):
 
 # -- sync -----------------------------------------------------------------------------------
 
+@pytest.mark.rsync
 def test_sync_one_tree_equals_a_direct_rsync(sample, tmp_path):
     vols, _ = sample
     (tmp_path / "out").mkdir()
@@ -175,6 +178,7 @@ def test_sync_one_tree_equals_a_direct_rsync(sample, tmp_path):
     assert not (tmp_path / "out" / "stray").exists()
 
 
+@pytest.mark.rsync
 def test_sync_without_trailing_slash_copies_the_directory_itself(sample, tmp_path):
     vols, _ = sample
     (tmp_path / "out").mkdir()
@@ -185,6 +189,7 @@ def test_sync_without_trailing_slash_copies_the_directory_itself(sample, tmp_pat
     assert_same_tree(tmp_path / "out" / "main", vols / "main")
 
 
+@pytest.mark.rsync
 def test_sync_to_a_relative_path_starting_with_a_dash(sample, tmp_path, monkeypatch):
     vols, _ = sample
     monkeypatch.chdir(tmp_path)
@@ -229,6 +234,7 @@ def test_engine_env_sets_the_default(monkeypatch):
 
 # -- --json and progress --------------------------------------------------------------------
 
+@pytest.mark.rsync
 def test_backup_json_summary(sample):
     vols, bk = sample
     result = invoke("backup", "--volumes-root", str(vols), "--backup-root", str(bk),
@@ -247,6 +253,7 @@ def test_backup_json_summary(sample):
     assert all(s["engine"] == "rsync" and s["exit_code"] == 0 for s in summary["syncs"])
 
 
+@pytest.mark.rsync
 def test_restore_and_sync_json_summaries(sample, tmp_path):
     vols, bk = sample
     invoke("backup", "--volumes-root", str(vols), "--backup-root", str(bk), "--data-version", "9")
@@ -267,6 +274,7 @@ def test_a_refused_command_with_json_still_writes_a_summary(sample):
     assert summary["exit_code"] == 2 and "nope" in summary["error"]
 
 
+@pytest.mark.rsync
 def test_progress_display_only_when_asked_or_on_a_terminal(sample, tmp_path):
     vols, _ = sample
     quiet = invoke("sync", f"{vols}/main/", str(tmp_path / "a"))
@@ -280,6 +288,7 @@ def test_progress_display_only_when_asked_or_on_a_terminal(sample, tmp_path):
 
 # -- exit codes ------------------------------------------------------------------------------
 
+@pytest.mark.rsync
 def test_a_failed_sync_exits_with_rsyncs_code(sample, tmp_path, immutable_file):
     vols, _ = sample
     out = tmp_path / "out"
@@ -292,6 +301,7 @@ def test_a_failed_sync_exits_with_rsyncs_code(sample, tmp_path, immutable_file):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.rsync
 def test_a_failed_backup_exits_with_rsyncs_code_and_one_line(sample, immutable_file):
     vols, bk = sample
     (bk / "volumes" / "main").mkdir(parents=True)
@@ -430,6 +440,7 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(case, how, with_backup
 
 # -- as a subprocess ---------------------------------------------------------------------------
 
+@pytest.mark.rsync
 @pytest.mark.parametrize("how", ["script", "module"])
 def test_backup_and_restore_as_a_subprocess(how, sample):
     vols, bk = sample
