@@ -629,3 +629,22 @@ def test_a_real_rsync_failure_still_runs_post_backup_then_raises(tmp_path, log, 
     assert log == ["pre_backup", "post_backup"]
     assert not (bk / "dataVersion.txt").exists()
     assert not (bk / "volumes" / "config").exists()  # the run stopped at the failure
+
+
+@pytest.mark.rsync
+def test_progress_of_a_backup_reaches_the_callback(tmp_path):
+    vols, bk = tmp_path / "volumes", tmp_path / "backup"
+    build_tree(vols / "main", [{"path": "a", "size": 200_000, "seed": 1},
+                               {"path": "b", "size": 100_000, "seed": 2}])
+    build_tree(vols / "logs", [{"path": "c", "size": 50_000, "seed": 3}])
+    bk.mkdir()
+    samples = []
+    backups = Backups.of_volumes("main", "logs", layout=Layout(volumes_root=str(vols),
+                                                               backup_root=str(bk)),
+                                 engine="rsync")
+    results = backups.create_backup(RecordingEffects(), on_progress=samples.append)
+    assert [r.bytes_transferred for r in results] == [300_000, 50_000]
+    assert [r.files_transferred for r in results] == [2, 1]
+    # Each sync reports its own samples; the last of each run is complete.
+    finals = [s for s in samples if s.to_check == 0]
+    assert {s.bytes_done for s in finals} == {300_000, 50_000}

@@ -525,3 +525,16 @@ def test_skipped_specials_are_counted_from_rsyncs_messages(tmp_path):
     assert sorted(m for m in result.messages if "skipping" in m) == [
         'skipping non-regular file "pipe"', 'skipping non-regular file "sock"']
     assert sorted(os.listdir(tmp_path / "dst")) == ["f"]
+
+
+@pytest.mark.rsync
+def test_sync_takes_a_partial_options_mapping(tmp_path):
+    build_tree(tmp_path / "src", [{"path": "a.txt", "content": "a"},
+                                  {"path": "b.tmp", "content": "b"}])
+    (tmp_path / "dst").mkdir()
+    (tmp_path / "dst" / "old").write_text("kept: delete is off")
+    sync(f"{tmp_path}/src/", f"{tmp_path}/dst", {"exclude": ["*.tmp"], "delete": False},
+         engine="rsync")
+    assert sorted(os.listdir(tmp_path / "dst")) == ["a.txt", "old"]
+    sync(f"{tmp_path}/src/", f"{tmp_path}/dst", {"exclude": ["*.tmp"]}, engine="rsync")
+    assert sorted(os.listdir(tmp_path / "dst")) == ["a.txt"]  # delete defaults to True
