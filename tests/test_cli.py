@@ -299,6 +299,11 @@ def test_a_failed_sync_exits_with_rsyncs_code(sample, tmp_path, immutable_file):
     assert result.exit_code == 23
     assert "Operation not permitted" in result.stderr  # rsync's own message is shown
     assert "Traceback" not in result.stderr
+    as_json = invoke("sync", f"{vols}/main/", str(out), "--json")
+    assert as_json.exit_code == 23
+    summary = json.loads(as_json.stdout)
+    assert summary["exit_code"] == 23 and summary["syncs"][0]["exit_code"] == 23
+    assert any("Operation not permitted" in e for e in summary["syncs"][0]["errors"])
 
 
 @pytest.mark.rsync
@@ -311,6 +316,10 @@ def test_a_failed_backup_exits_with_rsyncs_code_and_one_line(sample, immutable_f
     assert result.exit_code == 23
     line = one_error_line(result.stderr)
     assert "exit code 23" in line and "Operation not permitted" in line
+    as_json = invoke("backup", "main", "--volumes-root", str(vols), "--backup-root", str(bk),
+                     "--json")
+    assert as_json.exit_code == 23
+    assert json.loads(as_json.stdout)["exit_code"] == 23
 
 
 def test_missing_rsync_is_one_clear_line(sample, tmp_path):
