@@ -1,0 +1,404 @@
+"""Hypothesis strategies: source trees, destination pre-states, exclude lists,
+and whole :class:`~tests.equivalence.harness.Case` objects.
+
+A tree is a dict ``{relative path (bytes, b"" = the root): entry}`` whose
+entries are ``fixtures.treespec`` entries without their ``path``; a hard
+link is ``{"link": other path}``.  :func:`to_spec` places a tree under a
+prefix of the work dir.  Every entry carries its owner and an mtime in the
+past with nanoseconds, so two builds are identical and nothing in a result
+depends on the clock (rsync-semantics §10).
+
+What the generators cover (issue 4, "equivalence suite"):
+
+- entry types: files (empty too), dirs, symlinks (relative, absolute,
+  dangling, to dirs, to the parent), fifos, sockets; hard-link groups,
+  some spanning dirs;
+- modes incl. suid/sgid/sticky and 000; named and unnamed owners and
+  groups; times with random nanoseconds; user.* and trusted.* xattrs with
+  binary and empty values; access ACLs with named entries (group:: apart
+  from mask::) and default ACLs;
+- names with spaces, glob characters, newlines, tabs, backslashes, leading
+  dots and dashes, ``+ ``/``!`` prefixes, non-UTF-8 bytes, a long name;
+- destination pre-states: missing, empty, an earlier copy with drift, an
+  unrelated tree (see :func:`dest_trees`);
+- exclude lists built from the names in play (see :func:`exclude_lists`);
+- both trailing-slash forms of SRC, DST with and without a slash, with and
+  without ``--delete``.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from hypothesis import strategies as st
+
+from .harness import NOBODY, Case
+
+Tree = dict[bytes, dict[str, Any]]
+
+NAME_POOL = [
+    b"a", b"b", b"c", b"dir", b"sub", b"f.txt", b"x.o", b"with space", b"*", b"[ab]", b"?",
+    b"new\nline", b".hidden", b"-dash", b"--rf", b"caf\xe9", b"\xff\xfe", b"uni\xc3\xa9",
+    b"trail.", b"back\\slash", b"b\\#012", b"+ plus", b"- minus", b"!bang", b"tab\tx",
+    b"long" * 62,
+]
+
+FILE_MODES = [0o644, 0o600, 0o755, 0o640, 0o444, 0o000, 0o4755, 0o2755, 0o6711, 0o1644, 0o777,
+              0o7777, 0o2640]
+DIR_MODES = [0o755, 0o700, 0o775, 0o000, 0o555, 0o711, 0o1777, 0o2775, 0o3755, 0o7777]
+# root, daemon, bin, nobody (named); 1234, 54321 (unnamed)
+UIDS = [0, 1, 2, NOBODY, 1234, 54321]
+# root, daemon, users, nogroup (named); 4321, 54321 (unnamed)
+GIDS = [0, 1, 100, NOBODY, 4321, 54321]
+# As nobody, most of the tree is nobody's own, so that it can work at all.
+UIDS_NOBODY = [NOBODY, NOBODY, NOBODY, 0, 1234]
+GIDS_NOBODY = [NOBODY, NOBODY, NOBODY, 0, 100, 4321]
+
+USER_XATTRS = ["user.a", "user.b", "user.empty"]
+TRUSTED_XATTRS = ["trusted.t", "trusted.x"]
+
+KINDS = ["file", "file", "file", "file", "dir", "dir", "symlink", "symlink", "fifo", "socket"]
+
+
+def join(parent: bytes, name: bytes) -> bytes:
+    return parent + b"/" + name if parent else name
+
+
+def depth(path: bytes) -> int:
+    return path.count(b"/") + 1 if path else 0
+
+
+# -- leaves ---------------------------------------------------------------------------
+
+def _valid_name(name: bytes) -> bool:
+    return b"/" not in name and b"\0" not in name and name not in (b".", b"..")
+
+
+names = st.one_of(
+    st.sampled_from(NAME_POOL),
+    st.sampled_from(NAME_POOL),
+    st.sampled_from(NAME_POOL),
+    st.binary(min_size=1, max_size=6).filter(_valid_name),
+)
+
+mtimes = st.builds(
+    lambda s, ns: s * 1_000_000_000 + ns,
+    st.integers(1_000_000_000, 1_700_000_000),
+    st.one_of(st.just(0), st.just(999_999_999), st.integers(0, 999_999_999)),
+)
+
+contents = st.one_of(st.sampled_from([b"", b"x", b"hello\n", b"hello world\n"]),
+                     st.binary(max_size=48))
+
+_PERMS = ["---", "r--", "rw-", "r-x", "rwx", "-w-", "--x"]
+_ACL_USERS = [1, NOBODY, 1234]
+_ACL_GROUPS = [100, NOBODY, 4321]
+
+
+@st.composite
+def acl_texts(draw, *, default: bool = False) -> str:
+    """An ACL with at least one named entry (a minimal access ACL is just the
+    mode).  The builder's mode wins over user::, mask:: and other::, so
+    group:: stays independent of the mask, as in real trees."""
+    named = []
+    for uid in draw(st.lists(st.sampled_from(_ACL_USERS), max_size=2, unique=True)):
+        named.append(f"u:{uid}:{draw(st.sampled_from(_PERMS))}")
+    for gid in draw(st.lists(st.sampled_from(_ACL_GROUPS), max_size=2, unique=True)):
+        named.append(f"g:{gid}:{draw(st.sampled_from(_PERMS))}")
+    if not named and not default:
+        named.append(f"u:1234:{draw(st.sampled_from(_PERMS))}")
+    base = [f"u::{draw(st.sampled_from(_PERMS))}", f"g::{draw(st.sampled_from(_PERMS))}",
+            f"o::{draw(st.sampled_from(_PERMS))}"]
+    if named:
+        base.append(f"m::{draw(st.sampled_from(_PERMS))}")
+    return ",".join(base + named)
+
+
+@st.composite
+def xattr_dicts(draw, kind: str) -> dict[str, bytes]:
+    # Linux allows user.* only on regular files and dirs.
+    pool = TRUSTED_XATTRS + (USER_XATTRS if kind in ("file", "dir") else [])
+    keys = draw(st.lists(st.sampled_from(pool), max_size=3, unique=True))
+    return {k: b"" if k == "user.empty" else draw(st.binary(max_size=6)) for k in keys}
+
+
+@st.composite
+def attrs(draw, kind: str, nobody: bool = False) -> dict[str, Any]:
+    """Owner, mode, time, xattrs and ACLs for one entry of ``kind``."""
+    entry: dict[str, Any] = {
+        "uid": draw(st.sampled_from(UIDS_NOBODY if nobody else UIDS)),
+        "gid": draw(st.sampled_from(GIDS_NOBODY if nobody else GIDS)),
+        "mtime_ns": draw(mtimes),
+    }
+    if kind == "dir":
+        entry["mode"] = draw(st.one_of(st.sampled_from(DIR_MODES), st.integers(0, 0o7777)))
+    elif kind != "symlink":
+        entry["mode"] = draw(st.one_of(st.sampled_from(FILE_MODES), st.integers(0, 0o7777)))
+    if draw(st.integers(0, 3)) == 0:
+        xattrs = draw(xattr_dicts(kind))
+        if xattrs:
+            entry["xattrs"] = xattrs
+    if kind in ("file", "dir") and draw(st.integers(0, 4)) == 0:
+        entry["acl"] = draw(acl_texts())
+    if kind == "dir" and draw(st.integers(0, 4)) == 0:
+        entry["default_acl"] = draw(acl_texts(default=True))
+    return entry
+
+
+def _symlink_targets(tree: Tree, parent: bytes, prefix_depth: int) -> st.SearchStrategy[bytes]:
+    siblings = [p.rsplit(b"/", 1)[-1] for p in tree if p and p.rpartition(b"/")[0] == parent]
+    up = b"../" * (depth(parent) + prefix_depth)
+    return st.one_of(
+        st.sampled_from(siblings or [b"a"]),                   # relative, maybe to a dir
+        st.sampled_from([b"..", b".", b"../a", b"missing", b"dangling/x", b"with space",
+                         b"caf\xe9", b"*"]),
+        st.sampled_from([b"/etc/hostname", b"/nonexistent/x", b"/tmp", b"/"]),   # absolute
+        st.just(up + b"outside"),                              # out of the tree
+    )
+
+
+def _entry(draw, kind: str, tree: Tree, parent: bytes, prefix_depth: int,
+           nobody: bool) -> dict[str, Any]:
+    entry = {"type": kind, **draw(attrs(kind, nobody))}
+    if kind == "file":
+        entry["content"] = draw(contents)
+    elif kind == "symlink":
+        entry["target"] = draw(_symlink_targets(tree, parent, prefix_depth))
+    return entry
+
+
+# -- trees ----------------------------------------------------------------------------
+
+@st.composite
+def trees(draw, *, max_entries: int = 9, max_links: int = 3, prefix_depth: int = 1,
+          nobody: bool = False, extra_names: tuple[bytes, ...] = ()) -> Tree:
+    """A tree: a root dir, up to ``max_entries`` entries of every kind, and
+    up to ``max_links`` extra hard links to its files (anywhere in it)."""
+    name_st = st.one_of(names, st.sampled_from(extra_names)) if extra_names else names
+    tree: Tree = {b"": {"type": "dir", **draw(attrs("dir", nobody))}}
+    dirs = [b""]
+    for _ in range(draw(st.integers(0, max_entries))):
+        parent = draw(st.sampled_from(dirs))
+        path = join(parent, draw(name_st))
+        if path in tree or depth(path) > 4:
+            continue
+        kind = draw(st.sampled_from(KINDS))
+        tree[path] = _entry(draw, kind, tree, parent, prefix_depth, nobody)
+        if kind == "dir":
+            dirs.append(path)
+    files = [p for p, e in tree.items() if e.get("type") == "file"]
+    if files:
+        for _ in range(draw(st.integers(0, max_links))):
+            path = join(draw(st.sampled_from(dirs)), draw(name_st))
+            if path not in tree:
+                tree[path] = {"link": draw(st.sampled_from(files))}
+    return tree
+
+
+def to_spec(tree: Tree, prefix: bytes) -> list[dict[str, Any]]:
+    """The tree's entries as a treespec list under ``prefix`` of the work dir."""
+    spec = []
+    for rel, entry in tree.items():
+        e = copy.deepcopy(entry)
+        e["path"] = join(prefix, rel) if rel else prefix
+        if "link" in e:
+            e["link"] = join(prefix, e["link"])
+        spec.append(e)
+    return spec
+
+
+# -- destination pre-states ---------------------------------------------------------------
+
+def _remove(tree: Tree, path: bytes) -> None:
+    """Remove ``path`` and its subtree; hard links to a removed file become
+    copies of it (the first one keeps its attributes)."""
+    gone = {p for p in tree if p == path or p.startswith(path + b"/")}
+    for p in sorted(gone):
+        del_entry = tree.pop(p)
+        if "link" in del_entry:
+            continue
+        heirs = sorted(q for q, e in tree.items() if e.get("link") == p and q not in gone)
+        if heirs:
+            tree[heirs[0]] = del_entry
+            for q in heirs[1:]:
+                tree[q] = {"link": heirs[0]}
+
+
+def _changed_bytes(data: bytes, pos: int) -> bytes:
+    i = pos % len(data)
+    return data[:i] + bytes([data[i] ^ 0x5A]) + data[i + 1:]
+
+
+MUTATIONS = ["bytes", "bytes", "ns", "ns", "time", "mode", "owner", "xattrs", "acl", "extra",
+             "extra", "stray_link", "swap", "swap", "swap", "swap", "plant_symlink", "remove"]
+
+
+@st.composite
+def drift(draw, tree: Tree, *, prefix_depth: int, nobody: bool,
+          protect_names: tuple[bytes, ...]) -> Tree:
+    """An earlier copy of ``tree`` with random drift."""
+    tree = copy.deepcopy(tree)
+    name_st = st.one_of(names, st.sampled_from(protect_names)) if protect_names else names
+    for _ in range(draw(st.integers(0, 8))):
+        op = draw(st.sampled_from(MUTATIONS))
+        real = sorted(p for p, e in tree.items() if "link" not in e)
+        path = draw(st.sampled_from(real))
+        entry = tree[path]
+        kind = entry["type"]
+        dirs = sorted(p for p, e in tree.items() if e.get("type") == "dir")
+        if op == "bytes" and kind == "file" and entry["content"]:
+            # Same size and mtime, other bytes: only -c notices.
+            entry["content"] = _changed_bytes(entry["content"], draw(st.integers(0, 63)))
+        elif op == "ns":
+            # The same second, other nanoseconds (rsync-semantics §10).
+            sec = entry["mtime_ns"] // 1_000_000_000
+            entry["mtime_ns"] = sec * 1_000_000_000 + draw(st.integers(0, 999_999_999))
+        elif op == "time":
+            entry["mtime_ns"] = draw(mtimes)
+        elif op in ("mode", "owner", "xattrs", "acl"):
+            fresh = draw(attrs(kind, nobody))
+            keys = {"mode": ["mode"], "owner": ["uid", "gid"], "xattrs": ["xattrs"],
+                    "acl": ["acl", "default_acl"]}[op]
+            for key in keys:
+                if key in fresh:
+                    entry[key] = fresh[key]
+                else:
+                    entry.pop(key, None)
+        elif op == "extra":
+            parent = draw(st.sampled_from(dirs))
+            new = join(parent, draw(name_st))
+            if new not in tree and depth(new) <= 5:
+                new_kind = draw(st.sampled_from(KINDS))
+                tree[new] = _entry(draw, new_kind, tree, parent, prefix_depth, nobody)
+        elif op == "stray_link":
+            files = sorted(p for p, e in tree.items() if e.get("type") == "file")
+            if files:
+                target = draw(st.sampled_from(files))
+                if draw(st.booleans()):
+                    new = join(draw(st.sampled_from(dirs)), draw(name_st))
+                    if new not in tree:
+                        tree[new] = {"link": target}
+                else:
+                    victim = draw(st.sampled_from(files))
+                    if victim != target and not any(e.get("link") == victim for e in tree.values()):
+                        tree[victim] = {"link": target}
+        elif op in ("swap", "plant_symlink", "remove") and path:
+            parent = path.rpartition(b"/")[0]
+            _remove(tree, path)
+            if op == "remove":
+                continue
+            if op == "plant_symlink":
+                # A symlink where a dir (or anything) belongs: it must be
+                # replaced, never followed.
+                up = b"../" * (depth(parent) + prefix_depth)
+                target = draw(st.sampled_from([b".", b"..", up + b"outside", b"/tmp"]))
+                tree[path] = {"type": "symlink", "target": target, **draw(attrs("symlink", nobody))}
+                continue
+            new_kind = draw(st.sampled_from([k for k in ("file", "dir", "symlink", "fifo")
+                                             if k != kind]))
+            tree[path] = _entry(draw, new_kind, tree, parent, prefix_depth, nobody)
+            if new_kind == "dir" and draw(st.integers(0, 2)):
+                # A non-empty dir where a file was: only --delete may clear it.
+                child = join(path, draw(name_st))
+                tree[child] = _entry(draw, "file", tree, path, prefix_depth, nobody)
+    return tree
+
+
+@st.composite
+def dest_trees(draw, src: Tree, *, slash: bool, nobody: bool,
+               protect_names: tuple[bytes, ...]) -> Tree | None:
+    """DST before the run: missing (None), empty, an earlier copy with
+    drift, or an unrelated tree."""
+    state = draw(st.sampled_from(["missing", "empty", "copy", "copy", "copy", "copy",
+                                  "unrelated"]))
+    if state == "missing":
+        return None
+    root = {"type": "dir", **draw(attrs("dir", nobody))}
+    if nobody:
+        root["uid"] = NOBODY
+    if state == "empty":
+        return {b"": root}
+    if state == "unrelated":
+        return draw(trees(max_entries=6, max_links=1, nobody=nobody, extra_names=protect_names))
+    if slash:
+        copied = draw(drift(src, prefix_depth=1, nobody=nobody, protect_names=protect_names))
+        if nobody:
+            copied[b""]["uid"] = NOBODY
+        return copied
+    # SRC without a slash: the copy is DST/src; DST may hold other things.
+    inner = draw(drift(src, prefix_depth=2, nobody=nobody, protect_names=protect_names))
+    tree = {b"": root}
+    for rel, entry in inner.items():
+        if "link" in entry:
+            entry = {"link": join(b"src", entry["link"])}
+        tree[join(b"src", rel)] = entry
+    if draw(st.booleans()):
+        tree[b"sibling"] = _entry(draw, "file", tree, b"", 1, nobody)
+    return tree
+
+
+# -- exclude lists --------------------------------------------------------------------------
+
+def _forms(name: bytes, path: bytes) -> list[bytes]:
+    return [
+        name, name, b"/" + name, b"/src/" + name, name + b"/", b"/" + name + b"/",
+        b"*" + name[-1:], name[:1] + b"*", b"**/" + name, name + b"/**", name + b"/***",
+        b"*/" + name, b"?" * len(name), b"[" + name[:1] + b"]*", b"/*/" + name,
+        b"dir/" + name, path, b"/" + path, b"/src/" + path, b"*", b"**", b".*", b"*/",
+    ]
+
+
+@st.composite
+def exclude_lists(draw, paths: list[bytes]) -> list[bytes]:
+    """0-4 rules in rsync's --exclude syntax, about names that exist."""
+    rules = []
+    for _ in range(draw(st.integers(0, 4))):
+        if draw(st.integers(0, 19)) == 0:
+            rules.append(b"!")
+            continue
+        path = draw(st.sampled_from(paths)) if paths else draw(names)
+        name = path.rsplit(b"/", 1)[-1]
+        pattern = draw(st.sampled_from(_forms(name, path)))
+        prefix = draw(st.sampled_from([b"", b"", b"", b"- ", b"+ "]))
+        rules.append(prefix + pattern)
+    return rules
+
+
+def _literal_names(rules: list[bytes]) -> tuple[bytes, ...]:
+    """Names that the rules are about, so that destinations hold entries
+    that the rules protect."""
+    out = []
+    for rule in rules:
+        pattern = rule[2:] if rule[:2] in (b"- ", b"+ ") else rule
+        last = pattern.rstrip(b"/").rsplit(b"/", 1)[-1]
+        if last and _valid_name(last) and not any(c in last for c in b"*?["):
+            out.append(last)
+    return tuple(dict.fromkeys(out))
+
+
+# -- whole cases -------------------------------------------------------------------------------
+
+CANARY = [
+    {"path": "outside", "type": "dir", "mode": 0o755, "mtime_ns": 1_500_000_000_000_000_000},
+    {"path": "outside/keep", "content": b"must not change\n", "mode": 0o644,
+     "mtime_ns": 1_500_000_001_000_000_001},
+]
+
+
+@st.composite
+def cases(draw, *, nobody: bool = False) -> Case:
+    src = draw(trees(nobody=nobody))
+    src_paths = [p for p in src if p]
+    excludes = draw(exclude_lists(src_paths + [b"src"]))
+    slash = draw(st.booleans())
+    dst = draw(dest_trees(src, slash=slash, nobody=nobody,
+                          protect_names=_literal_names(excludes)))
+    root = {"path": ".", "mode": 0o755, "uid": NOBODY if nobody else 0, "gid": 0,
+            "mtime_ns": 1_500_000_000_500_000_000}
+    spec = [root, *copy.deepcopy(CANARY), *to_spec(src, b"src")]
+    if dst is not None:
+        spec += to_spec(dst, b"dst")
+    dest = b"dst/" if draw(st.booleans()) else b"dst"
+    return Case(spec=spec, sources=[b"src/" if slash else b"src"], dest=dest,
+                delete=draw(st.booleans()), excludes=excludes, unprivileged=nobody)

@@ -1,0 +1,55 @@
+"""The equivalence suite: the native engine against the real rsync.
+
+Each example draws a whole work dir (a source tree, a destination pre-state,
+an ``outside`` canary), an exclude list, the trailing-slash forms and
+``--delete`` or not (``strategies.cases``); builds it twice; runs
+``rsync -rlptgocAXH [--delete] [--exclude=P]... --no-inc-recursive SRC DST``
+on one copy and the native engine on the other; and compares exit codes,
+messages and full snapshots, and checks that the sources did not change
+(``harness.check``).  A failure shrinks to a minimal tree; the falsifying
+``Case`` is valid Python to paste into ``test_regressions.py``.
+
+Running it::
+
+    python -m pytest tests/equivalence -q             # CI: 300 examples as root
+                                                      # plus a share as nobody
+    SYNCENGINE_EQUIV_EXAMPLES=1000 python -m pytest tests/equivalence
+    HYPOTHESIS_PROFILE=thorough python -m pytest tests/equivalence   # 5000 examples
+    SYNCENGINE_EQUIV_SEED=1234 python -m pytest tests/equivalence    # rerun a seed
+
+The seed of each run is random and printed in pytest's header; failing
+examples are also kept in ``.hypothesis/`` and replayed first next time.
+``SYNCENGINE_EQUIV_RSYNC_TIMEOUT`` (seconds, default 8) bounds each rsync
+run: rsync 3.5.0 can deadlock with ``-H`` (rsync-semantics §11).
+
+The unprivileged share (``test_equivalence_as_nobody``) runs both engines
+as nobody through ``setpriv``; see ``unprivileged.py`` for how it finds a
+Python that nobody can execute, and the skip reason when there is none.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from hypothesis import given, seed, settings
+
+from .conftest import PROFILE, SEED
+from .harness import check
+from .strategies import cases
+
+pytestmark = [pytest.mark.rsync, pytest.mark.skipif(os.geteuid() != 0, reason="needs root")]
+
+
+@seed(SEED)
+@settings(PROFILE)
+@given(case=cases())
+def test_equivalence(case, workbase):
+    check(case, workbase)
+
+
+@seed(SEED)
+@settings(PROFILE, max_examples=max(20, PROFILE.max_examples // 6))
+@given(case=cases(nobody=True))
+def test_equivalence_as_nobody(case, nobody_base):
+    check(case, nobody_base)
