@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from .filters import FilterRules
+from .messages import locale_codec, rsync_escape
 from .meta import MetaContext, apply_meta, read_src_meta
 from .transfer import copy_data, open_temp, same_content, temp_name, unlink_quietly
 
@@ -124,11 +125,14 @@ class TreeSync:
         self.dest = os.fsencode(dest)
         self.delete = delete
         self.rules = rules
-        self.out, self.err = out, err
+        # Lines go out as rsync prints them: names escaped (messages.py).
+        codec = locale_codec()
+        self.out = lambda line: out(rsync_escape(line, codec))
+        self.err = lambda line: err(rsync_escape(line, codec))
         self.on_progress = on_progress
         self.cancel_event = cancel or threading.Event()
         self.stats = Stats()
-        self.meta = MetaContext(errors=err)
+        self.meta = MetaContext(errors=err)  # meta escapes its own lines
         self.partial = False         # rsync's io_error: ends in exit 23
         self.scan_error = False      # a source dir could not be read: no deletions
         self.vanished = False

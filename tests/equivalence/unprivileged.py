@@ -119,8 +119,9 @@ def run_native_as_nobody(sources: list[bytes], dest: bytes, delete: bool, exclud
                "dest": dest.hex(), "delete": delete, "excludes": [p.hex() for p in excludes]}
     proc = subprocess.run([*_SETPRIV, env.python, "-s", "-E", env.runner],
                           input=json.dumps(request).encode(), capture_output=True, cwd=cwd,
-                          timeout=120, env={"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8",
-                                            "PYTHONDONTWRITEBYTECODE": "1"})
+                          timeout=120,
+                          # The locale as rsync gets it: it decides how names are escaped.
+                          env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1"))
     if proc.returncode != 0:
         raise AssertionError("the native engine crashed as nobody:\n"
                              + proc.stderr.decode(errors="replace"))
