@@ -56,6 +56,8 @@ class NativeJob(SyncJob):
             self._err(str(exc))
             self._err("rsync error: syntax or usage error (code 1)")
             return self._result(src_text, 1, None)
+        for warning in rules.warnings:
+            self._err(warning)
         tree = TreeSync(self._sources, self._dst, delete=self._options.delete, rules=rules,
                         out=self._out, err=self._err, on_progress=self._on_stats,
                         cancel=self._cancelled)
