@@ -1,0 +1,450 @@
+"""Entry attributes for the native engine, as ``rsync -rlptgocAXH`` sets them.
+
+``read_src_meta`` captures what a destination entry must end up with
+(:class:`SrcMeta`); ``apply_meta`` brings one destination entry there,
+changing only what differs, in rsync's order (set_file_attrs):
+lchown -> xattrs -> mtime -> ACLs -> chmod.  When nothing differs no call
+that changes anything is made, so the ctime stays as it was.
+
+Errors never raise: they become rsync's message lines (``ctx.errors``) and
+set ``ctx.had_error``, which the walker turns into exit code 23.  rsync's
+generator/receiver split shows in those lines, so it is kept: an entry the
+walker created by a transfer (a new regular file, the temp file) gets one
+"receiver" pass; any other entry gets a "generator" pass without xattrs and,
+only if its xattrs differ, a "receiver" pass that sets them and retries the
+rest (so, as in rsync, a failing ACL is reported twice then).
+
+Itemize letters: ``apply_meta``/``itemize_meta`` return the 7 itemize
+columns 4..10 (``ITEMIZE_ATTRS = "tpoguax"``), each the letter when that
+attribute differs, else ``.``; ``u`` is always ``.``.  A new entry gives
+``"+++++++"``.  The walker prefixes ``YXcs``.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from dataclasses import dataclass, field
+from typing import Callable
+
+from . import acl as _acl
+from .acl import ACCESS, DEFAULT, TYPE_NAMES, Acl, access_differs, access_to_set
+from .xattrs import (ACL_ACCESS_XATTR, ACL_DEFAULT_XATTR, NO_XATTR_ERRNOS, Node,
+                     read_xattrs, receiver_keeps, sender_keeps, xattr_changes)
+
+__all__ = ["SrcMeta", "MetaContext", "read_src_meta", "apply_meta", "itemize_meta",
+           "ITEMIZE_ATTRS", "UNCHANGED", "NEW", "rsync_escape"]
+
+ITEMIZE_ATTRS = "tpoguax"
+UNCHANGED = "......."
+NEW = "+++++++"
+_NS = 1_000_000_000
+_PERMS = 0o7777
+
+
+@dataclass(slots=True)
+class SrcMeta:
+    """What the destination entry must end up with."""
+
+    mode: int                     # full st_mode: type bits and 07777
+    uid: int
+    gid: int
+    mtime_ns: int
+    xattrs: dict[bytes, bytes] = field(default_factory=dict)  # all but system.*
+    acl_access: Acl | None = None   # None: no extended access ACL
+    acl_default: Acl | None = None  # dirs only; None: no default ACL
+
+
+class MetaContext:
+    """Per-run state: who we are, which filesystems lack xattrs, and where
+    error lines go.
+
+    ``errors(line)`` receives each rsync-style line (already escaped the
+    way rsync prints to stderr); without it the lines collect in
+    ``messages``.  ``dest_root`` is the destination root as an absolute
+    path (rsync's cwd), used to print full names; ``had_error`` means exit
+    23; ``src_io_error`` means a source entry could not be read, which in
+    rsync also disables --delete.
+    """
+
+    def __init__(self, errors: Callable[[str], None] | None = None, *,
+                 dest_root: bytes | str | None = None) -> None:
+        self.am_root = os.geteuid() == 0
+        # rsync's is_in_group(): the supplementary groups and the egid.
+        self.groups = frozenset(os.getgroups()) | {os.getegid()}
+        self.dest_root = None if dest_root is None else os.fsencode(dest_root)
+        self.errors = errors
+        self.messages: list[str] = []
+        self.had_error = False
+        self.src_io_error = False
+        self._no_xattr_devs: set[int] = set()
+
+    def may_set_gid(self, gid: int) -> bool:
+        """-g as non-root: only to a group the caller is in (rsync skips the
+        others silently, leaving the default group)."""
+        return self.am_root or gid in self.groups
+
+    def report(self, role: str, what: str, err: OSError) -> None:
+        code = err.errno or 0
+        line = "rsync: [%s] %s: %s (%d)" % (role, what, os.strerror(code), code)
+        self.had_error = True
+        line = rsync_escape(line)
+        if self.errors is not None:
+            self.errors(line)
+        else:
+            self.messages.append(line)
+
+    def full_name(self, rel: bytes) -> str:
+        """rsync's full_fname(): the quoted path below the destination root."""
+        if self.dest_root is None or rel.startswith(b"/"):
+            path = rel
+        else:
+            path = self.dest_root.rstrip(b"/") + b"/" + rel
+        return '"%s"' % os.fsdecode(path)
+
+    def list_xattr_names(self, node: Node, st: os.stat_result) -> list[bytes]:
+        """The entry's xattr names, [] on a filesystem without xattrs (then
+        remembered per device, so the next entries cost no syscall)."""
+        if st.st_dev in self._no_xattr_devs:
+            return []
+        try:
+            return node.listxattr()
+        except OSError as e:
+            if e.errno not in NO_XATTR_ERRNOS:
+                raise
+            if not node.is_link:  # some filesystems refuse only on symlinks
+                self._no_xattr_devs.add(st.st_dev)
+            return []
+
+
+def rsync_escape(line: str) -> str:
+    """What rsync's filtered_fwrite() prints: control bytes (but tab),
+    bytes >= 0x7f and a backslash that starts ``\\#ddd`` become ``\\#ooo``."""
+    raw = line.encode("utf-8", "surrogateescape")
+    out = bytearray()
+    for i, b in enumerate(raw):
+        if (b < 0x20 and b != 9) or b >= 0x7F or (
+                b == 0x5C and raw[i + 1:i + 2] == b"#" and raw[i + 2:i + 5].isdigit()
+                and len(raw[i + 2:i + 5]) == 3):
+            out += b"\\#%03o" % b
+        else:
+            out.append(b)
+    return out.decode("ascii")
+
+
+# -- reading ------------------------------------------------------------------
+def _node(mode: int, fd: int | None, dirfd: int, name: bytes) -> Node:
+    # A symlink is always addressed by name with the l* calls, never an fd.
+    is_link = stat.S_ISLNK(mode)
+    return Node(fd=None if is_link else fd, dirfd=dirfd, name=name, is_link=is_link)
+
+
+def read_src_meta(st: os.stat_result, *, fd: int | None, dirfd: int, name: bytes,
+                  ctx: MetaContext, path: bytes | None = None) -> SrcMeta | None:
+    """The attributes of a source entry (``st`` is its lstat).  Reads the
+    xattrs and ACLs through ``fd`` when given, else via ``dirfd``/``name``
+    without following a symlink.  One listxattr call when it has none.
+
+    On a read error it reports the line rsync's sender prints (``path`` is
+    the source path as rsync shows it, e.g. ``/abs/src/./f``), sets
+    ``ctx.src_io_error`` and returns None: rsync then leaves the entry out
+    of the transfer and skips deletions.
+    """
+    node = _node(st.st_mode, fd, dirfd, name)
+    shown = os.fsdecode(path if path is not None else name)
+    try:
+        try:
+            names = ctx.list_xattr_names(node, st)
+        except OSError as e:
+            return _source_failed(ctx, 'get_xattr_names: llistxattr("%s",1024) failed' % shown, e)
+        try:
+            xattrs = read_xattrs(node, names, sender_keeps)
+        except OSError as e:
+            return _source_failed(ctx, 'get_xattr_data: lgetxattr("%s","%s",0) failed' % (
+                shown, os.fsdecode(e.xattr_name)), e)
+        acls: dict[str, Acl | None] = {ACCESS: None, DEFAULT: None}
+        for kind, xname in ((ACCESS, ACL_ACCESS_XATTR), (DEFAULT, ACL_DEFAULT_XATTR)):
+            # Only a listed ACL xattr is worth a read; symlinks have none.
+            if xname in names and not node.is_link and (
+                    kind == ACCESS or stat.S_ISDIR(st.st_mode)):
+                try:
+                    acls[kind] = _acl.get_backend().read(node, kind)
+                except OSError as e:
+                    return _source_failed(ctx, "get_acl: xacl_get(%s, %s)" % (
+                        shown, TYPE_NAMES[kind]), e)
+    finally:
+        node.close()
+    return SrcMeta(st.st_mode, st.st_uid, st.st_gid, st.st_mtime_ns,
+                   xattrs, acls[ACCESS], acls[DEFAULT])
+
+
+def _source_failed(ctx: MetaContext, what: str, err: OSError) -> None:
+    ctx.report("sender", what, err)
+    ctx.src_io_error = True
+    return None
+
+
+@dataclass(slots=True)
+class _Dest:
+    """What the destination entry has now, as far as rsync compares it."""
+
+    st: os.stat_result
+    xattrs: dict[bytes, bytes] | None  # None: unreadable, left alone
+    acl_ok: bool                       # False: ACLs unreadable, left alone
+    acl_access: Acl | None = None
+    acl_default: Acl | None = None
+
+
+def _read_dest(ctx: MetaContext, node: Node, st: os.stat_result, role: str,
+               rel: bytes) -> _Dest:
+    dest = _Dest(st, None, False)
+    try:
+        names = ctx.list_xattr_names(node, st)
+    except OSError as e:
+        ctx.report(role, "get_xattr_names: llistxattr(%s,1024) failed" % ctx.full_name(rel), e)
+        return dest
+    try:
+        dest.xattrs = read_xattrs(node, names, lambda n: receiver_keeps(n, ctx.am_root))
+    except OSError as e:
+        ctx.report(role, 'get_xattr_data: lgetxattr(%s,"%s",0) failed' % (
+            ctx.full_name(rel), os.fsdecode(getattr(e, "xattr_name", b""))), e)
+    if node.is_link:
+        return dest
+    backend = _acl.get_backend()
+    for kind, xname in ((ACCESS, ACL_ACCESS_XATTR), (DEFAULT, ACL_DEFAULT_XATTR)):
+        if xname in names and (kind == ACCESS or stat.S_ISDIR(st.st_mode)):
+            try:
+                acl = backend.read(node, kind)
+            except OSError as e:
+                ctx.report(role, "get_acl: xacl_get(%s, %s)" % (
+                    os.fsdecode(rel), TYPE_NAMES[kind]), e)
+                return dest
+            setattr(dest, "acl_access" if kind == ACCESS else "acl_default", acl)
+    dest.acl_ok = True
+    return dest
+
+
+# -- comparing ------------------------------------------------------------------
+def _want_xattrs(ctx: MetaContext, src: SrcMeta) -> dict[bytes, bytes]:
+    return {n: v for n, v in src.xattrs.items() if receiver_keeps(n, ctx.am_root)}
+
+
+def _mtime_differs(have_ns: int, want_ns: int, exact: bool) -> bool:
+    # rsync compares whole seconds, and nanoseconds too only right after a
+    # transfer or checksum check of a regular file (spec §10).
+    if exact:
+        return have_ns != want_ns
+    return have_ns // _NS != want_ns // _NS
+
+
+def _letters(ctx: MetaContext, src: SrcMeta, dest: _Dest, seen: "_Seen | None" = None) -> str:
+    """The itemize columns.  ``seen``: what rsync's stat buffer holds after
+    its generator pass (see _Seen); None compares with the entry as it was."""
+    st = dest.st
+    uid, gid, mode = (st.st_uid, st.st_gid, st.st_mode) if seen is None else \
+        (seen.uid, seen.gid, seen.mode)
+    is_link = stat.S_ISLNK(src.mode)
+    acl_access = not is_link and dest.acl_ok and access_differs(src.acl_access, dest.acl_access)
+    acl_default = (not is_link and dest.acl_ok and stat.S_ISDIR(st.st_mode)
+                   and src.acl_default != dest.acl_default)
+    flags = (
+        _mtime_differs(st.st_mtime_ns, src.mtime_ns, False),
+        not is_link and mode & _PERMS != src.mode & _PERMS,
+        ctx.am_root and uid != src.uid,
+        gid != src.gid and ctx.may_set_gid(src.gid),
+        False,
+        acl_access or acl_default,
+        dest.xattrs is not None and _want_xattrs(ctx, src) != dest.xattrs,
+    )
+    return "".join(c if f else "." for c, f in zip(ITEMIZE_ATTRS, flags))
+
+
+@dataclass(slots=True)
+class _Seen:
+    """rsync's view of the entry after set_file_attrs(), which it itemizes
+    for files and symlinks (dirs and transfers are itemized before): a
+    chown re-stats when setuid/setgid was on (so `o`/`g` vanish and `p`
+    may appear), and a written access ACL stands for the new rwx bits."""
+
+    uid: int
+    gid: int
+    mode: int
+
+
+def itemize_meta(ctx: MetaContext, src: SrcMeta, dst_st: os.stat_result | None = None, *,
+                 dirfd: int, name: bytes, fd: int | None = None) -> str:
+    """The itemize columns "tpoguax" for ``src`` against the destination
+    entry as it is, changing nothing.  For a transfer the walker calls this
+    on the old destination file before the temp file replaces it."""
+    node = _node(src.mode, fd, dirfd, name)
+    try:
+        if dst_st is None:
+            dst_st = node.lstat()
+        return _letters(ctx, src, _read_dest(ctx, node, dst_st, "generator", name))
+    except OSError:
+        return UNCHANGED
+    finally:
+        node.close()
+
+
+# -- applying -------------------------------------------------------------------
+def apply_meta(ctx: MetaContext, src: SrcMeta | None, dst_st: os.stat_result | None, *,
+               dirfd: int, name: bytes, fd: int | None = None, exact_time: bool,
+               is_new: bool, path: bytes | None = None) -> str:
+    """Bring the destination entry ``name`` in ``dirfd`` (already of the
+    right type; ``fd`` an ordinary open fd of it, if the caller has one) to
+    ``src``'s owner, group, xattrs, mtime, ACLs and mode.
+
+    ``dst_st``: its current lstat (None: read it).  ``exact_time``: compare
+    mtimes to the nanosecond (after a transfer or checksum check of a
+    regular file).  ``is_new``: the caller just created it; a new regular
+    file is a transfer's temp file.  ``path``: the entry's path below the
+    destination root as rsync prints it (for a transfer, the temp file's),
+    default ``name``.  Returns the itemize columns (see the module doc).
+    ``src`` None (its source could not be read) leaves the entry alone.
+    """
+    if src is None:
+        return UNCHANGED
+    node = _node(src.mode, fd, dirfd, name)
+    rel = path if path is not None else name
+    transfer = is_new and stat.S_ISREG(src.mode)
+    role = "receiver" if transfer else "generator"
+    try:
+        if dst_st is None:
+            try:
+                dst_st = node.lstat()
+            except OSError as e:
+                ctx.report(role, "stat %s failed" % ctx.full_name(rel), e)
+                return UNCHANGED
+        dest = _read_dest(ctx, node, dst_st, role, rel)
+        if transfer:
+            _set_attrs(ctx, node, src, dest, "receiver", True, exact_time, rel)
+            return NEW
+        letters = _letters(ctx, src, dest)
+        seen = _set_attrs(ctx, node, src, dest, "generator", False, exact_time, rel)
+        if not stat.S_ISDIR(src.mode):
+            letters = _letters(ctx, src, dest, seen)
+        if letters[6] == "x":
+            # rsync's receiver sets the xattrs and redoes set_file_attrs.
+            try:
+                st = node.lstat()
+            except OSError as e:
+                ctx.report("receiver", "stat %s failed" % ctx.full_name(rel), e)
+            else:
+                dest = _read_dest(ctx, node, st, "receiver", rel)
+                _set_attrs(ctx, node, src, dest, "receiver", True, exact_time, rel)
+        return NEW if is_new else letters
+    finally:
+        node.close()
+
+
+def _set_attrs(ctx: MetaContext, node: Node, src: SrcMeta, dest: _Dest, role: str,
+               with_xattrs: bool, exact_time: bool, rel: bytes) -> _Seen:
+    """One set_file_attrs(): only what differs, in rsync's order.  A failed
+    chown or utime ends the pass, as in rsync."""
+    st = dest.st
+    seen = _Seen(st.st_uid, st.st_gid, st.st_mode)
+    # 1. owner and group
+    uid = src.uid if ctx.am_root and st.st_uid != src.uid else -1
+    gid = src.gid if st.st_gid != src.gid and ctx.may_set_gid(src.gid) else -1
+    if uid != -1 or gid != -1:
+        try:
+            node.chown(uid, gid)
+        except OSError as e:
+            ctx.report(role, "%s %s failed" % ("chown" if uid != -1 else "chgrp",
+                                               ctx.full_name(rel)), e)
+            return seen
+        # chown clears setuid/setgid and security.capability: look again.
+        dest = _read_dest(ctx, node, _restat(node, st), role, rel)
+        st = dest.st
+        if seen.mode & (stat.S_ISUID | stat.S_ISGID):
+            seen = _Seen(st.st_uid, st.st_gid, st.st_mode)
+    # 2. xattrs
+    xattrs_changed = False
+    if with_xattrs and dest.xattrs is not None:
+        xattrs_changed = _set_xattrs(ctx, node, src, dest.xattrs, role, rel)
+    # 3. mtime (the atime is written back as it was, like rsync).  After a
+    # successful xattr change rsync writes the mtime even if it is equal.
+    if xattrs_changed or _mtime_differs(st.st_mtime_ns, src.mtime_ns, exact_time):
+        try:
+            node.utime(st.st_atime_ns, src.mtime_ns)
+        except OSError as e:
+            ctx.report(role, "failed to set times on %s" % ctx.full_name(rel), e)
+            return seen
+    if node.is_link:
+        return seen  # symlinks get no ACL and no chmod
+    # 4. ACLs; writing the access ACL also writes the rwx bits
+    if dest.acl_ok:
+        st, written = _set_acls(ctx, node, src, dest, st, role, rel)
+        if written:  # rsync's stat buffer takes the rwx bits the ACL wrote
+            seen.mode = (seen.mode & ~0o777) | (src.mode & 0o777)
+    # 5. mode
+    if st.st_mode & _PERMS != src.mode & _PERMS:
+        try:
+            node.chmod(src.mode & _PERMS)
+        except OSError as e:
+            ctx.report(role, "failed to set permissions on %s" % ctx.full_name(rel), e)
+    return seen
+
+
+def _set_xattrs(ctx: MetaContext, node: Node, src: SrcMeta, have: dict[bytes, bytes],
+                role: str, rel: bytes) -> bool:
+    """rsync_xal_set(): set what differs, then remove the extra names.
+    Returns whether anything was changed."""
+    sets, removes = xattr_changes(_want_xattrs(ctx, src), have)
+    call = "l" if node.is_link else "f"
+    changed = False
+    for n, v in sets:
+        try:
+            node.setxattr(n, v)
+            changed = True
+        except OSError as e:
+            ctx.report(role, 'rsync_xal_set: %ssetxattr(%s,"%s") failed' % (
+                call, ctx.full_name(rel), os.fsdecode(n)), e)
+    for n in removes:
+        try:
+            node.removexattr(n)
+            changed = True
+        except OSError as e:
+            if e.errno != errno.ENODATA:
+                ctx.report(role, 'rsync_xal_set: %sremovexattr(%s,"%s") failed' % (
+                    call, ctx.full_name(rel), os.fsdecode(n)), e)
+    return changed
+
+
+def _restat(node: Node, st: os.stat_result) -> os.stat_result:
+    """The entry's stat now; ``st`` if it cannot be had (the next call on
+    the entry will fail and be reported)."""
+    try:
+        return node.lstat()
+    except OSError:
+        return st
+
+
+def _set_acls(ctx: MetaContext, node: Node, src: SrcMeta, dest: _Dest,
+              st: os.stat_result, role: str, rel: bytes) -> tuple[os.stat_result, bool]:
+    """Returns the entry's stat afterwards and whether the access ACL (and
+    with it the rwx bits) was written."""
+    backend = _acl.get_backend()
+    shown = os.fsdecode(rel)
+    written = False
+    if access_differs(src.acl_access, dest.acl_access):
+        try:
+            backend.write(node, ACCESS, access_to_set(src.acl_access, src.mode, st.st_mode))
+        except OSError as e:
+            # rsync gives up on the default ACL too when this fails.
+            ctx.report(role, "set_acl: xacl_set(%s, %s)" % (shown, TYPE_NAMES[ACCESS]), e)
+            return st, False
+        st, written = _restat(node, st), True
+    if stat.S_ISDIR(st.st_mode) and src.acl_default != dest.acl_default:
+        try:
+            if src.acl_default is None:
+                backend.delete_default(node)
+            else:
+                backend.write(node, DEFAULT, src.acl_default)
+        except OSError as e:
+            what = ("set_acl: sys_acl_delete_def_file(%s)" % shown if src.acl_default is None
+                    else "set_acl: xacl_set(%s, %s)" % (shown, TYPE_NAMES[DEFAULT]))
+            ctx.report(role, what, e)
+    return st, written
