@@ -55,13 +55,13 @@ class NativeJob(SyncJob):
         except ValueError as exc:
             self._err(str(exc))
             self._err("rsync error: syntax or usage error (code 1)")
-            return self._result(src_text, 1, None)
+            return self._make_result(src_text, 1, None)
         for warning in rules.warnings:
             self._err(warning)
         tree = TreeSync(self._sources, self._dst, delete=self._options.delete, rules=rules,
                         out=self._out, err=self._err, on_progress=self._on_stats,
                         cancel=self._cancelled)
-        return self._result(src_text, tree.run(), tree.stats)
+        return self._make_result(src_text, tree.run(), tree.stats)
 
     def _on_stats(self, stats) -> None:
         if stats.bytes_total:
@@ -74,7 +74,7 @@ class NativeJob(SyncJob):
             to_check=stats.entries_total - stats.entries_done, total_entries=stats.entries_total,
             current=os.fsdecode(stats.current)))
 
-    def _result(self, src_text: str, exit_code: int, stats) -> SyncResult:
+    def _make_result(self, src_text: str, exit_code: int, stats) -> SyncResult:
         return SyncResult(
             engine="python", src=src_text, dst=self._dst, exit_code=exit_code,
             files_transferred=stats.files_transferred if stats else 0,
