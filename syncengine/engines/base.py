@@ -11,7 +11,7 @@ import itertools
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 from ..options import SyncOptions
@@ -179,7 +179,7 @@ class SyncJob:
     def _main(self) -> None:
         try:
             self._result = self._run()
-            if self._result.exit_code == 0:
+            if not is_failure(self._result.exit_code):
                 with self._lock:
                     self._percent = 100.0
         except BaseException as exc:  # handed to wait()

@@ -1,0 +1,152 @@
+"""``syncengine rsync ARGV``: the seed's rsync command line on the native
+engine, compared with what the real rsync says and does."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from syncengine.standin import UsageError, parse_argv
+from tests.conftest import rsync_path_or_skip
+from tests.snapshot import assert_same_tree
+
+SEED_FLAGS = ["-rlptgocAXH", "--info=progress2", "--no-inc-recursive"]
+SUFFIX = re.compile(r" at \S+\(\d+\) \[\w+=[\d.]+\]$")
+
+
+def run_rsync(*argv: str, cwd) -> subprocess.CompletedProcess:
+    """The real rsync, in its own session (rsync 3.5.0 can hang: spec §11)."""
+    return subprocess.run([rsync_path_or_skip(), *argv], capture_output=True, cwd=cwd,
+                          timeout=120, start_new_session=True)
+
+
+def standin(*argv: str | bytes, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "syncengine", "rsync", *argv],
+                          capture_output=True, cwd=cwd, timeout=120)
+
+
+def normalized(stderr: bytes) -> list[str]:
+    return [SUFFIX.sub("", line) for line in stderr.decode().splitlines()]
+
+
+@pytest.mark.parametrize("argv", [
+    ["-rlptgocAXH", "a", "b"],
+    ["-r", "-l", "-p", "-t", "-g", "-o", "-c", "-A", "-X", "-H", "a", "b"],
+    ["-rlpt", "-gocAXH", "a", "b"],
+    ["-HXAcogtplr", "a", "b"],
+])
+def test_flag_letters_may_be_grouped_any_way(argv):
+    args = parse_argv(argv)
+    assert args.sources == ["a"] and args.dest == "b"
+    assert args.letters == set("rlptgocAXH")
+
+
+def test_seed_argv_is_understood():
+    args = parse_argv(["--delete", "--exclude=*.tmp", "--exclude", "cache/", *SEED_FLAGS,
+                       "src/", "dst/"])
+    assert args.delete and args.progress2
+    assert args.excludes == ["*.tmp", "cache/"]
+    assert (args.sources, args.dest) == (["src/"], "dst/")
+
+
+def test_several_sources():
+    args = parse_argv(["-rlptgocAXH", "a", "b", "c", "dest"])
+    assert args.sources == ["a", "b", "c"] and args.dest == "dest"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--foo", "-rlptgocAXH", "a", "b"], "rsync: --foo: unknown option"),
+    (["-rlptgocAXHZ", "a", "b"], "rsync: -rlptgocAXHZ: unknown option"),
+    (["--compress-level=3", "-rlptgocAXH", "a", "b"], "rsync: --compress-level: unknown option"),
+    (["-rlptgocAXH", "--exclude"], "rsync: --exclude: missing argument"),
+    (["--delete", "-lptgocAXH", "a", "b"],
+     "rsync: --delete does not work without --recursive (-r) or --dirs (-d)."),
+])
+def test_refused_like_rsync(argv, message):
+    with pytest.raises(UsageError) as info:
+        parse_argv(argv)
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize("argv", [
+    ["-rlptgoc", "a", "b"],          # a subset would need other semantics
+    ["-rlptgocAXH", "a"],            # listing mode
+    ["-rlptgocAXH", "host:src", "b"],
+])
+def test_what_the_native_engine_cannot_honour_is_refused(argv):
+    with pytest.raises(UsageError):
+        parse_argv(argv)
+
+
+@pytest.mark.rsync
+@pytest.mark.parametrize("argv", [
+    ["--bogus", "-rlptgocAXH", "SRC", "DST"],
+    ["-rlptgocAXHq9", "SRC", "DST"],
+    ["-rlptgocAXH", "--exclude=- ", "SRC", "DST"],
+    ["-rlptgocAXH", "--exclude=+ ", "SRC", "DST"],
+])
+def test_usage_errors_match_rsync(tmp_path, argv):
+    (tmp_path / "SRC").mkdir()
+    real = run_rsync(*argv, cwd=tmp_path)
+    ours = standin(*argv, cwd=tmp_path)
+    assert ours.returncode == real.returncode == 1
+    assert normalized(ours.stderr)[0] == normalized(real.stderr)[0]
+    assert not (tmp_path / "DST").exists()
+
+
+@pytest.mark.rsync
+@pytest.mark.parametrize("src, dst, pre", [
+    ("src/", "dst", None),
+    ("src", "dst", None),
+    ("src/", "dst/", "dir"),
+    ("nope", "dst", None),
+    ("nope/", "dst", None),
+    ("src/", "miss/p/d", None),
+    ("src/f", "miss/x", None),
+    ("src", "file", "file"),
+])
+def test_runs_and_exit_codes_match_rsync(tmp_path, src, dst, pre):
+    for side in ("real", "ours"):
+        root = tmp_path / side
+        (root / "src" / "sub").mkdir(parents=True)
+        (root / "src" / "f").write_bytes(b"payload\n")
+        (root / "src" / "sub" / "g").write_bytes(b"x" * 5000)
+        os.symlink("f", root / "src" / "link")
+        for p in (root / "src" / "sub", root / "src"):
+            os.utime(p, ns=(1_600_000_000_123_456_789,) * 2)
+        if pre == "dir":
+            (root / "dst").mkdir()
+            (root / "dst" / "extra").write_bytes(b"to be deleted")
+        elif pre == "file":
+            (root / "file").write_bytes(b"a file")
+    argv = ["--delete", "--exclude=*.tmp", *SEED_FLAGS, src, dst]
+    real = run_rsync(*argv, cwd=tmp_path / "real")
+    ours = standin(*argv, cwd=tmp_path / "ours")
+    assert ours.returncode == real.returncode, ours.stderr
+    real_err = [l.replace(str(tmp_path / "real"), "ROOT") for l in normalized(real.stderr)]
+    ours_err = [l.replace(str(tmp_path / "ours"), "ROOT") for l in normalized(ours.stderr)]
+    assert ours_err == real_err
+    assert_same_tree(tmp_path / "real", tmp_path / "ours", root_mtime=False)
+
+
+@pytest.mark.rsync
+def test_progress2_final_record_counts_match_rsync(tmp_path):
+    for side in ("real", "ours"):
+        src = tmp_path / side / "src"
+        (src / "d").mkdir(parents=True)
+        for i in range(5):
+            (src / f"f{i}").write_bytes(os.urandom(1000 * (i + 1)))
+        os.symlink("f0", src / "l")
+    final = {}
+    for side, run in (("real", run_rsync), ("ours", standin)):
+        proc = run(*SEED_FLAGS, "src/", "dst", cwd=tmp_path / side)
+        assert proc.returncode == 0
+        text = proc.stdout.decode()
+        assert text.endswith("\n") and "\r" in text
+        last = text.rstrip("\n").split("\r")[-1]
+        final[side] = re.search(r"(\d[\d,]*)\s+(\d+)%.*\((xfr#\d+, to-chk=\d+/\d+)\)", last).groups()
+    assert final["ours"] == final["real"]
