@@ -54,12 +54,13 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 # -- helpers used by several test files ------------------------------------------------
 
-def run_rsync(*args: str | bytes | os.PathLike, timeout: float = 60) -> subprocess.CompletedProcess:
+def run_rsync(*args: str | bytes | os.PathLike, timeout: float = 60,
+              cwd: str | os.PathLike | None = None) -> subprocess.CompletedProcess:
     """Run the real rsync directly (the oracle), in its own session so that a
     timeout can kill its helper processes too."""
     argv = [rsync_path_or_skip(), *args]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=True)
+                            cwd=cwd, start_new_session=True)
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:

@@ -25,6 +25,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from syncengine.treesync.filters import MAX_PATTERN_LEN, FilterRules
+from tests.conftest import rsync_path_or_skip
 
 from .test_filters import SPEC_DIRS, SPEC_FILES, SPEC_TABLE
 
@@ -37,19 +38,9 @@ EXAMPLES = int(os.environ.get("SYNCENGINE_FILTER_EXAMPLES", 500))
 Tree = dict[bytes, "Tree | None"]
 
 
-def require_rsync() -> str:
-    """rsync's path; skip without it, fail if SYNCENGINE_REQUIRE_RSYNC=1."""
-    path = shutil.which("rsync")
-    if path is None:
-        if os.environ.get("SYNCENGINE_REQUIRE_RSYNC") == "1":
-            pytest.fail("rsync is not on PATH but SYNCENGINE_REQUIRE_RSYNC=1")
-        pytest.skip("rsync is not on PATH")
-    return path
-
-
 @pytest.fixture(scope="module")
 def rsync() -> str:
-    return require_rsync()
+    return rsync_path_or_skip()
 
 
 @pytest.fixture(scope="module")

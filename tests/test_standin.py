@@ -11,17 +11,11 @@ import sys
 import pytest
 
 from syncengine.standin import UsageError, parse_argv
-from tests.conftest import rsync_path_or_skip
+from tests.conftest import run_rsync
 from tests.snapshot import assert_same_tree
 
 SEED_FLAGS = ["-rlptgocAXH", "--info=progress2", "--no-inc-recursive"]
 SUFFIX = re.compile(r" at \S+\(\d+\) \[\w+=[\d.]+\]$")
-
-
-def run_rsync(*argv: str, cwd) -> subprocess.CompletedProcess:
-    """The real rsync, in its own session (rsync 3.5.0 can hang: spec §11)."""
-    return subprocess.run([rsync_path_or_skip(), *argv], capture_output=True, cwd=cwd,
-                          timeout=120, start_new_session=True)
 
 
 def standin(*argv: str | bytes, cwd=None) -> subprocess.CompletedProcess:

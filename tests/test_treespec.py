@@ -10,13 +10,13 @@ from __future__ import annotations
 import copy
 import os
 import shutil
-import signal
 import stat
 import subprocess
 
 import pytest
 
 from fixtures.treespec import build_tree, generated_content, load_spec, spec_names
+from tests.conftest import rsync_path_or_skip as require_rsync, run_rsync
 from tests.snapshot import assert_same_tree, diff_snapshots, snapshot
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (owners, trusted.*, devices)")
@@ -26,31 +26,6 @@ SPECIALS = {"fifo", "socket", "chardev", "blockdev"}
 
 
 # -- helpers ------------------------------------------------------------------
-
-def require_rsync() -> str:
-    """Path of rsync; skip when absent, fail when SYNCENGINE_REQUIRE_RSYNC=1."""
-    path = shutil.which("rsync")
-    if path is None:
-        if os.environ.get("SYNCENGINE_REQUIRE_RSYNC") == "1":
-            pytest.fail("rsync is not installed and SYNCENGINE_REQUIRE_RSYNC=1")
-        pytest.skip("rsync is not installed")
-    return path
-
-
-def run_rsync(*args: str | bytes | os.PathLike, timeout: float = 60) -> subprocess.CompletedProcess:
-    """Run rsync in its own session; on timeout kill the whole process group
-    (rsync's helpers keep the pipes open, see rsync-semantics §11)."""
-    argv = [require_rsync(), *args]
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        raise
-    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
-
 
 def _b(value) -> bytes:
     return value.encode() if isinstance(value, str) else bytes(value)
