@@ -2,16 +2,31 @@
 --no-inc-recursive SRC... DST`` would make it.
 
 Two passes over the source, both streaming directory by directory:
-1. ``_Census`` counts entries and bytes (progress totals, rsync's
-   single-item rule) and finds unreadable directories, which with
-   ``--no-inc-recursive`` suppress every deletion;
-2. ``TreeSync`` walks source and destination side by side: in each
-   directory it deletes extraneous entries (delete-during, reverse order),
-   then syncs non-directories, then recurses into subdirectories, and sets a
-   directory's attributes after its contents.
+
+1. ``_Census`` is rsync's sender building its file list: it counts entries
+   and bytes (progress totals, the single-item rule), reports what cannot
+   be read (unlistable dirs, entries whose attributes cannot be read: those
+   are left out), and notes for each hard-link group which member comes
+   last.  With ``--no-inc-recursive`` any such error suppresses every
+   deletion, so it must be known before the first one.
+2. ``TreeSync`` is rsync's generator and receiver: it walks source and
+   destination side by side in rsync's order (in each dir the non-dirs
+   sorted bytewise, then each subdir with its subtree).  A dir gets its
+   attributes when it is entered, then its extraneous entries are deleted
+   (delete-during, reverse order), then its contents are synced; its mtime
+   is put back (and, for a non-root user, its mode) once the contents are
+   done, as rsync's final touch-up pass does.
 
 Every destination operation is relative to a directory fd opened with
 O_NOFOLLOW, so a symlink swapped into the destination cannot redirect it.
+Only hard-link bookkeeping and the entries that failed are remembered;
+nothing else about the tree is held in memory.
+
+rsync's rules for a user other than root are kept too: ``-o`` is ignored,
+``-g`` only to groups the user is in (meta.py); a dir whose mode lacks some
+of ``u+rwx`` is given them while its contents are written and gets its mode
+back at the end only if it lacks ``u+w``; an entry to delete that is ours
+but lacks ``u+w`` gets it first.
 """
 
 from __future__ import annotations
@@ -25,16 +40,22 @@ from dataclasses import dataclass, field
 
 from .filters import FilterRules
 from .messages import locale_codec, rsync_escape
-from .meta import MetaContext, apply_meta, read_src_meta
+from .meta import MetaContext, SrcMeta, apply_meta, read_src_meta
 from .transfer import copy_data, open_temp, same_content, temp_name, unlink_quietly
 
 __all__ = ["Cancelled", "Stats", "TreeSync", "run_sync"]
 
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | getattr(os, "O_NOATIME", 0)
+_PATH_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_LIST_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+_NOATIME = getattr(os, "O_NOATIME", 0)
 
 # rsync's words for an entry type in "could not make way for new ...".
 _TYPE_WORDS = {stat.S_IFREG: "regular file", stat.S_IFDIR: "directory", stat.S_IFLNK: "symlink"}
+_SKIP_DIR = "*** Skipping any contents from this failed directory ***"
+# The final line rsync prints for a fatal exit code.
+_EXIT_LINES = {1: "syntax or usage error", 3: "errors selecting input/output files, dirs",
+               11: "error in file IO"}
 
 
 class Cancelled(Exception):
@@ -64,7 +85,7 @@ class Stats:
 
 
 def _join(rel: bytes, name: bytes) -> bytes:
-    return rel + b"/" + name if rel else name
+    return rel + b"/" + name if rel and rel != b"." else name
 
 
 def _strerror(exc: OSError) -> str:
@@ -72,25 +93,63 @@ def _strerror(exc: OSError) -> str:
 
 
 def _abs(path: bytes) -> str:
-    """A path as rsync's messages show it: absolute, as str."""
+    """A path as rsync's sender messages show it: absolute, as str."""
     return os.fsdecode(os.path.abspath(path))
 
 
-def _lstat_at(dirfd: int, name: bytes) -> os.stat_result | None:
+def _lstat_at(dirfd: int, name: bytes) -> tuple[os.stat_result | None, int]:
+    """lstat relative to a dir fd: (stat, 0), or (None, errno)."""
     try:
-        return os.stat(name, dir_fd=dirfd, follow_symlinks=False)
-    except FileNotFoundError:
-        return None
+        return os.stat(name, dir_fd=dirfd, follow_symlinks=False), 0
+    except OSError as exc:
+        return None, exc.errno or errno.EIO
+
+
+def _open_listable(name: bytes, dir_fd: int | None = None, follow: bool = False) -> int:
+    """Open a dir to read its entries as rsync 3.5 does: an O_PATH handle,
+    then "." inside it, so that listing needs search permission as well as
+    read permission."""
+    flags = _PATH_FLAGS & ~(0 if not follow else os.O_NOFOLLOW)
+    path_fd = os.open(name, flags, dir_fd=dir_fd)
+    try:
+        return os.open(b".", _LIST_FLAGS, dir_fd=path_fd)
+    finally:
+        os.close(path_fd)
+
+
+def _open_file(name: bytes, dir_fd: int) -> int:
+    """Open a regular file for reading; O_NOATIME only where it is allowed
+    (it needs ownership: EPERM otherwise)."""
+    if _NOATIME:
+        try:
+            return os.open(name, _FILE_FLAGS | _NOATIME, dir_fd=dir_fd)
+        except PermissionError as exc:
+            if exc.errno != errno.EPERM:
+                raise
+    return os.open(name, _FILE_FLAGS, dir_fd=dir_fd)
 
 
 def _list_names(dirfd: int) -> list[bytes]:
-    """Names in a directory (bytes), without opening it a second time."""
+    """Names in a directory (bytes), from an fd open for reading."""
     dup = os.dup(dirfd)
     try:
         with os.scandir(dup) as it:
             return [os.fsencode(entry.name) for entry in it]
     finally:
         os.close(dup)
+
+
+def _list_dest(dirfd: int) -> list[bytes]:
+    """Names in a destination dir given by an O_PATH fd."""
+    fd = os.open(b".", _LIST_FLAGS, dir_fd=dirfd)
+    try:
+        return _list_names(fd)
+    finally:
+        os.close(fd)
+
+
+def _chmod_at(dirfd: int, name: bytes, mode: int) -> None:
+    os.chmod(name, mode, dir_fd=dirfd, follow_symlinks=False)
 
 
 @dataclass
@@ -100,18 +159,82 @@ class _Source:
     arg: bytes
     parent: bytes          # the directory the top entry is looked up in
     name: bytes            # b"." for the contents form (SRC/)
-    rel: bytes             # its name for filters and messages ("" for SRC/)
+    rel: bytes             # its name for filters and messages (b"." for SRC/)
     st: os.stat_result | None = None
     entries: int = 0
     size: int = 0
-    unreadable: set[bytes] = field(default_factory=set)
+    # Found by the census (pass 1); only entries with errors are kept.
+    dropped: set[bytes] = field(default_factory=set)     # left out of the list
+    unlistable: set[bytes] = field(default_factory=set)  # dirs whose contents could not be read
+
+    @property
+    def contents_form(self) -> bool:
+        return self.name == b"."
+
+    def sender_path(self, rel: bytes) -> bytes:
+        """The path rsync's sender prints for an entry (before abspath)."""
+        if self.contents_form:
+            return self.arg.rstrip(b"/") + (b"" if rel == b"." else b"/" + rel)
+        return os.path.join(self.parent, rel)
+
+    def opendir_shown(self, rel: bytes) -> str:
+        """The path in rsync's sender "opendir ... failed" line: a SRC/ root
+        shows as "/abs/src/."."""
+        shown = _abs(self.sender_path(rel))
+        return shown + "/." if rel == b"." else shown
+
+    def meta_path(self, rel: bytes) -> bytes:
+        """The path in rsync's attribute-reading messages: below a SRC/ root
+        it keeps the "./" of rsync's file names."""
+        base = os.path.abspath(self.arg if self.contents_form else self.parent)
+        if self.contents_form:
+            return base + b"/." + (b"" if rel == b"." else b"/" + rel)
+        return base + b"/" + rel
 
 
 def _parse_source(arg: bytes) -> _Source:
     if arg.endswith(b"/") or arg == b"." or arg.endswith(b"/."):
-        return _Source(arg, arg, b".", b"")
+        return _Source(arg, arg, b".", b".")
     parent, name = os.path.split(arg)
     return _Source(arg, parent or b".", name, name)
+
+
+@dataclass
+class _Member:
+    """One member of a hard-link group, as rsync's hlink.c tracks it."""
+
+    rel: bytes
+    dst_path: tuple[bytes, ...]
+    src_shown: bytes       # the sender's path, for messages and a retry
+    prev: int              # F_HL_PREV: the member before it in the chain, -1 none
+    first: bool = False    # FLAG_HLINK_FIRST: done, and the others link to it
+    done: bool = False     # FLAG_HLINK_DONE
+    skip: bool = False     # FLAG_SKIP_HLINK: its transfer failed
+    last: bool = False     # FLAG_HLINK_LAST
+
+
+@dataclass
+class _LinkGroup:
+    """-H bookkeeping for one source inode, a model of rsync's hlink.c
+    without incremental recursion.  Members come in the walk's order; the
+    first is FIRST and the census knows the last.  A member whose previous
+    member is done is linked to the group's FIRST; otherwise it is synced
+    on its own, except that a missing one that is not the last waits.  A
+    member that gets written (or found identical) becomes FIRST and links
+    every member before it in the chain to itself."""
+
+    last: bytes                           # rel of the last member (census)
+    members: list[_Member] = field(default_factory=list)
+
+
+@dataclass
+class _DirFrame:
+    """A destination dir being filled: what its touch-up needs."""
+
+    dst_path: tuple[bytes, ...]
+    mode: int
+    mtime_ns: int
+    waiting_links: int = 0
 
 
 class TreeSync:
@@ -133,12 +256,17 @@ class TreeSync:
         self.cancel_event = cancel or threading.Event()
         self.stats = Stats()
         self.meta = MetaContext(errors=err)  # meta escapes its own lines
+        self.am_root = self.meta.am_root
+        self.uid = os.geteuid()
         self.partial = False         # rsync's io_error: ends in exit 23
-        self.scan_error = False      # a source dir could not be read: no deletions
+        self.scan_error = False      # the sender could not read something: no deletions
         self.vanished = False
         self._warned_no_delete = False
-        self._links: dict[tuple[int, int], tuple[bytes, ...]] = {}   # -H: leader's dest path
+        self._groups: dict[tuple[int, int], _LinkGroup] = {}  # -H, from the census on
+        self._late_touchups: list[_DirFrame] = []
         self._root_fd = -1
+        self._curr_dir = b""         # rsync's cwd on the receiving side (messages)
+        self._solo = False           # rsync's solo_file: one item onto a new name
 
     # -- entry point ------------------------------------------------------
     def run(self) -> int:
@@ -147,6 +275,9 @@ class TreeSync:
         except Fatal as fatal:
             for line in fatal.lines:
                 self.err(line)
+            if fatal.exit_code in _EXIT_LINES and not any(
+                    line.startswith("rsync error:") for line in fatal.lines):
+                self.err(f"rsync error: {_EXIT_LINES[fatal.exit_code]} (code {fatal.exit_code})")
             return fatal.exit_code
         except Cancelled:
             self.err("rsync error: received SIGINT, SIGTERM, or SIGHUP (code 20)")
@@ -157,8 +288,7 @@ class TreeSync:
             _Census(self, source).run()
         self.stats.entries_total = sum(s.entries for s in self.sources)
         self.stats.bytes_total = sum(s.size for s in self.sources)
-        if self.stats.entries_total:
-            self._transfer()
+        self._transfer()
         return self._exit_code()
 
     def _exit_code(self) -> int:
@@ -173,6 +303,11 @@ class TreeSync:
         return 0
 
     # -- where things go (rsync's get_local_name) ----------------------------
+    def _dest_arg_full(self) -> str:
+        """DST as rsync's receiver prints it: made absolute, slash kept."""
+        path = self.dest if self.dest.startswith(b"/") else os.getcwdb() + b"/" + self.dest
+        return os.fsdecode(path)
+
     def _transfer(self) -> None:
         sources = [s for s in self.sources if s.entries]
         total = self.stats.entries_total
@@ -182,84 +317,121 @@ class TreeSync:
             dst_st = None
         except OSError as exc:
             raise Fatal(3, f"ERROR: cannot stat destination {_abs(self.dest)}: {_strerror(exc)}")
+        if total == 0:
+            # Nothing to send: only a DST with a trailing slash is created.
+            if dst_st is None and self.dest.endswith(b"/"):
+                self._mkdir_dest()
+            return
         if dst_st is not None and not stat.S_ISDIR(dst_st.st_mode):
             if total > 1:
                 raise Fatal(3, "ERROR: destination must be a directory when copying more than 1 file")
             if stat.S_ISDIR(sources[0].st.st_mode):
                 raise Fatal(3, "ERROR: cannot overwrite non-directory with a directory")
         if dst_st is not None and stat.S_ISDIR(dst_st.st_mode):
-            self._into_dir(self.dest, sources, created=False)
+            self._into_dir(sources, "change_dir#1")
         elif total != 1 or self.dest.endswith(b"/"):
-            try:
-                os.mkdir(self.dest, 0o777)
-            except OSError as exc:
-                raise Fatal(11, f'rsync: [Receiver] mkdir "{_abs(self.dest)}" failed: '
-                                f"{_strerror(exc)}")
-            self._into_dir(self.dest, sources, created=True)
+            self._mkdir_dest()
+            self._into_dir(sources, "change_dir#2")
         else:
+            self._solo = True
             parent, name = os.path.split(self.dest)
             try:
-                parent_fd = os.open(parent or b".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                parent_fd = os.open(parent or b".", _PATH_FLAGS & ~os.O_NOFOLLOW)
+                os.close(os.open(b".", os.O_PATH | os.O_CLOEXEC, dir_fd=parent_fd))
             except OSError as exc:
                 raise Fatal(3, f'rsync: [Receiver] change_dir#3 "{_abs(parent or b".")}" failed: '
                                f"{_strerror(exc)}")
+            self._curr_dir = os.path.abspath(parent or b".")
+            self.meta.dest_root = self._curr_dir
             try:
                 self._root_fd = parent_fd
                 self._send_top(sources[0], parent_fd, name)
+                self._finish()
             finally:
                 os.close(parent_fd)
 
-    def _into_dir(self, path: bytes, sources: list[_Source], created: bool) -> None:
-        root_fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        self._root_fd = root_fd
+    def _mkdir_dest(self) -> None:
         try:
+            os.mkdir(self.dest, 0o777)
+        except OSError as exc:
+            raise Fatal(11, f'rsync: [Receiver] mkdir "{_abs(self.dest)}" failed: {_strerror(exc)}')
+
+    def _into_dir(self, sources: list[_Source], how: str) -> None:
+        try:
+            root_fd = os.open(self.dest, _PATH_FLAGS & ~os.O_NOFOLLOW)
+        except OSError as exc:
+            raise Fatal(3, f'rsync: [Receiver] {how} "{self._dest_arg_full()}" failed: '
+                           f"{_strerror(exc)}")
+        try:
+            try:  # rsync chdir()s into DST: that needs search permission
+                os.close(os.open(b".", os.O_PATH | os.O_CLOEXEC, dir_fd=root_fd))
+            except OSError as exc:
+                raise Fatal(3, f'rsync: [Receiver] {how} "{self._dest_arg_full()}" failed: '
+                               f"{_strerror(exc)}")
+            self._root_fd = root_fd
+            self._curr_dir = os.path.abspath(self.dest)
+            self.meta.dest_root = self._curr_dir
             for source in sources:
-                if source.name == b".":
-                    self._sync_root_contents(source, root_fd)
+                if source.contents_form:
+                    self._send_root_contents(source, root_fd)
                 else:
                     self._send_top(source, root_fd, source.name)
+            self._finish()
         finally:
             os.close(root_fd)
 
     def _send_top(self, source: _Source, dst_parent: int, dst_name: bytes) -> None:
-        src_parent = os.open(source.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        src_parent = os.open(source.parent, _PATH_FLAGS & ~os.O_NOFOLLOW)
         try:
-            self._entry(src_parent, source.name if source.name != b"." else b".", source.st,
-                        dst_parent, dst_name, source.rel or b".", (dst_name,), source)
+            self._entry(src_parent, source.name, source.st, dst_parent, dst_name, source.rel,
+                        (dst_name,), source)
         finally:
             os.close(src_parent)
 
-    def _sync_root_contents(self, source: _Source, dst_fd: int) -> None:
-        """SRC/ into an existing dir: its contents, then its attributes."""
+    def _send_root_contents(self, source: _Source, dst_fd: int) -> None:
+        """SRC/ into an existing dir: its contents, and its attributes on DST."""
         try:
-            src_fd = os.open(source.arg, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        except OSError as exc:
+            src_parent = os.open(source.arg, _PATH_FLAGS & ~os.O_NOFOLLOW)
+        except OSError as exc:  # gone since the census
             self._scan_failed(f'rsync: [sender] change_dir "{_abs(source.arg)}" failed: '
                               f"{_strerror(exc)}")
             return
         try:
-            src_meta = read_src_meta(source.st, fd=src_fd, dirfd=src_fd, name=b".", ctx=self.meta)
-            self._dir_contents(src_fd, dst_fd, b"", (), source)
-            apply_meta(self.meta, src_meta, None, dirfd=dst_fd, name=b".", fd=dst_fd,
-                       exact_time=False, is_new=False)
+            self._dir(src_parent, b".", source.st, dst_fd, b".", b".", (), source)
         finally:
-            os.close(src_fd)
-        self._done_entry(source.st)
+            os.close(src_parent)
+
+    def _finish(self) -> None:
+        """rsync's end of run: dirs whose touch-up waited for hard links."""
+        for frame in self._late_touchups:
+            try:
+                parent = self._open_dest_dir(frame.dst_path[:-1])
+            except OSError:
+                continue
+            try:
+                self._touch_up(parent, frame.dst_path[-1] if frame.dst_path else b".", frame)
+            finally:
+                if parent != self._root_fd:
+                    os.close(parent)
+        self._late_touchups.clear()
 
     # -- one entry ----------------------------------------------------------
     def _entry(self, src_parent: int, name: bytes, st: os.stat_result, dst_parent: int,
-               dst_name: bytes, rel: bytes, dst_path: tuple[bytes, ...], source: _Source) -> None:
+               dst_name: bytes, rel: bytes, dst_path: tuple[bytes, ...], source: _Source,
+               frame: _DirFrame | None = None) -> None:
         if self.cancel_event.is_set():
             raise Cancelled()
+        if rel in source.dropped:
+            return
         self.stats.current = rel
         kind = stat.S_IFMT(st.st_mode)
         if kind == stat.S_IFDIR:
             self._dir(src_parent, name, st, dst_parent, dst_name, rel, dst_path, source)
             return
         if kind == stat.S_IFREG:
-            self._file(src_parent, name, st, dst_parent, dst_name, rel, dst_path)
+            self._file(src_parent, name, st, dst_parent, dst_name, rel, dst_path, source, frame)
         elif kind == stat.S_IFLNK:
-            self._symlink(src_parent, name, st, dst_parent, dst_name, rel)
+            self._symlink(src_parent, name, st, dst_parent, dst_name, rel, source)
         else:
             self.out(f'skipping non-regular file "{os.fsdecode(rel)}"')
             self.stats.files_skipped += 1
@@ -272,50 +444,101 @@ class TreeSync:
         if self.on_progress is not None:
             self.on_progress(self.stats)
 
+    def _src_meta(self, st: os.stat_result, src_parent: int, name: bytes, rel: bytes,
+                  source: _Source, fd: int | None = None) -> SrcMeta | None:
+        return read_src_meta(st, fd=fd, dirfd=src_parent, name=name, ctx=self.meta,
+                             path=source.meta_path(rel))
+
     # -- directories ----------------------------------------------------------
     def _dir(self, src_parent: int, name: bytes, st: os.stat_result, dst_parent: int,
              dst_name: bytes, rel: bytes, dst_path: tuple[bytes, ...], source: _Source) -> None:
-        dst_st = _lstat_at(dst_parent, dst_name)
+        """rsync's recv_generator for a dir, then its contents, then the
+        touch-up."""
+        src_meta = self._src_meta(st, src_parent, name, rel, source)
+        if src_meta is None:  # unreadable attributes: the sender left it out
+            self._done_entry(st)
+            return
+        dst_st, _ = _lstat_at(dst_parent, dst_name)
         if dst_st is not None and not stat.S_ISDIR(dst_st.st_mode):
             if not self._make_way(dst_parent, dst_name, dst_st, stat.S_IFDIR, rel):
+                self.err(_SKIP_DIR)
+                self._done_entry(st)
                 return
             dst_st = None
+        created = False
+        if dst_st is None:
+            try:
+                # rsync creates a dir with its source mode (the umask applies).
+                os.mkdir(dst_name, stat.S_IMODE(st.st_mode), dir_fd=dst_parent)
+                created = True
+            except FileExistsError:
+                pass
+            except OSError as exc:
+                self._fail(f"rsync: [generator] recv_generator: mkdir {self._full(rel)} failed: "
+                           f"{_strerror(exc)}")
+                self.err(_SKIP_DIR)
+                self._done_entry(st)
+                return
+        apply_meta(self.meta, src_meta, None if created else dst_st, dirfd=dst_parent,
+                   name=dst_name, exact_time=False, is_new=created, path=rel)
+        mode = stat.S_IMODE(st.st_mode)
+        if not self.am_root and not self._solo and (mode & 0o700) != 0o700:
+            # rsync gives a non-root user u+rwx on a dir while filling it.
+            try:
+                _chmod_at(dst_parent, dst_name, mode | 0o700)
+            except OSError as exc:
+                self._fail(f"rsync: [generator] failed to modify permissions on "
+                           f"{self._full(rel)}: {_strerror(exc)}")
+        frame = _DirFrame(dst_path, mode, st.st_mtime_ns)
         try:
-            src_fd = os.open(name, _DIR_FLAGS, dir_fd=src_parent)
+            dst_fd = os.open(dst_name, _PATH_FLAGS, dir_fd=dst_parent)
         except OSError as exc:
-            if rel not in source.unreadable:
-                self._scan_failed(f'rsync: [sender] opendir "{self._src_abs(source, rel)}" failed: '
-                                  f"{_strerror(exc)}")
-            src_fd = -1
-        try:
-            if dst_st is None:
-                os.mkdir(dst_name, 0o700, dir_fd=dst_parent)
-            dst_fd = os.open(dst_name, _DIR_FLAGS, dir_fd=dst_parent)
-        except OSError as exc:
-            if src_fd >= 0:
-                os.close(src_fd)
-            self._fail(f'rsync: [generator] recv_generator: mkdir "{os.fsdecode(rel)}" failed: '
-                       f"{_strerror(exc)}")
+            self._fail(f"rsync: [generator] opendir {self._full(rel)} failed: {_strerror(exc)}")
+            self._done_entry(st)
             return
         try:
-            if src_fd >= 0:
-                src_meta = read_src_meta(st, fd=src_fd, dirfd=src_parent, name=name, ctx=self.meta)
-                self._dir_contents(src_fd, dst_fd, rel, dst_path, source)
-            else:
-                src_meta = read_src_meta(st, fd=None, dirfd=src_parent, name=name, ctx=self.meta)
-            apply_meta(self.meta, src_meta, None, dirfd=dst_parent, name=dst_name, fd=dst_fd,
-                       exact_time=False, is_new=dst_st is None)
+            if rel not in source.unlistable:
+                try:
+                    src_fd = _open_listable(name, src_parent)
+                except OSError as exc:  # it could be listed a moment ago
+                    self._scan_failed(f'rsync: [sender] opendir "{source.opendir_shown(rel)}" '
+                                      f"failed: {_strerror(exc)}")
+                    src_fd = -1
+                if src_fd >= 0:
+                    try:
+                        self._dir_contents(src_fd, dst_fd, rel, dst_path, source, frame)
+                    finally:
+                        os.close(src_fd)
+            elif self.delete:
+                self._delete_extraneous(dst_fd, rel, None)
         finally:
             os.close(dst_fd)
-            if src_fd >= 0:
-                os.close(src_fd)
+        if frame.waiting_links:
+            # Hard links still to be made in here: touch up at the end.
+            self._late_touchups.append(frame)
+        else:
+            self._touch_up(dst_parent, dst_name, frame)
         self._done_entry(st)
 
+    def _touch_up(self, dst_parent: int, dst_name: bytes, frame: _DirFrame) -> None:
+        """rsync's touch_up_dirs(): a non-root user's dir without u+w gets its
+        mode back; the mtime, changed by the contents, is set again."""
+        if not self.am_root and not frame.mode & stat.S_IWUSR:
+            try:
+                _chmod_at(dst_parent, dst_name, frame.mode)
+            except OSError:
+                pass
+        st, _ = _lstat_at(dst_parent, dst_name)
+        if st is not None and st.st_mtime_ns // 1_000_000_000 != frame.mtime_ns // 1_000_000_000:
+            try:
+                os.utime(dst_name, ns=(st.st_atime_ns, frame.mtime_ns), dir_fd=dst_parent,
+                         follow_symlinks=False)
+            except OSError:
+                pass
+
     def _dir_contents(self, src_fd: int, dst_fd: int, rel: bytes, dst_path: tuple[bytes, ...],
-                      source: _Source) -> None:
+                      source: _Source, frame: _DirFrame) -> None:
         entries = self._read_source_dir(src_fd, rel, source)
-        if entries is None:
-            return
         if self.delete:
             self._delete_extraneous(dst_fd, rel, {name for name, _ in entries})
         dirs = []
@@ -324,73 +547,84 @@ class TreeSync:
                 dirs.append((name, st))
             else:
                 self._entry(src_fd, name, st, dst_fd, name, _join(rel, name), dst_path + (name,),
-                            source)
+                            source, frame)
         for name, st in dirs:
             self._entry(src_fd, name, st, dst_fd, name, _join(rel, name), dst_path + (name,), source)
 
     def _read_source_dir(self, src_fd: int, rel: bytes,
-                         source: _Source) -> list[tuple[bytes, os.stat_result]] | None:
-        """The sorted, filtered listing of one source dir; None if unreadable."""
+                         source: _Source) -> list[tuple[bytes, os.stat_result]]:
+        """The sorted, filtered listing of one source dir, as the census saw
+        it (entries it left out stay out)."""
         entries = []
         try:
             names = _list_names(src_fd)
         except OSError as exc:
-            if rel not in source.unreadable:
-                self._scan_failed(f'rsync: [sender] opendir "{self._src_abs(source, rel)}" failed: '
-                                  f"{_strerror(exc)}")
-            return None
+            self._scan_failed(f'rsync: [sender] opendir "{source.opendir_shown(rel)}" failed: '
+                              f"{_strerror(exc)}")
+            return entries
         for name in sorted(names):
+            child = _join(rel, name)
+            if child in source.dropped:
+                continue
             try:
                 st = os.stat(name, dir_fd=src_fd, follow_symlinks=False)
             except FileNotFoundError:
-                continue  # gone before we got to it: rsync would not have listed it
+                continue  # gone since the census
             except OSError as exc:
-                self._scan_failed(f'rsync: [sender] readlink_stat("{self._src_abs(source, _join(rel, name))}") '
-                                  f"failed: {_strerror(exc)}")
+                self._scan_failed(f'rsync: [sender] readlink_stat('
+                                  f'"{_abs(source.sender_path(child))}") failed: {_strerror(exc)}')
                 continue
-            if not self.rules.excluded(_join(rel, name), stat.S_ISDIR(st.st_mode)):
+            if not self.rules.excluded(child, stat.S_ISDIR(st.st_mode)):
                 entries.append((name, st))
         return entries
 
     # -- deletion ---------------------------------------------------------------
-    def _delete_extraneous(self, dst_fd: int, rel: bytes, keep: set[bytes]) -> None:
-        if self.scan_error:
+    def _delete_extraneous(self, dst_fd: int, rel: bytes, keep: set[bytes] | None) -> None:
+        """rsync's delete_in_dir(): remove what the sender's list lacks."""
+        if self.scan_error or self.meta.src_io_error:
             if not self._warned_no_delete:
                 self.out("IO error encountered -- skipping file deletion")
                 self._warned_no_delete = True
             return
-        for name in sorted(_list_names(dst_fd), reverse=True):
+        if keep is None:
+            return
+        try:
+            names = _list_dest(dst_fd)
+        except OSError as exc:
+            self._fail(f"rsync: [generator] opendir {self._full(rel)} failed: {_strerror(exc)}")
+            return
+        for name in sorted(names, reverse=True):
             if name in keep:
                 continue
-            st = _lstat_at(dst_fd, name)
-            if st is None or self.rules.excluded(_join(rel, name), stat.S_ISDIR(st.st_mode)):
+            st, _ = _lstat_at(dst_fd, name)
+            child = _join(rel, name)
+            if st is None or self.rules.excluded(child, stat.S_ISDIR(st.st_mode)):
                 continue
-            self._delete(dst_fd, name, st, _join(rel, name), recurse=True)
+            self._delete(dst_fd, name, st, child, recurse=True)
 
-    def _delete(self, dirfd: int, name: bytes, st: os.stat_result, rel: bytes, recurse: bool) -> bool:
-        """Delete one destination entry (a dir with its unprotected contents).
+    def _owned_readonly(self, st: os.stat_result) -> bool:
+        """rsync's DEL_NO_UID_WRITE: ours, but without u+w (non-root only)."""
+        return not self.am_root and not st.st_mode & stat.S_IWUSR and st.st_uid == self.uid
+
+    def _delete(self, dirfd: int, name: bytes, st: os.stat_result, rel: bytes, recurse: bool,
+                count: bool = True) -> bool:
+        """rsync's delete_item(): delete one destination entry (a dir with
+        its unprotected contents if ``recurse``, else only if empty).
         Returns True when it is gone."""
         if self.cancel_event.is_set():
             raise Cancelled()
+        if self._owned_readonly(st):
+            try:
+                _chmod_at(dirfd, name, stat.S_IMODE(st.st_mode) | stat.S_IWUSR)
+            except OSError:
+                pass
         if stat.S_ISDIR(st.st_mode):
-            if recurse:
-                try:
-                    fd = os.open(name, _DIR_FLAGS, dir_fd=dirfd)
-                except OSError as exc:
-                    self._fail(f"rsync: [generator] opendir({os.fsdecode(rel)}) failed: "
-                               f"{_strerror(exc)}")
-                    return False
-                try:
-                    for child in sorted(_list_names(fd), reverse=True):
-                        child_st = _lstat_at(fd, child)
-                        child_rel = _join(rel, child)
-                        if child_st is None or self.rules.excluded(child_rel, stat.S_ISDIR(child_st.st_mode)):
-                            continue
-                        self._delete(fd, child, child_st, child_rel, recurse=True)
-                finally:
-                    os.close(fd)
+            if not self._delete_dir_contents(dirfd, name, rel, recurse):
+                return False
             try:
                 os.rmdir(name, dir_fd=dirfd)
+            except FileNotFoundError:
+                return True
             except OSError as exc:
                 if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
                     self.out(f"cannot delete non-empty directory: {os.fsdecode(rel)}")
@@ -407,81 +641,151 @@ class TreeSync:
                 self._fail(f"rsync: [generator] delete_file: unlink({os.fsdecode(rel)}) failed: "
                            f"{_strerror(exc)}")
                 return False
-        self.stats.files_deleted += 1
+        if count:
+            self.stats.files_deleted += 1
         return True
+
+    def _delete_dir_contents(self, dirfd: int, name: bytes, rel: bytes, recurse: bool) -> bool:
+        """rsync's delete_dir_contents(): the dir's listing without excluded
+        entries; with ``recurse`` each is deleted, else any makes the dir
+        non-empty.  Prints rsync's notice and returns False when something
+        stays."""
+        try:
+            fd = os.open(name, _PATH_FLAGS, dir_fd=dirfd)
+        except OSError as exc:
+            self._fail(f"rsync: [generator] opendir {self._full(rel)} failed: {_strerror(exc)}")
+            return True
+        try:
+            try:
+                names = _list_dest(fd)
+            except OSError as exc:
+                self._fail(f"rsync: [generator] opendir {self._full(rel)} failed: "
+                           f"{_strerror(exc)}")
+                return True
+            ok = True
+            for child in sorted(names, reverse=True):
+                child_st, _ = _lstat_at(fd, child)
+                child_rel = _join(rel, child)
+                if child_st is None or self.rules.excluded(child_rel,
+                                                           stat.S_ISDIR(child_st.st_mode)):
+                    continue
+                if not recurse:
+                    ok = False
+                    break
+                if not self._delete(fd, child, child_st, child_rel, recurse=True):
+                    ok = False
+        finally:
+            os.close(fd)
+        if not ok:
+            self.out(f"cannot delete non-empty directory: {os.fsdecode(rel)}")
+        return ok
 
     def _make_way(self, dirfd: int, name: bytes, dst_st: os.stat_result, new_kind: int,
                   rel: bytes) -> bool:
-        """Remove a destination entry of another type so ``new_kind`` can take
-        its place.  Non-dirs are replaced by rename, so only dirs (and, for a
-        new dir, non-dirs) are removed here."""
-        if self._delete(dirfd, name, dst_st, rel, recurse=self.delete):
+        """rsync's delete_item(..., DEL_FOR_*): remove a destination entry of
+        another type so ``new_kind`` can take its place (a dir with its
+        contents only with --delete)."""
+        if self._delete(dirfd, name, dst_st, rel, recurse=self.delete, count=False):
             return True
         self._fail(f"could not make way for new {_TYPE_WORDS[new_kind]}: {os.fsdecode(rel)}")
         return False
 
     # -- regular files ------------------------------------------------------------
     def _file(self, src_parent: int, name: bytes, st: os.stat_result, dst_parent: int,
-              dst_name: bytes, rel: bytes, dst_path: tuple[bytes, ...]) -> None:
-        dst_st = _lstat_at(dst_parent, dst_name)
-        if dst_st is not None and stat.S_ISDIR(dst_st.st_mode):
-            if not self._make_way(dst_parent, dst_name, dst_st, stat.S_IFREG, rel):
+              dst_name: bytes, rel: bytes, dst_path: tuple[bytes, ...], source: _Source,
+              frame: _DirFrame | None) -> None:
+        group = self._groups.get((st.st_dev, st.st_ino)) if st.st_nlink > 1 else None
+        dst_st, stat_errno = _lstat_at(dst_parent, dst_name)
+        index = -1
+        if group is not None:
+            index = len(group.members)
+            group.members.append(_Member(rel, dst_path, source.sender_path(rel), index - 1,
+                                         first=index == 0, last=rel == group.last))
+            if index and self._hard_link_check(group, index, dst_parent, dst_name, dst_st):
                 return
-            dst_st = None
-        key = (st.st_dev, st.st_ino) if st.st_nlink > 1 else None
-        if key is not None and key in self._links:
-            self._hard_link(self._links[key], dst_parent, dst_name, dst_st, rel, dst_path)
+        if dst_st is not None and not stat.S_ISREG(dst_st.st_mode):
+            if not self._make_way(dst_parent, dst_name, dst_st, stat.S_IFREG, rel):
+                if group is not None and frame is not None:
+                    frame.waiting_links += 1  # it is tried again when a member is done
+                return
+            dst_st, stat_errno = None, errno.ENOENT
+        if dst_st is None and group is not None and not group.members[index].last:
+            # Written later as a link to the member that gets written.
+            if frame is not None:
+                frame.waiting_links += 1
+            return
+        if dst_st is None and stat_errno != errno.ENOENT:
+            self._fail(f"rsync: [generator] recv_generator: failed to stat {self._full(rel)}: "
+                       f"{os.strerror(stat_errno)} ({stat_errno})")
             return
         try:
-            src_fd = os.open(name, _FILE_FLAGS, dir_fd=src_parent)
+            src_fd, open_error = _open_file(name, src_parent), None
         except OSError as exc:
-            self._source_open_failed(exc, src_parent, name, rel)
+            src_fd, open_error = -1, exc
+        if open_error is not None and open_error.errno == errno.ENOENT:
+            self._source_open_failed(open_error, source.sender_path(rel))  # vanished
+            if group is not None:
+                self._skipped_hard_link(group, index, open_error)
+            return
+        src_meta = self._src_meta(st, src_parent, name, rel, source,
+                                  fd=src_fd if src_fd >= 0 else None)
+        if src_meta is None:
+            if src_fd >= 0:
+                os.close(src_fd)
             return
         try:
-            src_st = os.fstat(src_fd)
-            src_meta = read_src_meta(st, fd=src_fd, dirfd=src_parent, name=name, ctx=self.meta)
-            if (dst_st is not None and stat.S_ISREG(dst_st.st_mode)
-                    and dst_st.st_size == src_st.st_size
-                    and self._same_as_dest(src_fd, dst_parent, dst_name)):
-                self._update_in_place(src_meta, dst_parent, dst_name)
-            elif not self._write_new(src_fd, src_st, src_meta, dst_parent, dst_name, rel):
+            if dst_st is not None and dst_st.st_size == st.st_size \
+                    and self._same_as_dest(src_fd, dst_parent, dst_name):
+                # -c: same size and checksum (an unreadable file's checksum
+                # is all zeros, on either side): fix the attributes in place.
+                self._update_in_place(src_meta, dst_parent, dst_name, rel)
+            elif src_fd < 0:
+                self._source_open_failed(open_error, source.sender_path(rel))
+                if group is not None:
+                    self._skipped_hard_link(group, index, open_error)
+                return
+            elif not self._write_new(src_fd, src_meta, dst_parent, dst_name, rel):
                 return
         finally:
-            os.close(src_fd)
-        if key is not None:
-            self._links[key] = dst_path
+            if src_fd >= 0:
+                os.close(src_fd)
+        if group is not None:
+            self._finish_hard_link(group, index)
 
     def _same_as_dest(self, src_fd: int, dst_parent: int, dst_name: bytes) -> bool:
         try:
-            dst_fd = os.open(dst_name, _FILE_FLAGS, dir_fd=dst_parent)
+            dst_fd = _open_file(dst_name, dst_parent)
         except OSError:
-            return False
+            return src_fd < 0
         try:
+            if src_fd < 0:
+                return False
             return same_content(src_fd, dst_fd)
         finally:
             os.close(dst_fd)
-            os.lseek(src_fd, 0, os.SEEK_SET)
+            if src_fd >= 0:
+                os.lseek(src_fd, 0, os.SEEK_SET)
 
-    def _update_in_place(self, src_meta, dst_parent: int, dst_name: bytes) -> None:
-        try:
-            fd = os.open(dst_name, _FILE_FLAGS, dir_fd=dst_parent)
-        except OSError as exc:
-            self._fail(f'rsync: [generator] open "{os.fsdecode(dst_name)}" failed: {_strerror(exc)}')
-            return
-        try:
-            apply_meta(self.meta, src_meta, os.fstat(fd), dirfd=dst_parent, name=dst_name, fd=fd,
-                       exact_time=True, is_new=False)
-        finally:
-            os.close(fd)
+    def _update_in_place(self, src_meta: SrcMeta, dst_parent: int, dst_name: bytes,
+                         rel: bytes) -> None:
+        apply_meta(self.meta, src_meta, None, dirfd=dst_parent, name=dst_name,
+                   exact_time=True, is_new=False, path=rel)
 
-    def _write_new(self, src_fd: int, src_st: os.stat_result, src_meta, dst_parent: int,
-                   dst_name: bytes, rel: bytes) -> bool:
+    def _write_new(self, src_fd: int, src_meta: SrcMeta, dst_parent: int, dst_name: bytes,
+                   rel: bytes) -> bool:
         """Copy to a temp file, give it its attributes, rename it over the
         target.  On any failure the temp file is removed."""
-        tmp_fd, tmp = open_temp(dst_parent, dst_name, src_st.st_mode & 0o7777)
+        parent_rel = rel.rpartition(b"/")[0]
+        try:
+            tmp_fd, tmp = open_temp(dst_parent, dst_name, src_meta.mode & 0o7777)
+        except OSError as exc:
+            tmp = os.fsencode(exc.filename) if exc.filename is not None else temp_name(dst_name)
+            self._fail(f"rsync: [receiver] mkstemp {self._full(_join(parent_rel, tmp))} failed: "
+                       f"{_strerror(exc)}")
+            return False
         try:
             try:
-                copied = copy_data(src_fd, tmp_fd, src_st.st_size)
+                copied = copy_data(src_fd, tmp_fd, os.fstat(src_fd).st_size)
             except OSError as exc:
                 if exc.errno == errno.ENOSPC:
                     raise Fatal(11, f'rsync: [receiver] write failed on "{_abs(self._dest_abs(rel))}": '
@@ -489,7 +793,7 @@ class TreeSync:
                                 "rsync error: error in file IO (code 11)")
                 raise
             apply_meta(self.meta, src_meta, None, dirfd=dst_parent, name=tmp, fd=tmp_fd,
-                       exact_time=True, is_new=True)
+                       exact_time=True, is_new=True, path=_join(parent_rel, tmp))
             os.rename(tmp, dst_name, src_dir_fd=dst_parent, dst_dir_fd=dst_parent)
         except BaseException:
             os.close(tmp_fd)
@@ -500,25 +804,153 @@ class TreeSync:
         self.stats.bytes_done += copied
         return True
 
-    def _hard_link(self, leader: tuple[bytes, ...], dst_parent: int, dst_name: bytes,
-                   dst_st: os.stat_result | None, rel: bytes, dst_path: tuple[bytes, ...]) -> None:
-        """Make this follower a hard link to its group's first written member."""
-        leader_dir = self._open_dest_dir(leader[:-1])
-        try:
-            leader_st = os.stat(leader[-1], dir_fd=leader_dir, follow_symlinks=False)
-            if dst_st is not None and (dst_st.st_dev, dst_st.st_ino) == (leader_st.st_dev, leader_st.st_ino):
-                return
-            tmp = temp_name(dst_name)
-            os.link(leader[-1], tmp, src_dir_fd=leader_dir, dst_dir_fd=dst_parent,
-                    follow_symlinks=False)
+    # -- hard links (rsync hlink.c) ------------------------------------------------
+    @staticmethod
+    def _check_prior(group: _LinkGroup, index: int) -> int:
+        """The member before ``index`` in its chain, past skipped ones."""
+        member = group.members[index]
+        prev = member.prev
+        while prev >= 0 and group.members[prev].skip:
+            prev = group.members[prev].prev
+        member.prev = prev
+        return prev
+
+    def _hard_link_check(self, group: _LinkGroup, index: int, dst_parent: int,
+                         dst_name: bytes, dst_st: os.stat_result | None) -> bool:
+        """rsync's hard_link_check(): True when the member was handled (linked
+        to the group's FIRST, or that failed); False to sync it on its own."""
+        prev = self._check_prior(group, index)
+        if prev < 0 or not group.members[prev].done:
+            return False
+        if not group.members[prev].first:
+            prev = self._check_prior(group, prev)
+            group.members[index].prev = prev
+        self._maybe_hard_link(group, index, prev, dst_parent, dst_name, dst_st)
+        return True
+
+    def _finish_hard_link(self, group: _LinkGroup, index: int) -> None:
+        """rsync's finish_hard_link(): the member is written; it becomes the
+        FIRST and every member before it in the chain is linked to it."""
+        member = group.members[index]
+        member.first = member.done = True
+        prev, member.prev = member.prev, -1
+        while prev >= 0:
+            current, other = prev, group.members[prev]
+            other.first, other.done = False, True
+            prev, other.prev = other.prev, index
             try:
-                os.rename(tmp, dst_name, src_dir_fd=dst_parent, dst_dir_fd=dst_parent)
-            except BaseException:
-                unlink_quietly(dst_parent, tmp)
-                raise
+                parent = self._open_dest_dir(other.dst_path[:-1])
+            except OSError as exc:
+                self._fail(f"rsync: [generator] stat {self._full(other.rel)} failed: "
+                           f"{_strerror(exc)}")
+                continue
+            try:
+                dst_st, _ = _lstat_at(parent, other.dst_path[-1])
+                self._maybe_hard_link(group, current, index, parent, other.dst_path[-1], dst_st)
+            finally:
+                if parent != self._root_fd:
+                    os.close(parent)
+
+    def _skipped_hard_link(self, group: _LinkGroup, index: int, exc: OSError) -> None:
+        """rsync's handle_skipped_hlink(): the member could not be sent.  If
+        it was the last, the member before it that waits becomes the last
+        and is synced now (it reads the same inode, so it mostly fails the
+        same way, and so on down the chain)."""
+        while True:
+            member = group.members[index]
+            member.skip = True
+            if not member.last:
+                return
+            prev = self._check_prior(group, index)
+            if prev < 0 or group.members[prev].done:
+                return
+            index = prev
+            member = group.members[index]
+            member.last = True
+            try:
+                fd = _open_file(member.src_shown, None)
+            except OSError as again:
+                self._source_open_failed(again, member.src_shown)
+                continue
+            try:
+                self._write_retry(group, index, fd)
+            finally:
+                os.close(fd)
+            return
+
+    def _write_retry(self, group: _LinkGroup, index: int, src_fd: int) -> None:
+        """Write a waiting member from its own source path (see above)."""
+        member = group.members[index]
+        st = os.fstat(src_fd)
+        parent_path, _, name = member.src_shown.rpartition(b"/")
+        try:
+            src_parent = os.open(parent_path or b".", _PATH_FLAGS & ~os.O_NOFOLLOW)
+        except OSError:
+            return
+        try:
+            src_meta = read_src_meta(st, fd=src_fd, dirfd=src_parent, name=name, ctx=self.meta,
+                                     path=os.path.abspath(member.src_shown))
+        finally:
+            os.close(src_parent)
+        if src_meta is None:
+            return
+        try:
+            dst_parent = self._open_dest_dir(member.dst_path[:-1])
+        except OSError:
+            return
+        try:
+            if self._write_new(src_fd, src_meta, dst_parent, member.dst_path[-1], member.rel):
+                self._finish_hard_link(group, index)
+        finally:
+            if dst_parent != self._root_fd:
+                os.close(dst_parent)
+
+    def _maybe_hard_link(self, group: _LinkGroup, index: int, target: int, dst_parent: int,
+                         dst_name: bytes, dst_st: os.stat_result | None) -> None:
+        """rsync's maybe_hard_link(): make member ``index`` (``dst_name`` in
+        ``dst_parent``) a link to member ``target``."""
+        member, leader = group.members[index], group.members[target]
+        try:
+            leader_dir = self._open_dest_dir(leader.dst_path[:-1])
         except OSError as exc:
-            self._fail(f'rsync: [generator] link "{os.fsdecode(rel)}" => '
-                       f'"{os.fsdecode(b"/".join(leader))}" failed: {_strerror(exc)}')
+            self._fail(f"rsync: [generator] stat {self._full(leader.rel)} failed: "
+                       f"{_strerror(exc)}")
+            return
+        try:
+            leader_st, err = _lstat_at(leader_dir, leader.dst_path[-1])
+            if leader_st is None:
+                self._fail(f"rsync: [generator] stat {self._full(leader.rel)} failed: "
+                           f"{os.strerror(err)} ({err})")
+                return
+            if dst_st is not None and (dst_st.st_dev, dst_st.st_ino) == \
+                    (leader_st.st_dev, leader_st.st_ino):
+                member.done = True
+                return
+            if dst_st is not None and stat.S_ISDIR(dst_st.st_mode):
+                if not self._make_way(dst_parent, dst_name, dst_st, stat.S_IFREG, member.rel):
+                    return
+                dst_st = None
+            # rsync's atomic_create(): a new name directly, else a temp name
+            # renamed over the old entry.
+            create = dst_name if dst_st is None else temp_name(dst_name)
+            parent_rel = member.rel.rpartition(b"/")[0]
+            try:
+                os.link(leader.dst_path[-1], create, src_dir_fd=leader_dir,
+                        dst_dir_fd=dst_parent, follow_symlinks=False)
+            except OSError as exc:
+                self._fail(f"rsync: [generator] link {self._full(_join(parent_rel, create))} => "
+                           f"{os.fsdecode(leader.rel)} failed: {_strerror(exc)}")
+                return
+            if create != dst_name:
+                try:
+                    os.rename(create, dst_name, src_dir_fd=dst_parent, dst_dir_fd=dst_parent)
+                except OSError as exc:
+                    unlink_quietly(dst_parent, create)
+                    self._fail(f"rsync: [generator] rename "
+                               f"{self._full(_join(parent_rel, create))} -> "
+                               f'"{os.fsdecode(member.rel)}" failed: {_strerror(exc)}')
+                    return
+            member.done = True
         finally:
             if leader_dir != self._root_fd:
                 os.close(leader_dir)
@@ -528,22 +960,26 @@ class TreeSync:
         at a time and never following a symlink."""
         fd = self._root_fd
         for part in parts:
-            next_fd = os.open(part, _DIR_FLAGS, dir_fd=fd)
-            if fd != self._root_fd:
-                os.close(fd)
+            try:
+                next_fd = os.open(part, _PATH_FLAGS, dir_fd=fd)
+            finally:
+                if fd != self._root_fd:
+                    os.close(fd)
             fd = next_fd
         return fd
 
     # -- symlinks -------------------------------------------------------------------
     def _symlink(self, src_parent: int, name: bytes, st: os.stat_result, dst_parent: int,
-                 dst_name: bytes, rel: bytes) -> None:
+                 dst_name: bytes, rel: bytes, source: _Source) -> None:
         try:
             target = os.readlink(name, dir_fd=src_parent)
         except OSError as exc:
-            self._source_open_failed(exc, src_parent, name, rel)
+            self._source_open_failed(exc, source.sender_path(rel))
             return
-        src_meta = read_src_meta(st, fd=None, dirfd=src_parent, name=name, ctx=self.meta)
-        dst_st = _lstat_at(dst_parent, dst_name)
+        src_meta = self._src_meta(st, src_parent, name, rel, source)
+        if src_meta is None:
+            return
+        dst_st, _ = _lstat_at(dst_parent, dst_name)
         if dst_st is not None and stat.S_ISLNK(dst_st.st_mode):
             try:
                 same = os.readlink(dst_name, dir_fd=dst_parent) == target
@@ -551,27 +987,38 @@ class TreeSync:
                 same = False
             if same:
                 apply_meta(self.meta, src_meta, dst_st, dirfd=dst_parent, name=dst_name,
-                           exact_time=False, is_new=False)
+                           exact_time=False, is_new=False, path=rel)
                 return
         if dst_st is not None and stat.S_ISDIR(dst_st.st_mode):
             if not self._make_way(dst_parent, dst_name, dst_st, stat.S_IFLNK, rel):
                 return
-        tmp = temp_name(dst_name)
+            dst_st = None
+        # rsync's atomic_create(): a new name directly, else a temp name
+        # renamed over the old entry.
+        create = dst_name if dst_st is None else temp_name(dst_name)
+        parent_rel = rel.rpartition(b"/")[0]
         try:
-            os.symlink(target, tmp, dir_fd=dst_parent)
+            os.symlink(target, create, dir_fd=dst_parent)
         except OSError as exc:
-            self._fail(f'rsync: [receiver] symlink "{os.fsdecode(rel)}" -> '
+            self._fail(f"rsync: [generator] symlink {self._full(_join(parent_rel, create))} -> "
                        f'"{os.fsdecode(target)}" failed: {_strerror(exc)}')
             return
-        try:
-            apply_meta(self.meta, src_meta, None, dirfd=dst_parent, name=tmp,
-                       exact_time=False, is_new=True)
-            os.rename(tmp, dst_name, src_dir_fd=dst_parent, dst_dir_fd=dst_parent)
-        except BaseException:
-            unlink_quietly(dst_parent, tmp)
-            raise
+        if create != dst_name:
+            try:
+                os.rename(create, dst_name, src_dir_fd=dst_parent, dst_dir_fd=dst_parent)
+            except OSError as exc:
+                unlink_quietly(dst_parent, create)
+                self._fail(f"rsync: [generator] rename {self._full(_join(parent_rel, create))} -> "
+                           f"{self._full(rel)} failed: {_strerror(exc)}")
+                return
+        apply_meta(self.meta, src_meta, None, dirfd=dst_parent, name=dst_name,
+                   exact_time=False, is_new=True, path=rel)
 
     # -- errors -----------------------------------------------------------------------
+    def _full(self, rel: bytes) -> str:
+        """rsync's full_fname(): the quoted path below the receiver's cwd."""
+        return '"%s"' % os.fsdecode(self._curr_dir.rstrip(b"/") + b"/" + rel)
+
     def _fail(self, line: str) -> None:
         self.err(line)
         self.partial = True
@@ -580,111 +1027,155 @@ class TreeSync:
         self._fail(line)
         self.scan_error = True
 
-    def _source_open_failed(self, exc: OSError, src_parent: int, name: bytes, rel: bytes) -> None:
+    def _source_open_failed(self, exc: OSError, shown: bytes) -> None:
+        path = _abs(shown)
         if exc.errno == errno.ENOENT:
-            self.err(f'file has vanished: "{self._src_abs_rel(rel)}"')
+            self.err(f'file has vanished: "{path}"')
             self.vanished = True
         else:
-            self._fail(f'rsync: [sender] send_files failed to open "{self._src_abs_rel(rel)}": '
-                       f"{_strerror(exc)}")
-
-    def _src_abs(self, source: _Source, rel: bytes) -> str:
-        base = source.arg if source.name == b"." else source.parent
-        return _abs(os.path.join(base, rel) if rel else base)
-
-    def _src_abs_rel(self, rel: bytes) -> str:
-        source = self.sources[0]
-        for candidate in self.sources:
-            if candidate.rel and (rel == candidate.rel or rel.startswith(candidate.rel + b"/")):
-                source = candidate
-                break
-        return self._src_abs(source, rel)
+            self._fail(f'rsync: [sender] send_files failed to open "{path}": {_strerror(exc)}')
 
     def _dest_abs(self, rel: bytes) -> bytes:
-        return os.path.join(self.dest, rel)
+        return os.path.join(self._curr_dir, rel)
 
 
 class _Census:
-    """Pass 1: count what rsync's file list would hold for one source, and
-    report unreadable directories as rsync's sender does while listing."""
+    """Pass 1, rsync's sender building the file list for one source: count
+    it, report what cannot be read (and leave it out), and find the last
+    member of each hard-link group in the order the walk will take."""
 
     def __init__(self, run: TreeSync, source: _Source) -> None:
         self.run_ = run
         self.source = source
+        # As root nothing keeps attributes from being read; otherwise they
+        # are read here once to find entries the sender must leave out.
+        self.check_meta = not run.am_root
 
     def run(self) -> None:
         source, run = self.source, self.run_
-        try:
-            if source.name == b".":
-                source.st = os.stat(source.arg)
-                if not stat.S_ISDIR(source.st.st_mode):
-                    raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
-            else:
-                source.st = os.stat(source.arg.rstrip(b"/") or source.arg, follow_symlinks=False)
-        except OSError as exc:
-            verb = "change_dir" if source.name == b"." else "link_stat"
-            run._fail(f'rsync: [sender] {verb} "{_abs(source.arg)}" failed: {_strerror(exc)}')
-            if exc.errno != errno.ENOENT:
-                run.scan_error = True
-            return
-        if source.rel and run.rules.excluded(source.rel, stat.S_ISDIR(source.st.st_mode)):
-            return
-        self._count(source.st)
-        if stat.S_ISDIR(source.st.st_mode):
+        if source.contents_form:
             try:
-                fd = os.open(source.arg, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
-                             | (0 if source.name == b"." else os.O_NOFOLLOW))
+                fd = os.open(source.arg, _PATH_FLAGS & ~os.O_NOFOLLOW)
             except OSError as exc:
-                self._unreadable(source.rel, exc)
+                self._top_failed("change_dir", exc)
                 return
-            self._walk(fd, source.rel)
+            try:
+                try:  # rsync's sender chdir()s into SRC/
+                    os.close(os.open(b".", os.O_PATH | os.O_CLOEXEC, dir_fd=fd))
+                except OSError as exc:
+                    self._top_failed("change_dir", exc)
+                    return
+                source.st = os.fstat(fd)
+                if not self._keep(source.st, fd, b".", b"."):
+                    return
+                self._count(b".", source.st)
+                self._list(lambda: os.open(b".", _LIST_FLAGS, dir_fd=fd), b".")
+            finally:
+                os.close(fd)
+            return
+        try:
+            source.st = os.stat(source.arg.rstrip(b"/") or source.arg, follow_symlinks=False)
+        except OSError as exc:
+            self._top_failed("link_stat", exc)
+            return
+        if run.rules.excluded(source.rel, stat.S_ISDIR(source.st.st_mode)):
+            return
+        parent = os.open(source.parent, _PATH_FLAGS & ~os.O_NOFOLLOW)
+        try:
+            if not self._keep(source.st, parent, source.name, source.rel):
+                return
+            self._count(source.rel, source.st)
+            if stat.S_ISDIR(source.st.st_mode):
+                self._list(lambda: _open_listable(source.name, parent), source.rel)
+        finally:
+            os.close(parent)
 
-    def _count(self, st: os.stat_result) -> None:
+    def _top_failed(self, verb: str, exc: OSError) -> None:
+        source, run = self.source, self.run_
+        source.st = None
+        run._fail(f'rsync: [sender] {verb} "{_abs(source.arg)}" failed: {_strerror(exc)}')
+        if exc.errno != errno.ENOENT:
+            run.scan_error = True
+
+    def _keep(self, st: os.stat_result, dirfd: int, name: bytes, rel: bytes) -> bool:
+        """Whether the sender keeps the entry: its attributes can be read."""
+        if self.check_meta and read_src_meta(st, fd=None, dirfd=dirfd, name=name,
+                                             ctx=self.run_.meta,
+                                             path=self.source.meta_path(rel)) is None:
+            self.source.dropped.add(rel)
+            self.run_.scan_error = True
+            return False
+        return True
+
+    def _count(self, rel: bytes, st: os.stat_result) -> None:
         self.source.entries += 1
         if stat.S_ISREG(st.st_mode):
             self.source.size += st.st_size
+            if st.st_nlink > 1:
+                key = (st.st_dev, st.st_ino)
+                group = self.run_._groups.get(key)
+                if group is None:
+                    self.run_._groups[key] = _LinkGroup(rel)
+                else:
+                    group.last = rel
 
-    def _unreadable(self, rel: bytes, exc: OSError) -> None:
-        self.source.unreadable.add(rel or b".")
-        self.run_._scan_failed(f'rsync: [sender] opendir "{self.run_._src_abs(self.source, rel)}" '
+    def _unlistable(self, rel: bytes, exc: OSError) -> None:
+        self.source.unlistable.add(rel)
+        self.run_._scan_failed(f'rsync: [sender] opendir "{self.source.opendir_shown(rel)}" '
                                f"failed: {_strerror(exc)}")
 
+    def _list(self, opener: Callable[[], int], rel: bytes) -> None:
+        try:
+            fd = opener()
+        except OSError as exc:
+            self._unlistable(rel, exc)
+            return
+        self._walk(fd, rel)
+
     def _walk(self, fd: int, rel: bytes) -> None:
-        """Count one directory's listing, then its subdirectories (closing
-        each fd before descending keeps the walk to one open fd per level)."""
+        """One directory's listing in the walk's order (non-dirs sorted, then
+        each subdir with its subtree).  Closing each fd before descending
+        keeps the walk to one open fd per level."""
         rules = self.run_.rules
         subdirs = []
         try:
             try:
                 names = _list_names(fd)
             except OSError as exc:
-                self._unreadable(rel, exc)
+                self._unlistable(rel, exc)
                 return
-            for name in names:
+            for name in sorted(names):
+                child = _join(rel, name)
                 try:
                     st = os.stat(name, dir_fd=fd, follow_symlinks=False)
-                except OSError:
+                except FileNotFoundError:
                     continue
-                child = _join(rel, name)
-                is_dir = stat.S_ISDIR(st.st_mode)
-                if rules.excluded(child, is_dir):
-                    continue
-                self._count(st)
-                if is_dir:
-                    subdirs.append(name)
-            for name in subdirs:
-                try:
-                    sub = os.open(name, _DIR_FLAGS, dir_fd=fd)
                 except OSError as exc:
-                    self._unreadable(_join(rel, name), exc)
+                    # rsync reports it unless a rule would exclude it either way.
+                    if not (rules.excluded(child, False) or rules.excluded(child, True)):
+                        self.source.dropped.add(child)
+                        self.run_._scan_failed(
+                            f'rsync: [sender] readlink_stat('
+                            f'"{_abs(self.source.sender_path(child))}") failed: '
+                            f"{_strerror(exc)}")
                     continue
-                self._walk(sub, _join(rel, name))
+                is_dir = stat.S_ISDIR(st.st_mode)
+                if rules.excluded(child, is_dir) or not self._keep(st, fd, name, child):
+                    continue
+                if is_dir:
+                    subdirs.append((name, st))
+                else:
+                    self._count(child, st)
+            for name, st in subdirs:
+                child = _join(rel, name)
+                self._count(child, st)
+                self._list(lambda: _open_listable(name, fd), child)
         finally:
             os.close(fd)
 
 
 def run_sync(sources: Sequence[bytes | str], dest: bytes | str, *, delete: bool = True,
-             excludes: Sequence[str] = (), out: Callable[[str], None] = print,
+             excludes: Sequence[str | bytes] = (), out: Callable[[str], None] = print,
              err: Callable[[str], None] = print) -> int:
     """Convenience: one run with rsync's exclude list; returns the exit code."""
     return TreeSync(sources, dest, delete=delete, rules=FilterRules.from_excludes(excludes),

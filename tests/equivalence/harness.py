@@ -61,6 +61,10 @@ RSYNC_TIMEOUT = float(os.environ.get("SYNCENGINE_EQUIV_RSYNC_TIMEOUT", 8))
 NOBODY = 65534
 
 _SUFFIX = re.compile(r" at [\w./-]+\(\d+\) \[[A-Za-z]+=[\w.]+\]$")
+# Temp names are random (mkstemp) or pid-based: "/.name.XXXXXX" in the
+# lines that name one.
+_TEMP_NAME = re.compile(r'(^rsync: \[\w+\] (?:mkstemp|symlink|link|rename) "[^"]*/\.[^"/]*\.)'
+                        r'[A-Za-z0-9]{1,6}"')
 # rsync's lines for the §11 hang: the run never gets to its final lines.
 _HANG_SIGNATURE = "could not make way for new "
 
@@ -118,7 +122,8 @@ def rsync_binary() -> str:
 def normalize_line(line: str, workdir: str) -> str:
     """A message line without rsync's source-location suffix, with the work
     dir's path replaced by ``<W>``."""
-    return _SUFFIX.sub("", line).replace(workdir, "<W>")
+    line = _SUFFIX.sub("", line).replace(workdir, "<W>")
+    return _TEMP_NAME.sub(r'\1<TMP>"', line)
 
 
 def _split_lines(data: bytes, workdir: str) -> list[str]:

@@ -77,3 +77,142 @@ def test_rsync_escape_follows_the_locale(tmp_path, lc_all, codec):
     want = sorted(rsync_escape('skipping non-regular file "%s"' % os.fsdecode(n), codec)
                   for n in ODD_NAMES)
     assert got == want
+
+
+# -- the destination root and argument forms ----------------------------------------------
+
+def test_nothing_to_send_still_creates_dst_with_a_trailing_slash(base):
+    """With everything excluded and DST/ missing, rsync still makes DST
+    (get_local_name: a trailing slash means a dir); without the slash it
+    does not.  The native engine made neither."""
+    check(case(d("src"), src=b"src", dest=b"dst/", excludes=[b"*"]), base)
+    check(case(d("src"), src=b"src", dest=b"dst", excludes=[b"*"]), base)
+
+
+def test_a_new_dir_is_made_with_its_source_mode(base):
+    """A new sticky dir with an ACL whose group:: equals its mask: rsync
+    mkdir()s with the source mode, so writing the ACL finds the sticky bit
+    already there and keeps group::.  The native engine made dirs 0700 and
+    lost group:: (ACL writes that add sticky zero the group bits)."""
+    check(case(d("src"), d("src/d", mode=0o1577, acl="u::rwx,g::rwx,o::r--,m::-w-,g:4321:rwx")),
+          base)
+
+
+# -- hard links (rsync hlink.c without incremental recursion) ------------------------------
+
+def _linked(*paths, content=b"x\n"):
+    first, *rest = paths
+    return [f(first, content), *({"path": p, "link": first} for p in rest)]
+
+
+def test_hard_link_follower_blocked_by_a_dir_is_tried_twice(base):
+    """The member written is the last one; an earlier member blocked by a
+    non-empty dir is tried at its turn and again when the last is written,
+    so rsync prints its two lines twice."""
+    check(case(d("src"), *_linked("src/a", "src/b", "src/c"), d("dst"), d("dst/a"),
+               f("dst/a/keep"), delete=False), base)
+
+
+def test_hard_link_last_member_blocked_leaves_the_others_unwritten(base):
+    """If the last member cannot be written, the members waiting for it are
+    never created (rsync --no-inc-recursive).  The native engine wrote the
+    first member instead."""
+    check(case(d("src"), *_linked("src/a", "src/b", "src/c"), d("dst"), d("dst/c"),
+               f("dst/c/keep"), delete=False), base)
+
+
+def test_hard_link_chain_with_an_identical_member_and_a_blocked_one(base):
+    """Found by the suite: the first member's destination is identical (it
+    becomes the group's FIRST), the second is blocked by a dir, the third is
+    an existing link of the first.  rsync re-tries the blocked one when the
+    third finishes (messages twice); the chain decides who links to whom."""
+    check(case(d("src"), *_linked("src/b", "src/w", "src/x.o", "src/y/x.o", content=b"\x15*"),
+               d("src/y"), d("dst"), f("dst/b", b"\x15*"), {"path": "dst/x.o", "link": "dst/b"},
+               d("dst/w"), f("dst/w/[ab]"), {"path": "dst/.hidden", "link": "dst/b"},
+               excludes=[b"- /src/"], delete=False), base)
+
+
+def test_hard_link_section_11_case_finishes(base):
+    """rsync-semantics §11: a and b hard-linked, a/ a non-empty dir in DST,
+    no --delete.  rsync 3.5.0 with incremental recursion hangs here (see
+    test_explicit.py); with --no-inc-recursive it prints the two lines for
+    a twice, writes b and exits 23, and so must the native engine."""
+    rs, nat = check(case(d("src"), *_linked("src/a", "src/b"), d("dst"), d("dst/a"),
+                         f("dst/a/keep"), delete=False), base)
+    assert nat.code == 23
+    assert "could not make way for new regular file: a" in nat.err
+    assert "cannot delete non-empty directory: a" in nat.out
+
+
+# -- as nobody (65534:65534, no supplementary groups) ---------------------------------------
+
+NB = {"uid": 65534, "gid": 65534}
+NB_ROOT = {**ROOT, **NB}
+
+
+def nb_case(*entries, **kw) -> Case:
+    return Case(spec=[NB_ROOT, *entries], sources=[kw.pop("src", b"src/")],
+                dest=kw.pop("dest", b"dst"), unprivileged=True, **kw)
+
+
+def test_nobody_listing_a_dir_needs_search_permission(nobody):
+    """rsync 3.5's sender opens a dir O_PATH and then "." in it, so a dir
+    without x for us cannot be listed even with r (opendir ... failed,
+    deletion skipped); the native engine listed it.  The dir itself is
+    still sent: rsync gives it u+rwx while filling it and, since its mode
+    has u+w, never takes them back (0605 ends 0705)."""
+    check(nb_case(d("src", **NB), d("src/d", mode=0o605, **NB), f("src/d/f", **NB)), nobody)
+    check(nb_case(d("src", **NB), d("src/d", mode=0o605, **NB), f("src/d/f", **NB),
+                  d("dst", **NB), f("dst/junk", **NB)), nobody)
+
+
+def test_nobody_reads_files_of_others_without_o_noatime(nobody):
+    """O_NOATIME needs ownership: opening someone else's readable file with
+    it fails with EPERM, and the native engine reported "send_files failed
+    to open ... Operation not permitted" where rsync copies the file."""
+    check(nb_case(d("src", **NB), f("src/theirs", b"data\n", mode=0o444)), nobody)
+
+
+def test_nobody_dir_modes_are_tweaked_and_restored_as_rsync_does(nobody):
+    """A non-root rsync gives a dir u+rwx while filling it and restores the
+    mode at the end only if it lacks u+w.  chmod by a non-member of the
+    dir's group drops setgid each time (0o7550 ends 0o5550 in a dir whose
+    group is not ours)."""
+    check(nb_case(d("src", **NB), d("src/a", mode=0o500, **NB), f("src/a/f", **NB),
+                  d("src/b", mode=0o300, **NB), d("src/c", mode=0o7550, uid=65534, gid=4321),
+                  d("dst", **NB), d("dst/c", mode=0o7550, uid=65534, gid=4321)), nobody)
+
+
+def test_nobody_dest_root_made_writable_by_its_source_mode(nobody):
+    """DST is ours but read-only; SRC/ gives it a writable mode first (rsync
+    sets a dir's attributes before its contents), so the copy works.  The
+    native engine set them after the contents and failed."""
+    check(nb_case(d("src", **NB), f("src/f", **NB), d("dst", mode=0o500, **NB)), nobody)
+
+
+def test_nobody_unreadable_attributes_leave_the_entry_out(nobody):
+    """A dir whose user.* xattr cannot be read (no r for us) is left out of
+    the sender's list with "get_xattr_data ... failed", nothing below it is
+    read, and deletion is skipped."""
+    check(nb_case(d("src", **NB), d("src/c", mode=0o300, xattrs={"user.a": b"1"}, **NB),
+                  f("src/c/f", **NB), d("dst", **NB), f("dst/junk", **NB)), nobody)
+
+
+def test_nobody_unreadable_files_same_size_count_as_identical(nobody):
+    """-c checksums an unreadable file as all zeros, on both sides: two
+    unreadable files of the same size are "the same" (attributes only, no
+    error); an unreadable source with a readable destination fails to
+    send."""
+    check(nb_case(d("src", **NB), f("src/a", b"12", mode=0o600), f("src/b", b"12", mode=0o600),
+                  d("dst", **NB), f("dst/a", b"34", mode=0o600), f("dst/b", b"34", mode=0o644)),
+          nobody)
+
+
+def test_nobody_errors_writing_into_a_dir_of_others(nobody):
+    """A root-owned dir in DST: chgrp, mkdir, symlink and mkstemp fail with
+    rsync's lines (full paths; the temp name compared without its random
+    part), fifos are skipped, deletion fails with rsync's lines."""
+    check(nb_case(d("src", **NB), d("src/sub", **NB), f("src/sub/f", b"hi\n", **NB),
+                  d("src/sub/d", **NB), {"path": "src/sub/l", "target": "tgt", "mtime_ns": T, **NB},
+                  fifo("src/sub/p", **NB), d("dst", **NB), d("dst/sub"), f("dst/sub/junk"),
+                  d("dst/sub/x")), nobody)
