@@ -1,25 +1,32 @@
-"""The click application: backup, restore, sync, engines."""
+"""The click application: backup, restore, sync, verify, engines."""
 
 from __future__ import annotations
 
 import os
 import sys
-import time
 from collections.abc import Callable
 from typing import Any
 
 import click
+from click.core import ParameterSource
+from click.shell_completion import CompletionItem
 
-from .. import Backups, FileEffects, Layout, SyncError, SyncOptions, SyncResult, start_sync
+from .. import FileEffects, Layout, SyncError, SyncOptions, SyncResult, start_sync
 from ..backups import check_volume_name, read_data_version
+from ..config import Config, ConfigEntry, HookError, read_config
 from ..engines import ENGINE_NAMES, resolve_engine_name
-from ..engines.rsync import RsyncEngine
 from ..engines.native import NativeEngine
-from .display import ProgressDisplay, emit_json, summary_line
+from ..engines.rsync import RsyncEngine
+from ..verify import IGNORABLE, VerifyStats, iter_differences
+from .display import human_bytes, summary_line
+from .observe import ObservedBackups, run_verify
+from .output import Output
 
 __all__ = ["main", "app"]
 
 USAGE_ERROR = 2
+MISMATCH = 1        # verify found differences
+HOOK_FAILED = 1     # a hook command failed
 
 
 class CommandFailed(Exception):
@@ -30,29 +37,45 @@ class CommandFailed(Exception):
         self.exit_code = exit_code
 
 
-def run_guarded(action: Callable[[], int], json_out: bool) -> None:
+def run_guarded(action: Callable[[], int], output: Output) -> None:
     """Run a command body; turn every expected failure into one line on
-    stderr (and a JSON summary with --json) and rsync's exit code."""
-    started = time.monotonic()
+    stderr (and a JSON summary with --json) and its exit code."""
     try:
         code = action()
     except CommandFailed as exc:
         message, code = str(exc), exc.exit_code
+    except HookError as exc:
+        message, code = str(exc), HOOK_FAILED
+        failed_sync = exc.__context__
+        if isinstance(failed_sync, SyncError):  # post_backup failed after a failed sync
+            output.error(f"syncengine: error: {failed_sync}")
+            code = failed_sync.exit_code
     except ValueError as exc:
         message, code = str(exc), USAGE_ERROR
     except SyncError as exc:
         message, code = str(exc), exc.exit_code
     except OSError as exc:
-        target = f" {exc.filename}" if exc.filename else ""
-        message, code = f"{exc.strerror or exc}:{target}".rstrip(":"), 11
+        message, code = _os_error(exc), 11
     else:
         sys.exit(code)
+    output.bar.clear()
     click.echo(f"syncengine: error: {message}", err=True)
-    if json_out:
-        emit_json({"event": "summary", "exit_code": code, "error": message,
-                   "duration": round(time.monotonic() - started, 6)})
+    output.summary({"exit_code": code, "error": message}, None)
     sys.exit(code)
 
+
+def _os_error(exc: OSError) -> str:
+    """``PATH: cause`` (rsync and coreutils style), one line."""
+    cause = exc.strerror or str(exc)
+    if exc.filename is None:
+        return cause
+    path = os.fsdecode(exc.filename)
+    if exc.filename2 is not None:
+        path += f" -> {os.fsdecode(exc.filename2)}"
+    return f"{path}: {cause}"
+
+
+# -- options shared by several commands -----------------------------------------------------
 
 def engine_option(f: Callable) -> Callable:
     return click.option("--engine", type=click.Choice(ENGINE_NAMES), default=None,
@@ -62,36 +85,81 @@ def engine_option(f: Callable) -> Callable:
 
 
 def output_options(f: Callable) -> Callable:
+    f = click.option("-q", "--quiet", is_flag=True,
+                     help="Print nothing but errors (no progress, no summary).")(f)
     f = click.option("--json", "json_out", is_flag=True,
-                     help="Write a machine-readable JSON summary to stdout.")(f)
+                     help="Write JSON lines to stdout: progress, errors, and a final summary.")(f)
     f = click.option("--progress/--no-progress", default=None,
-                     help="Show live progress on stderr (default: when stderr is a terminal).")(f)
+                     help="Show a live progress line on stderr (default: when stderr is a "
+                          "terminal).")(f)
     return f
 
 
+def _complete_volumes(ctx: click.Context, param: click.Parameter, incomplete: str
+                      ) -> list[CompletionItem]:
+    """Volume names: directories under the volumes root (backup) or in the
+    backup (restore)."""
+    if ctx.command.name == "restore":
+        root = ctx.params.get("backup_root") or os.environ.get("SYNCENGINE_BACKUP_ROOT")
+        root = os.path.join(root, "volumes") if root else None
+    else:
+        root = ctx.params.get("volumes_root") or os.environ.get("SYNCENGINE_VOLUMES_ROOT")
+    try:
+        names = sorted(e.name for e in os.scandir(root or ".") if root
+                       and e.is_dir(follow_symlinks=False) and e.name.startswith(incomplete))
+    except OSError:
+        return []
+    return [CompletionItem(name) for name in names]
+
+
 def roots_options(f: Callable) -> Callable:
-    # Existence and type are checked in the command body (_require_dir), so a
-    # bad root gets the same one-line error as every other bad input.
-    f = click.option("--backup-root", required=True, envvar="SYNCENGINE_BACKUP_ROOT",
-                     show_envvar=True, type=click.Path(path_type=str),
+    # Not required by click: a --config file may give them. Existence and
+    # type are checked in the command body (_require_dir), so a bad root
+    # gets the same one-line error as every other bad input.
+    f = click.option("--backup-root", envvar="SYNCENGINE_BACKUP_ROOT", show_envvar=True,
+                     type=click.Path(path_type=str),
                      help="Where backups live (volumes under <root>/volumes/).")(f)
-    f = click.option("--volumes-root", required=True, envvar="SYNCENGINE_VOLUMES_ROOT",
-                     show_envvar=True, type=click.Path(path_type=str),
+    f = click.option("--volumes-root", envvar="SYNCENGINE_VOLUMES_ROOT", show_envvar=True,
+                     type=click.Path(path_type=str),
                      help="The directory whose subdirectories are the volumes.")(f)
     return f
 
 
+def config_option(f: Callable) -> Callable:
+    return click.option("--config", "config_path", type=click.Path(path_type=str, dir_okay=False),
+                        metavar="FILE",
+                        help="A TOML file describing roots, engine, volumes or custom syncs, "
+                             "options and hooks; command-line flags win over it.")(f)
+
+
 def exclude_option(f: Callable) -> Callable:
     return click.option("--exclude", "excludes", multiple=True, metavar="PATTERN",
-                        help="rsync exclude rule; repeat for more (first match wins).")(f)
+                        help="rsync exclude rule; repeat for more (first match wins). Replaces "
+                             "every exclude list of a --config file.")(f)
+
+
+def verify_flag(f: Callable) -> Callable:
+    return click.option("--verify", is_flag=True,
+                        help="After each sync, compare the copy with its source (as "
+                             "`syncengine verify` does); a difference makes the command exit 1 "
+                             "after it finishes.")(f)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="syncengine-backups", prog_name="syncengine")
 def app() -> None:
     """Back up and restore data volumes with rsync's exact semantics, with
-    or without rsync installed."""
+    or without rsync installed: `backup` and `restore` drive the Backups
+    facade, `sync` copies one tree, `verify` checks a copy, `engines` shows
+    what runs, and `rsync` stands in for rsync.
 
+    \b
+    Example:
+      syncengine backup --volumes-root /srv/volumes --backup-root /mnt/backup
+    """
+
+
+# -- helpers for backup and restore ----------------------------------------------------------
 
 def _layout(volumes_root: str, backup_root: str) -> Layout:
     return Layout(volumes_root=os.path.abspath(volumes_root), backup_root=os.path.abspath(backup_root))
@@ -121,7 +189,7 @@ def _list_volumes(root: str, what: str) -> list[str]:
                   if entry.is_dir(follow_symlinks=False))
 
 
-def _check_volumes(volumes: tuple[str, ...], src_root: str, where: str, dst_root: str,
+def _check_volumes(volumes: list[str], src_root: str, where: str, dst_root: str,
                    dst_of: Callable[[str], str]) -> None:
     """Every named volume is a valid name with a source directory, and its
     destination is not blocked by a file."""
@@ -133,111 +201,84 @@ def _check_volumes(volumes: tuple[str, ...], src_root: str, where: str, dst_root
         _require_dir_destination(dst_of(volume), dst_root)
 
 
-def _facade(volumes: tuple[str, ...], layout: Layout, engine: str | None, excludes: tuple[str, ...],
-            delete: bool) -> Backups:
-    for volume in volumes:
-        check_volume_name(volume)
-    backups = Backups.with_options(SyncOptions(delete=delete, exclude=excludes),
-                                   layout=layout, engine=engine)
-    for volume in volumes:
-        backups.add_volume(volume)
+def _choose(ctx: click.Context, name: str, value: Any, from_config: Any) -> Any:
+    """A flag on the command line wins over the config file, which wins
+    over the environment variable."""
+    if value is not None and ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE:
+        return value
+    return from_config if from_config is not None else value
+
+
+def _roots(ctx: click.Context, config: Config | None, volumes_root: str | None,
+           backup_root: str | None) -> Layout:
+    roots = {}
+    for name, flag, env, value in (
+            ("volumes_root", "--volumes-root", "SYNCENGINE_VOLUMES_ROOT", volumes_root),
+            ("backup_root", "--backup-root", "SYNCENGINE_BACKUP_ROOT", backup_root)):
+        roots[name] = _choose(ctx, name, value, getattr(config, name, None))
+        if not roots[name]:
+            raise click.UsageError(f"Missing option '{flag}' (or {env}, or layout.{name} in a "
+                                   f"--config file).", ctx)
+    return _layout(roots["volumes_root"], roots["backup_root"])
+
+
+def _plan(config: Config | None, volumes: tuple[str, ...], discover: Callable[[], list[str]]
+          ) -> list[ConfigEntry]:
+    """What to sync: the config's entries (those named, if any are), or
+    the named volumes, or every volume found."""
+    if config is not None and config.entries:
+        return list(config.select(volumes))
+    names = list(volumes) or discover()
+    return [ConfigEntry("volume", f"volume {name!r}", name=name) for name in names]
+
+
+def _facade(ctx: click.Context, config: Config | None, entries: list[ConfigEntry],
+            layout: Layout, engine: str | None, excludes: tuple[str, ...], no_delete: bool,
+            output: Output, verify: bool) -> ObservedBackups:
+    engine = _choose(ctx, "engine", engine, config.engine if config else None)
+    if config is None:
+        backups = ObservedBackups.with_options(SyncOptions(delete=not no_delete, exclude=excludes),
+                                               layout=layout, engine=engine)
+        for entry in entries:
+            backups.add_volume(entry.name)
+    else:
+        override: dict[str, Any] = {}
+        if excludes:
+            override["exclude"] = excludes
+        if no_delete:
+            override["delete"] = False
+        backups = config.build(entries=entries, volumes_root=layout.volumes_root,
+                               backup_root=layout.backup_root, engine=engine, override=override,
+                               hook_log=output.hook_log, hook_output=output.hook_output,
+                               backups_class=ObservedBackups)
+    backups.output, backups.verify = output, verify
+    backups.labels = [entry.name or entry.key for entry in entries]
     return backups
 
 
-def _report(verb: str, results: list[SyncResult], started: float, json_out: bool,
-            extra: dict[str, Any] | None = None) -> int:
-    duration = time.monotonic() - started
+def _report(output: Output, results: list[SyncResult], extra: dict[str, Any] | None = None,
+            mismatches: int = 0) -> int:
     code = max((r.exit_code for r in results), default=0)
     for result in results:
         for line in result.errors:
-            click.echo(line, err=True)
-    if json_out:
-        emit_json({"event": "summary", "command": verb, "exit_code": code,
-                   "files_transferred": sum(r.files_transferred for r in results),
-                   "bytes_transferred": sum(r.bytes_transferred for r in results),
-                   "duration": round(duration, 6), "syncs": [r.as_dict() for r in results],
-                   **(extra or {})})
-    else:
-        click.echo(summary_line(verb, results, duration), err=True)
+            output.error(line)
+    fields: dict[str, Any] = {
+        "exit_code": code,
+        "files_transferred": sum(r.files_transferred for r in results),
+        "files_deleted": sum(r.files_deleted for r in results),
+        "files_skipped": sum(r.files_skipped for r in results),
+        "bytes_transferred": sum(r.bytes_transferred for r in results),
+        "bytes_total": sum(r.bytes_total for r in results),
+        "syncs": [r.as_dict() for r in results], **(extra or {})}
+    if mismatches:
+        message = f"verify found {mismatches} difference(s) between a copy and its source"
+        output.bar.clear()
+        click.echo(f"syncengine: error: {message}", err=True)
+        if code == 0:
+            code = fields["exit_code"] = MISMATCH
+        fields["error"] = message
+    output.summary(fields, summary_line(output.command, results, output.elapsed()))
     return code
-
-
-@app.command()
-@click.argument("volumes", nargs=-1)
-@roots_options
-@exclude_option
-@click.option("--no-delete", is_flag=True, help="Keep backup files whose source is gone.")
-@click.option("--data-version", default=None, help="Record this data version in the backup.")
-@engine_option
-@output_options
-def backup(volumes: tuple[str, ...], volumes_root: str, backup_root: str, excludes: tuple[str, ...],
-           no_delete: bool, data_version: str | None, engine: str | None,
-           progress: bool | None, json_out: bool) -> None:
-    """Back up VOLUMEs (default: every directory under --volumes-root) into
-    --backup-root/volumes/, then record the data version.
-
-    \b
-    Example:
-      syncengine backup main config --volumes-root /srv/volumes \\
-          --backup-root /mnt/backup --exclude '*.tmp'
-    """
-    def body() -> int:
-        started = time.monotonic()
-        layout = _layout(volumes_root, backup_root)
-        _require_dir(layout.volumes_root, "volumes root")
-        _require_dir(layout.backup_root, "backup root")
-        names = volumes or tuple(_list_volumes(layout.volumes_root, "volumes root"))
-        _check_volumes(names, layout.volumes_root, "in the volumes root", layout.backup_root,
-                       layout.volume_backup_path)
-        backups = _facade(names, layout, engine, excludes, not no_delete)
-        display = ProgressDisplay(enabled=progress)
-        try:
-            results = backups.create_backup(FileEffects(os.devnull, version=data_version),
-                                            on_progress=display)
-        finally:
-            display.end()
-        return _report("backup", results, started, json_out,
-                       {"volumes": list(names), "data_version": data_version})
-    run_guarded(body, json_out)
-
-
-@app.command()
-@click.argument("volumes", nargs=-1)
-@roots_options
-@exclude_option
-@click.option("--no-delete", is_flag=True, help="Keep data files that are not in the backup.")
-@engine_option
-@output_options
-def restore(volumes: tuple[str, ...], volumes_root: str, backup_root: str, excludes: tuple[str, ...],
-            no_delete: bool, engine: str | None, progress: bool | None, json_out: bool) -> None:
-    """Restore VOLUMEs (default: every volume in the backup) from
-    --backup-root/volumes/ into --volumes-root, and print the backup's data
-    version.
-
-    \b
-    Example:
-      syncengine restore main --volumes-root /srv/volumes --backup-root /mnt/backup
-    """
-    def body() -> int:
-        started = time.monotonic()
-        layout = _layout(volumes_root, backup_root)
-        _require_dir(layout.volumes_root, "volumes root")
-        _require_dir(layout.backup_root, "backup root")
-        in_backup = os.path.join(layout.backup_root, "volumes")
-        names = volumes or tuple(_list_volumes(in_backup, "backup volumes directory"))
-        _check_volumes(names, in_backup, "in the backup", layout.volumes_root, layout.volume_path)
-        backups = _facade(names, layout, engine, excludes, not no_delete)
-        display = ProgressDisplay(enabled=progress)
-        try:
-            results = backups.restore_backup(_NoEffects(), on_progress=display)
-        finally:
-            display.end()
-        version = read_data_version(layout)
-        if not json_out:
-            click.echo(f"data version: {version if version is not None else '(none)'}")
-        return _report("restore", results, started, json_out,
-                       {"volumes": list(names), "data_version": version})
-    run_guarded(body, json_out)
 
 
 class _NoEffects:
@@ -250,25 +291,131 @@ class _NoEffects:
         pass
 
 
-@app.command(name="sync")
+# -- backup ------------------------------------------------------------------------------------
+
+@app.command(short_help="Back up volumes (or a --config file's syncs) into a backup root.")
+@click.argument("volumes", nargs=-1, shell_complete=_complete_volumes)
+@config_option
+@roots_options
+@exclude_option
+@click.option("--no-delete", is_flag=True, help="Keep backup files whose source is gone.")
+@click.option("--data-version", default=None, help="Record this data version in the backup.")
+@verify_flag
+@engine_option
+@output_options
+@click.pass_context
+def backup(ctx: click.Context, volumes: tuple[str, ...], config_path: str | None,
+           volumes_root: str | None, backup_root: str | None, excludes: tuple[str, ...],
+           no_delete: bool, data_version: str | None, verify: bool, engine: str | None,
+           progress: bool | None, json_out: bool, quiet: bool) -> None:
+    """Back up VOLUMEs (default: every directory under --volumes-root, or
+    every volume and sync of --config) into --backup-root/volumes/ with
+    rsync -rlptgocAXH --delete semantics: pre_backup hook, each sync, the
+    data version into <backup-root>/dataVersion.txt, post_backup hook (which
+    runs even when a sync fails). --verify compares each copy with its
+    source right after its sync.
+
+    \b
+    Examples:
+      syncengine backup main config --volumes-root /srv/volumes \\
+          --backup-root /mnt/backup --exclude '*.tmp' --verify
+      syncengine backup --config /etc/syncengine/myservice.toml
+    """
+    output = Output("backup", json_out=json_out, quiet=quiet, progress=progress)
+
+    def body() -> int:
+        config = read_config(config_path) if config_path else None
+        layout = _roots(ctx, config, volumes_root, backup_root)
+        _require_dir(layout.volumes_root, "volumes root")
+        _require_dir(layout.backup_root, "backup root")
+        entries = _plan(config, volumes, lambda: _list_volumes(layout.volumes_root, "volumes root"))
+        _check_volumes([e.name for e in entries if e.kind == "volume"], layout.volumes_root,
+                       "in the volumes root", layout.backup_root, layout.volume_backup_path)
+        backups = _facade(ctx, config, entries, layout, engine, excludes, no_delete, output, verify)
+        version = data_version if data_version is not None else (config and config.data_version)
+        results = backups.create_backup(FileEffects(os.devnull, version=version or None),
+                                        on_progress=output.progress)
+        return _report(output, results, {"volumes": [e.name for e in entries if e.kind == "volume"],
+                                         "data_version": version or None,
+                                         **({"differences": backups.mismatches} if verify else {})},
+                       backups.mismatches)
+    run_guarded(body, output)
+
+
+# -- restore -----------------------------------------------------------------------------------
+
+@app.command(short_help="Restore volumes (or a --config file's syncs) from a backup.")
+@click.argument("volumes", nargs=-1, shell_complete=_complete_volumes)
+@config_option
+@roots_options
+@exclude_option
+@click.option("--no-delete", is_flag=True, help="Keep data files that are not in the backup.")
+@verify_flag
+@engine_option
+@output_options
+@click.pass_context
+def restore(ctx: click.Context, volumes: tuple[str, ...], config_path: str | None,
+            volumes_root: str | None, backup_root: str | None, excludes: tuple[str, ...],
+            no_delete: bool, verify: bool, engine: str | None, progress: bool | None,
+            json_out: bool, quiet: bool) -> None:
+    """Restore VOLUMEs (default: every volume in the backup, or every
+    volume and sync of --config) from --backup-root/volumes/ into
+    --volumes-root: pre_restore hook, each sync, post_restore hook; then
+    print the backup's data version.
+
+    \b
+    Examples:
+      syncengine restore main --volumes-root /srv/volumes --backup-root /mnt/backup
+      syncengine restore --config /etc/syncengine/myservice.toml --verify
+    """
+    output = Output("restore", json_out=json_out, quiet=quiet, progress=progress)
+
+    def body() -> int:
+        config = read_config(config_path) if config_path else None
+        layout = _roots(ctx, config, volumes_root, backup_root)
+        _require_dir(layout.volumes_root, "volumes root")
+        _require_dir(layout.backup_root, "backup root")
+        in_backup = os.path.join(layout.backup_root, "volumes")
+        entries = _plan(config, volumes, lambda: _list_volumes(in_backup, "backup volumes directory"))
+        _check_volumes([e.name for e in entries if e.kind == "volume"], in_backup,
+                       "in the backup", layout.volumes_root, layout.volume_path)
+        backups = _facade(ctx, config, entries, layout, engine, excludes, no_delete, output, verify)
+        results = backups.restore_backup(_NoEffects(), on_progress=output.progress)
+        version = read_data_version(layout)
+        if not json_out and not quiet:
+            click.echo(f"data version: {version if version is not None else '(none)'}")
+        return _report(output, results, {"volumes": [e.name for e in entries if e.kind == "volume"],
+                                         "data_version": version,
+                                         **({"differences": backups.mismatches} if verify else {})},
+                       backups.mismatches)
+    run_guarded(body, output)
+
+
+# -- sync --------------------------------------------------------------------------------------
+
+@app.command(name="sync", short_help="Sync one tree, SRC to DST, as rsync -rlptgocAXH --delete.")
 @click.argument("src", type=click.Path(path_type=str))
 @click.argument("dst", type=click.Path(path_type=str))
 @exclude_option
 @click.option("--delete/--no-delete", default=True, show_default=True,
               help="Delete destination entries that are not in the source.")
+@verify_flag
 @engine_option
 @output_options
-def sync_command(src: str, dst: str, excludes: tuple[str, ...], delete: bool, engine: str | None,
-                 progress: bool | None, json_out: bool) -> None:
-    """Sync one tree: SRC to DST with rsync -rlptgocAXH semantics (a
-    trailing slash on SRC copies its contents into DST).
+def sync_command(src: str, dst: str, excludes: tuple[str, ...], delete: bool, verify: bool,
+                 engine: str | None, progress: bool | None, json_out: bool, quiet: bool) -> None:
+    """Sync one tree, SRC to DST, with rsync -rlptgocAXH semantics: a
+    trailing slash on SRC copies its contents (and its own attributes) onto
+    DST, without one SRC is copied into DST; --delete (the default) removes
+    what SRC does not have.
 
     \b
     Example:
-      syncengine sync /srv/data/ /mnt/copy/data --exclude 'cache/'
+      syncengine sync /srv/data/ /mnt/copy/data --exclude 'cache/' --verify
     """
+    output = Output("sync", json_out=json_out, quiet=quiet, progress=progress)
+
     def body() -> int:
-        started = time.monotonic()
         if not src or not dst:
             raise ValueError("SRC and DST must not be empty")
         # Bad input is refused before rsync runs (one line, exit 2, nothing changed).
@@ -282,30 +429,83 @@ def sync_command(src: str, dst: str, excludes: tuple[str, ...], delete: bool, en
             raise CommandFailed(f"destination's parent directory {parent} does not exist",
                                 USAGE_ERROR)
         options = SyncOptions(delete=delete, exclude=excludes)
-        display = ProgressDisplay(enabled=progress)
-        try:
-            # A relative path that starts with "-" must not reach rsync as an option.
-            result = start_sync(_not_an_option(src), _not_an_option(dst), options, engine=engine,
-                                on_progress=display).result()
-        finally:
-            display.end()
-        return _report("sync", [result], started, json_out)
-    run_guarded(body, json_out)
+        # A relative path that starts with "-" must not reach rsync as an option.
+        real_src, real_dst = _not_an_option(src), _not_an_option(dst)
+        output.sync_start(1, 1, src, dst)
+        result = start_sync(real_src, real_dst, options, engine=engine,
+                            on_progress=output.progress).result()
+        output.sync_end(1, result)
+        mismatches = 0
+        if verify and result.ok:
+            mismatches = run_verify(output, real_src, real_dst, options, index=1)
+        return _report(output, [result], {"differences": mismatches} if verify else None,
+                       mismatches)
+    run_guarded(body, output)
 
 
 def _not_an_option(path: str) -> str:
     return "./" + path if path.startswith("-") else path
 
 
-@app.command()
-@click.option("--json", "json_out", is_flag=True, help="Write the answer as JSON.")
+# -- verify ------------------------------------------------------------------------------------
+
+@app.command(name="verify", short_help="Check that DST is an exact copy of SRC.")
+@click.argument("src", type=click.Path(path_type=str))
+@click.argument("dst", type=click.Path(path_type=str))
+@click.option("--exclude", "excludes", multiple=True, metavar="PATTERN",
+              help="rsync exclude rule, as given to the sync; repeat for more.")
+@click.option("--ignore", "ignore", multiple=True, type=click.Choice(IGNORABLE),
+              help="Do not compare this attribute (`extra`: entries only in DST, as a sync "
+                   "without --delete leaves them); repeat for more.")
+@output_options
+def verify_command(src: str, dst: str, excludes: tuple[str, ...], ignore: tuple[str, ...],
+                   progress: bool | None, json_out: bool, quiet: bool) -> None:
+    """Check that DST is an exact copy of SRC, as `syncengine sync SRC DST`
+    (rsync -rlptgocAXH --delete) makes it: type, content, mode, owner,
+    group, nanosecond mtime, symlink target, hard-link groups, xattrs and
+    ACLs, with the same trailing-slash and --exclude rules. Prints each
+    difference on one line (on stdout); exits 0 when there is none, 1 when
+    there are some, 2 on bad input.
+
+    \b
+    Examples:
+      syncengine verify /srv/volumes/main/ /mnt/backup/volumes/main/
+      syncengine verify /srv/data/ /mnt/copy/data --exclude 'cache/' --json
+    """
+    output = Output("verify", json_out=json_out, quiet=quiet, progress=progress)
+
+    def body() -> int:
+        stats = VerifyStats()
+        found = 0
+        for diff in iter_differences(src, dst, excludes, ignore=ignore,
+                                     on_progress=output.verify_progress, stats=stats):
+            found += 1
+            output.difference(diff, as_error=False)
+        code = MISMATCH if found else 0
+        verdict = f"{found} difference(s)" if found else "identical"
+        output.summary({"exit_code": code, "differences": found, "entries": stats.entries,
+                        "bytes_compared": stats.bytes_compared},
+                       f"verify: {verdict} ({stats.entries} entries, "
+                       f"{human_bytes(stats.bytes_compared)} compared in "
+                       f"{output.elapsed():.2f} s)")
+        return code
+    run_guarded(body, output)
+
+
+# -- engines -----------------------------------------------------------------------------------
+
+@app.command(short_help="Show the available engines and which one auto picks.")
+@click.option("--json", "json_out", is_flag=True, help="Write the answer as one JSON line.")
 def engines(json_out: bool) -> None:
-    """Show which engines are available here and which one auto picks.
+    """Show which engines are available here, rsync's version, and which
+    engine `auto` (and SYNCENGINE_ENGINE) picks.
 
     \b
     Example:
       syncengine engines --json
     """
+    output = Output("engines", json_out=json_out, quiet=False, progress=False)
+
     def body() -> int:
         rsync = RsyncEngine()
         info = {
@@ -316,7 +516,7 @@ def engines(json_out: bool) -> None:
             "default": resolve_engine_name(None),
         }
         if json_out:
-            emit_json(info)
+            output.summary({"exit_code": 0, **info}, None)
             return 0
         rs = info["rsync"]
         click.echo(f"rsync:  {'available' if rs['available'] else 'not available'}"
@@ -324,7 +524,7 @@ def engines(json_out: bool) -> None:
         click.echo(f"python: {'available' if info['python']['available'] else 'not available'}")
         click.echo(f"auto picks: {info['auto']}")
         return 0
-    run_guarded(body, json_out)
+    run_guarded(body, output)
 
 
 def main() -> None:

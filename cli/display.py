@@ -1,15 +1,24 @@
-"""Progress and summary output for the command line."""
+"""Human output on the terminal: the live progress line, sizes, summaries,
+and the JSON line writer."""
 
 from __future__ import annotations
 
 import json
+import os
 import sys
+import threading
 import time
 from typing import Any, TextIO
 
 from .. import Progress, SyncResult
+from ..verify import display_name
 
-__all__ = ["ProgressDisplay", "human_bytes", "summary_line", "emit_json"]
+__all__ = ["ProgressDisplay", "human_bytes", "human_duration", "summary_line", "emit_json",
+           "sync_progress_line", "REDRAW_INTERVAL"]
+
+# At most ten redraws (and ten JSON progress events) a second.
+REDRAW_INTERVAL = 0.1
+_BAR_WIDTH = 20
 
 
 def human_bytes(n: float) -> str:
@@ -20,40 +29,101 @@ def human_bytes(n: float) -> str:
     return f"{n:.1f} TiB"  # pragma: no cover
 
 
+def human_duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return (f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours
+            else f"{rest // 60}:{rest % 60:02d}")
+
+
+def estimate(sample: Progress, elapsed: float) -> tuple[float, float | None]:
+    """(bytes per second, seconds left or None) of a sync so far.  With
+    rsync only the percentage tells how much is left."""
+    rate = sample.bytes_done / elapsed if elapsed > 0 else 0.0
+    if sample.bytes_total:
+        left = max(sample.bytes_total - sample.bytes_done, 0)
+        return rate, (left / rate if rate > 0 else None)
+    if 0 < sample.percent < 100:
+        return rate, elapsed * (100 - sample.percent) / sample.percent
+    return rate, (0.0 if sample.percent >= 100 else None)
+
+
+def sync_progress_line(label: str, sample: Progress, elapsed: float) -> tuple[str, str]:
+    """The progress line of a sync, as (fixed part, current file)."""
+    rate, eta = estimate(sample, elapsed)
+    filled = int(_BAR_WIDTH * min(max(sample.percent, 0.0), 100.0) / 100)
+    size = human_bytes(sample.bytes_done)
+    if sample.bytes_total:
+        size += f"/{human_bytes(sample.bytes_total)}"
+    parts = [f"[{'#' * filled}{'-' * (_BAR_WIDTH - filled)}] {sample.percent:5.1f}%", size,
+             f"{human_bytes(rate)}/s", f"ETA {human_duration(eta) if eta is not None else '?'}",
+             f"{sample.files_transferred} files"]
+    if label:
+        parts.insert(0, label)
+    return "  ".join(parts), display_name(sample.current) if sample.current else ""
+
+
 class ProgressDisplay:
-    """A one-line live display on a terminal: percent, bytes, rate, label."""
+    """One live line on a terminal (stderr), redrawn at most ten times a
+    second and cut to the terminal's width; ``clear()`` removes it before
+    other output, ``end()`` when the work is done."""
 
     def __init__(self, stream: TextIO | None = None, enabled: bool | None = None) -> None:
         # Looked up at call time, not import time: click's CliRunner and
         # contextlib.redirect_stderr swap sys.stderr after this module loads.
         self.stream = stream if stream is not None else sys.stderr
-        self.enabled = self.stream.isatty() if enabled is None else enabled
-        self.label = ""
-        self._start = time.monotonic()
-        self._width = 0
+        self.enabled = _isatty(self.stream) if enabled is None else enabled
+        self._shown = 0
+        self._last = 0.0
+        self._lock = threading.Lock()
 
-    def begin(self, label: str) -> None:
-        self.label = label
-        self._start = time.monotonic()
+    def _columns(self) -> int:
+        try:
+            columns = os.get_terminal_size(self.stream.fileno()).columns
+        except (OSError, ValueError, AttributeError):
+            columns = 0
+        if not columns:  # not a terminal, or one that does not know its size
+            try:
+                columns = int(os.environ.get("COLUMNS", ""))
+            except ValueError:
+                columns = 80
+        return max(columns, 20)
 
-    def __call__(self, sample: Progress) -> None:
+    def draw(self, fixed: str, tail: str = "", *, force: bool = False) -> None:
+        """Show ``fixed`` and as much of ``tail`` (a file name: its end is
+        kept) as the terminal has room for."""
         if not self.enabled:
             return
-        elapsed = max(time.monotonic() - self._start, 1e-6)
-        rate = sample.bytes_done / elapsed
-        line = (f"{self.label} {sample.percent:5.1f}%  {human_bytes(sample.bytes_done)}"
-                f"  {human_bytes(rate)}/s  files {sample.files_transferred}")
-        if sample.current:
-            line += f"  {sample.current}"
-        self._width = max(self._width, len(line))
-        self.stream.write("\r" + line.ljust(self._width))
-        self.stream.flush()
-
-    def end(self) -> None:
-        if self.enabled and self._width:
-            self.stream.write("\r" + " " * self._width + "\r")
+        now = time.monotonic()
+        with self._lock:
+            if not force and self._shown and now - self._last < REDRAW_INTERVAL:
+                return
+            self._last = now
+            width = self._columns() - 1
+            line = fixed
+            room = width - len(line) - 2
+            if tail and room > 3:
+                line += "  " + (tail if len(tail) <= room else "…" + tail[-(room - 1):])
+            line = line[:width]
+            self.stream.write("\r" + line.ljust(self._shown))
             self.stream.flush()
-            self._width = 0
+            self._shown = max(self._shown, len(line))
+
+    def clear(self) -> None:
+        with self._lock:
+            if self.enabled and self._shown:
+                self.stream.write("\r" + " " * self._shown + "\r")
+                self.stream.flush()
+                self._shown = 0
+
+    end = clear
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 def summary_line(verb: str, results: list[SyncResult], duration: float) -> str:

@@ -66,6 +66,15 @@ def run(*args: str, how: str = "script", env: dict | None = None) -> subprocess.
     return subprocess.run([*argv, *args], capture_output=True, text=True, env=env, timeout=60)
 
 
+def json_summary(stdout: str) -> dict:
+    """--json writes JSON lines (progress, sync and error events); the
+    summary is always the last one."""
+    events = [json.loads(line) for line in stdout.splitlines()]
+    assert events and events[-1]["event"] == "summary"
+    assert all(event["event"] != "summary" for event in events[:-1])
+    return events[-1]
+
+
 def one_error_line(stderr: str) -> str:
     """The stderr of a refused command: exactly one line, no traceback."""
     assert "Traceback" not in stderr
@@ -241,9 +250,7 @@ def test_backup_json_summary(sample):
                     "--data-version", "3", "--json")
     assert result.exit_code == 0
     assert result.stderr == ""
-    lines = result.stdout.splitlines()
-    assert len(lines) == 1
-    summary = json.loads(lines[0])
+    summary = json_summary(result.stdout)
     assert summary["event"] == "summary" and summary["command"] == "backup"
     assert summary["exit_code"] == 0
     assert summary["volumes"] == ["config", "main"]
@@ -257,10 +264,10 @@ def test_backup_json_summary(sample):
 def test_restore_and_sync_json_summaries(sample, tmp_path):
     vols, bk = sample
     invoke("backup", "--volumes-root", str(vols), "--backup-root", str(bk), "--data-version", "9")
-    restore = json.loads(invoke("restore", "--volumes-root", str(vols), "--backup-root", str(bk),
-                                "--json").stdout)
+    restore = json_summary(invoke("restore", "--volumes-root", str(vols), "--backup-root", str(bk),
+                                  "--json").stdout)
     assert (restore["command"], restore["data_version"], restore["exit_code"]) == ("restore", "9", 0)
-    sync = json.loads(invoke("sync", f"{vols}/main/", str(tmp_path / "o"), "--json").stdout)
+    sync = json_summary(invoke("sync", f"{vols}/main/", str(tmp_path / "o"), "--json").stdout)
     assert (sync["command"], sync["exit_code"]) == ("sync", 0)
     assert sync["files_transferred"] == _regular_files(vols / "main")
 
@@ -301,7 +308,7 @@ def test_a_failed_sync_exits_with_rsyncs_code(sample, tmp_path, immutable_file):
     assert "Traceback" not in result.stderr
     as_json = invoke("sync", f"{vols}/main/", str(out), "--json")
     assert as_json.exit_code == 23
-    summary = json.loads(as_json.stdout)
+    summary = json_summary(as_json.stdout)
     assert summary["exit_code"] == 23 and summary["syncs"][0]["exit_code"] == 23
     assert any("Operation not permitted" in e for e in summary["syncs"][0]["errors"])
 
@@ -319,7 +326,7 @@ def test_a_failed_backup_exits_with_rsyncs_code_and_one_line(sample, immutable_f
     as_json = invoke("backup", "main", "--volumes-root", str(vols), "--backup-root", str(bk),
                      "--json")
     assert as_json.exit_code == 23
-    assert json.loads(as_json.stdout)["exit_code"] == 23
+    assert json_summary(as_json.stdout)["exit_code"] == 23
 
 
 def test_missing_rsync_is_one_clear_line(sample, tmp_path):
