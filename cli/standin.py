@@ -9,18 +9,45 @@ import click
 from ..standin import run_standin
 
 
-@click.command(name="rsync", context_settings={"ignore_unknown_options": True,
+def _help_requested(argv: tuple[str, ...]) -> bool:
+    """``--help`` among the options (before a ``--``), as rsync reads it.
+    ``-h`` is rsync's --human-readable, so it is not help here either."""
+    options = argv[:argv.index("--")] if "--" in argv else argv
+    return "--help" in options
+
+
+class _PassThrough(click.Command):
+    """Keeps the arguments exactly as given: click's parser would drop a
+    ``--``, after which rsync takes ``-x`` and ``--help`` as file names."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta["rsync_argv"] = tuple(args)
+        return super().parse_args(ctx, args)
+
+
+# The argv goes to the stand-in untouched: click must not parse options
+# (help_option_names=[] keeps --help in ARGV too; it is handled below).
+@click.command(name="rsync", cls=_PassThrough, short_help="Stand in for rsync: the seed's rsync command line on the native engine.",
+               context_settings={"ignore_unknown_options": True,
                                                "allow_interspersed_args": False,
-                                               "help_option_names": []})
-@click.argument("argv", nargs=-1, type=click.UNPROCESSED)
-def rsync_command(argv: tuple[str, ...]) -> None:
-    """Run the native engine on an rsync command line (the seed's flags:
-    -rlptgocAXH, --delete, --exclude, --info=progress2, --no-inc-recursive).
-    Exit codes and messages are rsync's.
+                                               "help_option_names": []},
+               options_metavar="")
+@click.argument("argv", nargs=-1, type=click.UNPROCESSED, metavar="[RSYNC-OPTION]... SRC... DST")
+@click.pass_context
+def rsync_command(ctx: click.Context, argv: tuple[str, ...]) -> None:
+    """Stand in for rsync where it is not installed: run the native engine
+    on the rsync command line the seed emits (-rlptgocAXH, --delete,
+    --exclude=P, --info=progress2, --no-inc-recursive, SRC... DST, in any
+    order and split as rsync allows), with rsync's exit codes and messages.
+    Any other option is refused with exit 1, as rsync refuses an unknown one.
 
     \b
     Example:
       syncengine rsync --delete --exclude='*.tmp' -rlptgocAXH \\
           --info=progress2 --no-inc-recursive /data/ /backup/data/
     """
+    argv = ctx.meta.get("rsync_argv", argv)
+    if _help_requested(argv):
+        click.echo(ctx.get_help())
+        ctx.exit(0)
     sys.exit(run_standin(list(argv)))
