@@ -392,3 +392,15 @@ def test_roots_are_required_from_somewhere(tmp_path):
     assert result.exit_code == 2
     assert "Missing option '--volumes-root' (or SYNCENGINE_VOLUMES_ROOT, or " \
            "layout.volumes_root in a --config file)" in result.stderr
+
+
+def test_the_readme_example_is_a_valid_config(tmp_path):
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("### Config file"):]
+    example = section[section.index("```toml\n") + 8:section.index("\n```", section.index("```toml"))]
+    config = read_config(write(tmp_path / "svc.toml", example))
+    assert config.names() == ["main", "config", "logs", "db"]
+    assert set(config.hooks) == {"pre_backup", "post_backup", "pre_restore", "post_restore"}
+    backups = config.build()
+    assert [s.backup_path for s in backups.syncs][-1] == "/mnt/backup/myservice/db/"
+    assert backups.backup_options_for(backups.syncs[-1]) == SyncOptions(False, ("*.lock",))
