@@ -27,6 +27,7 @@ __all__ = ["main", "app"]
 USAGE_ERROR = 2
 MISMATCH = 1        # verify found differences
 HOOK_FAILED = 1     # a hook command failed
+INTERRUPTED = 20    # rsync's code for SIGINT/SIGTERM
 
 
 class CommandFailed(Exception):
@@ -54,8 +55,19 @@ def run_guarded(action: Callable[[], int], output: Output) -> None:
         message, code = str(exc), USAGE_ERROR
     except SyncError as exc:
         message, code = str(exc), exc.exit_code
+    except BrokenPipeError:
+        # The reader went away (`syncengine verify ... | head`): no traceback,
+        # and nothing more to say to it.
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError):
+            pass
+        sys.exit(1)
     except OSError as exc:
         message, code = _os_error(exc), 11
+    except KeyboardInterrupt:
+        message, code = "interrupted", INTERRUPTED
     else:
         sys.exit(code)
     output.bar.clear()
@@ -136,6 +148,11 @@ def exclude_option(f: Callable) -> Callable:
     return click.option("--exclude", "excludes", multiple=True, metavar="PATTERN",
                         help="rsync exclude rule; repeat for more (first match wins). Replaces "
                              "every exclude list of a --config file.")(f)
+
+
+def sync_exclude_option(f: Callable) -> Callable:
+    return click.option("--exclude", "excludes", multiple=True, metavar="PATTERN",
+                        help="rsync exclude rule; repeat for more (first match wins).")(f)
 
 
 def verify_flag(f: Callable) -> Callable:
@@ -396,7 +413,7 @@ def restore(ctx: click.Context, volumes: tuple[str, ...], config_path: str | Non
 @app.command(name="sync", short_help="Sync one tree, SRC to DST, as rsync -rlptgocAXH --delete.")
 @click.argument("src", type=click.Path(path_type=str))
 @click.argument("dst", type=click.Path(path_type=str))
-@exclude_option
+@sync_exclude_option
 @click.option("--delete/--no-delete", default=True, show_default=True,
               help="Delete destination entries that are not in the source.")
 @verify_flag
@@ -432,8 +449,13 @@ def sync_command(src: str, dst: str, excludes: tuple[str, ...], delete: bool, ve
         # A relative path that starts with "-" must not reach rsync as an option.
         real_src, real_dst = _not_an_option(src), _not_an_option(dst)
         output.sync_start(1, 1, src, dst)
-        result = start_sync(real_src, real_dst, options, engine=engine,
-                            on_progress=output.progress).result()
+        job = start_sync(real_src, real_dst, options, engine=engine, on_progress=output.progress)
+        try:
+            result = job.result()
+        except KeyboardInterrupt:
+            job.cancel()  # stop the engine (rsync too) before leaving
+            job.result()
+            raise
         output.sync_end(1, result)
         mismatches = 0
         if verify and result.ok:

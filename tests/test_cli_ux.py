@@ -10,6 +10,7 @@ import os
 import pty
 import re
 import select
+import signal
 import shutil
 import subprocess
 import sys
@@ -344,3 +345,39 @@ def test_bash_completion_through_click(sample):
              f'complete_words syncengine backup --volumes-root {vols} m\n')
     proc = subprocess.run(["bash", "-c", probe], capture_output=True, text=True, timeout=60)
     assert proc.stdout.splitlines() == ["verify", "extra", "main"], proc.stderr
+
+
+# -- interruptions ----------------------------------------------------------------------------
+
+def test_ctrl_c_stops_the_sync_and_is_one_line(tmp_path, throttled_rsync):
+    build_tree(tmp_path / "src", [{"path": "big", "size": 4_000_000, "seed": 3}])
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    os.symlink(throttled_rsync(200), bindir / "rsync")   # 4 MB at 200 kB/s: 20 s
+    env = dict(os.environ, PATH=f"{bindir}:{os.environ['PATH']}")
+    proc = subprocess.Popen([sys.executable, "-m", "syncengine", "sync", f"{tmp_path}/src/",
+                             str(tmp_path / "dst"), "--engine", "rsync", "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+    assert json.loads(proc.stdout.readline())["event"] == "sync_start"
+    time.sleep(0.3)
+    started = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert time.monotonic() - started < 10      # rsync was stopped, not waited for
+    assert proc.returncode == 20
+    assert error_lines(err) == ["syncengine: error: interrupted"]
+    assert json.loads(out.splitlines()[-1])["exit_code"] == 20
+
+
+def test_a_closed_pipe_is_not_a_traceback(tmp_path):
+    build_tree(tmp_path / "src", [{"path": f"a-rather-long-file-name-{i:05d}", "content": ""}
+                                  for i in range(3000)])
+    (tmp_path / "dst").mkdir()
+    proc = subprocess.Popen([sys.executable, "-m", "syncengine", "verify", f"{tmp_path}/src/",
+                             str(tmp_path / "dst"), "--ignore", "mtime"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().endswith(": only in SRC (file)\n")
+    proc.stdout.close()       # as `| head -1` does
+    err = proc.stderr.read()
+    assert proc.wait(timeout=30) == 1
+    assert "Traceback" not in err and "Exception" not in err
