@@ -47,8 +47,8 @@ def run_guarded(action: Callable[[], int], output: Output) -> None:
         message, code = str(exc), exc.exit_code
     except HookError as exc:
         message, code = str(exc), HOOK_FAILED
-        failed_sync = exc.__context__
-        if isinstance(failed_sync, SyncError):  # post_backup failed after a failed sync
+        failed_sync = output.failed_sync
+        if failed_sync is not None:  # post_backup failed after a failed sync
             output.error(f"syncengine: error: {failed_sync}")
             code = failed_sync.exit_code
     except ValueError as exc:

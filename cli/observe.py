@@ -56,8 +56,7 @@ class ObservedBackups(Backups):
             try:
                 results += await super()._run_plan([(src, dst, options)], on_progress)
             except SyncError as exc:
-                if exc.result is not None:
-                    self.output.sync_end(index, exc.result)
+                self.output.sync_failed(index, exc)
                 raise
             self.output.sync_end(index, results[-1])
             if self.verify:

@@ -29,7 +29,7 @@ from typing import Any
 
 import click
 
-from .. import Progress, SyncResult
+from .. import Progress, SyncError, SyncResult
 from ..verify import Difference, VerifyStats, display_name, json_name
 from .display import (REDRAW_INTERVAL, ProgressDisplay, emit_json, estimate, human_bytes,
                       sync_progress_line)
@@ -75,6 +75,7 @@ class Output:
         self._index: int | None = None
         self._sync_started = self.started
         self._last_event = 0.0
+        self.failed_sync: SyncError | None = None
 
     # -- plain lines ---------------------------------------------------------------------
     def emit(self, obj: dict[str, Any]) -> None:
@@ -103,6 +104,13 @@ class Output:
             self._last_event = 0.0
         self.emit({"event": "sync_start", "index": index, "count": count,
                    **json_name("src", src), **json_name("dst", dst)})
+
+    def sync_failed(self, index: int, error: SyncError) -> None:
+        """A sync raised: remembered, so that a post hook failing after it
+        does not hide it."""
+        self.failed_sync = error
+        if error.result is not None:
+            self.sync_end(index, error.result)
 
     def sync_end(self, index: int, result: SyncResult) -> None:
         self.bar.clear()

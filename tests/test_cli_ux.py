@@ -108,6 +108,10 @@ def test_verify_prints_each_difference_on_one_line_and_exits_1(pair):
     assert result.exit_code == 0
     quiet = invoke("verify", f"{src}/", str(copy), "-q")
     assert (quiet.exit_code, quiet.stdout, quiet.stderr) == (1, "", "")
+    shown = invoke("verify", f"{src}/", str(copy), "--progress")
+    bar, _, summary = shown.stderr.rpartition("\r")
+    assert re.search(r"verify  \d+ entries  .* compared  \d+ differences", bar)
+    assert summary.startswith("verify: 2 difference(s)")
 
 
 def test_verify_json_carries_names_that_are_not_utf8(tmp_path):

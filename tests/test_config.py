@@ -295,6 +295,16 @@ post_backup = "echo post >> {log}"
     assert log.read_text() == "pre\npost\n"
     assert "simulated failure" in one_error_line(proc.stderr)
 
+    # A post_backup that fails too: both errors, and the sync's exit code.
+    config.write_text(config.read_text().replace(f"echo post >> {log}", "exit 5"))
+    result = invoke("backup", "--config", str(config), "--json",
+                    env={"PATH": failing_rsync["PATH"]})
+    assert result.exit_code == 23
+    errors = [line for line in result.stderr.splitlines() if line.startswith("syncengine: error:")]
+    assert len(errors) == 2 and "simulated failure" in errors[0]
+    assert errors[1] == "syncengine: error: post_backup hook failed with exit status 5: exit 5"
+    assert json.loads(result.stdout.splitlines()[-1])["exit_code"] == 23
+
 
 def test_flags_override_the_config_and_the_config_overrides_the_environment(roots, tmp_path):
     vols, bk = roots

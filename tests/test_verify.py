@@ -378,3 +378,27 @@ def test_the_walk_streams(tmp_path):
     assert stats.entries < 10
     assert [d.path for d in walk] == [b"d39/f9"]
     assert stats.entries == 1 + 40 + 40 * 25
+
+
+def test_an_unreadable_directory_is_reported_and_the_walk_goes_on(copied, monkeypatch):
+    """Root reads everything, so the failure is injected: opening sub in
+    DST fails as it would without permission."""
+    import errno
+
+    import syncengine.verify as verify
+
+    src, dst = copied
+    real_open_dir = verify._Entry.open_dir
+
+    def open_dir(entry):
+        if entry.name == b"sub" and entry.dirfd != -1 and os.path.samestat(
+                os.fstat(entry.dirfd), os.stat(dst)):
+            raise PermissionError(errno.EACCES, "Permission denied")
+        return real_open_dir(entry)
+
+    monkeypatch.setattr(verify._Entry, "open_dir", open_dir)
+    os.chmod(dst / "a.txt", 0o600)
+    found = verify_trees(f"{src}/", dst)
+    assert found == [Difference(b"a.txt", "mode", 0o644, 0o600),
+                     Difference(b"sub", "error", None, "Permission denied")]
+    assert str(found[1]) == "sub: cannot read in DST: Permission denied"
