@@ -23,8 +23,9 @@ from __future__ import annotations
 import codecs
 import locale
 import os
+import re
 
-__all__ = ["locale_codec", "rsync_escape"]
+__all__ = ["locale_codec", "rsync_escape", "unescape"]
 
 
 def locale_codec() -> str | None:
@@ -117,3 +118,15 @@ def rsync_escape(line: str, codec: str | None = "locale") -> str:
         start = pos = pos + 1
     _filtered(raw[start:], out)
     return os.fsdecode(bytes(out))
+
+
+_OCTAL = re.compile(rb"\\#([0-7]{3})")
+
+
+def unescape(line: str) -> str:
+    """The raw line behind an escaped one: every ``\\#ooo`` back to its
+    byte.  Escaping is injective (a literal ``\\#ddd`` has its backslash
+    escaped), so ``rsync_escape(unescape(x))`` re-escapes a line that was
+    escaped for another locale, and leaves a correctly escaped one as is."""
+    return os.fsdecode(_OCTAL.sub(lambda m: bytes([int(m.group(1), 8) & 0xFF]),
+                                  os.fsencode(line)))

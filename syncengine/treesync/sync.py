@@ -36,12 +36,14 @@ import os
 import stat
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .filters import FilterRules
-from .messages import locale_codec, rsync_escape
+from .messages import locale_codec, rsync_escape, unescape
+from .acl import ACCESS, DEFAULT, get_backend
 from .meta import MetaContext, SrcMeta, apply_meta, read_src_meta
 from .transfer import copy_data, open_temp, same_content, temp_name, unlink_quietly
+from .xattrs import Node, read_xattrs, receiver_keeps
 
 __all__ = ["Cancelled", "Stats", "TreeSync", "run_sync"]
 
@@ -139,15 +141,6 @@ def _list_names(dirfd: int) -> list[bytes]:
         os.close(dup)
 
 
-def _list_dest(dirfd: int) -> list[bytes]:
-    """Names in a destination dir given by an O_PATH fd."""
-    fd = os.open(b".", _LIST_FLAGS, dir_fd=dirfd)
-    try:
-        return _list_names(fd)
-    finally:
-        os.close(fd)
-
-
 def _chmod_at(dirfd: int, name: bytes, mode: int) -> None:
     os.chmod(name, mode, dir_fd=dirfd, follow_symlinks=False)
 
@@ -184,11 +177,14 @@ class _Source:
         return shown + "/." if rel == b"." else shown
 
     def meta_path(self, rel: bytes) -> bytes:
-        """The path in rsync's attribute-reading messages: below a SRC/ root
-        it keeps the "./" of rsync's file names."""
+        """The path in rsync's attribute-reading messages: the entries right
+        below a SRC/ root keep the "./" of rsync's file names."""
         base = os.path.abspath(self.arg if self.contents_form else self.parent)
         if self.contents_form:
-            return base + b"/." + (b"" if rel == b"." else b"/" + rel)
+            if rel == b".":
+                return base + b"/."
+            # rsync names the root's own entries "./NAME", deeper ones "DIR/NAME"
+            return base + (b"/./" if b"/" not in rel else b"/") + rel
         return base + b"/" + rel
 
 
@@ -255,7 +251,9 @@ class TreeSync:
         self.on_progress = on_progress
         self.cancel_event = cancel or threading.Event()
         self.stats = Stats()
-        self.meta = MetaContext(errors=err)  # meta escapes its own lines
+        # meta escapes its lines as in the C locale: undo that and escape
+        # them for this locale (idempotent if meta escapes them right).
+        self.meta = MetaContext(errors=lambda line: err(rsync_escape(unescape(line), codec)))
         self.am_root = self.meta.am_root
         self.uid = os.geteuid()
         self.partial = False         # rsync's io_error: ends in exit 23
@@ -318,8 +316,11 @@ class TreeSync:
         except OSError as exc:
             raise Fatal(3, f"ERROR: cannot stat destination {_abs(self.dest)}: {_strerror(exc)}")
         if total == 0:
-            # Nothing to send: only a DST with a trailing slash is created.
-            if dst_st is None and self.dest.endswith(b"/"):
+            # Nothing to send: rsync still chdir()s into an existing DST, and
+            # creates a missing one given with a trailing slash.
+            if dst_st is not None and stat.S_ISDIR(dst_st.st_mode):
+                self._into_dir([], "change_dir#1")
+            elif dst_st is None and self.dest.endswith(b"/"):
                 self._mkdir_dest()
             return
         if dst_st is not None and not stat.S_ISDIR(dst_st.st_mode):
@@ -479,16 +480,32 @@ class TreeSync:
                 self.err(_SKIP_DIR)
                 self._done_entry(st)
                 return
-        apply_meta(self.meta, src_meta, None if created else dst_st, dirfd=dst_parent,
-                   name=dst_name, exact_time=False, is_new=created, path=rel)
         mode = stat.S_IMODE(st.st_mode)
-        if not self.am_root and not self._solo and (mode & 0o700) != 0o700:
-            # rsync gives a non-root user u+rwx on a dir while filling it.
+        gen_meta = self._acl_blind(src_meta, dst_parent, dst_name, rel)
+        tweak = not self.am_root and not self._solo and (mode & 0o700) != 0o700
+        have = self._dest_xattrs(dst_parent, dst_name) if tweak else None
+        if have is not None and have != {n: v for n, v in src_meta.xattrs.items()
+                                         if receiver_keeps(n, False)}:
+            # rsync's generator sets the attributes, gives the dir u+rwx, and
+            # only then its receiver writes the xattrs and sets the
+            # attributes again (which takes the u+rwx away).
+            apply_meta(self.meta, replace(gen_meta, xattrs=have), None if created else dst_st,
+                       dirfd=dst_parent, name=dst_name, exact_time=False, is_new=created,
+                       path=rel)
+            self._tweak_dir(dst_parent, dst_name, mode, rel)
+            apply_meta(self.meta, replace(src_meta, mode=src_meta.mode | 0o700), None,
+                       dirfd=dst_parent, name=dst_name, exact_time=False, is_new=False,
+                       path=rel)
             try:
-                _chmod_at(dst_parent, dst_name, mode | 0o700)
+                _chmod_at(dst_parent, dst_name, mode)
             except OSError as exc:
-                self._fail(f"rsync: [generator] failed to modify permissions on "
-                           f"{self._full(rel)}: {_strerror(exc)}")
+                self._fail(f"rsync: [receiver] failed to set permissions on {self._full(rel)}: "
+                           f"{_strerror(exc)}")
+        else:
+            apply_meta(self.meta, gen_meta, None if created else dst_st, dirfd=dst_parent,
+                       name=dst_name, exact_time=False, is_new=created, path=rel)
+            if tweak:
+                self._tweak_dir(dst_parent, dst_name, mode, rel)
         frame = _DirFrame(dst_path, mode, st.st_mtime_ns)
         try:
             dst_fd = os.open(dst_name, _PATH_FLAGS, dir_fd=dst_parent)
@@ -506,11 +523,12 @@ class TreeSync:
                     src_fd = -1
                 if src_fd >= 0:
                     try:
-                        self._dir_contents(src_fd, dst_fd, rel, dst_path, source, frame)
+                        self._dir_contents(src_fd, dst_parent, dst_name, dst_fd, rel, dst_path,
+                                           source, frame)
                     finally:
                         os.close(src_fd)
             elif self.delete:
-                self._delete_extraneous(dst_fd, rel, None)
+                self._delete_extraneous(dst_parent, dst_name, rel, None)
         finally:
             os.close(dst_fd)
         if frame.waiting_links:
@@ -519,6 +537,54 @@ class TreeSync:
         else:
             self._touch_up(dst_parent, dst_name, frame)
         self._done_entry(st)
+
+    def _tweak_dir(self, dst_parent: int, dst_name: bytes, mode: int, rel: bytes) -> None:
+        """rsync gives a non-root user u+rwx on a dir while filling it."""
+        try:
+            _chmod_at(dst_parent, dst_name, mode | 0o700)
+        except OSError as exc:
+            self._fail(f"rsync: [generator] failed to modify permissions on "
+                       f"{self._full(rel)}: {_strerror(exc)}")
+
+    def _acl_blind(self, src_meta: SrcMeta, dirfd: int, name: bytes, rel: bytes,
+                   readable: bool | None = None) -> SrcMeta:
+        """A non-root rsync reads the ACLs of a destination entry below the
+        top level through an open of it: when it cannot read the entry, it
+        leaves its ACLs as they are.  Returns the attributes to apply."""
+        if self.am_root or b"/" not in rel:
+            return src_meta
+        if readable is None:
+            try:
+                os.close(os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
+                                 | os.O_CLOEXEC, dir_fd=dirfd))
+                return src_meta
+            except PermissionError:
+                pass
+            except OSError:
+                return src_meta
+        elif readable:
+            return src_meta
+        node = Node(fd=None, dirfd=dirfd, name=name, is_link=False)
+        try:
+            backend = get_backend()
+            return replace(src_meta, acl_access=backend.read(node, ACCESS),
+                           acl_default=backend.read(node, DEFAULT)
+                           if stat.S_ISDIR(src_meta.mode) else None)
+        except OSError:
+            return src_meta
+        finally:
+            node.close()
+
+    def _dest_xattrs(self, dirfd: int, name: bytes) -> dict[bytes, bytes] | None:
+        """The user.* xattrs of a destination dir, None if unreadable."""
+        node = Node(fd=None, dirfd=dirfd, name=name, is_link=False)
+        try:
+            names = self.meta.list_xattr_names(node, node.lstat())
+            return read_xattrs(node, names, lambda n: receiver_keeps(n, False))
+        except OSError:
+            return None
+        finally:
+            node.close()
 
     def _touch_up(self, dst_parent: int, dst_name: bytes, frame: _DirFrame) -> None:
         """rsync's touch_up_dirs(): a non-root user's dir without u+w gets its
@@ -536,11 +602,12 @@ class TreeSync:
             except OSError:
                 pass
 
-    def _dir_contents(self, src_fd: int, dst_fd: int, rel: bytes, dst_path: tuple[bytes, ...],
-                      source: _Source, frame: _DirFrame) -> None:
+    def _dir_contents(self, src_fd: int, dst_parent: int, dst_name: bytes, dst_fd: int,
+                      rel: bytes, dst_path: tuple[bytes, ...], source: _Source,
+                      frame: _DirFrame) -> None:
         entries = self._read_source_dir(src_fd, rel, source)
         if self.delete:
-            self._delete_extraneous(dst_fd, rel, {name for name, _ in entries})
+            self._delete_extraneous(dst_parent, dst_name, rel, {name for name, _ in entries})
         dirs = []
         for name, st in entries:
             if stat.S_ISDIR(st.st_mode):
@@ -579,7 +646,40 @@ class TreeSync:
         return entries
 
     # -- deletion ---------------------------------------------------------------
-    def _delete_extraneous(self, dst_fd: int, rel: bytes, keep: set[bytes] | None) -> None:
+    def _dest_listing(self, dirfd: int, name: bytes,
+                      rel: bytes) -> list[tuple[bytes, os.stat_result]] | None:
+        """rsync's get_dirlist() on the receiving side: a destination dir's
+        entries with their lstat, excluded ones left out, in reverse order.
+        It opendir()s the dir (read permission is enough); a dir it cannot
+        open or an entry it cannot lstat is reported and, as in rsync's
+        generator, stops later deletions."""
+        try:
+            fd = os.open(name, _LIST_FLAGS | os.O_NOFOLLOW, dir_fd=dirfd)
+        except OSError as exc:
+            self._scan_failed(f"rsync: [generator] opendir {self._full(rel)} failed: "
+                              f"{_strerror(exc)}")
+            return None
+        try:
+            names = _list_names(fd)
+            listing = []
+            for child in sorted(names, reverse=True):
+                child_rel = _join(rel, child)
+                st, err = _lstat_at(fd, child)
+                if st is None:
+                    if err != errno.ENOENT and not (self.rules.excluded(child_rel, False)
+                                                    or self.rules.excluded(child_rel, True)):
+                        self._scan_failed(f"rsync: [generator] readlink_stat("
+                                          f"{self._full(child_rel)}) failed: "
+                                          f"{os.strerror(err)} ({err})")
+                    continue
+                if not self.rules.excluded(child_rel, stat.S_ISDIR(st.st_mode)):
+                    listing.append((child, st))
+            return listing
+        finally:
+            os.close(fd)
+
+    def _delete_extraneous(self, dst_parent: int, dst_name: bytes, rel: bytes,
+                           keep: set[bytes] | None) -> None:
         """rsync's delete_in_dir(): remove what the sender's list lacks."""
         if self.scan_error or self.meta.src_io_error:
             if not self._warned_no_delete:
@@ -588,19 +688,19 @@ class TreeSync:
             return
         if keep is None:
             return
-        try:
-            names = _list_dest(dst_fd)
-        except OSError as exc:
-            self._fail(f"rsync: [generator] opendir {self._full(rel)} failed: {_strerror(exc)}")
+        listing = self._dest_listing(dst_parent, dst_name, rel)
+        if not listing:
             return
-        for name in sorted(names, reverse=True):
-            if name in keep:
-                continue
-            st, _ = _lstat_at(dst_fd, name)
-            child = _join(rel, name)
-            if st is None or self.rules.excluded(child, stat.S_ISDIR(st.st_mode)):
-                continue
-            self._delete(dst_fd, name, st, child, recurse=True)
+        try:
+            fd = os.open(dst_name, _PATH_FLAGS, dir_fd=dst_parent)
+        except OSError:
+            return
+        try:
+            for name, st in listing:
+                if name not in keep:
+                    self._delete(fd, name, st, _join(rel, name), recurse=True)
+        finally:
+            os.close(fd)
 
     def _owned_readonly(self, st: os.stat_result) -> bool:
         """rsync's DEL_NO_UID_WRITE: ours, but without u+w (non-root only)."""
@@ -650,32 +750,22 @@ class TreeSync:
         entries; with ``recurse`` each is deleted, else any makes the dir
         non-empty.  Prints rsync's notice and returns False when something
         stays."""
-        try:
-            fd = os.open(name, _PATH_FLAGS, dir_fd=dirfd)
-        except OSError as exc:
-            self._fail(f"rsync: [generator] opendir {self._full(rel)} failed: {_strerror(exc)}")
-            return True
-        try:
-            try:
-                names = _list_dest(fd)
-            except OSError as exc:
-                self._fail(f"rsync: [generator] opendir {self._full(rel)} failed: "
-                           f"{_strerror(exc)}")
-                return True
-            ok = True
-            for child in sorted(names, reverse=True):
-                child_st, _ = _lstat_at(fd, child)
-                child_rel = _join(rel, child)
-                if child_st is None or self.rules.excluded(child_rel,
-                                                           stat.S_ISDIR(child_st.st_mode)):
-                    continue
-                if not recurse:
-                    ok = False
-                    break
-                if not self._delete(fd, child, child_st, child_rel, recurse=True):
-                    ok = False
-        finally:
-            os.close(fd)
+        listing = self._dest_listing(dirfd, name, rel)
+        ok = True
+        if listing:
+            if not recurse:
+                ok = False
+            else:
+                try:
+                    fd = os.open(name, _PATH_FLAGS, dir_fd=dirfd)
+                except OSError:
+                    return True
+                try:
+                    for child, child_st in listing:
+                        if not self._delete(fd, child, child_st, _join(rel, child), recurse=True):
+                            ok = False
+                finally:
+                    os.close(fd)
         if not ok:
             self.out(f"cannot delete non-empty directory: {os.fsdecode(rel)}")
         return ok
@@ -768,8 +858,8 @@ class TreeSync:
 
     def _update_in_place(self, src_meta: SrcMeta, dst_parent: int, dst_name: bytes,
                          rel: bytes) -> None:
-        apply_meta(self.meta, src_meta, None, dirfd=dst_parent, name=dst_name,
-                   exact_time=True, is_new=False, path=rel)
+        apply_meta(self.meta, self._acl_blind(src_meta, dst_parent, dst_name, rel), None,
+                   dirfd=dst_parent, name=dst_name, exact_time=True, is_new=False, path=rel)
 
     def _write_new(self, src_fd: int, src_meta: SrcMeta, dst_parent: int, dst_name: bytes,
                    rel: bytes) -> bool:
@@ -792,8 +882,12 @@ class TreeSync:
                                     f"{_strerror(exc)}",
                                 "rsync error: error in file IO (code 11)")
                 raise
-            apply_meta(self.meta, src_meta, None, dirfd=dst_parent, name=tmp, fd=tmp_fd,
-                       exact_time=True, is_new=True, path=_join(parent_rel, tmp))
+            tmp_rel = _join(parent_rel, tmp)
+            # The temp file is made (mode|0200)&0700: readable with u+r only.
+            tmp_meta = self._acl_blind(src_meta, dst_parent, tmp, tmp_rel,
+                                       readable=bool(src_meta.mode & stat.S_IRUSR))
+            apply_meta(self.meta, tmp_meta, None, dirfd=dst_parent, name=tmp, fd=tmp_fd,
+                       exact_time=True, is_new=True, path=tmp_rel)
             os.rename(tmp, dst_name, src_dir_fd=dst_parent, dst_dir_fd=dst_parent)
         except BaseException:
             os.close(tmp_fd)
@@ -946,9 +1040,10 @@ class TreeSync:
                     os.rename(create, dst_name, src_dir_fd=dst_parent, dst_dir_fd=dst_parent)
                 except OSError as exc:
                     unlink_quietly(dst_parent, create)
+                    # (sic: rsync quotes full_fname()'s quoted name again)
                     self._fail(f"rsync: [generator] rename "
                                f"{self._full(_join(parent_rel, create))} -> "
-                               f'"{os.fsdecode(member.rel)}" failed: {_strerror(exc)}')
+                               f'"{self._full(member.rel)}" failed: {_strerror(exc)}')
                     return
             member.done = True
         finally:
@@ -1009,7 +1104,7 @@ class TreeSync:
             except OSError as exc:
                 unlink_quietly(dst_parent, create)
                 self._fail(f"rsync: [generator] rename {self._full(_join(parent_rel, create))} -> "
-                           f"{self._full(rel)} failed: {_strerror(exc)}")
+                           f'"{self._full(rel)}" failed: {_strerror(exc)}')
                 return
         apply_meta(self.meta, src_meta, None, dirfd=dst_parent, name=dst_name,
                    exact_time=False, is_new=True, path=rel)

@@ -216,3 +216,56 @@ def test_nobody_errors_writing_into_a_dir_of_others(nobody):
                   d("src/sub/d", **NB), {"path": "src/sub/l", "target": "tgt", "mtime_ns": T, **NB},
                   fifo("src/sub/p", **NB), d("dst", **NB), d("dst/sub"), f("dst/sub/junk"),
                   d("dst/sub/x")), nobody)
+
+
+def test_nobody_xattrs_of_a_dir_are_set_after_its_u_rwx_and_undo_them(nobody):
+    """A dir lacking u+w whose xattrs change: rsync's generator sets its
+    mode and gives it u+rwx, then the receiver writes the xattrs and sets
+    the mode again, taking u+rwx away, so nothing can be written into it
+    (mkstemp fails).  The native engine set all attributes in one go and
+    then u+rwx, and filled the dir."""
+    check(nb_case(d("src", **NB), d("src/d", mode=0o505, xattrs={"user.a": b"1"}, **NB),
+                  f("src/d/f", b"hi\n", **NB)), nobody)
+    check(nb_case(d("src", **NB), d("src/d", mode=0o505, xattrs={"user.a": b"1"}, **NB),
+                  f("src/d/f", b"hi\n", **NB), d("dst", **NB),
+                  d("dst/d", xattrs={"user.b": b"2"}, **NB)), nobody)
+    # The root itself, unlistable: the xattr still goes (read with u+rwx).
+    check(nb_case(d("src", mode=0o161, uid=65534, gid=4321), d("dst", **NB, xattrs={"user.a": b"x"}),
+                  excludes=[b"**"]), nobody)
+
+
+def test_nobody_acls_of_an_unreadable_dest_entry_below_the_top_stay(nobody):
+    """A non-root rsync leaves the ACLs of a destination entry below the top
+    level (its name has a "/") alone when it cannot read that entry when its
+    attributes are set (before its new mode): a new dir made 000 keeps what
+    it inherited, an existing 0300 dir its own, an unreadable file updated
+    in place its own.  At the top level the ACL is written.  The native
+    engine always wrote the source's."""
+    acl = "u::rwx,u:1234:r-x,g::r-x,m::r-x,o::---"
+    check(nb_case(d("src", **NB, default_acl="u::rwx,u:1:r--,g::r-x,o::r-x"),
+                  d("src/sub", mode=0o000, acl=acl, **NB), src=b"src", dest=b"dst"), nobody)
+    for src_mode, dst_mode in ((0o700, 0o300), (0o700, 0o100), (0o300, 0o700), (0o000, 0o700),
+                               (0o400, 0o000)):
+        for top in (b"", b"a/"):
+            check(nb_case(d("src", **NB), d("src/a", **NB),
+                          d(b"src/" + top + b"sub", mode=src_mode, acl=acl, **NB),
+                          d("dst", **NB), d("dst/a", **NB),
+                          d(b"dst/" + top + b"sub", mode=dst_mode, **NB)), nobody)
+    check(nb_case(d("src", **NB), d("src/a", **NB), f("src/a/f", b"hi", mode=0o200, acl=acl, **NB),
+                  d("dst", **NB), d("dst/a", **NB),
+                  f("dst/a/f", b"ho", mode=0o200, acl="u::rw-,u:1:r--,g::---,o::---", **NB)),
+          nobody)
+
+
+def test_nobody_deletion_lists_dirs_with_read_permission_only(nobody):
+    """rsync's receiving side opendir()s a dir to delete (r is enough, unlike
+    the sender): an empty 0644 dir goes; one with entries gives
+    "readlink_stat(...) failed" for them, "cannot delete non-empty
+    directory", and, as any error of the generator's listing, stops later
+    deletions ("IO error encountered")."""
+    check(nb_case(d("src", **NB), d("dst", **NB), d("dst/x", mode=0o644, **NB)), nobody)
+    check(nb_case(d("src", **NB), d("src/b", **NB), d("dst", **NB), d("dst/x", mode=0o644, **NB),
+                  f("dst/x/f", **NB), d("dst/b", **NB), f("dst/b/junk", **NB)), nobody)
+    check(nb_case(d("src", **NB), d("src/a", **NB), d("src/b", **NB), d("dst", **NB),
+                  d("dst/a", **NB), d("dst/a/x", mode=0o600), f("dst/a/x/f"), d("dst/b", **NB),
+                  f("dst/b/junk", **NB)), nobody)
