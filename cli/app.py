@@ -11,7 +11,7 @@ import click
 from click.core import ParameterSource
 from click.shell_completion import CompletionItem
 
-from .. import FileEffects, Layout, SyncError, SyncOptions, SyncResult, start_sync
+from .. import Backups, FileEffects, Layout, SyncError, SyncOptions, SyncResult, start_sync
 from ..backups import check_volume_name, read_data_version
 from ..config import Config, ConfigEntry, HookError, read_config
 from ..engines import ENGINE_NAMES, resolve_engine_name
@@ -19,7 +19,7 @@ from ..engines.native import NativeEngine
 from ..engines.rsync import RsyncEngine
 from ..verify import IGNORABLE, VerifyStats, iter_differences
 from .display import human_bytes, summary_line
-from .observe import ObservedBackups, run_verify
+from .observe import CliObserver, run_verify
 from .output import Output
 
 __all__ = ["main", "app"]
@@ -251,11 +251,11 @@ def _plan(config: Config | None, volumes: tuple[str, ...], discover: Callable[[]
 
 def _facade(ctx: click.Context, config: Config | None, entries: list[ConfigEntry],
             layout: Layout, engine: str | None, excludes: tuple[str, ...], no_delete: bool,
-            output: Output, verify: bool) -> ObservedBackups:
+            output: Output) -> Backups:
     engine = _choose(ctx, "engine", engine, config.engine if config else None)
     if config is None:
-        backups = ObservedBackups.with_options(SyncOptions(delete=not no_delete, exclude=excludes),
-                                               layout=layout, engine=engine)
+        backups = Backups.with_options(SyncOptions(delete=not no_delete, exclude=excludes),
+                                       layout=layout, engine=engine)
         for entry in entries:
             backups.add_volume(entry.name)
     else:
@@ -266,10 +266,7 @@ def _facade(ctx: click.Context, config: Config | None, entries: list[ConfigEntry
             override["delete"] = False
         backups = config.build(entries=entries, volumes_root=layout.volumes_root,
                                backup_root=layout.backup_root, engine=engine, override=override,
-                               hook_log=output.hook_log, hook_output=output.hook_output,
-                               backups_class=ObservedBackups)
-    backups.output, backups.verify = output, verify
-    backups.labels = [entry.name or entry.key for entry in entries]
+                               hook_log=output.hook_log, hook_output=output.hook_output)
     return backups
 
 
@@ -348,14 +345,15 @@ def backup(ctx: click.Context, volumes: tuple[str, ...], config_path: str | None
         entries = _plan(config, volumes, lambda: _list_volumes(layout.volumes_root, "volumes root"))
         _check_volumes([e.name for e in entries if e.kind == "volume"], layout.volumes_root,
                        "in the volumes root", layout.backup_root, layout.volume_backup_path)
-        backups = _facade(ctx, config, entries, layout, engine, excludes, no_delete, output, verify)
+        backups = _facade(ctx, config, entries, layout, engine, excludes, no_delete, output)
+        observer = CliObserver(output, verify, [e.name or e.key for e in entries])
         version = data_version if data_version is not None else (config and config.data_version)
         results = backups.create_backup(FileEffects(os.devnull, version=version or None),
-                                        on_progress=output.progress)
+                                        on_progress=output.progress, observer=observer)
         return _report(output, results, {"volumes": [e.name for e in entries if e.kind == "volume"],
                                          "data_version": version or None,
-                                         **({"differences": backups.mismatches} if verify else {})},
-                       backups.mismatches)
+                                         **({"differences": observer.mismatches} if verify else {})},
+                       observer.mismatches)
     run_guarded(body, output)
 
 
@@ -396,15 +394,17 @@ def restore(ctx: click.Context, volumes: tuple[str, ...], config_path: str | Non
         entries = _plan(config, volumes, lambda: _list_volumes(in_backup, "backup volumes directory"))
         _check_volumes([e.name for e in entries if e.kind == "volume"], in_backup,
                        "in the backup", layout.volumes_root, layout.volume_path)
-        backups = _facade(ctx, config, entries, layout, engine, excludes, no_delete, output, verify)
-        results = backups.restore_backup(_NoEffects(), on_progress=output.progress)
+        backups = _facade(ctx, config, entries, layout, engine, excludes, no_delete, output)
+        observer = CliObserver(output, verify, [e.name or e.key for e in entries])
+        results = backups.restore_backup(_NoEffects(), on_progress=output.progress,
+                                         observer=observer)
         version = read_data_version(layout)
         if not json_out and not quiet:
             click.echo(f"data version: {version if version is not None else '(none)'}")
         return _report(output, results, {"volumes": [e.name for e in entries if e.kind == "volume"],
                                          "data_version": version,
-                                         **({"differences": backups.mismatches} if verify else {})},
-                       backups.mismatches)
+                                         **({"differences": observer.mismatches} if verify else {})},
+                       observer.mismatches)
     run_guarded(body, output)
 
 

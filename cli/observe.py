@@ -8,11 +8,12 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 
-from .. import Backups, SyncError, SyncOptions, SyncResult
+from .. import SyncError, SyncOptions, SyncResult
+from ..backups import BackupSync, SyncObserver
 from ..verify import iter_differences
 from .output import Output
 
-__all__ = ["ObservedBackups", "run_verify"]
+__all__ = ["CliObserver", "run_verify"]
 
 
 def run_verify(output: Output, src: str, dst: str, options: SyncOptions, *,
@@ -33,32 +34,26 @@ def run_verify(output: Output, src: str, dst: str, options: SyncOptions, *,
     return found
 
 
-class ObservedBackups(Backups):
-    """A Backups whose syncs report to an :class:`Output`.  Set ``output``
-    (and ``verify``) before running it."""
+class CliObserver(SyncObserver):
+    """Reports each sync of a backup or restore to an :class:`Output` and,
+    with ``verify``, compares each destination with its source."""
 
-    output: Output
-    verify: bool = False
-    labels: list[str] | None = None
-
-    def __init__(self, *args, **kw) -> None:
-        super().__init__(*args, **kw)
+    def __init__(self, output: Output, verify: bool = False, labels: list[str] | None = None) -> None:
+        self.output = output
+        self.verify = verify
+        self.labels = labels or []
         self.mismatches = 0  # differences found by --verify
 
-    async def _run_plan(self, plan: list[tuple[str, str, SyncOptions]], on_progress
-                        ) -> list[SyncResult]:
-        # One sync at a time through the facade's own loop, so its
-        # behaviour (directory creation, engine selection) stays its own.
-        results: list[SyncResult] = []
-        for index, (src, dst, options) in enumerate(plan, 1):
-            label = self.labels[index - 1] if self.labels and index <= len(self.labels) else ""
-            self.output.sync_start(index, len(plan), src, dst, label)
-            try:
-                results += await super()._run_plan([(src, dst, options)], on_progress)
-            except SyncError as exc:
-                self.output.sync_failed(index, exc)
-                raise
-            self.output.sync_end(index, results[-1])
-            if self.verify:
-                self.mismatches += run_verify(self.output, src, dst, options, index=index)
-        return results
+    def sync_started(self, index: int, total: int, sync: BackupSync, src: str, dst: str,
+                     options: SyncOptions) -> None:
+        label = self.labels[index - 1] if index <= len(self.labels) else ""
+        self.output.sync_start(index, total, src, dst, label)
+
+    def sync_finished(self, index: int, sync: BackupSync, src: str, dst: str,
+                      options: SyncOptions, result: SyncResult) -> None:
+        self.output.sync_end(index, result)
+        if self.verify:
+            self.mismatches += run_verify(self.output, src, dst, options, index=index)
+
+    def sync_failed(self, index: int, sync: BackupSync, error: SyncError) -> None:
+        self.output.sync_failed(index, error)

@@ -1,7 +1,7 @@
 """syncengine: back up and restore data volumes with rsync's exact semantics,
 with or without rsync installed."""
 
-from .backups import Backups, BackupSync, Layout
+from .backups import Backups, BackupSync, Layout, SyncObserver
 from .effects import Effects, FileEffects
 from .engines import get_engine, resolve_engine_name, start_sync, sync
 from .engines.base import Progress, SyncError, SyncJob, SyncResult
@@ -16,6 +16,7 @@ __all__ = [
     "Progress",
     "SyncError",
     "SyncJob",
+    "SyncObserver",
     "SyncOptions",
     "SyncResult",
     "get_engine",

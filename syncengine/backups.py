@@ -26,11 +26,14 @@ from .engines.base import ProgressCallback, SyncError, SyncResult
 from .fsutil import atomic_write_text
 from .options import OptionsLike, SyncOptions, merge_options, normalize_partial
 
-__all__ = ["Backups", "BackupSync", "Hook", "Layout", "DATA_VERSION_FILE"]
+__all__ = ["Backups", "BackupSync", "Hook", "Layout", "SyncObserver", "DATA_VERSION_FILE"]
 
 DATA_VERSION_FILE = "dataVersion.txt"
 
 Hook = Callable[[Any], "Awaitable[Any] | Any"]
+# One sync of a plan: the BackupSync, and the source, destination and
+# options of this direction.
+_Step = tuple["BackupSync", str, str, SyncOptions]
 
 
 async def _noop(effects: Any) -> None:
@@ -115,6 +118,23 @@ class BackupSync:
         if not _strictly_under(backup, layout.backup_root):
             raise ValueError(f"backup_path {self.backup_path!r} must be inside backup_root "
                              f"{layout.backup_root!r}")
+
+
+class SyncObserver:
+    """Watches a backup or restore sync by sync (subclass and override what
+    you need).  ``index`` counts from 1; ``sync`` is the BackupSync and
+    ``src``/``dst``/``options`` what this direction runs."""
+
+    def sync_started(self, index: int, total: int, sync: "BackupSync", src: str, dst: str,
+                     options: SyncOptions) -> None:
+        pass
+
+    def sync_finished(self, index: int, sync: "BackupSync", src: str, dst: str,
+                      options: SyncOptions, result: SyncResult) -> None:
+        pass
+
+    def sync_failed(self, index: int, sync: "BackupSync", error: SyncError) -> None:
+        pass
 
 
 class Backups:
@@ -206,28 +226,31 @@ class Backups:
         return merge_options(self._options, self._restore_options, sync.options, sync.restore_options)
 
     # -- running -----------------------------------------------------------
-    def create_backup(self, effects: Effects, *,
-                      on_progress: ProgressCallback | None = None) -> list[SyncResult]:
+    def create_backup(self, effects: Effects, *, on_progress: ProgressCallback | None = None,
+                      observer: SyncObserver | None = None) -> list[SyncResult]:
         """pre_backup; each sync data -> backup; dataVersion.txt; post_backup
         (which also runs when a sync fails, before the error is raised)."""
-        return _run_blocking(self.acreate_backup(effects, on_progress=on_progress))
+        return _run_blocking(self.acreate_backup(effects, on_progress=on_progress,
+                                                 observer=observer))
 
-    def restore_backup(self, effects: Effects, *,
-                       on_progress: ProgressCallback | None = None) -> list[SyncResult]:
+    def restore_backup(self, effects: Effects, *, on_progress: ProgressCallback | None = None,
+                       observer: SyncObserver | None = None) -> list[SyncResult]:
         """pre_restore; each sync backup -> data; set_data_version; post_restore."""
-        return _run_blocking(self.arestore_backup(effects, on_progress=on_progress))
+        return _run_blocking(self.arestore_backup(effects, on_progress=on_progress,
+                                                  observer=observer))
 
     def init(self, effects: Effects, kind: str | None) -> list[SyncResult]:
         """The init script: restores when ``kind == "restore"``."""
         return self.restore_backup(effects) if kind == "restore" else []
 
-    async def acreate_backup(self, effects: Effects, *,
-                             on_progress: ProgressCallback | None = None) -> list[SyncResult]:
-        plan = [(item.data_path, item.backup_path, self.backup_options_for(item)) for item in self.syncs]
+    async def acreate_backup(self, effects: Effects, *, on_progress: ProgressCallback | None = None,
+                             observer: SyncObserver | None = None) -> list[SyncResult]:
+        plan = [(item, item.data_path, item.backup_path, self.backup_options_for(item))
+                for item in self.syncs]
         self._check_plan(plan, self.layout.backup_root)
         await _call_hook(self._pre_backup, effects)
         try:
-            results = await self._run_plan(plan, on_progress)
+            results = await self._run_plan(plan, on_progress, observer or SyncObserver())
             version = await _resolve(effects.get_data_version())
             if version:
                 atomic_write_text(self.layout.data_version_path, str(version))
@@ -235,12 +258,13 @@ class Backups:
             await _call_hook(self._post_backup, effects)
         return results
 
-    async def arestore_backup(self, effects: Effects, *,
-                              on_progress: ProgressCallback | None = None) -> list[SyncResult]:
-        plan = [(item.backup_path, item.data_path, self.restore_options_for(item)) for item in self.syncs]
+    async def arestore_backup(self, effects: Effects, *, on_progress: ProgressCallback | None = None,
+                              observer: SyncObserver | None = None) -> list[SyncResult]:
+        plan = [(item, item.backup_path, item.data_path, self.restore_options_for(item))
+                for item in self.syncs]
         self._check_plan(plan, self.layout.volumes_root)
         await _call_hook(self._pre_restore, effects)
-        results = await self._run_plan(plan, on_progress)
+        results = await self._run_plan(plan, on_progress, observer or SyncObserver())
         version = read_data_version(self.layout)
         if version is not None:
             await _resolve(effects.set_data_version(version))
@@ -250,7 +274,7 @@ class Backups:
     async def ainit(self, effects: Effects, kind: str | None) -> list[SyncResult]:
         return await self.arestore_backup(effects) if kind == "restore" else []
 
-    def _check_plan(self, plan: list[tuple[str, str, SyncOptions]], dst_root: str) -> None:
+    def _check_plan(self, plan: list[_Step], dst_root: str) -> None:
         """Refuse before any hook or sync runs, so bad input changes nothing:
         every source must be a directory, the destination root must exist,
         and no file may stand where a destination directory goes (else
@@ -258,7 +282,7 @@ class Backups:
         if not os.path.isdir(dst_root):
             raise SyncError(f"destination root {dst_root} does not exist or is not a directory",
                             exit_code=3)
-        for src, dst, _opts in plan:
+        for _item, src, dst, _opts in plan:
             if not os.path.isdir(src):
                 what = "does not exist" if not os.path.lexists(src) else "is not a directory"
                 raise SyncError(f"source {src} {what}", exit_code=23)
@@ -269,13 +293,20 @@ class Backups:
                                     exit_code=3)
                 path = posixpath.dirname(path)
 
-    async def _run_plan(self, plan: list[tuple[str, str, SyncOptions]],
-                        on_progress: ProgressCallback | None) -> list[SyncResult]:
+    async def _run_plan(self, plan: list[_Step], on_progress: ProgressCallback | None,
+                        observer: SyncObserver) -> list[SyncResult]:
         results = []
-        for src, dst, options in plan:
-            os.makedirs(dst, exist_ok=True)  # as the seed does before each rsync
-            job = start_sync(src, dst, options, engine=self.engine, on_progress=on_progress)
-            results.append(await asyncio.to_thread(job.wait))
+        for index, (item, src, dst, options) in enumerate(plan, 1):
+            observer.sync_started(index, len(plan), item, src, dst, options)
+            try:
+                os.makedirs(dst, exist_ok=True)  # as the seed does before each rsync
+                job = start_sync(src, dst, options, engine=self.engine, on_progress=on_progress)
+                result = await asyncio.to_thread(job.wait)
+            except SyncError as exc:
+                observer.sync_failed(index, item, exc)
+                raise
+            results.append(result)
+            observer.sync_finished(index, item, src, dst, options, result)
         return results
 
 

@@ -139,8 +139,7 @@ class Config:
               volumes_root: str | None = None, backup_root: str | None = None,
               engine: str | None = None, override: OptionsLike = None,
               hook_log: Callable[[str, str], None] | None = None,
-              hook_output: Callable[[str], None] | None = None,
-              backups_class: type[Backups] = Backups) -> Backups:
+              hook_output: Callable[[str], None] | None = None) -> Backups:
         """The facade this file describes.  Arguments given here win over
         the file: the roots, the engine, ``entries`` (e.g. from
         :meth:`select`) and ``override``, an options layer above every
@@ -151,8 +150,8 @@ class Config:
         except ValueError as exc:
             raise self.error("layout", str(exc)) from None
         top = normalize_partial(override)
-        backups = backups_class(layout=layout, engine=engine or self.engine,
-                                options=self.options)
+        backups = Backups(layout=layout, engine=engine or self.engine,
+                          options=self.options)
         backups.set_backup_options(self.backup_options).set_restore_options(self.restore_options)
         for entry in (self.entries if entries is None else entries):
             layers = {"options": entry.options,

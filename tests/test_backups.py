@@ -19,7 +19,7 @@ import pytest
 import syncengine.backups as backups_module
 import syncengine.fsutil as fsutil_module
 from fixtures.treespec import build_tree, load_spec
-from syncengine import (Backups, BackupSync, FileEffects, Layout, SyncError, SyncOptions,
+from syncengine import (Backups, BackupSync, FileEffects, Layout, SyncError, SyncObserver, SyncOptions,
                         SyncResult)
 from tests.conftest import RecordingEffects, run_rsync
 from tests.snapshot import assert_same_tree, diff_snapshots, snapshot
@@ -648,3 +648,45 @@ def test_progress_of_a_backup_reaches_the_callback(tmp_path):
     # Each sync reports its own samples; the last of each run is complete.
     finals = [s for s in samples if s.to_check == 0]
     assert {s.bytes_done for s in finals} == {300_000, 50_000}
+
+
+class RecordingObserver(SyncObserver):
+    def __init__(self, log):
+        self.log = log
+
+    def sync_started(self, index, total, sync, src, dst, options):
+        self.log.append(("started", index, total, src, dst, options.exclude))
+
+    def sync_finished(self, index, sync, src, dst, options, result):
+        self.log.append(("finished", index, result.exit_code))
+
+    def sync_failed(self, index, sync, error):
+        self.log.append(("failed", index, error.exit_code))
+
+
+def test_an_observer_sees_each_sync_in_both_directions(layout, fake_engine, log):
+    backups = (Backups.of_volumes("main", "config", layout=layout)
+               .set_backup_options({"exclude": ["b"]}).set_restore_options({"exclude": ["r"]}))
+    vols, bk = layout.volumes_root, layout.backup_root
+    events = []
+    backups.create_backup(RecordingEffects(None, log), observer=RecordingObserver(events))
+    assert events == [("started", 1, 2, f"{vols}/main/", f"{bk}/volumes/main/", ("b",)),
+                      ("finished", 1, 0),
+                      ("started", 2, 2, f"{vols}/config/", f"{bk}/volumes/config/", ("b",)),
+                      ("finished", 2, 0)]
+    events.clear()
+    backups.restore_backup(RecordingEffects(None, log), observer=RecordingObserver(events))
+    assert [e[:5] for e in events if e[0] == "started"] == [
+        ("started", 1, 2, f"{bk}/volumes/main/", f"{vols}/main/"),
+        ("started", 2, 2, f"{bk}/volumes/config/", f"{vols}/config/")]
+    assert {e[5] for e in events if e[0] == "started"} == {("r",)}
+
+
+def test_an_observer_hears_of_a_failed_sync(layout, fake_engine, log):
+    fake_engine.fail_on = "/config/"
+    events = []
+    with pytest.raises(SyncError):
+        Backups.of_volumes("main", "config", layout=layout).create_backup(
+            RecordingEffects(None, log), observer=RecordingObserver(events))
+    assert [e[0] for e in events] == ["started", "finished", "started", "failed"]
+    assert events[-1] == ("failed", 2, 23)

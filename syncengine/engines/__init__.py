@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from ..options import OptionsLike, SyncOptions, merge_options
-from .base import Engine, ProgressCallback, SyncError, SyncJob, SyncResult
+from .base import Engine, ProgressCallback, SyncJob, SyncResult
 from .rsync import RsyncEngine
 
 __all__ = ["ENGINE_NAMES", "get_engine", "resolve_engine_name", "start_sync", "sync"]
