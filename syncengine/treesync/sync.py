@@ -231,6 +231,8 @@ class _DirFrame:
     mode: int
     mtime_ns: int
     waiting_links: int = 0
+    # rsync's receiver pass still to come for this dir: (attributes, rel)
+    receiver_pass: tuple[SrcMeta, bytes] | None = None
 
 
 class TreeSync:
@@ -262,6 +264,7 @@ class TreeSync:
         self._warned_no_delete = False
         self._groups: dict[tuple[int, int], _LinkGroup] = {}  # -H, from the census on
         self._late_touchups: list[_DirFrame] = []
+        self._deferred: list[tuple] | None = None  # transfers waiting for a receiver pass
         self._root_fd = -1
         self._curr_dir = b""         # rsync's cwd on the receiving side (messages)
         self._solo = False           # rsync's solo_file: one item onto a new name
@@ -481,6 +484,7 @@ class TreeSync:
                 self._done_entry(st)
                 return
         mode = stat.S_IMODE(st.st_mode)
+        receiver_pass = None
         gen_meta = self._acl_blind(src_meta, dst_parent, dst_name, rel)
         tweak = not self.am_root and not self._solo and (mode & 0o700) != 0o700
         have = self._dest_xattrs(dst_parent, dst_name) if tweak else None
@@ -493,20 +497,13 @@ class TreeSync:
                        dirfd=dst_parent, name=dst_name, exact_time=False, is_new=created,
                        path=rel)
             self._tweak_dir(dst_parent, dst_name, mode, rel)
-            apply_meta(self.meta, replace(src_meta, mode=src_meta.mode | 0o700), None,
-                       dirfd=dst_parent, name=dst_name, exact_time=False, is_new=False,
-                       path=rel)
-            try:
-                _chmod_at(dst_parent, dst_name, mode)
-            except OSError as exc:
-                self._fail(f"rsync: [receiver] failed to set permissions on {self._full(rel)}: "
-                           f"{_strerror(exc)}")
+            receiver_pass = (src_meta, rel)
         else:
             apply_meta(self.meta, gen_meta, None if created else dst_st, dirfd=dst_parent,
                        name=dst_name, exact_time=False, is_new=created, path=rel)
             if tweak:
                 self._tweak_dir(dst_parent, dst_name, mode, rel)
-        frame = _DirFrame(dst_path, mode, st.st_mtime_ns)
+        frame = _DirFrame(dst_path, mode, st.st_mtime_ns, receiver_pass=receiver_pass)
         try:
             dst_fd = os.open(dst_name, _PATH_FLAGS, dir_fd=dst_parent)
         except OSError as exc:
@@ -586,9 +583,25 @@ class TreeSync:
         finally:
             node.close()
 
+    def _receiver_pass(self, dst_parent: int, dst_name: bytes, frame: _DirFrame) -> None:
+        """rsync's receiver writing a dir's xattrs and setting its attributes
+        again (which takes the generator's u+rwx away)."""
+        if frame.receiver_pass is None:
+            return
+        src_meta, rel = frame.receiver_pass
+        frame.receiver_pass = None
+        apply_meta(self.meta, replace(src_meta, mode=src_meta.mode | 0o700), None,
+                   dirfd=dst_parent, name=dst_name, exact_time=False, is_new=False, path=rel)
+        try:
+            _chmod_at(dst_parent, dst_name, frame.mode)
+        except OSError as exc:
+            self._fail(f"rsync: [receiver] failed to set permissions on {self._full(rel)}: "
+                       f"{_strerror(exc)}")
+
     def _touch_up(self, dst_parent: int, dst_name: bytes, frame: _DirFrame) -> None:
         """rsync's touch_up_dirs(): a non-root user's dir without u+w gets its
         mode back; the mtime, changed by the contents, is set again."""
+        self._receiver_pass(dst_parent, dst_name, frame)
         if not self.am_root and not frame.mode & stat.S_IWUSR:
             try:
                 _chmod_at(dst_parent, dst_name, frame.mode)
@@ -609,12 +622,24 @@ class TreeSync:
         if self.delete:
             self._delete_extraneous(dst_parent, dst_name, rel, {name for name, _ in entries})
         dirs = []
-        for name, st in entries:
-            if stat.S_ISDIR(st.st_mode):
-                dirs.append((name, st))
-            else:
-                self._entry(src_fd, name, st, dst_fd, name, _join(rel, name), dst_path + (name,),
-                            source, frame)
+        # With a receiver pass to come for this dir, its transfers wait for
+        # it: rsync's receiver handles the dir before its files, while the
+        # generator (creating symlinks, fixing attributes) runs ahead.
+        deferred: list[tuple] | None = [] if frame.receiver_pass is not None else None
+        self._deferred = deferred
+        try:
+            for name, st in entries:
+                if stat.S_ISDIR(st.st_mode):
+                    dirs.append((name, st))
+                else:
+                    self._entry(src_fd, name, st, dst_fd, name, _join(rel, name),
+                                dst_path + (name,), source, frame)
+        finally:
+            self._deferred = None
+        if frame.receiver_pass is not None:
+            self._receiver_pass(dst_parent, dst_name, frame)
+        for args in deferred or ():
+            self._transfer_file(*args)
         for name, st in dirs:
             self._entry(src_fd, name, st, dst_fd, name, _join(rel, name), dst_path + (name,), source)
 
@@ -647,21 +672,23 @@ class TreeSync:
 
     # -- deletion ---------------------------------------------------------------
     def _dest_listing(self, dirfd: int, name: bytes,
-                      rel: bytes) -> list[tuple[bytes, os.stat_result]] | None:
+                      rel: bytes) -> tuple[list[tuple[bytes, os.stat_result]], bool]:
         """rsync's get_dirlist() on the receiving side: a destination dir's
-        entries with their lstat, excluded ones left out, in reverse order.
+        entries with their lstat, excluded ones left out, in reverse order,
+        and whether there were excluded ones (rsync's non_perishable_cnt).
         It opendir()s the dir (read permission is enough); a dir it cannot
         open or an entry it cannot lstat is reported and, as in rsync's
         generator, stops later deletions."""
+        listing: list[tuple[bytes, os.stat_result]] = []
+        protected = False
         try:
             fd = os.open(name, _LIST_FLAGS | os.O_NOFOLLOW, dir_fd=dirfd)
         except OSError as exc:
             self._scan_failed(f"rsync: [generator] opendir {self._full(rel)} failed: "
                               f"{_strerror(exc)}")
-            return None
+            return listing, protected
         try:
             names = _list_names(fd)
-            listing = []
             for child in sorted(names, reverse=True):
                 child_rel = _join(rel, child)
                 st, err = _lstat_at(fd, child)
@@ -672,9 +699,11 @@ class TreeSync:
                                           f"{self._full(child_rel)}) failed: "
                                           f"{os.strerror(err)} ({err})")
                     continue
-                if not self.rules.excluded(child_rel, stat.S_ISDIR(st.st_mode)):
+                if self.rules.excluded(child_rel, stat.S_ISDIR(st.st_mode)):
+                    protected = True
+                else:
                     listing.append((child, st))
-            return listing
+            return listing, protected
         finally:
             os.close(fd)
 
@@ -688,7 +717,7 @@ class TreeSync:
             return
         if keep is None:
             return
-        listing = self._dest_listing(dst_parent, dst_name, rel)
+        listing, _ = self._dest_listing(dst_parent, dst_name, rel)
         if not listing:
             return
         try:
@@ -702,24 +731,18 @@ class TreeSync:
         finally:
             os.close(fd)
 
-    def _owned_readonly(self, st: os.stat_result) -> bool:
-        """rsync's DEL_NO_UID_WRITE: ours, but without u+w (non-root only)."""
-        return not self.am_root and not st.st_mode & stat.S_IWUSR and st.st_uid == self.uid
-
     def _delete(self, dirfd: int, name: bytes, st: os.stat_result, rel: bytes, recurse: bool,
-                count: bool = True) -> bool:
+                count: bool = True, contents_done: bool = False) -> bool:
         """rsync's delete_item(): delete one destination entry (a dir with
-        its unprotected contents if ``recurse``, else only if empty).
-        Returns True when it is gone."""
+        its unprotected contents if ``recurse``, else only if empty;
+        ``contents_done``: they were dealt with already).  Returns True when
+        it is gone."""
         if self.cancel_event.is_set():
             raise Cancelled()
-        if self._owned_readonly(st):
-            try:
-                _chmod_at(dirfd, name, stat.S_IMODE(st.st_mode) | stat.S_IWUSR)
-            except OSError:
-                pass
+        if not contents_done:
+            self._allow_delete(dirfd, name, st)
         if stat.S_ISDIR(st.st_mode):
-            if not self._delete_dir_contents(dirfd, name, rel, recurse):
+            if not contents_done and not self._delete_dir_contents(dirfd, name, rel, recurse):
                 return False
             try:
                 os.rmdir(name, dir_fd=dirfd)
@@ -745,27 +768,43 @@ class TreeSync:
             self.stats.files_deleted += 1
         return True
 
+    def _allow_delete(self, dirfd: int, name: bytes, st: os.stat_result) -> None:
+        """rsync's DEL_NO_UID_WRITE: a non-root user's own entry without u+w
+        gets it first."""
+        if not self.am_root and not st.st_mode & stat.S_IWUSR and st.st_uid == self.uid:
+            try:
+                _chmod_at(dirfd, name, stat.S_IMODE(st.st_mode) | stat.S_IWUSR)
+            except OSError:
+                pass
+
     def _delete_dir_contents(self, dirfd: int, name: bytes, rel: bytes, recurse: bool) -> bool:
         """rsync's delete_dir_contents(): the dir's listing without excluded
-        entries; with ``recurse`` each is deleted, else any makes the dir
-        non-empty.  Prints rsync's notice and returns False when something
-        stays."""
-        listing = self._dest_listing(dirfd, name, rel)
-        ok = True
-        if listing:
-            if not recurse:
-                ok = False
-            else:
-                try:
-                    fd = os.open(name, _PATH_FLAGS, dir_fd=dirfd)
-                except OSError:
-                    return True
-                try:
-                    for child, child_st in listing:
-                        if not self._delete(fd, child, child_st, _join(rel, child), recurse=True):
-                            ok = False
-                finally:
-                    os.close(fd)
+        entries (an excluded one keeps the dir); with ``recurse`` each is
+        deleted (a dir's contents first, then the dir), else any makes the
+        dir non-empty.  Prints rsync's notice and returns False when
+        something stays (for a nested dir rsync then also fails its rmdir
+        and prints the notice again)."""
+        listing, protected = self._dest_listing(dirfd, name, rel)
+        ok = not protected
+        if listing and not recurse:
+            ok = False
+        elif listing:
+            try:
+                fd = os.open(name, _PATH_FLAGS, dir_fd=dirfd)
+            except OSError:
+                return ok
+            try:
+                for child, child_st in listing:
+                    child_rel = _join(rel, child)
+                    self._allow_delete(fd, child, child_st)
+                    if stat.S_ISDIR(child_st.st_mode) and \
+                            not self._delete_dir_contents(fd, child, child_rel, True):
+                        ok = False
+                    if not self._delete(fd, child, child_st, child_rel, recurse=True,
+                                        contents_done=True):
+                        ok = False
+            finally:
+                os.close(fd)
         if not ok:
             self.out(f"cannot delete non-empty directory: {os.fsdecode(rel)}")
         return ok
@@ -808,6 +847,15 @@ class TreeSync:
             self._fail(f"rsync: [generator] recv_generator: failed to stat {self._full(rel)}: "
                        f"{os.strerror(stat_errno)} ({stat_errno})")
             return
+        self._transfer_file(src_parent, name, st, dst_parent, dst_name, rel, dst_path, source,
+                            group, index, dst_st)
+
+    def _transfer_file(self, src_parent: int, name: bytes, st: os.stat_result, dst_parent: int,
+                       dst_name: bytes, rel: bytes, dst_path: tuple[bytes, ...], source: _Source,
+                       group: _LinkGroup | None, index: int,
+                       dst_st: os.stat_result | None, deferred: bool = False) -> None:
+        """A regular file whose destination is missing or a regular file:
+        fix its attributes in place if identical, else write it anew."""
         try:
             src_fd, open_error = _open_file(name, src_parent), None
         except OSError as exc:
@@ -829,6 +877,11 @@ class TreeSync:
                 # -c: same size and checksum (an unreadable file's checksum
                 # is all zeros, on either side): fix the attributes in place.
                 self._update_in_place(src_meta, dst_parent, dst_name, rel)
+            elif self._deferred is not None and not deferred:
+                # The receiver's turn comes later (see _dir_contents).
+                self._deferred.append((src_parent, name, st, dst_parent, dst_name, rel,
+                                       dst_path, source, group, index, dst_st, True))
+                return
             elif src_fd < 0:
                 self._source_open_failed(open_error, source.sender_path(rel))
                 if group is not None:
@@ -919,7 +972,7 @@ class TreeSync:
         if not group.members[prev].first:
             prev = self._check_prior(group, prev)
             group.members[index].prev = prev
-        self._maybe_hard_link(group, index, prev, dst_parent, dst_name, dst_st)
+        self._maybe_hard_link(group, index, prev, dst_parent, dst_name, dst_st, at_turn=True)
         return True
 
     def _finish_hard_link(self, group: _LinkGroup, index: int) -> None:
@@ -1000,9 +1053,11 @@ class TreeSync:
                 os.close(dst_parent)
 
     def _maybe_hard_link(self, group: _LinkGroup, index: int, target: int, dst_parent: int,
-                         dst_name: bytes, dst_st: os.stat_result | None) -> None:
+                         dst_name: bytes, dst_st: os.stat_result | None,
+                         at_turn: bool = False) -> None:
         """rsync's maybe_hard_link(): make member ``index`` (``dst_name`` in
-        ``dst_parent``) a link to member ``target``."""
+        ``dst_parent``) a link to member ``target``.  ``at_turn``: from
+        hard_link_check(), when the member's own turn comes."""
         member, leader = group.members[index], group.members[target]
         try:
             leader_dir = self._open_dest_dir(leader.dst_path[:-1])
@@ -1020,7 +1075,8 @@ class TreeSync:
                     (leader_st.st_dev, leader_st.st_ino):
                 member.done = True
                 return
-            if dst_st is not None and stat.S_ISDIR(dst_st.st_mode):
+            replaced_dir = dst_st is not None and stat.S_ISDIR(dst_st.st_mode)
+            if replaced_dir:
                 if not self._make_way(dst_parent, dst_name, dst_st, stat.S_IFREG, member.rel):
                     return
                 dst_st = None
@@ -1046,6 +1102,11 @@ class TreeSync:
                                f'"{self._full(member.rel)}" failed: {_strerror(exc)}')
                     return
             member.done = True
+            if replaced_dir and at_turn:
+                # rsync then reads the default ACL of what it takes for the
+                # old dir, now a file: libacl refuses that with EACCES.
+                self._fail(f"rsync: [generator] get_acl: sys_acl_get_file("
+                           f"{os.fsdecode(member.rel)}, ACL_TYPE_DEFAULT): Permission denied (13)")
         finally:
             if leader_dir != self._root_fd:
                 os.close(leader_dir)

@@ -269,3 +269,34 @@ def test_nobody_deletion_lists_dirs_with_read_permission_only(nobody):
     check(nb_case(d("src", **NB), d("src/a", **NB), d("src/b", **NB), d("dst", **NB),
                   d("dst/a", **NB), d("dst/a/x", mode=0o600), f("dst/a/x/f"), d("dst/b", **NB),
                   f("dst/b/junk", **NB)), nobody)
+
+
+def test_hard_link_replacing_a_dir_at_its_turn_reports_rsyncs_acl_error(base):
+    """Found as nobody, holds as root: a member linked at its turn to the
+    group's done member, over an empty dir, makes rsync read the default
+    ACL of the new file as if it were the old dir ("get_acl:
+    sys_acl_get_file(b, ACL_TYPE_DEFAULT): Permission denied (13)", exit
+    23).  A member that waits and is linked later does not."""
+    for delete in (False, True):
+        check(case(d("src"), *_linked("src/a", "src/b"), d("dst"), f("dst/a", b"x\n"),
+                   d("dst/b"), delete=delete), base)
+    check(case(d("src"), *_linked("src/a", "src/b"), d("dst"), d("dst/a"), delete=False), base)
+
+
+def test_nested_protected_dir_notice_twice(base):
+    """rsync's delete_dir_contents() prints "cannot delete non-empty
+    directory" for a dir holding excluded entries, and the rmdir that
+    follows for a nested one prints it again; the native engine printed it
+    once."""
+    check(case(d("src"), d("dst"), d("dst/gone"), f("dst/gone/keep.bak"), f("dst/gone/junk"),
+               d("dst/gone/deeper"), f("dst/gone/deeper/x.bak"), f("dst/gone/deeper/y"),
+               excludes=[b"*.bak"]), base)
+
+
+def test_nobody_generator_runs_ahead_of_the_receiver(nobody):
+    """A dir lacking u+w whose xattrs change: its symlinks are made by
+    rsync's generator while it still has u+rwx, its files by the receiver
+    after it took u+rwx away (mkstemp fails)."""
+    check(nb_case(d("src", **NB), d("src/d", mode=0o555, xattrs={"user.b": b"1"}, **NB),
+                  f("src/d/--rf", **NB), {"path": "src/d/h", "target": "x", "mtime_ns": T, **NB},
+                  src=b"src", dest=b"dst"), nobody)
