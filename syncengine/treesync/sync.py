@@ -55,6 +55,9 @@ _NOATIME = getattr(os, "O_NOATIME", 0)
 # rsync's words for an entry type in "could not make way for new ...".
 _TYPE_WORDS = {stat.S_IFREG: "regular file", stat.S_IFDIR: "directory", stat.S_IFLNK: "symlink"}
 _SKIP_DIR = "*** Skipping any contents from this failed directory ***"
+# Error lines of rsync's generator and receiver (see TreeSync.__init__).
+_SERVER_SIDE = ("rsync: [generator]", "rsync: [receiver]", "rsync: [Receiver]",
+                "could not make way for new ", _SKIP_DIR)
 # The final line rsync prints for a fatal exit code.
 _EXIT_LINES = {1: "syntax or usage error", 3: "errors selecting input/output files, dirs",
                11: "error in file IO"}
@@ -247,15 +250,20 @@ class TreeSync:
         self.delete = delete
         self.rules = rules
         # Lines go out as rsync prints them: names escaped (messages.py).
+        # stdout lines and the sender's reach the terminal through rsync's
+        # client, which checks them against the locale's charset; the
+        # generator and receiver write their errors straight to stderr
+        # without that (every byte outside printable ASCII escaped).
         codec = locale_codec()
         self.out = lambda line: out(rsync_escape(line, codec))
-        self.err = lambda line: err(rsync_escape(line, codec))
+        self.err = lambda line: err(rsync_escape(
+            line, None if line.startswith(_SERVER_SIDE) else codec))
         self.on_progress = on_progress
         self.cancel_event = cancel or threading.Event()
         self.stats = Stats()
         # meta escapes its lines as in the C locale: undo that and escape
         # them for this locale (idempotent if meta escapes them right).
-        self.meta = MetaContext(errors=lambda line: err(rsync_escape(unescape(line), codec)))
+        self.meta = MetaContext(errors=lambda line: self.err(unescape(line)))
         self.am_root = self.meta.am_root
         self.uid = os.geteuid()
         self.partial = False         # rsync's io_error: ends in exit 23
@@ -267,7 +275,8 @@ class TreeSync:
         self._deferred: list[tuple] | None = None  # transfers waiting for a receiver pass
         self._root_fd = -1
         self._curr_dir = b""         # rsync's cwd on the receiving side (messages)
-        self._solo = False           # rsync's solo_file: one item onto a new name
+        # rsync's solo_file, one item onto a new name: (its rel, DST's name)
+        self._solo: tuple[bytes, bytes] | None = None
 
     # -- entry point ------------------------------------------------------
     def run(self) -> int:
@@ -337,8 +346,8 @@ class TreeSync:
             self._mkdir_dest()
             self._into_dir(sources, "change_dir#2")
         else:
-            self._solo = True
             parent, name = os.path.split(self.dest)
+            self._solo = (sources[0].rel, name)
             try:
                 parent_fd = os.open(parent or b".", _PATH_FLAGS & ~os.O_NOFOLLOW)
                 os.close(os.open(b".", os.O_PATH | os.O_CLOEXEC, dir_fd=parent_fd))
@@ -464,7 +473,7 @@ class TreeSync:
             return
         dst_st, _ = _lstat_at(dst_parent, dst_name)
         if dst_st is not None and not stat.S_ISDIR(dst_st.st_mode):
-            if not self._make_way(dst_parent, dst_name, dst_st, stat.S_IFDIR, rel):
+            if not self._make_way(dst_parent, dst_name, dst_st, stat.S_IFDIR, self._drel(rel)):
                 self.err(_SKIP_DIR)
                 self._done_entry(st)
                 return
@@ -495,12 +504,12 @@ class TreeSync:
             # attributes again (which takes the u+rwx away).
             apply_meta(self.meta, replace(gen_meta, xattrs=have), None if created else dst_st,
                        dirfd=dst_parent, name=dst_name, exact_time=False, is_new=created,
-                       path=rel)
+                       path=self._drel(rel))
             self._tweak_dir(dst_parent, dst_name, mode, rel)
             receiver_pass = (src_meta, rel)
         else:
             apply_meta(self.meta, gen_meta, None if created else dst_st, dirfd=dst_parent,
-                       name=dst_name, exact_time=False, is_new=created, path=rel)
+                       name=dst_name, exact_time=False, is_new=created, path=self._drel(rel))
             if tweak:
                 self._tweak_dir(dst_parent, dst_name, mode, rel)
         frame = _DirFrame(dst_path, mode, st.st_mtime_ns, receiver_pass=receiver_pass)
@@ -591,7 +600,7 @@ class TreeSync:
         src_meta, rel = frame.receiver_pass
         frame.receiver_pass = None
         apply_meta(self.meta, replace(src_meta, mode=src_meta.mode | 0o700), None,
-                   dirfd=dst_parent, name=dst_name, exact_time=False, is_new=False, path=rel)
+                   dirfd=dst_parent, name=dst_name, exact_time=False, is_new=False, path=self._drel(rel))
         try:
             _chmod_at(dst_parent, dst_name, frame.mode)
         except OSError as exc:
@@ -732,14 +741,14 @@ class TreeSync:
             os.close(fd)
 
     def _delete(self, dirfd: int, name: bytes, st: os.stat_result, rel: bytes, recurse: bool,
-                count: bool = True, contents_done: bool = False) -> bool:
+                count: bool = True, contents_done: bool = False, own_fix: bool = True) -> bool:
         """rsync's delete_item(): delete one destination entry (a dir with
         its unprotected contents if ``recurse``, else only if empty;
-        ``contents_done``: they were dealt with already).  Returns True when
-        it is gone."""
+        ``contents_done``: they were dealt with already; ``own_fix``: rsync's
+        DEL_NO_UID_WRITE applies).  Returns True when it is gone."""
         if self.cancel_event.is_set():
             raise Cancelled()
-        if not contents_done:
+        if not contents_done and own_fix:
             self._allow_delete(dirfd, name, st)
         if stat.S_ISDIR(st.st_mode):
             if not contents_done and not self._delete_dir_contents(dirfd, name, rel, recurse):
@@ -810,11 +819,12 @@ class TreeSync:
         return ok
 
     def _make_way(self, dirfd: int, name: bytes, dst_st: os.stat_result, new_kind: int,
-                  rel: bytes) -> bool:
+                  rel: bytes, own_fix: bool = True) -> bool:
         """rsync's delete_item(..., DEL_FOR_*): remove a destination entry of
         another type so ``new_kind`` can take its place (a dir with its
         contents only with --delete)."""
-        if self._delete(dirfd, name, dst_st, rel, recurse=self.delete, count=False):
+        if self._delete(dirfd, name, dst_st, rel, recurse=self.delete, count=False,
+                        own_fix=own_fix):
             return True
         self._fail(f"could not make way for new {_TYPE_WORDS[new_kind]}: {os.fsdecode(rel)}")
         return False
@@ -833,7 +843,7 @@ class TreeSync:
             if index and self._hard_link_check(group, index, dst_parent, dst_name, dst_st):
                 return
         if dst_st is not None and not stat.S_ISREG(dst_st.st_mode):
-            if not self._make_way(dst_parent, dst_name, dst_st, stat.S_IFREG, rel):
+            if not self._make_way(dst_parent, dst_name, dst_st, stat.S_IFREG, self._drel(rel)):
                 if group is not None and frame is not None:
                     frame.waiting_links += 1  # it is tried again when a member is done
                 return
@@ -912,7 +922,7 @@ class TreeSync:
     def _update_in_place(self, src_meta: SrcMeta, dst_parent: int, dst_name: bytes,
                          rel: bytes) -> None:
         apply_meta(self.meta, self._acl_blind(src_meta, dst_parent, dst_name, rel), None,
-                   dirfd=dst_parent, name=dst_name, exact_time=True, is_new=False, path=rel)
+                   dirfd=dst_parent, name=dst_name, exact_time=True, is_new=False, path=self._drel(rel))
 
     def _write_new(self, src_fd: int, src_meta: SrcMeta, dst_parent: int, dst_name: bytes,
                    rel: bytes) -> bool:
@@ -1077,7 +1087,8 @@ class TreeSync:
                 return
             replaced_dir = dst_st is not None and stat.S_ISDIR(dst_st.st_mode)
             if replaced_dir:
-                if not self._make_way(dst_parent, dst_name, dst_st, stat.S_IFREG, member.rel):
+                if not self._make_way(dst_parent, dst_name, dst_st, stat.S_IFREG, member.rel,
+                                      own_fix=False):
                     return
                 dst_st = None
             # rsync's atomic_create(): a new name directly, else a temp name
@@ -1143,10 +1154,12 @@ class TreeSync:
                 same = False
             if same:
                 apply_meta(self.meta, src_meta, dst_st, dirfd=dst_parent, name=dst_name,
-                           exact_time=False, is_new=False, path=rel)
+                           exact_time=False, is_new=False, path=self._drel(rel))
                 return
         if dst_st is not None and stat.S_ISDIR(dst_st.st_mode):
-            if not self._make_way(dst_parent, dst_name, dst_st, stat.S_IFLNK, rel):
+            # (rsync's atomic_create(): without DEL_NO_UID_WRITE)
+            if not self._make_way(dst_parent, dst_name, dst_st, stat.S_IFLNK, self._drel(rel),
+                                  own_fix=False):
                 return
             dst_st = None
         # rsync's atomic_create(): a new name directly, else a temp name
@@ -1168,12 +1181,20 @@ class TreeSync:
                            f'"{self._full(rel)}" failed: {_strerror(exc)}')
                 return
         apply_meta(self.meta, src_meta, None, dirfd=dst_parent, name=dst_name,
-                   exact_time=False, is_new=True, path=rel)
+                   exact_time=False, is_new=True, path=self._drel(rel))
 
     # -- errors -----------------------------------------------------------------------
+    def _drel(self, rel: bytes) -> bytes:
+        """The destination name of an entry: its name below the transfer
+        root, except for a single item written onto a new name (rsync's
+        solo_file), which the receiver knows by DST's last component."""
+        if self._solo and rel == self._solo[0]:
+            return self._solo[1]
+        return rel
+
     def _full(self, rel: bytes) -> str:
         """rsync's full_fname(): the quoted path below the receiver's cwd."""
-        return '"%s"' % os.fsdecode(self._curr_dir.rstrip(b"/") + b"/" + rel)
+        return '"%s"' % os.fsdecode(self._curr_dir.rstrip(b"/") + b"/" + self._drel(rel))
 
     def _fail(self, line: str) -> None:
         self.err(line)

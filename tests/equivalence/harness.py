@@ -84,6 +84,10 @@ class Case:
     # from it) instead of absolute ones.
     relative: bool = False
     unprivileged: bool = False
+    # The native engine's ACL backend: None = its default (pylibacl when
+    # importable), "raw" = the kernel's system.posix_acl_* xattrs.  Runs as
+    # nobody always use "raw".
+    acl_backend: str | None = None
 
     def argv_tail(self, workdir: bytes) -> list[bytes]:
         """Options, SRC... and DST as rsync gets them."""
@@ -175,12 +179,17 @@ def run_native(case: Case, workdir: bytes) -> Outcome:
         code, out, err = run_native_as_nobody(sources, dest, case.delete, case.excludes, workdir)
         return Outcome(code, [normalize_line(x, wd) for x in out],
                        [normalize_line(x, wd) for x in err])
+    from syncengine.treesync import acl
     from syncengine.treesync.sync import run_sync
     out: list[str] = []
     err: list[str] = []
-    with _cwd(workdir):
-        code = run_sync(sources, dest, delete=case.delete, excludes=list(case.excludes),
-                        out=out.append, err=err.append)
+    acl.set_backend(case.acl_backend)
+    try:
+        with _cwd(workdir):
+            code = run_sync(sources, dest, delete=case.delete, excludes=list(case.excludes),
+                            out=out.append, err=err.append)
+    finally:
+        acl.set_backend(None)
     return Outcome(code, [normalize_line(x, wd) for x in out], [normalize_line(x, wd) for x in err])
 
 
@@ -237,6 +246,8 @@ def run_both(case: Case, base: bytes) -> tuple[Outcome, Outcome, dict, dict]:
 def _describe(case: Case, rs: Outcome, nat: Outcome) -> str:
     argv = b" ".join([b"rsync", *case.argv_tail(b"<W>")]).decode("utf-8", "backslashreplace")
     who = " (as nobody)" if case.unprivileged else ""
+    if case.acl_backend:
+        who += f" (native ACLs: {case.acl_backend})"
     return (f"command{who}: {argv}\n"
             f"rsync:  exit {rs.code}\n  stdout {rs.out}\n  stderr {rs.err}\n"
             f"native: exit {nat.code}\n  stdout {nat.out}\n  stderr {nat.err}")

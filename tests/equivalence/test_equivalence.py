@@ -22,9 +22,10 @@ examples are also kept in ``.hypothesis/`` and replayed first next time.
 ``SYNCENGINE_EQUIV_RSYNC_TIMEOUT`` (seconds, default 8) bounds each rsync
 run: rsync 3.5.0 can deadlock with ``-H`` (rsync-semantics §11).
 
-The unprivileged share (``test_equivalence_as_nobody``) runs both engines
-as nobody through ``setpriv``; see ``unprivileged.py`` for how it finds a
-Python that nobody can execute, and the skip reason when there is none.
+The unprivileged share (``test_unprivileged.py``: a sixth as many examples)
+runs both engines as nobody through ``setpriv``; see ``unprivileged.py`` for
+how it finds a Python that nobody can execute, and the skip reason when
+there is none.
 """
 
 from __future__ import annotations
@@ -47,9 +48,3 @@ pytestmark = [pytest.mark.rsync, pytest.mark.skipif(os.geteuid() != 0, reason="n
 def test_equivalence(case, workbase):
     check(case, workbase)
 
-
-@seed(SEED)
-@settings(PROFILE, max_examples=max(20, PROFILE.max_examples // 6))
-@given(case=cases(nobody=True))
-def test_equivalence_as_nobody(case, nobody_base):
-    check(case, nobody_base)

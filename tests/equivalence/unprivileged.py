@@ -7,8 +7,8 @@ process under ``setpriv`` with the first interpreter nobody can execute
 private copy of the ``syncengine`` package in a temporary directory that
 nobody can read: nothing of the machine's permissions is changed, and the
 directory is removed at the end of the session.  A system Python usually
-lacks pylibacl, so this also exercises the engine's ACL path through the
-kernel's ``system.posix_acl_*`` attributes.
+lacks pylibacl; either way these runs use the engine's ACL path through the
+kernel's ``system.posix_acl_*`` attributes (``SYNCENGINE_ACL_BACKEND=raw``).
 
 :func:`nobody_base` is called once per session (see ``conftest.py``); if no
 usable interpreter exists the unprivileged tests skip with the reason.
@@ -120,8 +120,10 @@ def run_native_as_nobody(sources: list[bytes], dest: bytes, delete: bool, exclud
     proc = subprocess.run([*_SETPRIV, env.python, "-s", "-E", env.runner],
                           input=json.dumps(request).encode(), capture_output=True, cwd=cwd,
                           timeout=120,
-                          # The locale as rsync gets it: it decides how names are escaped.
-                          env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1"))
+                          # The locale as rsync gets it (it decides how names are
+                          # escaped); ACLs through the kernel's xattrs, always.
+                          env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1",
+                                   SYNCENGINE_ACL_BACKEND="raw"))
     if proc.returncode != 0:
         raise AssertionError("the native engine crashed as nobody:\n"
                              + proc.stderr.decode(errors="replace"))
