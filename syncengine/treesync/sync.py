@@ -19,8 +19,9 @@ Two passes over the source, both streaming directory by directory:
 
 Every destination operation is relative to a directory fd opened with
 O_NOFOLLOW, so a symlink swapped into the destination cannot redirect it.
-Only hard-link bookkeeping and the entries that failed are remembered;
-nothing else about the tree is held in memory.
+Only hard-link bookkeeping (``_LinkGroup``, a model of rsync's hlink.c) and
+the entries that failed are remembered; nothing else about the tree is
+held in memory.
 
 rsync's rules for a user other than root are kept too: ``-o`` is ignored,
 ``-g`` only to groups the user is in (meta.py); a dir whose mode lacks some
@@ -34,13 +35,14 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
+from .acl import ACCESS, DEFAULT, get_backend
 from .filters import FilterRules
 from .messages import locale_codec, rsync_escape, unescape
-from .acl import ACCESS, DEFAULT, get_backend
 from .meta import MetaContext, SrcMeta, apply_meta, read_src_meta
 from .transfer import copy_data, open_temp, same_content, temp_name, unlink_quietly
 from .xattrs import Node, read_xattrs, receiver_keeps
@@ -48,9 +50,11 @@ from .xattrs import Node, read_xattrs, receiver_keeps
 __all__ = ["Cancelled", "Stats", "TreeSync", "run_sync"]
 
 _PATH_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_PATH_FOLLOW = _PATH_FLAGS & ~os.O_NOFOLLOW  # for paths given on the command line
 _LIST_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NOATIME = getattr(os, "O_NOATIME", 0)
+_RECURSION_LIMIT = 6 * 2048 + 1000
 
 # rsync's words for an entry type in "could not make way for new ...".
 _TYPE_WORDS = {stat.S_IFREG: "regular file", stat.S_IFDIR: "directory", stat.S_IFLNK: "symlink"}
@@ -110,12 +114,11 @@ def _lstat_at(dirfd: int, name: bytes) -> tuple[os.stat_result | None, int]:
         return None, exc.errno or errno.EIO
 
 
-def _open_listable(name: bytes, dir_fd: int | None = None, follow: bool = False) -> int:
-    """Open a dir to read its entries as rsync 3.5 does: an O_PATH handle,
-    then "." inside it, so that listing needs search permission as well as
-    read permission."""
-    flags = _PATH_FLAGS & ~(0 if not follow else os.O_NOFOLLOW)
-    path_fd = os.open(name, flags, dir_fd=dir_fd)
+def _open_listable(name: bytes, dir_fd: int) -> int:
+    """Open a source dir to read its entries as rsync 3.5's sender does: an
+    O_PATH handle, then "." inside it, so that listing needs search
+    permission as well as read permission."""
+    path_fd = os.open(name, _PATH_FLAGS, dir_fd=dir_fd)
     try:
         return os.open(b".", _LIST_FLAGS, dir_fd=path_fd)
     finally:
@@ -280,6 +283,11 @@ class TreeSync:
 
     # -- entry point ------------------------------------------------------
     def run(self) -> int:
+        # The walk recurses a few frames per dir level; rsync goes as deep
+        # as a path fits in 4096 bytes (2048 levels).  Raised for good, not
+        # put back: another run may be going on in another thread.
+        if sys.getrecursionlimit() < _RECURSION_LIMIT:
+            sys.setrecursionlimit(_RECURSION_LIMIT)
         try:
             return self._run()
         except Fatal as fatal:
@@ -349,7 +357,7 @@ class TreeSync:
             parent, name = os.path.split(self.dest)
             self._solo = (sources[0].rel, name)
             try:
-                parent_fd = os.open(parent or b".", _PATH_FLAGS & ~os.O_NOFOLLOW)
+                parent_fd = os.open(parent or b".", _PATH_FOLLOW)
                 os.close(os.open(b".", os.O_PATH | os.O_CLOEXEC, dir_fd=parent_fd))
             except OSError as exc:
                 raise Fatal(3, f'rsync: [Receiver] change_dir#3 "{_abs(parent or b".")}" failed: '
@@ -371,7 +379,7 @@ class TreeSync:
 
     def _into_dir(self, sources: list[_Source], how: str) -> None:
         try:
-            root_fd = os.open(self.dest, _PATH_FLAGS & ~os.O_NOFOLLOW)
+            root_fd = os.open(self.dest, _PATH_FOLLOW)
         except OSError as exc:
             raise Fatal(3, f'rsync: [Receiver] {how} "{self._dest_arg_full()}" failed: '
                            f"{_strerror(exc)}")
@@ -394,7 +402,7 @@ class TreeSync:
             os.close(root_fd)
 
     def _send_top(self, source: _Source, dst_parent: int, dst_name: bytes) -> None:
-        src_parent = os.open(source.parent, _PATH_FLAGS & ~os.O_NOFOLLOW)
+        src_parent = os.open(source.parent, _PATH_FOLLOW)
         try:
             self._entry(src_parent, source.name, source.st, dst_parent, dst_name, source.rel,
                         (dst_name,), source)
@@ -404,7 +412,7 @@ class TreeSync:
     def _send_root_contents(self, source: _Source, dst_fd: int) -> None:
         """SRC/ into an existing dir: its contents, and its attributes on DST."""
         try:
-            src_parent = os.open(source.arg, _PATH_FLAGS & ~os.O_NOFOLLOW)
+            src_parent = os.open(source.arg, _PATH_FOLLOW)
         except OSError as exc:  # gone since the census
             self._scan_failed(f'rsync: [sender] change_dir "{_abs(source.arg)}" failed: '
                               f"{_strerror(exc)}")
@@ -1041,7 +1049,7 @@ class TreeSync:
         st = os.fstat(src_fd)
         parent_path, _, name = member.src_shown.rpartition(b"/")
         try:
-            src_parent = os.open(parent_path or b".", _PATH_FLAGS & ~os.O_NOFOLLOW)
+            src_parent = os.open(parent_path or b".", _PATH_FOLLOW)
         except OSError:
             return
         try:
@@ -1232,7 +1240,7 @@ class _Census:
         source, run = self.source, self.run_
         if source.contents_form:
             try:
-                fd = os.open(source.arg, _PATH_FLAGS & ~os.O_NOFOLLOW)
+                fd = os.open(source.arg, _PATH_FOLLOW)
             except OSError as exc:
                 self._top_failed("change_dir", exc)
                 return
@@ -1257,7 +1265,7 @@ class _Census:
             return
         if run.rules.excluded(source.rel, stat.S_ISDIR(source.st.st_mode)):
             return
-        parent = os.open(source.parent, _PATH_FLAGS & ~os.O_NOFOLLOW)
+        parent = os.open(source.parent, _PATH_FOLLOW)
         try:
             if not self._keep(source.st, parent, source.name, source.rel):
                 return
@@ -1346,7 +1354,7 @@ class _Census:
             for name, st in subdirs:
                 child = _join(rel, name)
                 self._count(child, st)
-                self._list(lambda: _open_listable(name, fd), child)
+                self._list(lambda name=name: _open_listable(name, fd), child)
         finally:
             os.close(fd)
 

@@ -10,14 +10,12 @@ run from it, as in rsync-semantics §5.
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 import subprocess
 
 import pytest
 
 from syncengine.treesync.sync import run_sync
-from tests.snapshot import snapshot
 
 from .harness import RSYNC_FLAGS, Case, check, rsync_binary
 

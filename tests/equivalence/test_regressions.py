@@ -331,3 +331,15 @@ def test_nobody_no_u_w_fix_when_a_symlink_makes_way(nobody):
     for new in ({"path": "src/x", "target": "t", "mtime_ns": T, **NB}, f("src/x", **NB)):
         check(nb_case(d("src", **NB), new, d("dst", **NB), d("dst/x", mode=0o4133, **NB),
                       f("dst/x/f", **NB), delete=True), nobody)
+
+
+def test_deep_tree(base):
+    """The walk recursed past Python's default limit at a few hundred
+    levels (RecursionError); rsync goes as deep as a path fits in 4096
+    bytes."""
+    path, entries = "src", [d("src")]
+    for _ in range(600):
+        path += "/d"
+        entries.append(d(path))
+    entries.append(f(path + "/f", b"deep"))
+    check(case(*entries), base)
