@@ -560,23 +560,20 @@ class TreeSync:
             self._fail(f"rsync: [generator] failed to modify permissions on "
                        f"{self._full(rel)}: {_strerror(exc)}")
 
-    def _acl_blind(self, src_meta: SrcMeta, dirfd: int, name: bytes, rel: bytes,
-                   readable: bool | None = None) -> SrcMeta:
-        """A non-root rsync reads the ACLs of a destination entry below the
-        top level through an open of it: when it cannot read the entry, it
-        leaves its ACLs as they are.  Returns the attributes to apply."""
+    def _acl_blind(self, src_meta: SrcMeta, dirfd: int, name: bytes, rel: bytes) -> SrcMeta:
+        """A non-root rsync reads the ACLs of an existing destination entry
+        below the top level through an open of it: when it cannot read the
+        entry, it leaves its ACLs as they are.  Returns the attributes to
+        apply."""
         if self.am_root or b"/" not in rel:
             return src_meta
-        if readable is None:
-            try:
-                os.close(os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
-                                 | os.O_CLOEXEC, dir_fd=dirfd))
-                return src_meta
-            except PermissionError:
-                pass
-            except OSError:
-                return src_meta
-        elif readable:
+        try:
+            os.close(os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                             dir_fd=dirfd))
+            return src_meta
+        except PermissionError:
+            pass
+        except OSError:
             return src_meta
         node = Node(fd=None, dirfd=dirfd, name=name, is_link=False)
         try:
@@ -953,12 +950,9 @@ class TreeSync:
                                     f"{_strerror(exc)}",
                                 "rsync error: error in file IO (code 11)")
                 raise
-            tmp_rel = _join(parent_rel, tmp)
-            # The temp file is made (mode|0200)&0700: readable with u+r only.
-            tmp_meta = self._acl_blind(src_meta, dst_parent, tmp, tmp_rel,
-                                       readable=bool(src_meta.mode & stat.S_IRUSR))
-            apply_meta(self.meta, tmp_meta, None, dirfd=dst_parent, name=tmp, fd=tmp_fd,
-                       exact_time=True, is_new=True, path=tmp_rel)
+            # (rsync's receiver sets the temp file's ACL through its open fd)
+            apply_meta(self.meta, src_meta, None, dirfd=dst_parent, name=tmp, fd=tmp_fd,
+                       exact_time=True, is_new=True, path=_join(parent_rel, tmp))
             os.rename(tmp, dst_name, src_dir_fd=dst_parent, dst_dir_fd=dst_parent)
         except BaseException:
             os.close(tmp_fd)

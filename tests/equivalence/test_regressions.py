@@ -343,3 +343,14 @@ def test_deep_tree(base):
         entries.append(d(path))
     entries.append(f(path + "/f", b"deep"))
     check(case(*entries), base)
+
+
+def test_nobody_acl_of_a_new_file_is_set_even_if_its_temp_is_unreadable(nobody):
+    """A file readable to us only through an ACL entry, with no u+r: its
+    temp file is made 0200, and rsync still writes its ACL (through the
+    open fd).  The native engine, treating it like an unreadable existing
+    entry, left it out."""
+    check(nb_case(d("src", **NB), d("src/a", **NB),
+                  f("src/a/x", b"hello\n", mode=0o1074, uid=0, gid=65534,
+                    acl="u::r-x,g::-w-,o::---,m::---,u:1234:-w-,g:65534:rw-,g:100:-w-")),
+          nobody)
