@@ -482,8 +482,7 @@ class TreeSync:
         dst_st, _ = _lstat_at(dst_parent, dst_name)
         if dst_st is not None and not stat.S_ISDIR(dst_st.st_mode):
             if not self._make_way(dst_parent, dst_name, dst_st, stat.S_IFDIR, self._drel(rel)):
-                self.err(_SKIP_DIR)
-                self._done_entry(st)
+                self._skip_contents(src_parent, name, st, rel, dst_path, source)
                 return
             dst_st = None
         created = False
@@ -497,8 +496,7 @@ class TreeSync:
             except OSError as exc:
                 self._fail(f"rsync: [generator] recv_generator: mkdir {self._full(rel)} failed: "
                            f"{_strerror(exc)}")
-                self.err(_SKIP_DIR)
-                self._done_entry(st)
+                self._skip_contents(src_parent, name, st, rel, dst_path, source)
                 return
         mode = stat.S_IMODE(st.st_mode)
         receiver_pass = None
@@ -551,6 +549,54 @@ class TreeSync:
         else:
             self._touch_up(dst_parent, dst_name, frame)
         self._done_entry(st)
+
+    def _skip_contents(self, src_parent: int, name: bytes, st: os.stat_result, rel: bytes,
+                       dst_path: tuple[bytes, ...], source: _Source) -> None:
+        """rsync's "*** Skipping any contents from this failed directory ***":
+        nothing below the dir is written, but each hard-linked file below it
+        is a skipped member of its group (rsync's handle_skipped_hlink(): if
+        it was the one to be written, an earlier waiting member is written
+        instead)."""
+        self.err(_SKIP_DIR)
+        self._done_entry(st)
+        if rel in source.unlistable:
+            return
+        try:
+            fd = _open_listable(name, src_parent)
+        except OSError:
+            return
+        try:
+            entries = self._read_source_dir(fd, rel, source, quiet=True)
+            dirs = []
+            for child, child_st in entries:
+                child_rel = _join(rel, child)
+                if stat.S_ISDIR(child_st.st_mode):
+                    dirs.append((child, child_st))
+                    continue
+                self._done_entry(child_st)
+                group = (self._groups.get((child_st.st_dev, child_st.st_ino))
+                         if stat.S_ISREG(child_st.st_mode) and child_st.st_nlink > 1 else None)
+                if group is not None:
+                    index = len(group.members)
+                    group.members.append(_Member(child_rel, dst_path + (child,),
+                                                 source.sender_path(child_rel), index - 1,
+                                                 first=index == 0,
+                                                 last=child_rel == group.last))
+                    self._skipped_hard_link(group, index, None)
+            for child, child_st in dirs:
+                self._skip_contents_quietly(fd, child, child_st, _join(rel, child),
+                                            dst_path + (child,), source)
+        finally:
+            os.close(fd)
+
+    def _skip_contents_quietly(self, src_parent: int, name: bytes, st: os.stat_result,
+                               rel: bytes, dst_path: tuple[bytes, ...], source: _Source) -> None:
+        """A subdir of a skipped dir: as above, without rsync's line."""
+        err, self.err = self.err, lambda line: None
+        try:
+            self._skip_contents(src_parent, name, st, rel, dst_path, source)
+        finally:
+            self.err = err
 
     def _tweak_dir(self, dst_parent: int, dst_name: bytes, mode: int, rel: bytes) -> None:
         """rsync gives a non-root user u+rwx on a dir while filling it."""
@@ -657,16 +703,17 @@ class TreeSync:
         for name, st in dirs:
             self._entry(src_fd, name, st, dst_fd, name, _join(rel, name), dst_path + (name,), source)
 
-    def _read_source_dir(self, src_fd: int, rel: bytes,
-                         source: _Source) -> list[tuple[bytes, os.stat_result]]:
+    def _read_source_dir(self, src_fd: int, rel: bytes, source: _Source,
+                         quiet: bool = False) -> list[tuple[bytes, os.stat_result]]:
         """The sorted, filtered listing of one source dir, as the census saw
         it (entries it left out stay out)."""
         entries = []
         try:
             names = _list_names(src_fd)
         except OSError as exc:
-            self._scan_failed(f'rsync: [sender] opendir "{source.opendir_shown(rel)}" failed: '
-                              f"{_strerror(exc)}")
+            if not quiet:
+                self._scan_failed(f'rsync: [sender] opendir "{source.opendir_shown(rel)}" '
+                                  f"failed: {_strerror(exc)}")
             return entries
         for name in sorted(names):
             child = _join(rel, name)
@@ -677,8 +724,10 @@ class TreeSync:
             except FileNotFoundError:
                 continue  # gone since the census
             except OSError as exc:
-                self._scan_failed(f'rsync: [sender] readlink_stat('
-                                  f'"{_abs(source.sender_path(child))}") failed: {_strerror(exc)}')
+                if not quiet:
+                    self._scan_failed(f'rsync: [sender] readlink_stat('
+                                      f'"{_abs(source.sender_path(child))}") failed: '
+                                      f"{_strerror(exc)}")
                 continue
             if not self.rules.excluded(child, stat.S_ISDIR(st.st_mode)):
                 entries.append((name, st))
@@ -1010,7 +1059,7 @@ class TreeSync:
                 if parent != self._root_fd:
                     os.close(parent)
 
-    def _skipped_hard_link(self, group: _LinkGroup, index: int, exc: OSError) -> None:
+    def _skipped_hard_link(self, group: _LinkGroup, index: int, exc: OSError | None) -> None:
         """rsync's handle_skipped_hlink(): the member could not be sent.  If
         it was the last, the member before it that waits becomes the last
         and is synced now (it reads the same inode, so it mostly fails the
@@ -1058,7 +1107,12 @@ class TreeSync:
         except OSError:
             return
         try:
-            if self._write_new(src_fd, src_meta, dst_parent, member.dst_path[-1], member.rel):
+            dst_name = member.dst_path[-1]
+            dst_st, _ = _lstat_at(dst_parent, dst_name)
+            if dst_st is not None and not stat.S_ISREG(dst_st.st_mode) and \
+                    not self._make_way(dst_parent, dst_name, dst_st, stat.S_IFREG, member.rel):
+                return
+            if self._write_new(src_fd, src_meta, dst_parent, dst_name, member.rel):
                 self._finish_hard_link(group, index)
         finally:
             if dst_parent != self._root_fd:

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import os
 import secrets
+import sys
 
 import pytest
 from hypothesis import HealthCheck, settings
 
 from . import unprivileged
+
+# The native engine raises Python's recursion limit for deep trees; raise it
+# before hypothesis starts, which otherwise warns that it changed.
+sys.setrecursionlimit(max(sys.getrecursionlimit(), 20_000))
 
 EXAMPLES = int(os.environ.get("SYNCENGINE_EQUIV_EXAMPLES", 300))
 # One seed per run, printed in the header: random, but reproducible with

@@ -22,7 +22,7 @@ examples are also kept in ``.hypothesis/`` and replayed first next time.
 ``SYNCENGINE_EQUIV_RSYNC_TIMEOUT`` (seconds, default 8) bounds each rsync
 run: rsync 3.5.0 can deadlock with ``-H`` (rsync-semantics §11).
 
-The unprivileged share (``test_unprivileged.py``: a sixth as many examples)
+The unprivileged share (``test_unprivileged.py``: a third as many examples)
 runs both engines as nobody through ``setpriv``; see ``unprivileged.py`` for
 how it finds a Python that nobody can execute, and the skip reason when
 there is none.
@@ -33,7 +33,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from hypothesis import given, seed, settings
+from hypothesis import given, note, seed, settings
 
 from .conftest import PROFILE, SEED
 from .harness import check
@@ -46,5 +46,6 @@ pytestmark = [pytest.mark.rsync, pytest.mark.skipif(os.geteuid() != 0, reason="n
 @settings(PROFILE)
 @given(case=cases())
 def test_equivalence(case, workbase):
+    note(f"run seed {SEED}: rerun with SYNCENGINE_EQUIV_SEED={SEED}")
     check(case, workbase)
 

@@ -354,3 +354,15 @@ def test_nobody_acl_of_a_new_file_is_set_even_if_its_temp_is_unreadable(nobody):
                   f("src/a/x", b"hello\n", mode=0o1074, uid=0, gid=65534,
                     acl="u::r-x,g::-w-,o::---,m::---,u:1234:-w-,g:65534:rw-,g:100:-w-")),
           nobody)
+
+
+def test_nobody_hard_link_member_in_a_skipped_dir_hands_its_turn_back(nobody):
+    """The last member of a group is below a dir whose contents are skipped
+    ("could not make way for new directory"): rsync marks it skipped and
+    syncs the waiting earlier member instead (here: it is unreadable, so
+    "send_files failed to open" for it).  The native engine forgot the
+    group."""
+    for mode in (0o300, 0o644):
+        check(nb_case(d("src", **NB), f("src/x.o", mode=mode, **NB), d("src/- minus", **NB),
+                      {"path": "src/- minus/x.o", "link": "src/x.o"},
+                      d("dst", mode=0o555, uid=0, gid=0), f("dst/- minus", uid=1234)), nobody)
