@@ -1,12 +1,15 @@
 """Run the native engine as nobody (65534:65534, no supplementary groups).
 
 The test process is root, and its Python may live where nobody cannot read
-(pyenv under ``/root``, mode 0700).  So the native engine runs in a child
-process under ``setpriv`` with the first interpreter nobody can execute
-(``sys.executable`` if it can, else a system ``python3`` >= 3.11), and on a
-private copy of the ``syncengine`` package in a temporary directory that
-nobody can read: nothing of the machine's permissions is changed, and the
-directory is removed at the end of the session.  A system Python usually
+(pyenv under ``/root``, mode 0700: the case on the machine this was written
+on).  So the native engine runs in a child process under ``setpriv`` with
+the first interpreter nobody can execute (``sys.executable`` if it can,
+else a system ``python3`` >= 3.11), on a private copy of the ``syncengine``
+package in a temporary directory that nobody can read: nothing of the
+machine's permissions is changed, and the directory is removed at the end
+of the session.  Where nobody can run no Python at all, the engine runs in
+a forked child of the test process that drops to nobody (setgroups,
+setresgid, setresuid) after everything it needs is imported.  A system Python usually
 lacks pylibacl; either way these runs use the engine's ACL path through the
 kernel's ``system.posix_acl_*`` attributes (``SYNCENGINE_ACL_BACKEND=raw``).
 
@@ -43,9 +46,9 @@ json.dump({"code": code, "out": out, "err": err}, sys.stdout)
 
 
 class NobodyEnv:
-    def __init__(self, base: str, python: str, pkgroot: str, runner: str) -> None:
+    def __init__(self, base: str, python: str | None, pkgroot: str, runner: str) -> None:
         self.base = base          # work dirs for unprivileged cases go here (mode 0755)
-        self.python = python
+        self.python = python      # None: run the engine in a forked child instead
         self.pkgroot = pkgroot
         self.runner = runner
 
@@ -76,13 +79,13 @@ def nobody_env() -> NobodyEnv:
         _skip_reason = "unprivileged runs switch to nobody, which needs root"
     elif shutil.which("setpriv") is None:
         _skip_reason = "setpriv (util-linux) is not installed"
+    python = None
     if _skip_reason is None:
         candidates = [sys.executable, "/usr/bin/python3", "/usr/local/bin/python3",
                       shutil.which("python3") or ""]
+        # None: no interpreter nobody may run; the engine then runs in a
+        # forked child of this process that drops to nobody (see below).
         python = next((c for c in dict.fromkeys(candidates) if c and _runs_as_nobody(c)), None)
-        if python is None:
-            _skip_reason = ("no Python >= 3.11 that nobody may execute (tried "
-                            + ", ".join(c for c in dict.fromkeys(candidates) if c) + ")")
     if _skip_reason is not None:
         raise RuntimeError(_skip_reason)
     base = tempfile.mkdtemp(prefix="syncengine-nobody-")
@@ -112,9 +115,49 @@ def cleanup() -> None:
         _env = None
 
 
+def _run_forked(sources: list[bytes], dest: bytes, delete: bool, excludes: list[bytes],
+                cwd: bytes) -> tuple[int, list[str], list[str]]:
+    """The engine in a child of this (root) process that drops to nobody:
+    for machines where nobody cannot run any Python (an interpreter under
+    /root only).  Everything it needs is imported before the fork."""
+    from syncengine.treesync import acl
+    from syncengine.treesync.sync import run_sync
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns
+        code = 70
+        try:
+            os.close(read_end)
+            os.setgroups([])
+            os.setresgid(NOBODY, NOBODY, NOBODY)
+            os.setresuid(NOBODY, NOBODY, NOBODY)
+            os.chdir(cwd)
+            acl.set_backend("raw")
+            out: list[str] = []
+            err: list[str] = []
+            rc = run_sync(sources, dest, delete=delete, excludes=excludes,
+                          out=out.append, err=err.append)
+            os.write(write_end, json.dumps({"code": rc, "out": out, "err": err}).encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    chunks = []
+    while chunk := os.read(read_end, 1 << 16):
+        chunks.append(chunk)
+    os.close(read_end)
+    _, status = os.waitpid(pid, 0)
+    if status != 0 or not chunks:
+        raise AssertionError(f"the native engine failed as nobody (forked, status {status})")
+    result = json.loads(b"".join(chunks))
+    return result["code"], result["out"], result["err"]
+
+
 def run_native_as_nobody(sources: list[bytes], dest: bytes, delete: bool, excludes: list[bytes],
                          cwd: bytes) -> tuple[int, list[str], list[str]]:
     env = nobody_env()
+    if env.python is None:
+        return _run_forked(sources, dest, delete, excludes, cwd)
     request = {"pkgroot": env.pkgroot, "sources": [s.hex() for s in sources],
                "dest": dest.hex(), "delete": delete, "excludes": [p.hex() for p in excludes]}
     proc = subprocess.run([*_SETPRIV, env.python, "-s", "-E", env.runner],
