@@ -83,10 +83,10 @@ class Fatal(Exception):
 @dataclass
 class Stats:
     entries_total: int = 0
-    bytes_total: int = 0
+    bytes_total: int = 0         # rsync's total size: st_size of every non-dir listed
     entries_done: int = 0
     bytes_done: int = 0          # bytes of transferred files (rsync's progress figure)
-    bytes_seen: int = 0          # bytes of regular files processed, transferred or not
+    bytes_seen: int = 0          # st_size of the non-dirs processed, transferred or not
     files_transferred: int = 0
     files_deleted: int = 0
     files_skipped: int = 0
@@ -460,7 +460,7 @@ class TreeSync:
 
     def _done_entry(self, st: os.stat_result) -> None:
         self.stats.entries_done += 1
-        if stat.S_ISREG(st.st_mode):
+        if not stat.S_ISDIR(st.st_mode):
             self.stats.bytes_seen += st.st_size
         if self.on_progress is not None:
             self.on_progress(self.stats)
@@ -1342,8 +1342,11 @@ class _Census:
 
     def _count(self, rel: bytes, st: os.stat_result) -> None:
         self.source.entries += 1
-        if stat.S_ISREG(st.st_mode):
+        if not stat.S_ISDIR(st.st_mode):
+            # rsync's total size: every non-dir's st_size (a symlink's is
+            # the length of its target).
             self.source.size += st.st_size
+        if stat.S_ISREG(st.st_mode):
             if st.st_nlink > 1:
                 key = (st.st_dev, st.st_ino)
                 group = self.run_._groups.get(key)
