@@ -1,11 +1,42 @@
 """syncengine: back up and restore data volumes with rsync's exact semantics,
 with or without rsync installed."""
 
-from .backups import Backups, BackupSync, Layout, SyncObserver
-from .effects import Effects, FileEffects
-from .engines import get_engine, resolve_engine_name, start_sync, sync
-from .engines.base import Progress, SyncError, SyncJob, SyncResult
-from .options import SyncOptions, merge_options
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .backups import Backups, BackupSync, Layout, SyncObserver
+    from .effects import Effects, FileEffects
+    from .engines import get_engine, resolve_engine_name, start_sync, sync
+    from .engines.base import Progress, SyncError, SyncJob, SyncResult
+    from .options import SyncOptions, merge_options
+
+# The public names are imported on first use (PEP 562), so that
+# ``syncengine rsync`` and the native engine do not pay for the facade's
+# imports (asyncio and more) at every start.
+_LAZY = {
+    "Backups": "backups", "BackupSync": "backups", "Layout": "backups", "SyncObserver": "backups",
+    "Effects": "effects", "FileEffects": "effects",
+    "get_engine": "engines", "resolve_engine_name": "engines", "start_sync": "engines",
+    "sync": "engines",
+    "Progress": "engines.base", "SyncError": "engines.base", "SyncJob": "engines.base",
+    "SyncResult": "engines.base",
+    "SyncOptions": "options", "merge_options": "options",
+}
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "Backups",

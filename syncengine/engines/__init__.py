@@ -6,7 +6,6 @@ import os
 
 from ..options import OptionsLike, SyncOptions, merge_options
 from .base import Engine, ProgressCallback, SyncJob, SyncResult
-from .rsync import RsyncEngine
 
 __all__ = ["ENGINE_NAMES", "get_engine", "resolve_engine_name", "start_sync", "sync"]
 
@@ -25,13 +24,17 @@ def resolve_engine_name(engine: str | None = None) -> str:
     if name not in ENGINE_NAMES:
         raise ValueError(f"unknown engine {name!r} (choose from {', '.join(ENGINE_NAMES)})")
     if name == "auto":
+        from .rsync import RsyncEngine
         return "rsync" if RsyncEngine().available() else "python"
     return name
 
 
 def get_engine(engine: str | None = None) -> Engine:
     name = resolve_engine_name(engine)
-    return RsyncEngine() if name == "rsync" else _native_engine()
+    if name == "rsync":
+        from .rsync import RsyncEngine
+        return RsyncEngine()
+    return _native_engine()
 
 
 def start_sync(src: str | os.PathLike, dst: str | os.PathLike, options: OptionsLike = None, *,
