@@ -117,6 +117,7 @@ def test_runs_and_exit_codes_match_rsync(tmp_path, src, dst, pre):
             (root / "dst" / "extra").write_bytes(b"to be deleted")
         elif pre == "file":
             (root / "file").write_bytes(b"a file")
+            os.utime(root / "file", ns=(1_500_000_000_000_000_000,) * 2)
     argv = ["--delete", "--exclude=*.tmp", *SEED_FLAGS, src, dst]
     real = run_rsync(*argv, cwd=tmp_path / "real")
     ours = standin(*argv, cwd=tmp_path / "ours")
