@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from . import acl as _acl
+from . import faults
 from .acl import ACCESS, DEFAULT, TYPE_NAMES, Acl, access_differs, access_to_set
 from .xattrs import (ACL_ACCESS_XATTR, ACL_DEFAULT_XATTR, NO_XATTR_ERRNOS, Node,
                      read_xattrs, receiver_keeps, sender_keeps, xattr_changes)
@@ -351,6 +352,7 @@ def _set_attrs(ctx: MetaContext, node: Node, src: SrcMeta, dest: _Dest, role: st
     if uid != -1 or gid != -1:
         try:
             node.chown(uid, gid)
+            faults.mutated("chown")
         except OSError as e:
             ctx.report(role, "%s %s failed" % ("chown" if uid != -1 else "chgrp",
                                                ctx.full_name(rel)), e)
@@ -369,6 +371,7 @@ def _set_attrs(ctx: MetaContext, node: Node, src: SrcMeta, dest: _Dest, role: st
     if xattrs_changed or _mtime_differs(st.st_mtime_ns, src.mtime_ns, exact_time):
         try:
             node.utime(st.st_atime_ns, src.mtime_ns)
+            faults.mutated("utime")
         except OSError as e:
             ctx.report(role, "failed to set times on %s" % ctx.full_name(rel), e)
             return seen
@@ -383,6 +386,7 @@ def _set_attrs(ctx: MetaContext, node: Node, src: SrcMeta, dest: _Dest, role: st
     if st.st_mode & _PERMS != src.mode & _PERMS:
         try:
             node.chmod(src.mode & _PERMS)
+            faults.mutated("chmod")
         except OSError as e:
             ctx.report(role, "failed to set permissions on %s" % ctx.full_name(rel), e)
     return seen
@@ -398,6 +402,7 @@ def _set_xattrs(ctx: MetaContext, node: Node, src: SrcMeta, have: dict[bytes, by
     for n, v in sets:
         try:
             node.setxattr(n, v)
+            faults.mutated("setxattr")
             changed = True
         except OSError as e:
             ctx.report(role, 'rsync_xal_set: %ssetxattr(%s,"%s") failed' % (
@@ -405,6 +410,7 @@ def _set_xattrs(ctx: MetaContext, node: Node, src: SrcMeta, have: dict[bytes, by
     for n in removes:
         try:
             node.removexattr(n)
+            faults.mutated("removexattr")
             changed = True
         except OSError as e:
             if e.errno != errno.ENODATA:
@@ -432,6 +438,7 @@ def _set_acls(ctx: MetaContext, node: Node, src: SrcMeta, dest: _Dest,
     if access_differs(src.acl_access, dest.acl_access):
         try:
             backend.write(node, ACCESS, access_to_set(src.acl_access, src.mode, st.st_mode))
+            faults.mutated("set access ACL")
         except OSError as e:
             # rsync gives up on the default ACL too when this fails.
             ctx.report(role, "set_acl: xacl_set(%s, %s)" % (shown, TYPE_NAMES[ACCESS]), e)
@@ -443,6 +450,7 @@ def _set_acls(ctx: MetaContext, node: Node, src: SrcMeta, dest: _Dest,
                 backend.delete_default(node)
             else:
                 backend.write(node, DEFAULT, src.acl_default)
+            faults.mutated("set default ACL")
         except OSError as e:
             what = ("set_acl: sys_acl_delete_def_file(%s)" % shown if src.acl_default is None
                     else "set_acl: xacl_set(%s, %s)" % (shown, TYPE_NAMES[DEFAULT]))

@@ -3,6 +3,9 @@
 Every file is written to a temporary ``.<name>.XXXXXX`` in its target
 directory (rsync's naming), gets its attributes there, and is renamed over
 the target, so a crash never leaves partial data under a real name.
+
+Each change to the destination made here is followed by a call of the
+test-only crash hook (faults.py).
 """
 
 from __future__ import annotations
@@ -11,9 +14,14 @@ import errno
 import os
 import secrets
 import string
+from collections.abc import Callable
+
+from . import faults
 
 __all__ = [
     "NAME_MAX",
+    "ReadError",
+    "WriteError",
     "copy_data",
     "open_temp",
     "same_content",
@@ -45,41 +53,79 @@ def open_temp(dirfd: int, name: bytes, mode: int) -> tuple[int, bytes]:
     while True:
         tmp = temp_name(name)
         try:
-            return os.open(tmp, flags, (mode | 0o200) & 0o700, dir_fd=dirfd), tmp
+            fd = os.open(tmp, flags, (mode | 0o200) & 0o700, dir_fd=dirfd)
         except FileExistsError:
             continue
+        faults.mutated("create temp")
+        return fd, tmp
+
+
+class ReadError(OSError):
+    """Reading the source failed (rsync's "read errors mapping")."""
+
+
+class WriteError(OSError):
+    """Writing the destination failed (rsync's "write failed on", fatal)."""
 
 
 _copy_file_range_ok = hasattr(os, "copy_file_range")
+# Errors of copy_file_range that say "not here": read/write does the rest.
+_NO_COPY_RANGE = frozenset({errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP,
+                            errno.EBADF})
+# Errors that can only come from the writing side.
+_WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
 
-def copy_data(src_fd: int, dst_fd: int, size_hint: int = 0) -> int:
-    """Copy all of src_fd (from its start) into dst_fd.  Uses the kernel's
-    copy_file_range (which also clones on reflink filesystems) and falls back
-    to read/write.  Returns the number of bytes copied."""
+def copy_data(src_fd: int, dst_fd: int, size: int,
+              check: Callable[[], None] | None = None) -> int:
+    """Copy the first ``size`` bytes of src_fd (from its current offset, the
+    start) into dst_fd: the size the file had when it was opened, as rsync's
+    sender maps it, even if it grows meanwhile.  Returns the number of bytes
+    copied, fewer than ``size`` when the file ended early (it shrank).
+
+    Uses the kernel's copy_file_range (which also clones on reflink
+    filesystems) and falls back to read/write, in chunks; ``check()`` runs
+    between chunks (it may raise to stop the copy).  Failures raise
+    :class:`ReadError` or :class:`WriteError` (both OSError) saying which
+    side failed."""
     global _copy_file_range_ok
     copied = 0
     if _copy_file_range_ok:
         try:
-            while True:
-                n = os.copy_file_range(src_fd, dst_fd, max(size_hint - copied, _CHUNK * 8))
+            while copied < size:
+                if check is not None:
+                    check()
+                n = os.copy_file_range(src_fd, dst_fd, min(size - copied, _CHUNK * 8))
                 if n == 0:
                     return copied
                 copied += n
+                faults.mutated("write")
+            return copied
         except OSError as exc:
-            if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP,
-                                 errno.EBADF) or copied:
-                raise
-            if exc.errno in (errno.ENOSYS,):
+            if exc.errno in _WRITE_ERRNOS:
+                raise WriteError(exc.errno, exc.strerror) from None
+            if exc.errno == errno.ENOSYS:
                 _copy_file_range_ok = False
-    while True:
-        chunk = os.read(src_fd, _CHUNK)
+            # Anything else: read/write carries on from the same offsets and
+            # tells which side fails, if one does.
+    while copied < size:
+        if check is not None:
+            check()
+        try:
+            chunk = os.read(src_fd, min(_CHUNK, size - copied))
+        except OSError as exc:
+            raise ReadError(exc.errno, exc.strerror) from None
         if not chunk:
             return copied
         view = memoryview(chunk)
-        while view:
-            view = view[os.write(dst_fd, view):]
+        try:
+            while view:
+                view = view[os.write(dst_fd, view):]
+                faults.mutated("write")
+        except OSError as exc:
+            raise WriteError(exc.errno, exc.strerror) from None
         copied += len(chunk)
+    return copied
 
 
 def same_content(fd_a: int, fd_b: int) -> bool:
@@ -102,4 +148,5 @@ def unlink_quietly(dirfd: int, name: bytes) -> None:
     try:
         os.unlink(name, dir_fd=dirfd)
     except FileNotFoundError:
-        pass
+        return
+    faults.mutated("unlink")
