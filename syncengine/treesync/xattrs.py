@@ -14,7 +14,7 @@ import errno
 import os
 import stat
 
-__all__ = ["Node", "NO_XATTR_ERRNOS", "sender_keeps", "receiver_keeps",
+__all__ = ["Node", "NO_XATTR_ERRNOS", "chmod_nofollow", "sender_keeps", "receiver_keeps",
            "read_xattrs", "xattr_changes", "ACL_ACCESS_XATTR", "ACL_DEFAULT_XATTR"]
 
 ACL_ACCESS_XATTR = b"system.posix_acl_access"
@@ -93,7 +93,7 @@ class Node:
         if self.fd is not None:
             os.fchmod(self.fd, mode)
         else:
-            os.chmod(self.name, mode, dir_fd=self.dirfd, follow_symlinks=False)
+            chmod_nofollow(self.dirfd, self.name, mode)
 
     def listxattr(self) -> list[bytes]:
         target, kw = self._target()
@@ -110,6 +110,20 @@ class Node:
     def removexattr(self, name: bytes) -> None:
         target, kw = self._target()
         os.removexattr(target, name, **kw)
+
+
+def chmod_nofollow(dirfd: int, name: bytes, mode: int) -> None:
+    """chmod ``name`` in ``dirfd`` without following it if it is a symlink.
+
+    glibc does this safely (an O_PATH|O_NOFOLLOW open, then a chmod of that
+    very inode through /proc), but Linux cannot change a symlink's mode, and
+    Python reports that case as ValueError: it is turned into the OSError
+    that lchmod() gives (EOPNOTSUPP), so a symlink swapped in for a
+    destination entry is one more reported failure, not a crash."""
+    try:
+        os.chmod(name, mode, dir_fd=dirfd, follow_symlinks=False)
+    except (ValueError, NotImplementedError):
+        raise OSError(errno.EOPNOTSUPP, os.strerror(errno.EOPNOTSUPP)) from None
 
 
 def sender_keeps(name: bytes) -> bool:
