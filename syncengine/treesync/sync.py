@@ -213,6 +213,7 @@ class _Member:
     done: bool = False     # FLAG_HLINK_DONE
     skip: bool = False     # FLAG_SKIP_HLINK: its transfer failed
     last: bool = False     # FLAG_HLINK_LAST
+    sent: bool = False     # FLAG_FILE_SENT: being transferred (or waiting for one)
 
 
 @dataclass
@@ -276,6 +277,8 @@ class TreeSync:
         self._groups: dict[tuple[int, int], _LinkGroup] = {}  # -H, from the census on
         self._late_touchups: list[_DirFrame] = []
         self._deferred: list[tuple] | None = None  # transfers waiting for a receiver pass
+        # transferred -H members, and their failures (see _sent)
+        self._finishing: list[tuple[_LinkGroup, int, OSError | None]] = []
         self._root_fd = -1
         self._curr_dir = b""         # rsync's cwd on the receiving side (messages)
         # rsync's solo_file, one item onto a new name: (its rel, DST's name)
@@ -422,8 +425,27 @@ class TreeSync:
         finally:
             os.close(src_parent)
 
+    def _sent(self, group: _LinkGroup, index: int, failure: OSError | None) -> None:
+        """A hard-link member went to rsync's sender and receiver.  Their
+        word that it is done (or could not be sent) reaches the generator
+        later, which meanwhile goes on; for a small tree, after its whole
+        walk.  Until then later members of the group wait for this one."""
+        group.members[index].sent = True
+        self._finishing.append((group, index, failure))
+
+    def _finish_transfers(self) -> None:
+        """The transferred hard-link members are done (their waiting members
+        are linked to them) or were not sent (rsync's handle_skipped_hlink)."""
+        while self._finishing:
+            group, index, failure = self._finishing.pop(0)
+            if failure is None:
+                self._finish_hard_link(group, index)
+            else:
+                self._skipped_hard_link(group, index, failure)
+
     def _finish(self) -> None:
         """rsync's end of run: dirs whose touch-up waited for hard links."""
+        self._finish_transfers()
         for frame in self._late_touchups:
             try:
                 parent = self._open_dest_dir(frame.dst_path[:-1])
@@ -519,36 +541,42 @@ class TreeSync:
             if tweak:
                 self._tweak_dir(dst_parent, dst_name, mode, rel)
         frame = _DirFrame(dst_path, mode, st.st_mtime_ns, receiver_pass=receiver_pass)
-        try:
-            dst_fd = os.open(dst_name, _PATH_FLAGS, dir_fd=dst_parent)
-        except OSError as exc:
-            self._fail(f"rsync: [generator] opendir {self._full(rel)} failed: {_strerror(exc)}")
-            self._done_entry(st)
-            return
-        try:
-            if rel not in source.unlistable:
-                try:
-                    src_fd = _open_listable(name, src_parent)
-                except OSError as exc:  # it could be listed a moment ago
-                    self._scan_failed(f'rsync: [sender] opendir "{source.opendir_shown(rel)}" '
-                                      f"failed: {_strerror(exc)}")
-                    src_fd = -1
-                if src_fd >= 0:
-                    try:
-                        self._dir_contents(src_fd, dst_parent, dst_name, dst_fd, rel, dst_path,
-                                           source, frame)
-                    finally:
-                        os.close(src_fd)
-            elif self.delete:
+        if rel in source.unlistable:
+            if self.delete:
                 self._delete_extraneous(dst_parent, dst_name, rel, None)
-        finally:
-            os.close(dst_fd)
+        else:
+            self._fill_dir(src_parent, name, dst_parent, dst_name, rel, dst_path, source, frame)
         if frame.waiting_links:
             # Hard links still to be made in here: touch up at the end.
             self._late_touchups.append(frame)
         else:
             self._touch_up(dst_parent, dst_name, frame)
         self._done_entry(st)
+
+    def _fill_dir(self, src_parent: int, name: bytes, dst_parent: int, dst_name: bytes,
+                  rel: bytes, dst_path: tuple[bytes, ...], source: _Source,
+                  frame: _DirFrame) -> None:
+        """The dir's contents: deletions, then its entries."""
+        try:
+            src_fd = _open_listable(name, src_parent)
+        except OSError as exc:  # it could be listed a moment ago
+            self._scan_failed(f'rsync: [sender] opendir "{source.opendir_shown(rel)}" '
+                              f"failed: {_strerror(exc)}")
+            return
+        try:
+            try:
+                dst_fd = os.open(dst_name, _PATH_FLAGS, dir_fd=dst_parent)
+            except OSError as exc:
+                self._fail(f"rsync: [generator] opendir {self._full(rel)} failed: "
+                           f"{_strerror(exc)}")
+                return
+            try:
+                self._dir_contents(src_fd, dst_parent, dst_name, dst_fd, rel, dst_path, source,
+                                   frame)
+            finally:
+                os.close(dst_fd)
+        finally:
+            os.close(src_fd)
 
     def _skip_contents(self, src_parent: int, name: bytes, st: os.stat_result, rel: bytes,
                        dst_path: tuple[bytes, ...], source: _Source) -> None:
@@ -894,7 +922,8 @@ class TreeSync:
             index = len(group.members)
             group.members.append(_Member(rel, dst_path, source.sender_path(rel), index - 1,
                                          first=index == 0, last=rel == group.last))
-            if index and self._hard_link_check(group, index, dst_parent, dst_name, dst_st):
+            if index and self._hard_link_check(group, index, dst_parent, dst_name, dst_st,
+                                               frame):
                 return
         if dst_st is not None and not stat.S_ISREG(dst_st.st_mode):
             if not self._make_way(dst_parent, dst_name, dst_st, stat.S_IFREG, self._drel(rel)):
@@ -927,7 +956,7 @@ class TreeSync:
         if open_error is not None and open_error.errno == errno.ENOENT:
             self._source_open_failed(open_error, source.sender_path(rel))  # vanished
             if group is not None:
-                self._skipped_hard_link(group, index, open_error)
+                self._sent(group, index, open_error)
             return
         src_meta = self._src_meta(st, src_parent, name, rel, source,
                                   fd=src_fd if src_fd >= 0 else None)
@@ -949,9 +978,12 @@ class TreeSync:
             elif src_fd < 0:
                 self._source_open_failed(open_error, source.sender_path(rel))
                 if group is not None:
-                    self._skipped_hard_link(group, index, open_error)
+                    self._sent(group, index, open_error)
                 return
             elif not self._write_new(src_fd, src_meta, dst_parent, dst_name, rel):
+                return
+            elif group is not None:
+                self._sent(group, index, None)
                 return
         finally:
             if src_fd >= 0:
@@ -1024,12 +1056,24 @@ class TreeSync:
         return prev
 
     def _hard_link_check(self, group: _LinkGroup, index: int, dst_parent: int,
-                         dst_name: bytes, dst_st: os.stat_result | None) -> bool:
+                         dst_name: bytes, dst_st: os.stat_result | None,
+                         frame: _DirFrame | None) -> bool:
         """rsync's hard_link_check(): True when the member was handled (linked
         to the group's FIRST, or that failed); False to sync it on its own."""
         prev = self._check_prior(group, index)
-        if prev < 0 or not group.members[prev].done:
+        if prev < 0:
             return False
+        previous = group.members[prev]
+        if not previous.done:
+            if not previous.sent:
+                return False
+            # The previous member is being transferred: wait in its chain,
+            # to be linked when it is done.
+            member = group.members[index]
+            member.prev, previous.prev, member.sent = previous.prev, index, True
+            if frame is not None:
+                frame.waiting_links += 1
+            return True
         if not group.members[prev].first:
             prev = self._check_prior(group, prev)
             group.members[index].prev = prev
@@ -1070,7 +1114,7 @@ class TreeSync:
             if not member.last:
                 return
             prev = self._check_prior(group, index)
-            if prev < 0 or group.members[prev].done:
+            if prev < 0 or group.members[prev].done or group.members[prev].sent:
                 return
             index = prev
             member = group.members[index]

@@ -366,3 +366,13 @@ def test_nobody_hard_link_member_in_a_skipped_dir_hands_its_turn_back(nobody):
         check(nb_case(d("src", **NB), f("src/x.o", mode=mode, **NB), d("src/- minus", **NB),
                       {"path": "src/- minus/x.o", "link": "src/x.o"},
                       d("dst", mode=0o555, uid=0, gid=0), f("dst/- minus", uid=1234)), nobody)
+
+
+def test_hard_link_members_wait_for_a_member_in_transfer(base):
+    """A member being transferred: rsync's generator goes on, and the later
+    members of its group in that dir wait in its chain to be linked when
+    the receiver is done, so a blocked one is tried once, not at its turn
+    and again.  The native engine finished transfers at once."""
+    check(case(d("src"), *_linked("src/sub", "src/tab", "src/trail.", content=b"\xed<"),
+               d("dst"), f("dst/sub", b"\xedf"), {"path": "dst/trail.", "link": "dst/sub"},
+               d("dst/tab"), f("dst/tab/c"), src=b"src/", delete=False), base)
