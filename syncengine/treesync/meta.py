@@ -397,6 +397,39 @@ def _set_xattrs(ctx: MetaContext, node: Node, src: SrcMeta, have: dict[bytes, by
     """rsync_xal_set(): set what differs, then remove the extra names.
     Returns whether anything was changed."""
     sets, removes = xattr_changes(_want_xattrs(ctx, src), have)
+    if not sets and not removes:
+        return False
+    restore = _grant_write(ctx, node)
+    try:
+        return _write_xattrs(ctx, node, sets, removes, role, rel)
+    finally:
+        if restore is not None:
+            try:
+                node.chmod(restore)
+                faults.mutated("chmod")
+            except OSError:
+                pass
+
+
+def _grant_write(ctx: MetaContext, node: Node) -> int | None:
+    """rsync's set_xattr(): a non-root caller gives an entry it cannot
+    write a temporary u+w so the xattrs can change.  Returns the mode to
+    put back, or None when nothing was changed."""
+    if ctx.am_root or node.is_link:
+        return None
+    try:
+        if os.access(node.follow_path(), os.W_OK):
+            return None
+        mode = stat.S_IMODE(node.lstat().st_mode)
+        node.chmod(mode | stat.S_IWUSR)
+    except OSError:
+        return None
+    faults.mutated("chmod")
+    return mode
+
+
+def _write_xattrs(ctx: MetaContext, node: Node, sets: list[tuple[bytes, bytes]],
+                  removes: list[bytes], role: str, rel: bytes) -> bool:
     call = "l" if node.is_link else "f"
     changed = False
     for n, v in sets:

@@ -115,7 +115,9 @@ def acl_texts(draw, *, default: bool = False, nobody: bool = False) -> str:
         named.append(f"u:1234:{draw(st.sampled_from(_PERMS))}")
     owner = draw(st.sampled_from(_PERMS))
     if default and nobody:
-        owner = "rwx"  # see _avoid_known_meta_gap
+        # Known gap, as nobody: a new file under a default ACL that denies
+        # its owner gets rsync's result only when the owner may write it.
+        owner = "rwx"
     base = [f"u::{owner}", f"g::{draw(st.sampled_from(_PERMS))}",
             f"o::{draw(st.sampled_from(_PERMS))}"]
     if named:
@@ -390,27 +392,21 @@ def _literal_names(rules: list[bytes]) -> tuple[bytes, ...]:
 
 # -- whole cases -------------------------------------------------------------------------------
 
-def _avoid_known_meta_gap(spec: list[dict[str, Any]]) -> None:
-    """Runs as nobody keep clear of two things:
-
-    - until meta.py gives a non-root user's own entry without u+w a
-      temporary u+w while writing user.* xattrs, as rsync does (xfail test
-      test_regressions.test_nobody_xattrs_on_own_entry_without_u_w): no
-      user.* xattrs on a name that lacks u+w on either side, and default
-      ACLs give the owner rwx (a new file inherits its owner bits);
-    - a race inside rsync: a dir lacking some of u+rwx whose xattrs change
-      gets a second attribute pass from rsync's receiver, which takes the
-      u+rwx away while its generator may still be creating entries below
-      (test_regressions.test_nobody_generator_runs_ahead_of_the_receiver
-      pins the usual outcome): no user.* xattrs on such dirs either."""
+def _avoid_rsync_race(spec: list[dict[str, Any]]) -> None:
+    """Runs as nobody keep clear of a race inside rsync: a dir lacking some
+    of u+rwx whose xattrs change gets a second attribute pass from rsync's
+    receiver, which takes the u+rwx away while its generator may still be
+    creating entries below (test_regressions.
+    test_nobody_generator_runs_ahead_of_the_receiver pins the usual
+    outcome): no user.* xattrs on such dirs."""
     def rel(path) -> bytes:
         p = path.encode() if isinstance(path, str) else path
         for prefix in (b"dst/src/", b"src/", b"dst/"):
             if p.startswith(prefix):
                 return p[len(prefix):]
         return b"" if p in (b"src", b"dst", b"dst/src") else p
-    locked = {rel(e["path"]) for e in spec if "mode" in e and (
-        not e["mode"] & 0o200 or (e.get("type") == "dir" and e["mode"] & 0o700 != 0o700))}
+    locked = {rel(e["path"]) for e in spec
+              if "mode" in e and e.get("type") == "dir" and e["mode"] & 0o700 != 0o700}
     for e in spec:
         if "xattrs" in e and rel(e["path"]) in locked:
             e["xattrs"] = {k: v for k, v in e["xattrs"].items() if not k.startswith("user.")}
@@ -437,7 +433,7 @@ def cases(draw, *, nobody: bool = False) -> Case:
     if dst is not None:
         spec += to_spec(dst, b"dst")
     if nobody:
-        _avoid_known_meta_gap(spec)
+        _avoid_rsync_race(spec)
     dest = b"dst/" if draw(st.booleans()) else b"dst"
     # A quarter of the root runs use the ACL path without pylibacl.
     backend = None if nobody or draw(st.integers(0, 3)) else "raw"

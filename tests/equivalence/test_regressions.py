@@ -312,10 +312,9 @@ def test_nobody_solo_dir_names_and_stderr_escaping(nobody):
                   d(b"dst/C\xd6\xab", **NB), f(b"dst/C\xd6\xab/keep", **NB), delete=False), nobody)
 
 
-@pytest.mark.xfail(strict=True, reason="meta.py: rsync gives a non-root user's own entry "
-                   "without u+w a temporary u+w while it writes user.* xattrs "
-                   "(fchmod, fsetxattr, fchmod back); reported, strategies avoid it until fixed")
 def test_nobody_xattrs_on_own_entry_without_u_w(nobody):
+    """rsync gives a non-root user's own entry without u+w a temporary u+w
+    while it writes user.* xattrs (chmod, setxattr, chmod back)."""
     check(nb_case(d("src", **NB), d("src/d", mode=0o555, **NB, xattrs={"user.e": b""}),
                   f("src/ro", mode=0o444, **NB, xattrs={"user.e": b"1"}), d("dst", **NB),
                   d("dst/d", mode=0o555, **NB), f("dst/ro", mode=0o444, **NB)), nobody)
