@@ -32,17 +32,27 @@ __all__ = [
 NAME_MAX = 255
 _ALPHABET = (string.ascii_letters + string.digits).encode()
 _CHUNK = 1 << 20
+# rsync's maxname: NAME_MAX less the leading dot and ".XXXXXX", as a buffer
+# size that includes the terminating NUL.
+_MAXNAME = NAME_MAX - 1 - len(".XXXXXX")
+_HIGH_BIT = bytes(range(0x80, 0x100))
 
 
 def temp_name(name: bytes) -> bytes:
-    """rsync's temp name for ``name``: ``.<name>.XXXXXX``; a leading dot is
-    not doubled, one trailing dot is trimmed, and the name is cut to fit
-    NAME_MAX."""
+    """rsync's temp name for ``name`` (get_tmpname): ``.<name>.XXXXXX``; a
+    leading dot is not doubled; a name too long for NAME_MAX is cut to 246
+    bytes (without a trailing partial UTF-8 sequence); then one trailing dot
+    is trimmed."""
     base = name[1:] if name.startswith(b".") else name
+    if len(base) >= _MAXNAME:
+        # strlcpy() into a buffer of _MAXNAME bytes, with its '\0'
+        cut = base[:_MAXNAME - 1]
+        if base[_MAXNAME - 1] & 0x80:
+            cut = cut.rstrip(_HIGH_BIT)
+        base = cut
     if base.endswith(b"."):
         base = base[:-1]
-    suffix = b"." + bytes(secrets.choice(_ALPHABET) for _ in range(6))
-    return b"." + base[: NAME_MAX - 1 - len(suffix)] + suffix
+    return b"." + base + b"." + bytes(secrets.choice(_ALPHABET) for _ in range(6))
 
 
 def open_temp(dirfd: int, name: bytes, mode: int) -> tuple[int, bytes]:
