@@ -40,12 +40,14 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
+from . import faults
 from .acl import ACCESS, DEFAULT, get_backend
 from .filters import FilterRules
 from .messages import locale_codec, rsync_escape, unescape
 from .meta import MetaContext, SrcMeta, apply_meta, read_src_meta
-from .transfer import copy_data, open_temp, same_content, temp_name, unlink_quietly
-from .xattrs import Node, read_xattrs, receiver_keeps
+from .transfer import (ReadError, WriteError, copy_data, open_temp, same_content, temp_name,
+                       unlink_quietly)
+from .xattrs import Node, chmod_nofollow, read_xattrs, receiver_keeps
 
 __all__ = ["Cancelled", "Stats", "TreeSync", "run_sync"]
 
@@ -148,7 +150,8 @@ def _list_names(dirfd: int) -> list[bytes]:
 
 
 def _chmod_at(dirfd: int, name: bytes, mode: int) -> None:
-    os.chmod(name, mode, dir_fd=dirfd, follow_symlinks=False)
+    chmod_nofollow(dirfd, name, mode)
+    faults.mutated("chmod")
 
 
 @dataclass
@@ -377,6 +380,7 @@ class TreeSync:
     def _mkdir_dest(self) -> None:
         try:
             os.mkdir(self.dest, 0o777)
+            faults.mutated("mkdir")
         except OSError as exc:
             raise Fatal(11, f'rsync: [Receiver] mkdir "{_abs(self.dest)}" failed: {_strerror(exc)}')
 
@@ -512,6 +516,7 @@ class TreeSync:
             try:
                 # rsync creates a dir with its source mode (the umask applies).
                 os.mkdir(dst_name, stat.S_IMODE(st.st_mode), dir_fd=dst_parent)
+                faults.mutated("mkdir")
                 created = True
             except FileExistsError:
                 pass
@@ -700,6 +705,7 @@ class TreeSync:
             try:
                 os.utime(dst_name, ns=(st.st_atime_ns, frame.mtime_ns), dir_fd=dst_parent,
                          follow_symlinks=False)
+                faults.mutated("utime")
             except OSError:
                 pass
 
@@ -837,6 +843,7 @@ class TreeSync:
                 return False
             try:
                 os.rmdir(name, dir_fd=dirfd)
+                faults.mutated("rmdir")
             except FileNotFoundError:
                 return True
             except OSError as exc:
@@ -849,6 +856,7 @@ class TreeSync:
         else:
             try:
                 os.unlink(name, dir_fd=dirfd)
+                faults.mutated("unlink")
             except FileNotFoundError:
                 return True
             except OSError as exc:
@@ -980,7 +988,8 @@ class TreeSync:
                 if group is not None:
                     self._sent(group, index, open_error)
                 return
-            elif not self._write_new(src_fd, src_meta, dst_parent, dst_name, rel):
+            elif not self._write_new(src_fd, src_meta, dst_parent, dst_name, rel,
+                                     source.sender_path(rel)):
                 return
             elif group is not None:
                 self._sent(group, index, None)
@@ -1011,38 +1020,76 @@ class TreeSync:
                    dirfd=dst_parent, name=dst_name, exact_time=True, is_new=False, path=self._drel(rel))
 
     def _write_new(self, src_fd: int, src_meta: SrcMeta, dst_parent: int, dst_name: bytes,
-                   rel: bytes) -> bool:
+                   rel: bytes, src_path: bytes | None = None) -> bool:
         """Copy to a temp file, give it its attributes, rename it over the
-        target.  On any failure the temp file is removed."""
+        target.  On any failure the temp file is removed.
+
+        The copy takes the size the source had when it was opened, as
+        rsync's sender maps it.  A source caught changing while it was read
+        (it ended early: rsync's "read errors mapping", exit 23; or its size,
+        mtime or ctime moved during the copy) is copied once more, as
+        rsync's receiver discards a file that fails its verification and
+        redoes it; caught again, the destination keeps its old file and the
+        run ends in 23 ("failed verification -- update discarded").  So a
+        copy of a file caught changing never gets a real name.  A write
+        error ends the run (exit 11), as in rsync."""
         parent_rel = rel.rpartition(b"/")[0]
-        try:
-            tmp_fd, tmp = open_temp(dst_parent, dst_name, src_meta.mode & 0o7777)
-        except OSError as exc:
-            tmp = os.fsencode(exc.filename) if exc.filename is not None else temp_name(dst_name)
-            self._fail(f"rsync: [receiver] mkstemp {self._full(_join(parent_rel, tmp))} failed: "
-                       f"{_strerror(exc)}")
-            return False
-        try:
+        for attempt in (1, 2):
             try:
-                copied = copy_data(src_fd, tmp_fd, os.fstat(src_fd).st_size)
+                tmp_fd, tmp = open_temp(dst_parent, dst_name, src_meta.mode & 0o7777)
             except OSError as exc:
-                if exc.errno == errno.ENOSPC:
-                    raise Fatal(11, f'rsync: [receiver] write failed on "{_abs(self._dest_abs(rel))}": '
-                                    f"{_strerror(exc)}",
-                                "rsync error: error in file IO (code 11)")
+                tmp = os.fsencode(exc.filename) if exc.filename is not None else temp_name(dst_name)
+                self._fail(f"rsync: [receiver] mkstemp {self._full(_join(parent_rel, tmp))} "
+                           f"failed: {_strerror(exc)}")
+                return False
+            read_error: OSError | None = None
+            try:
+                before = os.fstat(src_fd)
+                try:
+                    copied = copy_data(src_fd, tmp_fd, before.st_size, self._check_cancel)
+                except WriteError as exc:
+                    raise Fatal(11, f'rsync: [receiver] write failed on '
+                                    f'"{_abs(self._dest_abs(self._drel(rel)))}": {_strerror(exc)}',
+                                "rsync error: error in file IO (code 11)",
+                                # rsync's sender, writing to the receiver that died
+                                "rsync: [sender] write error: Broken pipe (32)")
+                except ReadError as exc:
+                    read_error, copied = exc, -1
+                after = os.fstat(src_fd)
+                intact = copied == before.st_size and (
+                    after.st_size, after.st_mtime_ns, after.st_ctime_ns) == (
+                    before.st_size, before.st_mtime_ns, before.st_ctime_ns)
+                if intact:
+                    # (rsync's receiver sets the temp file's ACL through its open fd)
+                    apply_meta(self.meta, src_meta, None, dirfd=dst_parent, name=tmp, fd=tmp_fd,
+                               exact_time=True, is_new=True, path=_join(parent_rel, tmp))
+                    os.rename(tmp, dst_name, src_dir_fd=dst_parent, dst_dir_fd=dst_parent)
+                    faults.mutated("rename")
+            except BaseException:
+                os.close(tmp_fd)
+                unlink_quietly(dst_parent, tmp)
                 raise
-            # (rsync's receiver sets the temp file's ACL through its open fd)
-            apply_meta(self.meta, src_meta, None, dirfd=dst_parent, name=tmp, fd=tmp_fd,
-                       exact_time=True, is_new=True, path=_join(parent_rel, tmp))
-            os.rename(tmp, dst_name, src_dir_fd=dst_parent, dst_dir_fd=dst_parent)
-        except BaseException:
             os.close(tmp_fd)
+            if intact:
+                self.stats.files_transferred += 1
+                self.stats.bytes_done += copied
+                return True
             unlink_quietly(dst_parent, tmp)
-            raise
-        os.close(tmp_fd)
-        self.stats.files_transferred += 1
-        self.stats.bytes_done += copied
-        return True
+            if copied < before.st_size:
+                code = read_error.errno if read_error is not None else errno.ENODATA
+                shown = _abs(src_path if src_path is not None else rel)
+                self._fail(f'rsync: [sender] read errors mapping "{shown}": '
+                           f"{os.strerror(code)} ({code})")
+            if attempt == 2:
+                self._fail(f"ERROR: {os.fsdecode(self._drel(rel))} failed verification -- "
+                           f"update discarded.")
+                return False
+            os.lseek(src_fd, 0, os.SEEK_SET)
+        return False
+
+    def _check_cancel(self) -> None:
+        if self.cancel_event.is_set():
+            raise Cancelled()
 
     # -- hard links (rsync hlink.c) ------------------------------------------------
     @staticmethod
@@ -1156,7 +1203,8 @@ class TreeSync:
             if dst_st is not None and not stat.S_ISREG(dst_st.st_mode) and \
                     not self._make_way(dst_parent, dst_name, dst_st, stat.S_IFREG, member.rel):
                 return
-            if self._write_new(src_fd, src_meta, dst_parent, dst_name, member.rel):
+            if self._write_new(src_fd, src_meta, dst_parent, dst_name, member.rel,
+                               member.src_shown):
                 self._finish_hard_link(group, index)
         finally:
             if dst_parent != self._root_fd:
@@ -1198,6 +1246,7 @@ class TreeSync:
             try:
                 os.link(leader.dst_path[-1], create, src_dir_fd=leader_dir,
                         dst_dir_fd=dst_parent, follow_symlinks=False)
+                faults.mutated("link")
             except OSError as exc:
                 self._fail(f"rsync: [generator] link {self._full(_join(parent_rel, create))} => "
                            f"{os.fsdecode(leader.rel)} failed: {_strerror(exc)}")
@@ -1205,6 +1254,7 @@ class TreeSync:
             if create != dst_name:
                 try:
                     os.rename(create, dst_name, src_dir_fd=dst_parent, dst_dir_fd=dst_parent)
+                    faults.mutated("rename")
                 except OSError as exc:
                     unlink_quietly(dst_parent, create)
                     # (sic: rsync quotes full_fname()'s quoted name again)
@@ -1268,6 +1318,7 @@ class TreeSync:
         parent_rel = rel.rpartition(b"/")[0]
         try:
             os.symlink(target, create, dir_fd=dst_parent)
+            faults.mutated("symlink")
         except OSError as exc:
             self._fail(f"rsync: [generator] symlink {self._full(_join(parent_rel, create))} -> "
                        f'"{os.fsdecode(target)}" failed: {_strerror(exc)}')
@@ -1275,6 +1326,7 @@ class TreeSync:
         if create != dst_name:
             try:
                 os.rename(create, dst_name, src_dir_fd=dst_parent, dst_dir_fd=dst_parent)
+                faults.mutated("rename")
             except OSError as exc:
                 unlink_quietly(dst_parent, create)
                 self._fail(f"rsync: [generator] rename {self._full(_join(parent_rel, create))} -> "
