@@ -286,6 +286,11 @@ class TreeSync:
         self._curr_dir = b""         # rsync's cwd on the receiving side (messages)
         # rsync's solo_file, one item onto a new name: (its rel, DST's name)
         self._solo: tuple[bytes, bytes] | None = None
+        # When DST lies inside a source: what this run made there, which the
+        # walk must not take for source entries, and the dirs from that
+        # source down to DST as the census saw them (see _read_source_dir).
+        self._made: set[tuple[int, int]] | None = None
+        self._frozen: dict[tuple[int, int], os.stat_result] = {}
 
     # -- entry point ------------------------------------------------------
     def run(self) -> int:
@@ -308,6 +313,7 @@ class TreeSync:
             return 20
 
     def _run(self) -> int:
+        self._guard_dest_in_a_source()
         for source in self.sources:
             _Census(self, source).run()
         self.stats.entries_total = sum(s.entries for s in self.sources)
@@ -383,6 +389,42 @@ class TreeSync:
             faults.mutated("mkdir")
         except OSError as exc:
             raise Fatal(11, f'rsync: [Receiver] mkdir "{_abs(self.dest)}" failed: {_strerror(exc)}')
+        self._made_here(None, self.dest)
+
+    def _guard_dest_in_a_source(self) -> None:
+        """When DST is a source dir or lies inside one (``src/ src/copy``):
+        rsync sends the list it built before it wrote anything, so nothing
+        the run makes there is sent (and a copy into itself does not recurse
+        without end), and the dirs between that source and DST are sent
+        with the attributes they had then, not those the run gave them."""
+        dest = os.path.realpath(self.dest)
+        for source in self.sources:
+            root = os.path.realpath(source.arg)
+            if not (dest == root or dest.startswith(root.rstrip(b"/") + b"/")):
+                continue
+            self._made = set()
+            path = root
+            for part in [b""] + dest[len(root):].strip(b"/").split(b"/"):
+                path = os.path.join(path, part) if part else path
+                try:
+                    st = os.lstat(path)
+                except OSError:
+                    break
+                self._frozen[(st.st_dev, st.st_ino)] = st
+
+    def _made_here(self, dirfd: int | None, name: bytes, fd: int | None = None) -> None:
+        """Remember an entry this run made, when DST lies inside a source:
+        rsync sends the list it built before it wrote anything, so what
+        the run makes inside a source is not sent (and a copy into itself
+        does not recurse without end)."""
+        if self._made is None:
+            return
+        try:
+            st = os.fstat(fd) if fd is not None else os.stat(name, dir_fd=dirfd,
+                                                               follow_symlinks=False)
+        except OSError:
+            return
+        self._made.add((st.st_dev, st.st_ino))
 
     def _into_dir(self, sources: list[_Source], how: str) -> None:
         try:
@@ -518,6 +560,7 @@ class TreeSync:
                 os.mkdir(dst_name, stat.S_IMODE(st.st_mode), dir_fd=dst_parent)
                 faults.mutated("mkdir")
                 created = True
+                self._made_here(dst_parent, dst_name)
             except FileExistsError:
                 pass
             except OSError as exc:
@@ -763,6 +806,10 @@ class TreeSync:
                                       f'"{_abs(source.sender_path(child))}") failed: '
                                       f"{_strerror(exc)}")
                 continue
+            if self._made is not None:
+                if (st.st_dev, st.st_ino) in self._made:
+                    continue  # made by this run inside the source: not in rsync's list
+                st = self._frozen.get((st.st_dev, st.st_ino), st)
             if not self.rules.excluded(child, stat.S_ISDIR(st.st_mode)):
                 entries.append((name, st))
         return entries
@@ -1065,6 +1112,7 @@ class TreeSync:
                                exact_time=True, is_new=True, path=_join(parent_rel, tmp))
                     os.rename(tmp, dst_name, src_dir_fd=dst_parent, dst_dir_fd=dst_parent)
                     faults.mutated("rename")
+                    self._made_here(None, b"", tmp_fd)
             except BaseException:
                 os.close(tmp_fd)
                 unlink_quietly(dst_parent, tmp)
@@ -1332,6 +1380,7 @@ class TreeSync:
                 self._fail(f"rsync: [generator] rename {self._full(_join(parent_rel, create))} -> "
                            f'"{self._full(rel)}" failed: {_strerror(exc)}')
                 return
+        self._made_here(dst_parent, dst_name)
         apply_meta(self.meta, src_meta, None, dirfd=dst_parent, name=dst_name,
                    exact_time=False, is_new=True, path=self._drel(rel))
 
