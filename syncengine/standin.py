@@ -4,15 +4,19 @@ anything else is refused the way rsync refuses an unknown option (exit 1)."""
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TextIO
 
 from .engines.base import Progress
 
-__all__ = ["StandinArgs", "UsageError", "Progress2Writer", "parse_argv", "run_standin"]
+__all__ = ["StandinArgs", "UsageError", "Progress2Writer", "cancel_on_signals", "parse_argv",
+           "run_standin"]
 
 # The letters the seed passes as -rlptgocAXH, and what each one means here.
 REQUIRED_LETTERS = "rlptgocAXH"
@@ -77,6 +81,10 @@ def parse_argv(argv: Sequence[str]) -> StandinArgs:
     if any(":" in p.split("/", 1)[0] for p in paths if not p.startswith(("/", "."))):
         raise UsageError("syncengine rsync: remote (HOST:PATH) transfers are not supported")
     args.sources, args.dest = paths[:-1], paths[-1]
+    if not args.dest:
+        raise UsageError('Empty destination arg specified (use "." or see --old-args).')
+    if not all(args.sources):
+        raise UsageError("Empty source arg specified.")
     return args
 
 
@@ -126,6 +134,30 @@ class Progress2Writer:
             self.stream.flush()
 
 
+# rsync's "received SIGINT, SIGTERM, or SIGHUP" (exit 20).
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+@contextlib.contextmanager
+def cancel_on_signals(cancel: Callable[[], None]) -> Iterator[None]:
+    """While the body runs, SIGINT, SIGTERM and SIGHUP call ``cancel()``
+    instead of killing the process, as rsync handles them: the engine stops
+    at its next check (between entries and between chunks of a copy),
+    removes its temp file and ends with exit 20 and rsync's line.  Only the
+    main thread can install handlers; elsewhere this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {}
+    try:
+        for signum in _STOP_SIGNALS:
+            previous[signum] = signal.signal(signum, lambda _signum, _frame: cancel())
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
 def run_standin(argv: Sequence[str], stdout: TextIO = sys.stdout, stderr: TextIO = sys.stderr) -> int:
     """Run the native engine on an rsync argv; returns rsync's exit code."""
     try:
@@ -145,10 +177,21 @@ def run_standin(argv: Sequence[str], stdout: TextIO = sys.stdout, stderr: TextIO
         stderr.flush()
 
     writer = Progress2Writer(stdout) if args.progress2 else None
-    job = NativeEngine().start(args.sources, args.dest,
-                               SyncOptions(delete=args.delete, exclude=tuple(args.excludes)),
-                               on_progress=writer, out=out, err=err)
-    result = job.result()
+    job = None
+    stop_requested = threading.Event()
+
+    def stop() -> None:
+        stop_requested.set()
+        if job is not None:
+            job.cancel()
+
+    with cancel_on_signals(stop):
+        job = NativeEngine().start(args.sources, args.dest,
+                                   SyncOptions(delete=args.delete, exclude=tuple(args.excludes)),
+                                   on_progress=writer, out=out, err=err)
+        if stop_requested.is_set():
+            job.cancel()
+        result = job.result()
     if writer is not None and result.exit_code in (0, 23, 24):
         writer.finish()
     return result.exit_code
