@@ -117,6 +117,11 @@ class SyncResult:
         }
 
 
+# Lines that only echo an earlier failure: rsync's summary line, and its
+# sender's complaint when the receiver died of a write error (disk full).
+_ECHOES = ("rsync error:", "rsync: [sender] write error: Broken pipe")
+
+
 class SyncError(Exception):
     """A sync that failed: carries rsync's exit code and the tail of the
     engine's error output."""
@@ -135,7 +140,7 @@ class SyncError(Exception):
         message = (f"{result.engine} sync {result.src!s} -> {result.dst!s} failed "
                    f"with exit code {result.exit_code} ({meaning})")
         last = next((line for line in reversed(result.errors)
-                     if line and not line.startswith("rsync error:")), "")
+                     if line and not line.startswith(_ECHOES)), "")
         if last:
             message += f": {last}"
         return cls(message, result.exit_code, tail, result)
