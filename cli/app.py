@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -14,7 +15,7 @@ from click.shell_completion import CompletionItem
 from .. import Backups, FileEffects, Layout, SyncError, SyncOptions, SyncResult, start_sync
 from ..backups import check_volume_name, read_data_version
 from ..config import Config, ConfigEntry, HookError, read_config
-from ..engines import ENGINE_NAMES, resolve_engine_name
+from ..engines import ENGINE_NAMES, check_arguments, check_source_kind, resolve_engine_name
 from ..engines.native import NativeEngine
 from ..engines.rsync import RsyncEngine
 from ..verify import IGNORABLE, VerifyStats, iter_differences
@@ -190,6 +191,13 @@ def _require_dir(path: str, what: str) -> None:
         raise CommandFailed(f"{what} {path} is not a directory", USAGE_ERROR)
 
 
+def _require_writable(path: str, what: str) -> None:
+    """A destination the sync could not write (a read-only filesystem, or
+    no permission) is refused before anything runs."""
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise CommandFailed(f"{what} {path} is not writable", USAGE_ERROR)
+
+
 def _require_dir_destination(path: str, root: str) -> None:
     """``path`` (under the existing dir ``root``) and every parent up to
     ``root`` must be a directory or not exist yet."""
@@ -342,6 +350,7 @@ def backup(ctx: click.Context, volumes: tuple[str, ...], config_path: str | None
         layout = _roots(ctx, config, volumes_root, backup_root)
         _require_dir(layout.volumes_root, "volumes root")
         _require_dir(layout.backup_root, "backup root")
+        _require_writable(layout.backup_root, "backup root")
         entries = _plan(config, volumes, lambda: _list_volumes(layout.volumes_root, "volumes root"))
         _check_volumes([e.name for e in entries if e.kind == "volume"], layout.volumes_root,
                        "in the volumes root", layout.backup_root, layout.volume_backup_path)
@@ -390,6 +399,7 @@ def restore(ctx: click.Context, volumes: tuple[str, ...], config_path: str | Non
         layout = _roots(ctx, config, volumes_root, backup_root)
         _require_dir(layout.volumes_root, "volumes root")
         _require_dir(layout.backup_root, "backup root")
+        _require_writable(layout.volumes_root, "volumes root")
         in_backup = os.path.join(layout.backup_root, "volumes")
         entries = _plan(config, volumes, lambda: _list_volumes(in_backup, "backup volumes directory"))
         _check_volumes([e.name for e in entries if e.kind == "volume"], in_backup,
@@ -445,9 +455,15 @@ def sync_command(src: str, dst: str, excludes: tuple[str, ...], delete: bool, ve
         if not os.path.lexists(dst) and not os.path.isdir(parent):
             raise CommandFailed(f"destination's parent directory {parent} does not exist",
                                 USAGE_ERROR)
+        if os.path.isdir(dst):
+            _require_writable(dst, "destination")
+        elif not os.path.lexists(dst):
+            _require_writable(parent, "destination's parent directory")
         options = SyncOptions(delete=delete, exclude=excludes)
         # A relative path that starts with "-" must not reach rsync as an option.
         real_src, real_dst = _not_an_option(src), _not_an_option(dst)
+        # Overlapping trees, special files, bad exclude rules: ValueError, exit 2.
+        check_arguments(real_src, real_dst, options)
         output.sync_start(1, 1, src, dst)
         job = start_sync(real_src, real_dst, options, engine=engine, on_progress=output.progress)
         try:
@@ -497,6 +513,7 @@ def verify_command(src: str, dst: str, excludes: tuple[str, ...], ignore: tuple[
     output = Output("verify", json_out=json_out, quiet=quiet, progress=progress)
 
     def body() -> int:
+        check_source_kind(src)  # a fifo or device: nothing would be compared
         stats = VerifyStats()
         found = 0
         for diff in iter_differences(src, dst, excludes, ignore=ignore,
@@ -550,4 +567,8 @@ def engines(json_out: bool) -> None:
 
 
 def main() -> None:
+    # SIGTERM and SIGHUP stop a command as Ctrl-C does: the running sync is
+    # cancelled (its temp file removed) and the exit code is 20, rsync's.
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.default_int_handler)
     app(prog_name="syncengine")

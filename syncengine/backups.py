@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .effects import Effects
-from .engines import start_sync
+from .engines import check_arguments, start_sync
 from .engines.base import ProgressCallback, SyncError, SyncResult
 from .fsutil import atomic_write_text
 from .options import OptionsLike, SyncOptions, merge_options, normalize_partial
@@ -276,16 +276,20 @@ class Backups:
 
     def _check_plan(self, plan: list[_Step], dst_root: str) -> None:
         """Refuse before any hook or sync runs, so bad input changes nothing:
-        every source must be a directory, the destination root must exist,
+        every source must be a directory, the destination root must exist
+        and be writable, exclude rules must parse, no tree may hold another,
         and no file may stand where a destination directory goes (else
         makedirs would fail half-way, after the pre hook)."""
         if not os.path.isdir(dst_root):
             raise SyncError(f"destination root {dst_root} does not exist or is not a directory",
                             exit_code=3)
-        for _item, src, dst, _opts in plan:
+        if not os.access(dst_root, os.W_OK | os.X_OK):
+            raise SyncError(f"destination root {dst_root} is not writable", exit_code=3)
+        for _item, src, dst, opts in plan:
             if not os.path.isdir(src):
                 what = "does not exist" if not os.path.lexists(src) else "is not a directory"
                 raise SyncError(f"source {src} {what}", exit_code=23)
+            check_arguments(src, dst, opts)  # bad exclude rules, overlapping trees
             path = posixpath.normpath(dst)
             while _strictly_under(path, dst_root):
                 if os.path.lexists(path) and not os.path.isdir(path):
@@ -301,7 +305,13 @@ class Backups:
             try:
                 os.makedirs(dst, exist_ok=True)  # as the seed does before each rsync
                 job = start_sync(src, dst, options, engine=self.engine, on_progress=on_progress)
-                result = await asyncio.to_thread(job.wait)
+                try:
+                    result = await asyncio.to_thread(job.wait)
+                except asyncio.CancelledError:
+                    # Ctrl-C (or the caller's cancel): stop the engine too,
+                    # which removes its temp file; else it would run on.
+                    job.cancel()
+                    raise
             except SyncError as exc:
                 observer.sync_failed(index, item, exc)
                 raise

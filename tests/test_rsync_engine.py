@@ -350,10 +350,11 @@ def test_an_rsync_path_that_does_not_exist_is_a_clear_syncerror(tmp_path):
 def test_no_rsync_on_path_is_a_clear_syncerror(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
     assert RsyncEngine().available() is False
+    # (SRC and DST side by side: the library refuses a DST inside SRC)
     with pytest.raises(SyncError, match="rsync is not installed"):
-        sync(str(tmp_path), str(tmp_path / "dst"), engine="rsync")
+        sync(str(tmp_path / "src"), str(tmp_path / "dst"), engine="rsync")
     with pytest.raises(SyncError, match="rsync is not installed"):
-        RsyncEngine().start(str(tmp_path), str(tmp_path / "dst"))
+        RsyncEngine().start(str(tmp_path / "src"), str(tmp_path / "dst"))
 
 
 def test_a_non_executable_rsync_is_a_clear_syncerror(tmp_path):

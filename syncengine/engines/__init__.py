@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import stat
 
 from ..options import OptionsLike, SyncOptions, merge_options
 from .base import Engine, ProgressCallback, SyncJob, SyncResult
 
-__all__ = ["ENGINE_NAMES", "get_engine", "resolve_engine_name", "start_sync", "sync"]
+__all__ = ["ENGINE_NAMES", "check_arguments", "check_source_kind", "get_engine", "resolve_engine_name", "start_sync",
+           "sync"]
 
 ENGINE_NAMES = ("auto", "rsync", "python")
 
@@ -37,11 +39,65 @@ def get_engine(engine: str | None = None) -> Engine:
     return _native_engine()
 
 
+_SPECIAL = {stat.S_IFIFO: "fifo", stat.S_IFSOCK: "socket", stat.S_IFCHR: "character device",
+            stat.S_IFBLK: "block device"}
+
+
+def check_arguments(src: str | bytes, dst: str | bytes, options: SyncOptions) -> None:
+    """Refuse bad input before anything runs, with a one-line ValueError:
+    an empty path or one with a NUL byte, an exclude rule rsync rejects, a
+    source that is a device, fifo or socket, and a directory source that
+    is the destination, contains it or lies inside it (rsync would copy a
+    tree into itself, or delete its own source with --delete).  A source
+    that does not exist is left to the engine: rsync's exit 23."""
+    for what, path in (("SRC", src), ("DST", dst)):
+        if not path:
+            raise ValueError(f"{what} must not be empty")
+        if "\0" in os.fsdecode(path):
+            raise ValueError(f"{what} must not contain a NUL byte: {os.fsdecode(path)!r}")
+    from ..treesync.filters import FilterRules
+    for pattern in options.exclude:
+        try:
+            FilterRules.from_excludes([pattern])
+        except ValueError as exc:
+            raise ValueError(f"bad exclude rule {os.fsdecode(pattern)!r}: {exc}") from None
+    shown_src, shown_dst = os.fsdecode(src), os.fsdecode(dst)
+    st = check_source_kind(src)
+    if st is None or not stat.S_ISDIR(st.st_mode):
+        return
+    real_src, real_dst = os.path.realpath(shown_src), os.path.realpath(shown_dst)
+    if real_src == real_dst:
+        raise ValueError(f"source {shown_src} and destination {shown_dst} are the same directory")
+    if real_dst.startswith(real_src.rstrip("/") + "/"):
+        raise ValueError(f"destination {shown_dst} is inside source {shown_src}")
+    if real_src.startswith(real_dst.rstrip("/") + "/"):
+        raise ValueError(f"source {shown_src} is inside destination {shown_dst}")
+
+
+def check_source_kind(src: str | bytes) -> os.stat_result | None:
+    """A source that is a device, fifo or socket is refused (ValueError):
+    rsync without -D would skip it and copy nothing.  Returns its stat
+    (followed with a trailing slash), None if it cannot be had."""
+    try:
+        st = os.stat(src) if os.fsdecode(src).endswith("/") else os.lstat(src)
+    except (OSError, ValueError):
+        return None
+    kind = _SPECIAL.get(stat.S_IFMT(st.st_mode))
+    if kind is not None:
+        raise ValueError(f"source {os.fsdecode(src)} is a {kind}: only files, directories and "
+                         "symlinks are copied")
+    return st
+
+
 def start_sync(src: str | os.PathLike, dst: str | os.PathLike, options: OptionsLike = None, *,
                engine: str | None = None, on_progress: ProgressCallback | None = None) -> SyncJob:
-    """Start syncing SRC to DST (rsync argument semantics) and return the job."""
+    """Start syncing SRC to DST (rsync argument semantics) and return the job.
+    Bad input raises ValueError before anything runs (see check_arguments)."""
     opts = options if isinstance(options, SyncOptions) else merge_options(options)
-    return get_engine(engine).start(os.fspath(src), os.fspath(dst), opts, on_progress=on_progress)
+    src, dst = os.fspath(src), os.fspath(dst)
+    chosen = get_engine(engine)
+    check_arguments(src, dst, opts)
+    return chosen.start(src, dst, opts, on_progress=on_progress)
 
 
 def sync(src: str | os.PathLike, dst: str | os.PathLike, options: OptionsLike = None, *,
