@@ -1520,6 +1520,8 @@ class _Census:
         rules = self.run_.rules
         subdirs = []
         try:
+            if self.run_.cancel_event.is_set():  # a signal while the list is built
+                raise Cancelled()
             try:
                 names = _list_names(fd)
             except OSError as exc:

@@ -414,3 +414,20 @@ def test_sigterm_stops_the_friendly_commands_cleanly(tmp_path, command):
     # The signal came right after big's temp file was made: it is gone, and
     # so is big (the copy stops at its first chunk).
     assert sorted(p.name for p in _entries(dst)) == ["a"], "the temp file must be removed"
+
+
+def test_a_signal_while_the_file_list_is_built_stops_before_any_write(tmp_path):
+    """Cancelled during the census (a big tree's first phase): exit 20 with
+    rsync's line, and the destination is not even created."""
+    import threading
+    from syncengine.treesync.filters import FilterRules
+    from syncengine.treesync.sync import TreeSync
+    build_tree(tmp_path / "src", [{"path": f"d{i}/f", "content": "x"} for i in range(20)])
+    cancelled = threading.Event()
+    cancelled.set()
+    err: list[str] = []
+    code = TreeSync([f"{tmp_path}/src/"], str(tmp_path / "dst"), delete=True,
+                    rules=FilterRules.from_excludes(()), out=err.append, err=err.append,
+                    cancel=cancelled).run()
+    assert (code, err) == (20, ["rsync error: received SIGINT, SIGTERM, or SIGHUP (code 20)"])
+    assert not (tmp_path / "dst").exists()
