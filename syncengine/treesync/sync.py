@@ -1287,29 +1287,12 @@ class TreeSync:
                                       own_fix=False):
                     return
                 dst_st = None
-            # rsync's atomic_create(): a new name directly, else a temp name
-            # renamed over the old entry.
-            create = dst_name if dst_st is None else temp_name(dst_name)
-            parent_rel = member.rel.rpartition(b"/")[0]
-            try:
-                os.link(leader.dst_path[-1], create, src_dir_fd=leader_dir,
-                        dst_dir_fd=dst_parent, follow_symlinks=False)
-                faults.mutated("link")
-            except OSError as exc:
-                self._fail(f"rsync: [generator] link {self._full(_join(parent_rel, create))} => "
-                           f"{os.fsdecode(leader.rel)} failed: {_strerror(exc)}")
+            if not self._atomic_create(
+                    dst_parent, dst_name, dst_st, member.rel, "link",
+                    lambda name: os.link(leader.dst_path[-1], name, src_dir_fd=leader_dir,
+                                         dst_dir_fd=dst_parent, follow_symlinks=False),
+                    f"=> {os.fsdecode(leader.rel)}"):
                 return
-            if create != dst_name:
-                try:
-                    os.rename(create, dst_name, src_dir_fd=dst_parent, dst_dir_fd=dst_parent)
-                    faults.mutated("rename")
-                except OSError as exc:
-                    unlink_quietly(dst_parent, create)
-                    # (sic: rsync quotes full_fname()'s quoted name again)
-                    self._fail(f"rsync: [generator] rename "
-                               f"{self._full(_join(parent_rel, create))} -> "
-                               f'"{self._full(member.rel)}" failed: {_strerror(exc)}')
-                    return
             member.done = True
             if replaced_dir and at_turn:
                 # rsync then reads the default ACL of what it takes for the
@@ -1360,29 +1343,39 @@ class TreeSync:
                                   own_fix=False):
                 return
             dst_st = None
-        # rsync's atomic_create(): a new name directly, else a temp name
-        # renamed over the old entry.
-        create = dst_name if dst_st is None else temp_name(dst_name)
-        parent_rel = rel.rpartition(b"/")[0]
-        try:
-            os.symlink(target, create, dir_fd=dst_parent)
-            faults.mutated("symlink")
-        except OSError as exc:
-            self._fail(f"rsync: [generator] symlink {self._full(_join(parent_rel, create))} -> "
-                       f'"{os.fsdecode(target)}" failed: {_strerror(exc)}')
+        if not self._atomic_create(dst_parent, dst_name, dst_st, rel, "symlink",
+                                   lambda name: os.symlink(target, name, dir_fd=dst_parent),
+                                   f'-> "{os.fsdecode(target)}"'):
             return
+        self._made_here(dst_parent, dst_name)
+        apply_meta(self.meta, src_meta, None, dirfd=dst_parent, name=dst_name,
+                   exact_time=False, is_new=True, path=self._drel(rel))
+
+    def _atomic_create(self, dst_parent: int, dst_name: bytes, dst_st: os.stat_result | None,
+                       rel: bytes, verb: str, make: Callable[[bytes], None], shown: str) -> bool:
+        """rsync's atomic_create(): make the link or symlink under its own
+        name when nothing is there, else under a temp name renamed over the
+        old entry.  Failures are rsync's lines; returns whether it worked."""
+        create = dst_name if dst_st is None else temp_name(dst_name)
+        created_rel = _join(rel.rpartition(b"/")[0], create)
+        try:
+            make(create)
+            faults.mutated(verb)
+        except OSError as exc:
+            self._fail(f"rsync: [generator] {verb} {self._full(created_rel)} {shown} failed: "
+                       f"{_strerror(exc)}")
+            return False
         if create != dst_name:
             try:
                 os.rename(create, dst_name, src_dir_fd=dst_parent, dst_dir_fd=dst_parent)
                 faults.mutated("rename")
             except OSError as exc:
                 unlink_quietly(dst_parent, create)
-                self._fail(f"rsync: [generator] rename {self._full(_join(parent_rel, create))} -> "
+                # (sic: rsync quotes full_fname()'s quoted name again)
+                self._fail(f"rsync: [generator] rename {self._full(created_rel)} -> "
                            f'"{self._full(rel)}" failed: {_strerror(exc)}')
-                return
-        self._made_here(dst_parent, dst_name)
-        apply_meta(self.meta, src_meta, None, dirfd=dst_parent, name=dst_name,
-                   exact_time=False, is_new=True, path=self._drel(rel))
+                return False
+        return True
 
     # -- errors -----------------------------------------------------------------------
     def _drel(self, rel: bytes) -> bytes:
