@@ -146,3 +146,28 @@ def immutable_file():
     yield make
     for path in made:
         subprocess.run(["chattr", "-i", "--", str(path)], capture_output=True)
+
+
+# -- the sample volumes of the README's quick start -------------------------------------
+
+SAMPLE_VOLUMES = Path(__file__).resolve().parent.parent / "fixtures" / "volumes"
+PAST_NS = 1_600_000_000_123_456_789  # see rsync-semantics §10: no "now" times in compared trees
+
+
+def copy_sample_volumes(vols: Path, backup_root: Path) -> tuple[Path, Path]:
+    """A copy of fixtures/volumes at ``vols`` with every time moved into the
+    past, and an empty backup root."""
+    shutil.copytree(SAMPLE_VOLUMES, vols, symlinks=True)
+    for dirpath, dirnames, filenames in os.walk(vols, topdown=False):
+        for name in filenames + dirnames:
+            os.utime(os.path.join(dirpath, name), ns=(PAST_NS, PAST_NS), follow_symlinks=False)
+        os.utime(dirpath, ns=(PAST_NS, PAST_NS))
+    backup_root.mkdir()
+    return vols, backup_root
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No SYNCENGINE_* defaults from the caller's environment."""
+    for name in ("SYNCENGINE_ENGINE", "SYNCENGINE_VOLUMES_ROOT", "SYNCENGINE_BACKUP_ROOT"):
+        monkeypatch.delenv(name, raising=False)

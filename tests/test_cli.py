@@ -15,20 +15,15 @@ import pytest
 from click.testing import CliRunner
 
 from syncengine.cli.app import app
-from tests.conftest import env_without_rsync, run_rsync
+from tests.conftest import copy_sample_volumes, env_without_rsync, run_rsync
 from tests.snapshot import assert_same_tree, snapshot
 
 REPO = Path(__file__).resolve().parent.parent
-SAMPLE_VOLUMES = REPO / "fixtures" / "volumes"
-PAST_NS = 1_600_000_000_123_456_789  # see rsync-semantics §10: no "now" times in compared trees
 
 
 # -- helpers --------------------------------------------------------------------------------
 
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch):
-    for name in ("SYNCENGINE_ENGINE", "SYNCENGINE_VOLUMES_ROOT", "SYNCENGINE_BACKUP_ROOT"):
-        monkeypatch.delenv(name, raising=False)
+pytestmark = pytest.mark.usefixtures("clean_env")
 
 
 @pytest.fixture
@@ -36,13 +31,7 @@ def sample(tmp_path):
     """A copy of fixtures/volumes (times moved into the past) and an empty
     backup root."""
     vols, bk = tmp_path / "volumes", tmp_path / "backup"
-    shutil.copytree(SAMPLE_VOLUMES, vols, symlinks=True)
-    for dirpath, dirnames, filenames in os.walk(vols, topdown=False):
-        for name in filenames + dirnames:
-            os.utime(os.path.join(dirpath, name), ns=(PAST_NS, PAST_NS), follow_symlinks=False)
-        os.utime(dirpath, ns=(PAST_NS, PAST_NS))
-    bk.mkdir()
-    return vols, bk
+    return copy_sample_volumes(vols, bk)
 
 
 def _regular_files(root: Path) -> int:

@@ -11,7 +11,6 @@ import pty
 import re
 import select
 import signal
-import shutil
 import subprocess
 import sys
 import time
@@ -21,33 +20,24 @@ import pytest
 from click.testing import CliRunner
 
 from fixtures.treespec import build_tree
+from tests.conftest import PAST_NS, copy_sample_volumes
 from syncengine import Progress
 from syncengine.cli.app import _os_error, app
 from syncengine.cli.display import ProgressDisplay
 from syncengine.cli.output import Output
 
 REPO = Path(__file__).resolve().parent.parent
-PAST_NS = 1_600_000_000_123_456_789
 COMMANDS = ["backup", "restore", "sync", "verify", "engines", "rsync"]
 
 
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch):
-    for name in ("SYNCENGINE_ENGINE", "SYNCENGINE_VOLUMES_ROOT", "SYNCENGINE_BACKUP_ROOT"):
-        monkeypatch.delenv(name, raising=False)
+pytestmark = pytest.mark.usefixtures("clean_env")
 
 
 @pytest.fixture
 def sample(tmp_path):
     """fixtures/volumes with its times in the past, and an empty backup root."""
     vols, bk = tmp_path / "volumes", tmp_path / "backup"
-    shutil.copytree(REPO / "fixtures" / "volumes", vols, symlinks=True)
-    for dirpath, dirnames, filenames in os.walk(vols, topdown=False):
-        for name in filenames + dirnames:
-            os.utime(os.path.join(dirpath, name), ns=(PAST_NS, PAST_NS), follow_symlinks=False)
-        os.utime(dirpath, ns=(PAST_NS, PAST_NS))
-    bk.mkdir()
-    return vols, bk
+    return copy_sample_volumes(vols, bk)
 
 
 def invoke(*args: str, env: dict | None = None, **kw):

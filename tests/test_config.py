@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,16 +15,13 @@ from click.testing import CliRunner
 from syncengine import SyncOptions
 from syncengine.cli.app import app
 from syncengine.config import ConfigError, HookError, ShellHook, load_config, read_config
+from tests.conftest import copy_sample_volumes
 from tests.snapshot import assert_same_tree
 
 REPO = Path(__file__).resolve().parent.parent
-PAST_NS = 1_600_000_000_123_456_789
 
 
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch):
-    for name in ("SYNCENGINE_ENGINE", "SYNCENGINE_VOLUMES_ROOT", "SYNCENGINE_BACKUP_ROOT"):
-        monkeypatch.delenv(name, raising=False)
+pytestmark = pytest.mark.usefixtures("clean_env")
 
 
 def write(path: Path, text: str) -> Path:
@@ -37,13 +33,7 @@ def write(path: Path, text: str) -> Path:
 def roots(tmp_path):
     """Sample volumes (times in the past) and an empty backup root."""
     vols, bk = tmp_path / "vols", tmp_path / "bk"
-    shutil.copytree(REPO / "fixtures" / "volumes", vols, symlinks=True)
-    for dirpath, dirnames, filenames in os.walk(vols, topdown=False):
-        for name in filenames + dirnames:
-            os.utime(os.path.join(dirpath, name), ns=(PAST_NS, PAST_NS), follow_symlinks=False)
-        os.utime(dirpath, ns=(PAST_NS, PAST_NS))
-    bk.mkdir()
-    return vols, bk
+    return copy_sample_volumes(vols, bk)
 
 
 def invoke(*args: str, env: dict | None = None):
