@@ -40,11 +40,12 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
+from ..itemize import NEW_COLUMNS, ItemChange
 from . import faults
 from .acl import ACCESS, DEFAULT, get_backend
 from .filters import FilterRules
 from .messages import locale_codec, rsync_escape, unescape
-from .meta import MetaContext, SrcMeta, apply_meta, read_src_meta
+from .meta import UNCHANGED, MetaContext, SrcMeta, apply_meta, itemize_meta, read_src_meta
 from .transfer import (ReadError, WriteError, copy_data, open_temp, same_content, temp_name,
                        unlink_quietly)
 from .xattrs import Node, chmod_nofollow, read_xattrs, receiver_keeps
@@ -57,6 +58,10 @@ _LIST_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NOATIME = getattr(os, "O_NOATIME", 0)
 _RECURSION_LIMIT = 6 * 2048 + 1000
+# A dry run's stand-in for the fd of a destination dir it would have created:
+# the dir is empty, and nothing is ever opened relative to it.
+_VIRTUAL = -2
+_NO_CHANGE = "." * 9
 
 # rsync's words for an entry type in "could not make way for new ...".
 _TYPE_WORDS = {stat.S_IFREG: "regular file", stat.S_IFDIR: "directory", stat.S_IFLNK: "symlink"}
@@ -110,6 +115,8 @@ def _abs(path: bytes) -> str:
 
 def _lstat_at(dirfd: int, name: bytes) -> tuple[os.stat_result | None, int]:
     """lstat relative to a dir fd: (stat, 0), or (None, errno)."""
+    if dirfd == _VIRTUAL:
+        return None, errno.ENOENT
     try:
         return os.stat(name, dir_fd=dirfd, follow_symlinks=False), 0
     except OSError as exc:
@@ -231,6 +238,8 @@ class _LinkGroup:
 
     last: bytes                           # rel of the last member (census)
     members: list[_Member] = field(default_factory=list)
+    meta: SrcMeta | None = None           # the source's attributes, once read (-i)
+    size: int = 0                         # and its size
 
 
 @dataclass
@@ -243,6 +252,7 @@ class _DirFrame:
     waiting_links: int = 0
     # rsync's receiver pass still to come for this dir: (attributes, rel)
     receiver_pass: tuple[SrcMeta, bytes] | None = None
+    virtual: bool = False  # a dry run would have created it: it is not there
 
 
 class TreeSync:
@@ -251,7 +261,9 @@ class TreeSync:
     def __init__(self, sources: Sequence[bytes | str], dest: bytes | str, *, delete: bool,
                  rules: FilterRules, out: Callable[[str], None], err: Callable[[str], None],
                  on_progress: Callable[[Stats], None] | None = None,
-                 cancel: threading.Event | None = None) -> None:
+                 cancel: threading.Event | None = None,
+                 on_item: Callable[[ItemChange], None] | None = None,
+                 dry_run: bool = False) -> None:
         self.sources = [_parse_source(os.fsencode(s)) for s in sources]
         self.dest = os.fsencode(dest)
         self.delete = delete
@@ -266,6 +278,12 @@ class TreeSync:
         self.err = lambda line: err(rsync_escape(
             line, None if line.startswith(_SERVER_SIDE) else codec))
         self.on_progress = on_progress
+        # -i: each change as an ItemChange; -n: nothing is changed, the
+        # changes are only reported (dirs it would create are _VIRTUAL).
+        self.on_item = on_item
+        self.dry_run = dry_run
+        self._virtual: set[tuple[bytes, ...]] = set()
+        self._root_new = False       # DST was created by this run
         self.cancel_event = cancel or threading.Event()
         self.stats = Stats()
         # meta escapes its lines as in the C locale: undo that and escape
@@ -384,12 +402,17 @@ class TreeSync:
                 os.close(parent_fd)
 
     def _mkdir_dest(self) -> None:
-        try:
-            os.mkdir(self.dest, 0o777)
-            faults.mutated("mkdir")
-        except OSError as exc:
-            raise Fatal(11, f'rsync: [Receiver] mkdir "{_abs(self.dest)}" failed: {_strerror(exc)}')
-        self._made_here(None, self.dest)
+        self._root_new = True
+        if not self.dry_run:
+            try:
+                os.mkdir(self.dest, 0o777)
+                faults.mutated("mkdir")
+            except OSError as exc:
+                raise Fatal(11, f'rsync: [Receiver] mkdir "{_abs(self.dest)}" failed: '
+                                f"{_strerror(exc)}")
+            self._made_here(None, self.dest)
+        if self.on_item is not None:
+            self.out(f"created directory {os.fsdecode(self.dest.rstrip(b'/') or b'/')}")
 
     def _guard_dest_in_a_source(self) -> None:
         """When DST is a source dir or lies inside one (``src/ src/copy``):
@@ -427,14 +450,19 @@ class TreeSync:
         self._made.add((st.st_dev, st.st_ino))
 
     def _into_dir(self, sources: list[_Source], how: str) -> None:
-        try:
-            root_fd = os.open(self.dest, _PATH_FOLLOW)
-        except OSError as exc:
-            raise Fatal(3, f'rsync: [Receiver] {how} "{self._dest_arg_full()}" failed: '
-                           f"{_strerror(exc)}")
+        if self.dry_run and self._root_new:
+            root_fd = _VIRTUAL
+            self._virtual.add(())
+        else:
+            try:
+                root_fd = os.open(self.dest, _PATH_FOLLOW)
+            except OSError as exc:
+                raise Fatal(3, f'rsync: [Receiver] {how} "{self._dest_arg_full()}" failed: '
+                               f"{_strerror(exc)}")
         try:
             try:  # rsync chdir()s into DST: that needs search permission
-                os.close(os.open(b".", os.O_PATH | os.O_CLOEXEC, dir_fd=root_fd))
+                if root_fd != _VIRTUAL:
+                    os.close(os.open(b".", os.O_PATH | os.O_CLOEXEC, dir_fd=root_fd))
             except OSError as exc:
                 raise Fatal(3, f'rsync: [Receiver] {how} "{self._dest_arg_full()}" failed: '
                                f"{_strerror(exc)}")
@@ -448,7 +476,8 @@ class TreeSync:
                     self._send_top(source, root_fd, source.name)
             self._finish()
         finally:
-            os.close(root_fd)
+            if root_fd != _VIRTUAL:
+                os.close(root_fd)
 
     def _send_top(self, source: _Source, dst_parent: int, dst_name: bytes) -> None:
         src_parent = os.open(source.parent, _PATH_FOLLOW)
@@ -500,8 +529,7 @@ class TreeSync:
             try:
                 self._touch_up(parent, frame.dst_path[-1] if frame.dst_path else b".", frame)
             finally:
-                if parent != self._root_fd:
-                    os.close(parent)
+                self._close_dir(parent)
         self._late_touchups.clear()
 
     # -- one entry ----------------------------------------------------------
@@ -554,7 +582,10 @@ class TreeSync:
                 return
             dst_st = None
         created = False
-        if dst_st is None:
+        if dst_st is None and self.dry_run:
+            created = True
+            self._virtual.add(dst_path)
+        elif dst_st is None:
             try:
                 # rsync creates a dir with its source mode (the umask applies).
                 os.mkdir(dst_name, stat.S_IMODE(st.st_mode), dir_fd=dst_parent)
@@ -569,26 +600,17 @@ class TreeSync:
                 self._skip_contents(src_parent, name, st, rel, dst_path, source)
                 return
         mode = stat.S_IMODE(st.st_mode)
-        receiver_pass = None
-        gen_meta = self._acl_blind(src_meta, dst_parent, dst_name, rel)
-        tweak = not self.am_root and not self._solo and (mode & 0o700) != 0o700
-        have = self._dest_xattrs(dst_parent, dst_name) if tweak else None
-        if have is not None and have != {n: v for n, v in src_meta.xattrs.items()
-                                         if receiver_keeps(n, False)}:
-            # rsync's generator sets the attributes, gives the dir u+rwx, and
-            # only then its receiver writes the xattrs and sets the
-            # attributes again (which takes the u+rwx away).
-            apply_meta(self.meta, replace(gen_meta, xattrs=have), None if created else dst_st,
-                       dirfd=dst_parent, name=dst_name, exact_time=False, is_new=created,
-                       path=self._drel(rel))
-            self._tweak_dir(dst_parent, dst_name, mode, rel)
-            receiver_pass = (src_meta, rel)
+        frame = _DirFrame(dst_path, mode, st.st_mtime_ns, virtual=created and self.dry_run)
+        if self.dry_run:
+            letters = UNCHANGED if created else self._letters_of(
+                self._acl_blind(src_meta, dst_parent, dst_name, rel), dst_st, dst_parent, dst_name)
         else:
-            apply_meta(self.meta, gen_meta, None if created else dst_st, dirfd=dst_parent,
-                       name=dst_name, exact_time=False, is_new=created, path=self._drel(rel))
-            if tweak:
-                self._tweak_dir(dst_parent, dst_name, mode, rel)
-        frame = _DirFrame(dst_path, mode, st.st_mtime_ns, receiver_pass=receiver_pass)
+            letters = self._set_dir_meta(src_meta, dst_st, dst_parent, dst_name, rel, created,
+                                         frame)
+        if created or (self._root_new and not dst_path):
+            self._item("cd" + NEW_COLUMNS, rel, is_dir=True)
+        elif letters != UNCHANGED:
+            self._item(".d.." + letters, rel, is_dir=True)
         if rel in source.unlistable:
             if self.delete:
                 self._delete_extraneous(dst_parent, dst_name, rel, None)
@@ -600,6 +622,32 @@ class TreeSync:
         else:
             self._touch_up(dst_parent, dst_name, frame)
         self._done_entry(st)
+
+    def _set_dir_meta(self, src_meta: SrcMeta, dst_st: os.stat_result | None, dst_parent: int,
+                      dst_name: bytes, rel: bytes, created: bool, frame: _DirFrame) -> str:
+        """The dir's attributes as rsync's generator sets them when it
+        enters the dir (a non-root user's dir gets u+rwx while it is
+        filled).  Returns the itemize letters."""
+        mode = frame.mode
+        gen_meta = self._acl_blind(src_meta, dst_parent, dst_name, rel)
+        tweak = not self.am_root and not self._solo and (mode & 0o700) != 0o700
+        have = self._dest_xattrs(dst_parent, dst_name) if tweak else None
+        if have is not None and have != {n: v for n, v in src_meta.xattrs.items()
+                                         if receiver_keeps(n, False)}:
+            # rsync's generator sets the attributes, gives the dir u+rwx, and
+            # only then its receiver writes the xattrs and sets the
+            # attributes again (which takes the u+rwx away).
+            letters = apply_meta(self.meta, replace(gen_meta, xattrs=have),
+                                 None if created else dst_st, dirfd=dst_parent, name=dst_name,
+                                 exact_time=False, is_new=created, path=self._drel(rel))
+            self._tweak_dir(dst_parent, dst_name, mode, rel)
+            frame.receiver_pass = (src_meta, rel)
+            return letters[:6] + "x"
+        letters = apply_meta(self.meta, gen_meta, None if created else dst_st, dirfd=dst_parent,
+                             name=dst_name, exact_time=False, is_new=created, path=self._drel(rel))
+        if tweak:
+            self._tweak_dir(dst_parent, dst_name, mode, rel)
+        return letters
 
     def _fill_dir(self, src_parent: int, name: bytes, dst_parent: int, dst_name: bytes,
                   rel: bytes, dst_path: tuple[bytes, ...], source: _Source,
@@ -613,7 +661,8 @@ class TreeSync:
             return
         try:
             try:
-                dst_fd = os.open(dst_name, _PATH_FLAGS, dir_fd=dst_parent)
+                dst_fd = _VIRTUAL if frame.virtual else os.open(dst_name, _PATH_FLAGS,
+                                                                 dir_fd=dst_parent)
             except OSError as exc:
                 self._fail(f"rsync: [generator] opendir {self._full(rel)} failed: "
                            f"{_strerror(exc)}")
@@ -622,7 +671,7 @@ class TreeSync:
                 self._dir_contents(src_fd, dst_parent, dst_name, dst_fd, rel, dst_path, source,
                                    frame)
             finally:
-                os.close(dst_fd)
+                self._close_dir(dst_fd)
         finally:
             os.close(src_fd)
 
@@ -722,7 +771,7 @@ class TreeSync:
     def _receiver_pass(self, dst_parent: int, dst_name: bytes, frame: _DirFrame) -> None:
         """rsync's receiver writing a dir's xattrs and setting its attributes
         again (which takes the generator's u+rwx away)."""
-        if frame.receiver_pass is None:
+        if frame.receiver_pass is None or self.dry_run:
             return
         src_meta, rel = frame.receiver_pass
         frame.receiver_pass = None
@@ -737,6 +786,8 @@ class TreeSync:
     def _touch_up(self, dst_parent: int, dst_name: bytes, frame: _DirFrame) -> None:
         """rsync's touch_up_dirs(): a non-root user's dir without u+w gets its
         mode back; the mtime, changed by the contents, is set again."""
+        if self.dry_run:
+            return
         self._receiver_pass(dst_parent, dst_name, frame)
         if not self.am_root and not frame.mode & stat.S_IWUSR:
             try:
@@ -757,7 +808,8 @@ class TreeSync:
                       frame: _DirFrame) -> None:
         entries = self._read_source_dir(src_fd, rel, source)
         if self.delete:
-            self._delete_extraneous(dst_parent, dst_name, rel, {name for name, _ in entries})
+            self._delete_extraneous(dst_parent, dst_name, rel, {name for name, _ in entries},
+                                    frame.virtual)
         dirs = []
         # With a receiver pass to come for this dir, its transfers wait for
         # it: rsync's receiver handles the dir before its files, while the
@@ -852,14 +904,14 @@ class TreeSync:
             os.close(fd)
 
     def _delete_extraneous(self, dst_parent: int, dst_name: bytes, rel: bytes,
-                           keep: set[bytes] | None) -> None:
+                           keep: set[bytes] | None, virtual: bool = False) -> None:
         """rsync's delete_in_dir(): remove what the sender's list lacks."""
         if self.scan_error or self.meta.src_io_error:
             if not self._warned_no_delete:
                 self.out("IO error encountered -- skipping file deletion")
                 self._warned_no_delete = True
             return
-        if keep is None:
+        if keep is None or virtual:
             return
         listing, _ = self._dest_listing(dst_parent, dst_name, rel)
         if not listing:
@@ -885,7 +937,11 @@ class TreeSync:
             raise Cancelled()
         if not contents_done and own_fix:
             self._allow_delete(dirfd, name, st)
-        if stat.S_ISDIR(st.st_mode):
+        if self.dry_run:
+            if stat.S_ISDIR(st.st_mode) and not contents_done and \
+                    not self._delete_dir_contents(dirfd, name, rel, recurse):
+                return False
+        elif stat.S_ISDIR(st.st_mode):
             if not contents_done and not self._delete_dir_contents(dirfd, name, rel, recurse):
                 return False
             try:
@@ -911,13 +967,16 @@ class TreeSync:
                            f"{_strerror(exc)}")
                 return False
         if count:
+            # (an entry removed to make way for another type is not itemized)
             self.stats.files_deleted += 1
+            self._item("*deleting", rel, is_dir=stat.S_ISDIR(st.st_mode))
         return True
 
     def _allow_delete(self, dirfd: int, name: bytes, st: os.stat_result) -> None:
         """rsync's DEL_NO_UID_WRITE: a non-root user's own entry without u+w
         gets it first."""
-        if not self.am_root and not st.st_mode & stat.S_IWUSR and st.st_uid == self.uid:
+        if not self.am_root and not self.dry_run and not st.st_mode & stat.S_IWUSR \
+                and st.st_uid == self.uid:
             try:
                 _chmod_at(dirfd, name, stat.S_IMODE(st.st_mode) | stat.S_IWUSR)
             except OSError:
@@ -1019,12 +1078,16 @@ class TreeSync:
             if src_fd >= 0:
                 os.close(src_fd)
             return
+        if group is not None:
+            group.meta, group.size = src_meta, st.st_size
         try:
             if dst_st is not None and dst_st.st_size == st.st_size \
                     and self._same_as_dest(src_fd, dst_parent, dst_name):
                 # -c: same size and checksum (an unreadable file's checksum
                 # is all zeros, on either side): fix the attributes in place.
-                self._update_in_place(src_meta, dst_parent, dst_name, rel)
+                letters = self._update_in_place(src_meta, dst_parent, dst_name, rel)
+                if letters != UNCHANGED:
+                    self._item(".f.." + letters, rel)
             elif self._deferred is not None and not deferred:
                 # The receiver's turn comes later (see _dir_contents).
                 self._deferred.append((src_parent, name, st, dst_parent, dst_name, rel,
@@ -1035,12 +1098,15 @@ class TreeSync:
                 if group is not None:
                     self._sent(group, index, open_error)
                 return
-            elif not self._write_new(src_fd, src_meta, dst_parent, dst_name, rel,
-                                     source.sender_path(rel)):
-                return
-            elif group is not None:
-                self._sent(group, index, None)
-                return
+            else:
+                code = self._transfer_code(src_meta, st.st_size, dst_st, dst_parent, dst_name)
+                if not self._write_new(src_fd, src_meta, dst_parent, dst_name, rel,
+                                       source.sender_path(rel)):
+                    return
+                self._item(code, rel)
+                if group is not None:
+                    self._sent(group, index, None)
+                    return
         finally:
             if src_fd >= 0:
                 os.close(src_fd)
@@ -1062,9 +1128,24 @@ class TreeSync:
                 os.lseek(src_fd, 0, os.SEEK_SET)
 
     def _update_in_place(self, src_meta: SrcMeta, dst_parent: int, dst_name: bytes,
-                         rel: bytes) -> None:
-        apply_meta(self.meta, self._acl_blind(src_meta, dst_parent, dst_name, rel), None,
-                   dirfd=dst_parent, name=dst_name, exact_time=True, is_new=False, path=self._drel(rel))
+                         rel: bytes) -> str:
+        src_meta = self._acl_blind(src_meta, dst_parent, dst_name, rel)
+        if self.dry_run:
+            return self._letters_of(src_meta, None, dst_parent, dst_name)
+        return apply_meta(self.meta, src_meta, None, dirfd=dst_parent, name=dst_name,
+                          exact_time=True, is_new=False, path=self._drel(rel))
+
+    def _transfer_code(self, src_meta: SrcMeta, size: int, dst_st: os.stat_result | None,
+                       dst_parent: int, dst_name: bytes) -> str | None:
+        """The itemize code of a transfer, from the file it replaces (None
+        when not itemizing).  With -c a replaced regular file always shows
+        ``c``; ``s`` when the sizes differ."""
+        if self.on_item is None:
+            return None
+        if dst_st is None or not stat.S_ISREG(dst_st.st_mode):
+            return ">f" + NEW_COLUMNS
+        resized = "." if dst_st.st_size == size else "s"
+        return ">fc" + resized + self._letters_of(src_meta, dst_st, dst_parent, dst_name)
 
     def _write_new(self, src_fd: int, src_meta: SrcMeta, dst_parent: int, dst_name: bytes,
                    rel: bytes, src_path: bytes | None = None) -> bool:
@@ -1080,6 +1161,10 @@ class TreeSync:
         run ends in 23 ("failed verification -- update discarded").  So a
         copy of a file caught changing never gets a real name.  A write
         error ends the run (exit 11), as in rsync."""
+        if self.dry_run:  # counted as rsync -n counts it
+            self.stats.files_transferred += 1
+            self.stats.bytes_done += os.fstat(src_fd).st_size
+            return True
         parent_rel = rel.rpartition(b"/")[0]
         for attempt in (1, 2):
             try:
@@ -1195,8 +1280,7 @@ class TreeSync:
                 dst_st, _ = _lstat_at(parent, other.dst_path[-1])
                 self._maybe_hard_link(group, current, index, parent, other.dst_path[-1], dst_st)
             finally:
-                if parent != self._root_fd:
-                    os.close(parent)
+                self._close_dir(parent)
 
     def _skipped_hard_link(self, group: _LinkGroup, index: int, exc: OSError | None) -> None:
         """rsync's handle_skipped_hlink(): the member could not be sent.  If
@@ -1241,6 +1325,7 @@ class TreeSync:
             os.close(src_parent)
         if src_meta is None:
             return
+        group.meta, group.size = src_meta, st.st_size
         try:
             dst_parent = self._open_dest_dir(member.dst_path[:-1])
         except OSError:
@@ -1251,12 +1336,13 @@ class TreeSync:
             if dst_st is not None and not stat.S_ISREG(dst_st.st_mode) and \
                     not self._make_way(dst_parent, dst_name, dst_st, stat.S_IFREG, member.rel):
                 return
+            code = self._transfer_code(src_meta, st.st_size, dst_st, dst_parent, dst_name)
             if self._write_new(src_fd, src_meta, dst_parent, dst_name, member.rel,
                                member.src_shown):
+                self._item(code, member.rel)
                 self._finish_hard_link(group, index)
         finally:
-            if dst_parent != self._root_fd:
-                os.close(dst_parent)
+            self._close_dir(dst_parent)
 
     def _maybe_hard_link(self, group: _LinkGroup, index: int, target: int, dst_parent: int,
                          dst_name: bytes, dst_st: os.stat_result | None,
@@ -1273,14 +1359,20 @@ class TreeSync:
             return
         try:
             leader_st, err = _lstat_at(leader_dir, leader.dst_path[-1])
-            if leader_st is None:
+            if leader_st is None and (at_turn or not self.dry_run):
                 self._fail(f"rsync: [generator] stat {self._full(leader.rel)} failed: "
                            f"{os.strerror(err)} ({err})")
                 return
-            if dst_st is not None and (dst_st.st_dev, dst_st.st_ino) == \
-                    (leader_st.st_dev, leader_st.st_ino):
-                member.done = True
-                return
+            # (a dry run's leader that would have been written is not there)
+            if leader_st is not None:
+                if dst_st is not None and (dst_st.st_dev, dst_st.st_ino) == \
+                        (leader_st.st_dev, leader_st.st_ino):
+                    member.done = True
+                    code = self._link_code(group, dst_st, dst_parent, dst_name)
+                    if code is not None and not code.endswith(UNCHANGED):
+                        self._item(code, member.rel)  # (only a dry run can see them)
+                    return
+            code = self._link_code(group, dst_st, dst_parent, dst_name)
             replaced_dir = dst_st is not None and stat.S_ISDIR(dst_st.st_mode)
             if replaced_dir:
                 if not self._make_way(dst_parent, dst_name, dst_st, stat.S_IFREG, member.rel,
@@ -1294,27 +1386,45 @@ class TreeSync:
                     f"=> {os.fsdecode(leader.rel)}"):
                 return
             member.done = True
-            if replaced_dir and at_turn:
+            self._item(code, member.rel, link=leader.rel)
+            if replaced_dir and at_turn and not self.dry_run:
                 # rsync then reads the default ACL of what it takes for the
                 # old dir, now a file: libacl refuses that with EACCES.
                 self._fail(f"rsync: [generator] get_acl: sys_acl_get_file("
                            f"{os.fsdecode(member.rel)}, ACL_TYPE_DEFAULT): Permission denied (13)")
         finally:
-            if leader_dir != self._root_fd:
-                os.close(leader_dir)
+            self._close_dir(leader_dir)
+
+    def _link_code(self, group: _LinkGroup, dst_st: os.stat_result | None, dst_parent: int,
+                   dst_name: bytes) -> str | None:
+        """The itemize code of a member made a link, from what its name
+        held before (None when not itemizing)."""
+        if self.on_item is None or group.meta is None:
+            return None
+        if dst_st is None:
+            return "hf" + NEW_COLUMNS
+        resized = "." if dst_st.st_size == group.size else "s"
+        return "hf." + resized + self._letters_of(group.meta, dst_st, dst_parent, dst_name)
 
     def _open_dest_dir(self, parts: tuple[bytes, ...]) -> int:
         """Open a destination dir by its path below the root, one component
-        at a time and never following a symlink."""
+        at a time and never following a symlink (in a dry run, _VIRTUAL for
+        a dir it would have created)."""
+        if self._virtual and any(parts[:i] in self._virtual for i in range(len(parts) + 1)):
+            return _VIRTUAL
         fd = self._root_fd
         for part in parts:
             try:
                 next_fd = os.open(part, _PATH_FLAGS, dir_fd=fd)
             finally:
-                if fd != self._root_fd:
-                    os.close(fd)
+                self._close_dir(fd)
             fd = next_fd
         return fd
+
+    def _close_dir(self, fd: int) -> None:
+        """Close a dir fd from _open_dest_dir (not the root's, nor _VIRTUAL)."""
+        if fd != self._root_fd and fd != _VIRTUAL:
+            os.close(fd)
 
     # -- symlinks -------------------------------------------------------------------
     def _symlink(self, src_parent: int, name: bytes, st: os.stat_result, dst_parent: int,
@@ -1328,15 +1438,22 @@ class TreeSync:
         if src_meta is None:
             return
         dst_st, _ = _lstat_at(dst_parent, dst_name)
+        code = "cL" + NEW_COLUMNS
         if dst_st is not None and stat.S_ISLNK(dst_st.st_mode):
             try:
                 same = os.readlink(dst_name, dir_fd=dst_parent) == target
             except OSError:
                 same = False
             if same:
-                apply_meta(self.meta, src_meta, dst_st, dirfd=dst_parent, name=dst_name,
-                           exact_time=False, is_new=False, path=self._drel(rel))
+                letters = self._letters_of(src_meta, dst_st, dst_parent, dst_name) \
+                    if self.dry_run else apply_meta(
+                        self.meta, src_meta, dst_st, dirfd=dst_parent, name=dst_name,
+                        exact_time=False, is_new=False, path=self._drel(rel))
+                if letters != UNCHANGED:
+                    self._item(".L.." + letters, rel, target=target)
                 return
+            if self.on_item is not None:
+                code = "cLc." + self._letters_of(src_meta, dst_st, dst_parent, dst_name)
         if dst_st is not None and stat.S_ISDIR(dst_st.st_mode):
             # (rsync's atomic_create(): without DEL_NO_UID_WRITE)
             if not self._make_way(dst_parent, dst_name, dst_st, stat.S_IFLNK, self._drel(rel),
@@ -1347,6 +1464,9 @@ class TreeSync:
                                    lambda name: os.symlink(target, name, dir_fd=dst_parent),
                                    f'-> "{os.fsdecode(target)}"'):
             return
+        self._item(code, rel, target=target)
+        if self.dry_run:
+            return
         self._made_here(dst_parent, dst_name)
         apply_meta(self.meta, src_meta, None, dirfd=dst_parent, name=dst_name,
                    exact_time=False, is_new=True, path=self._drel(rel))
@@ -1356,6 +1476,8 @@ class TreeSync:
         """rsync's atomic_create(): make the link or symlink under its own
         name when nothing is there, else under a temp name renamed over the
         old entry.  Failures are rsync's lines; returns whether it worked."""
+        if self.dry_run:
+            return True
         create = dst_name if dst_st is None else temp_name(dst_name)
         created_rel = _join(rel.rpartition(b"/")[0], create)
         try:
@@ -1376,6 +1498,22 @@ class TreeSync:
                            f'"{self._full(rel)}" failed: {_strerror(exc)}')
                 return False
         return True
+
+    # -- itemizing (-i) ----------------------------------------------------------------
+    def _item(self, code: str | None, rel: bytes, *, is_dir: bool = False,
+              target: bytes | None = None, link: bytes | None = None) -> None:
+        if self.on_item is not None and code is not None:
+            if code[0] in ".hc" and code.endswith(_NO_CHANGE):
+                code = code[:2] + " " * 9  # rsync's log.c: a change of nothing in particular
+            self.on_item(ItemChange(code, rel + b"/" if is_dir else rel, target, link))
+
+    def _letters_of(self, src_meta: SrcMeta, dst_st: os.stat_result | None, dirfd: int,
+                    name: bytes) -> str:
+        """The attribute columns of an existing destination entry against
+        ``src_meta``, changing nothing ("......." when not itemizing)."""
+        if self.on_item is None:
+            return UNCHANGED
+        return itemize_meta(self.meta, src_meta, dst_st, dirfd=dirfd, name=name)
 
     # -- errors -----------------------------------------------------------------------
     def _drel(self, rel: bytes) -> bytes:
@@ -1552,7 +1690,8 @@ class _Census:
 
 def run_sync(sources: Sequence[bytes | str], dest: bytes | str, *, delete: bool = True,
              excludes: Sequence[str | bytes] = (), out: Callable[[str], None] = print,
-             err: Callable[[str], None] = print) -> int:
+             err: Callable[[str], None] = print,
+             on_item: Callable[[ItemChange], None] | None = None, dry_run: bool = False) -> int:
     """Convenience: one run with rsync's exclude list; returns the exit code."""
     return TreeSync(sources, dest, delete=delete, rules=FilterRules.from_excludes(excludes),
-                    out=out, err=err).run()
+                    out=out, err=err, on_item=on_item, dry_run=dry_run).run()

@@ -1,0 +1,99 @@
+"""-i (itemized changes) and -n (dry run), case by case, against the real
+rsync: every scenario runs through ``harness.check`` with ``rsync -i`` (so
+the itemized lines must be the very lines rsync prints, as a set) both as a
+real run and as a dry run (which must change nothing, in either engine).
+The random suite (test_equivalence.py) itemizes half its examples and dry-
+runs a quarter of them; these are the cases worth stating on their own, and
+some lines are pinned to show what they look like.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from syncengine.itemize import ItemChange, parse_line
+
+from .harness import check
+from .test_explicit import ROOT, SRC, case, d, f, ln
+
+pytestmark = [pytest.mark.rsync, pytest.mark.skipif(os.geteuid() != 0, reason="needs root")]
+
+T = ROOT["mtime_ns"]
+
+SCENARIOS = {
+    "new destination": [*SRC],
+    "nothing to do": [*SRC, d("dst", xattrs={"user.top": b"1"}), f("dst/f"), d("dst/sub"),
+                      f("dst/sub/g", b"g" * 300), ln("dst/link", "f"), f("dst/empty", b"")],
+    "contents and attributes": [
+        *SRC, d("dst"), f("dst/f", b"DATA\n"), d("dst/sub", mode=0o700),
+        f("dst/sub/g", b"g" * 299, mode=0o600), ln("dst/link", "elsewhere"),
+        f("dst/empty", b"", mtime_ns=T + 5_000_000_000, uid=1234)],
+    "acl, xattr, owner, group": [
+        d("src"), f("src/acl", acl="u::rw-,g::r--,o::r--,m::r--,u:1234:r--"),
+        f("src/xa", xattrs={"user.k": b"v"}), f("src/own", uid=1234, gid=4321),
+        d("dst"), f("dst/acl"), f("dst/xa", xattrs={"user.other": b"1"}), f("dst/own")],
+    "deletions, deep and shallow": [
+        *SRC, d("dst"), d("dst/old"), d("dst/old/deeper"), f("dst/old/deeper/x"),
+        f("dst/gone"), ln("dst/dangling", "nowhere")],
+    "type changes": [
+        d("src"), f("src/dir2file"), d("src/file2dir"), f("src/file2dir/inner"),
+        ln("src/file2link", "t"), f("src/link2file"), d("src/link2dir"),
+        d("dst"), d("dst/dir2file"), d("dst/dir2file/sub"), f("dst/dir2file/sub/a"),
+        f("dst/file2dir"), f("dst/file2link"), ln("dst/link2file", "x"), ln("dst/link2dir", "y")],
+    "hard links": [
+        d("src"), f("src/a", b"A"), {"path": "src/b", "link": "src/a"},
+        d("src/z"), {"path": "src/z/c", "link": "src/a"},
+        f("src/p", b"P"), {"path": "src/q", "link": "src/p"},
+        d("dst"), f("dst/a", b"A"), f("dst/b", b"B"), f("dst/p", b"P"), {"path": "dst/q", "link": "dst/p"}],
+    "excluded and protected": [
+        *SRC, d("dst"), f("dst/keep.tmp"), d("dst/old"), f("dst/old/x.tmp"), f("dst/old/y")],
+}
+
+
+@pytest.mark.parametrize("dry_run", [False, True], ids=["real", "dry-run"])
+@pytest.mark.parametrize("name", list(SCENARIOS))
+def test_itemized_lines_are_rsyncs(tmp_path, name, dry_run):
+    rs, nat = check(case(*SCENARIOS[name], delete=True, excludes=[b"*.tmp"], itemize=True,
+                         dry_run=dry_run), tmp_path)
+    assert rs.code == nat.code == 0
+    if name != "nothing to do":
+        assert any(parse_line(line.encode()) for line in nat.out), nat.out
+
+
+def test_dry_run_into_a_new_destination(tmp_path):
+    """Everything is new, nothing is created: not even DST."""
+    rs, nat = check(case(*SRC, itemize=True, dry_run=True), tmp_path)
+    assert not (tmp_path / "b" / "dst").exists() and not (tmp_path / "a" / "dst").exists()
+    assert "created directory dst" in nat.out
+    assert {"cd+++++++++ ./", ">f+++++++++ f", "cL+++++++++ link -> f",
+            "cd+++++++++ sub/", ">f+++++++++ sub/g"} <= set(nat.out)
+
+
+def test_pinned_lines(tmp_path):
+    """What the common lines look like (the same set as rsync's: check())."""
+    rs, nat = check(case(*SCENARIOS["type changes"], delete=True, itemize=True), tmp_path)
+    lines = set(nat.out)
+    assert "*deleting   dir2file/sub/a" in lines          # a replaced dir's contents ...
+    assert not any(x.startswith("*deleting   dir2file/") and x.endswith("dir2file/")
+                   for x in lines)                         # ... but not the dir itself
+    assert ">f+++++++++ dir2file" in lines
+    assert "cd+++++++++ file2dir/" in lines
+    assert "cL+++++++++ file2link -> t" in lines
+    rs, nat = check(case(*SCENARIOS["hard links"], delete=True, itemize=True), tmp_path)
+    # a is already right and leads; b (other content, same size and attributes)
+    # is replaced by a link without a changed column, z/c is a new link
+    assert {"hf          b => a", "hf+++++++++ z/c => a"} <= set(nat.out), nat.out
+
+
+def test_parse_line_reads_rsyncs_own_lines(tmp_path):
+    """The rsync engine parses rsync's -i output: every line of a varied
+    real run parses back to the same text."""
+    rs, _ = check(case(*SCENARIOS["type changes"], *SCENARIOS["hard links"][1:6],
+                       delete=True, itemize=True), tmp_path)
+    items = [parse_line(line.encode()) for line in rs.out]
+    parsed = [(line, item) for line, item in zip(rs.out, items) if item is not None]
+    assert len(parsed) >= 8
+    for line, item in parsed:
+        assert isinstance(item, ItemChange) and item.line() == line
