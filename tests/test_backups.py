@@ -47,9 +47,11 @@ class FakeEngine:
         self.calls: list[dict] = []
         self.fail_on: str | None = None
 
-    def __call__(self, src, dst, options, *, engine=None, on_progress=None):
+    def __call__(self, src, dst, options, *, engine=None, on_progress=None, on_item=None,
+                 dry_run=False):
         self.calls.append({"src": src, "dst": dst, "options": options, "engine": engine,
-                           "dst_existed": os.path.isdir(dst)})
+                           "dst_existed": os.path.isdir(dst), "on_item": on_item,
+                           "dry_run": dry_run})
         self.log.append(("sync", src, dst))
         if self.fail_on is not None and self.fail_on in src:
             result = SyncResult(engine="fake", src=src, dst=dst, exit_code=23,

@@ -6,7 +6,7 @@ import os
 import stat
 
 from ..options import OptionsLike, SyncOptions, merge_options
-from .base import Engine, ProgressCallback, SyncJob, SyncResult
+from .base import Engine, ItemCallback, ProgressCallback, SyncJob, SyncResult
 
 __all__ = ["ENGINE_NAMES", "check_arguments", "check_source_kind", "get_engine", "resolve_engine_name", "start_sync",
            "sync"]
@@ -90,18 +90,24 @@ def check_source_kind(src: str | bytes) -> os.stat_result | None:
 
 
 def start_sync(src: str | os.PathLike, dst: str | os.PathLike, options: OptionsLike = None, *,
-               engine: str | None = None, on_progress: ProgressCallback | None = None) -> SyncJob:
+               engine: str | None = None, on_progress: ProgressCallback | None = None,
+               on_item: ItemCallback | None = None, dry_run: bool = False) -> SyncJob:
     """Start syncing SRC to DST (rsync argument semantics) and return the job.
+    ``on_item`` receives each itemized change (rsync's ``-i``); ``dry_run``
+    (rsync's ``-n``) changes nothing and reports what a run would do.
     Bad input raises ValueError before anything runs (see check_arguments)."""
     opts = options if isinstance(options, SyncOptions) else merge_options(options)
     src, dst = os.fspath(src), os.fspath(dst)
     chosen = get_engine(engine)
     check_arguments(src, dst, opts)
-    return chosen.start(src, dst, opts, on_progress=on_progress)
+    return chosen.start(src, dst, opts, on_progress=on_progress, on_item=on_item,
+                        dry_run=dry_run)
 
 
 def sync(src: str | os.PathLike, dst: str | os.PathLike, options: OptionsLike = None, *,
-         engine: str | None = None, on_progress: ProgressCallback | None = None) -> SyncResult:
+         engine: str | None = None, on_progress: ProgressCallback | None = None,
+         on_item: ItemCallback | None = None, dry_run: bool = False) -> SyncResult:
     """Sync SRC to DST and block until done.  Raises SyncError on failure
     (any non-zero exit but 24, which is a warning on the result)."""
-    return start_sync(src, dst, options, engine=engine, on_progress=on_progress).wait()
+    return start_sync(src, dst, options, engine=engine, on_progress=on_progress,
+                      on_item=on_item, dry_run=dry_run).wait()

@@ -14,12 +14,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from ..itemize import ItemChange
 from ..options import SyncOptions
 
 __all__ = [
     "EXIT_MESSAGES",
     "Engine",
     "Progress",
+    "ItemCallback",
     "ProgressCallback",
     "SyncError",
     "SyncJob",
@@ -73,6 +75,8 @@ class Progress:
 
 
 ProgressCallback = Callable[[Progress], None]
+# Receives each itemized change (rsync's -i) as the engine makes it.
+ItemCallback = Callable[[ItemChange], None]
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,7 @@ class SyncResult:
     errors: tuple[str, ...] = ()
     messages: tuple[str, ...] = ()
     duration: float = 0.0
+    dry_run: bool = False          # nothing was changed: the counts are what would be
 
     @property
     def ok(self) -> bool:
@@ -114,6 +119,7 @@ class SyncResult:
             "bytes_total": self.bytes_total,
             "errors": list(self.errors),
             "duration": round(self.duration, 6),
+            "dry_run": self.dry_run,
         }
 
 
@@ -244,6 +250,9 @@ class Engine(Protocol):
         """True when the engine can run on this machine."""
 
     def start(self, src: str, dst: str, options: SyncOptions = SyncOptions(), *,
-              on_progress: ProgressCallback | None = None) -> SyncJob:
+              on_progress: ProgressCallback | None = None, on_item: ItemCallback | None = None,
+              dry_run: bool = False) -> SyncJob:
         """Start syncing SRC to DST with rsync's argument semantics (a
-        trailing slash on SRC copies its contents)."""
+        trailing slash on SRC copies its contents).  ``on_item`` gets each
+        itemized change; ``dry_run`` changes nothing and reports what a
+        real run would do."""

@@ -7,7 +7,7 @@ import os
 import time
 
 from ..options import SyncOptions
-from .base import Progress, ProgressCallback, SyncJob, SyncResult
+from .base import ItemCallback, Progress, ProgressCallback, SyncJob, SyncResult
 
 __all__ = ["NativeEngine", "NativeJob"]
 
@@ -19,15 +19,19 @@ class NativeEngine:
         return True
 
     def start(self, src: str | list[str], dst: str, options: SyncOptions = SyncOptions(), *,
-              on_progress: ProgressCallback | None = None, out=None, err=None) -> SyncJob:
+              on_progress: ProgressCallback | None = None, on_item: ItemCallback | None = None,
+              dry_run: bool = False, out=None, err=None) -> SyncJob:
         sources = [src] if isinstance(src, (str, bytes, os.PathLike)) else list(src)
-        return NativeJob(sources, dst, options, on_progress, out, err)._launch()
+        return NativeJob(sources, dst, options, on_progress, out, err, on_item=on_item,
+                         dry_run=dry_run)._launch()
 
 
 class NativeJob(SyncJob):
     def __init__(self, sources: list, dst, options: SyncOptions,
-                 on_progress: ProgressCallback | None, out=None, err=None) -> None:
+                 on_progress: ProgressCallback | None, out=None, err=None, *,
+                 on_item: ItemCallback | None = None, dry_run: bool = False) -> None:
         super().__init__(on_progress)
+        self._on_item, self._dry_run = on_item, dry_run
         self._sources = [os.fspath(s) for s in sources]
         self._dst = os.fspath(dst)
         self._options = options
@@ -60,7 +64,7 @@ class NativeJob(SyncJob):
             self._err(warning)
         tree = TreeSync(self._sources, self._dst, delete=self._options.delete, rules=rules,
                         out=self._out, err=self._err, on_progress=self._on_stats,
-                        cancel=self._cancelled)
+                        cancel=self._cancelled, on_item=self._on_item, dry_run=self._dry_run)
         return self._make_result(src_text, tree.run(), tree.stats)
 
     def _on_stats(self, stats) -> None:
@@ -83,4 +87,4 @@ class NativeJob(SyncJob):
             bytes_transferred=stats.bytes_done if stats else 0,
             bytes_total=stats.bytes_total if stats else 0,
             errors=tuple(self._errors), messages=tuple(self._messages),
-            duration=time.monotonic() - self._started)
+            duration=time.monotonic() - self._started, dry_run=self._dry_run)

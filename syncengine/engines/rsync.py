@@ -11,8 +11,10 @@ import threading
 import time
 from collections.abc import Iterator
 
+from ..itemize import parse_line
 from ..options import SyncOptions
-from .base import Progress, ProgressCallback, SyncError, SyncJob, SyncResult
+from ..treesync.messages import unescape
+from .base import ItemCallback, Progress, ProgressCallback, SyncError, SyncJob, SyncResult
 
 __all__ = ["RsyncEngine", "build_argv", "parse_progress2", "Progress2Parser", "rsync_version"]
 
@@ -30,14 +32,20 @@ _PROGRESS2 = re.compile(
 )
 
 
-def build_argv(src: str, dst: str, options: SyncOptions, rsync: str = "rsync") -> list[str]:
+def build_argv(src: str, dst: str, options: SyncOptions, rsync: str = "rsync", *,
+               itemize: bool = False, dry_run: bool = False) -> list[str]:
     """The seed's command line: ``[--delete] [--exclude=P]... -rlptgocAXH
-    --info=progress2 --no-inc-recursive SRC DST`` (list form, no shell)."""
+    --info=progress2 --no-inc-recursive [-i] [-n] SRC DST`` (list form, no
+    shell)."""
     argv = [rsync]
     if options.delete:
         argv.append("--delete")
     argv.extend(f"--exclude={pattern}" for pattern in options.exclude)
     argv.extend(RSYNC_FLAGS)
+    if itemize:
+        argv.append("--itemize-changes")
+    if dry_run:
+        argv.append("--dry-run")
     argv.extend([src, dst])
     return argv
 
@@ -110,19 +118,25 @@ class RsyncEngine:
         return rsync_version(self.executable())
 
     def start(self, src: str, dst: str, options: SyncOptions = SyncOptions(), *,
-              on_progress: ProgressCallback | None = None) -> SyncJob:
+              on_progress: ProgressCallback | None = None, on_item: ItemCallback | None = None,
+              dry_run: bool = False) -> SyncJob:
         rsync = self.executable()
         if rsync is None:
             raise SyncError("rsync engine: rsync is not installed (not found on PATH)", exit_code=127)
-        return RsyncJob(build_argv(os.fspath(src), os.fspath(dst), options, rsync),
-                        os.fspath(src), os.fspath(dst), on_progress)._launch()
+        argv = build_argv(os.fspath(src), os.fspath(dst), options, rsync,
+                          itemize=on_item is not None, dry_run=dry_run)
+        return RsyncJob(argv, os.fspath(src), os.fspath(dst), on_progress, on_item=on_item,
+                        dry_run=dry_run)._launch()
 
 
 class RsyncJob(SyncJob):
     def __init__(self, argv: list[str], src: str, dst: str,
-                 on_progress: ProgressCallback | None) -> None:
+                 on_progress: ProgressCallback | None, *, on_item: ItemCallback | None = None,
+                 dry_run: bool = False) -> None:
         super().__init__(on_progress)
         self.argv = argv
+        self._on_item, self._dry_run = on_item, dry_run
+        self._deleted = 0
         self._src, self._dst = src, dst
         try:
             # A process group of its own, so cancel() reaches rsync's children.
@@ -176,16 +190,24 @@ class RsyncJob(SyncJob):
         return SyncResult(
             engine="rsync", src=self._src, dst=self._dst, exit_code=exit_code,
             files_transferred=last.files_transferred if last else 0,
-            files_deleted=sum(1 for m in messages if m.startswith("deleting ")),
+            files_deleted=self._deleted,
             files_skipped=sum(1 for m in messages if m.startswith("skipping non-regular file")),
             bytes_transferred=last.bytes_done if last else 0,
             errors=errors, messages=tuple(messages),
-            duration=time.monotonic() - self._started,
+            duration=time.monotonic() - self._started, dry_run=self._dry_run,
         )
 
     def _note(self, sample: Progress | None, record: bytes, messages: list[str]) -> Progress | None:
         if sample is None:
-            messages.append(os.fsdecode(record))
+            # With -i, rsync's itemized lines (names \#ooo-escaped) go to
+            # on_item; everything else on stdout is a message.
+            item = parse_line(os.fsencode(unescape(os.fsdecode(record)))) \
+                if self._on_item is not None else None
+            if item is None:
+                messages.append(os.fsdecode(record))
+            else:
+                self._deleted += item.deleted
+                self._on_item(item)
             return None
         self._report(sample)
         return sample
