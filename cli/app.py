@@ -163,6 +163,23 @@ def verify_flag(f: Callable) -> Callable:
                              "after it finishes.")(f)
 
 
+def dry_run_options(f: Callable) -> Callable:
+    f = click.option("-i", "--itemize-changes", "itemize", is_flag=True,
+                     help="Print each change as rsync -i does (>f+++++++++ new-file, "
+                          ".d..t...... dir/, *deleting   gone); with --json, itemize "
+                          "events.")(f)
+    f = click.option("-n", "--dry-run", "dry_run", is_flag=True,
+                     help="Change nothing: show what would be done (with -i, each change). "
+                          "Hooks do not run and no data version is written.")(f)
+    return f
+
+
+def _no_verify_in_dry_run(verify: bool, dry_run: bool) -> None:
+    if verify and dry_run:
+        raise CommandFailed("--verify cannot be used with --dry-run (nothing is copied to "
+                            "verify)", USAGE_ERROR)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="syncengine-backups", prog_name="syncengine")
 def app() -> None:
@@ -291,6 +308,7 @@ def _report(output: Output, results: list[SyncResult], extra: dict[str, Any] | N
         "files_skipped": sum(r.files_skipped for r in results),
         "bytes_transferred": sum(r.bytes_transferred for r in results),
         "bytes_total": sum(r.bytes_total for r in results),
+        "dry_run": any(r.dry_run for r in results),
         "syncs": [r.as_dict() for r in results], **(extra or {})}
     if mismatches:
         message = f"verify found {mismatches} difference(s) between a copy and its source"
@@ -323,13 +341,15 @@ class _NoEffects:
 @click.option("--no-delete", is_flag=True, help="Keep backup files whose source is gone.")
 @click.option("--data-version", default=None, help="Record this data version in the backup.")
 @verify_flag
+@dry_run_options
 @engine_option
 @output_options
 @click.pass_context
 def backup(ctx: click.Context, volumes: tuple[str, ...], config_path: str | None,
            volumes_root: str | None, backup_root: str | None, excludes: tuple[str, ...],
-           no_delete: bool, data_version: str | None, verify: bool, engine: str | None,
-           progress: bool | None, json_out: bool, quiet: bool) -> None:
+           no_delete: bool, data_version: str | None, verify: bool, dry_run: bool,
+           itemize: bool, engine: str | None, progress: bool | None, json_out: bool,
+           quiet: bool) -> None:
     """Back up VOLUMEs (default: every directory under --volumes-root, or
     every volume and sync of --config) into --backup-root/volumes/ with
     rsync -rlptgocAXH --delete semantics: pre_backup hook, each sync, the
@@ -342,10 +362,12 @@ def backup(ctx: click.Context, volumes: tuple[str, ...], config_path: str | None
       syncengine backup main config --volumes-root /srv/volumes \\
           --backup-root /mnt/backup --exclude '*.tmp' --verify
       syncengine backup --config /etc/syncengine/myservice.toml
+      syncengine backup -n -i --config myservice.toml   # what would change
     """
     output = Output("backup", json_out=json_out, quiet=quiet, progress=progress)
 
     def body() -> int:
+        _no_verify_in_dry_run(verify, dry_run)
         config = read_config(config_path) if config_path else None
         layout = _roots(ctx, config, volumes_root, backup_root)
         _require_dir(layout.volumes_root, "volumes root")
@@ -358,7 +380,9 @@ def backup(ctx: click.Context, volumes: tuple[str, ...], config_path: str | None
         observer = CliObserver(output, verify, [e.name or e.key for e in entries])
         version = data_version if data_version is not None else (config and config.data_version)
         results = backups.create_backup(FileEffects(os.devnull, version=version or None),
-                                        on_progress=output.progress, observer=observer)
+                                        on_progress=output.progress, observer=observer,
+                                        on_item=output.item if itemize else None,
+                                        dry_run=dry_run)
         return _report(output, results, {"volumes": [e.name for e in entries if e.kind == "volume"],
                                          "data_version": version or None,
                                          **({"differences": observer.mismatches} if verify else {})},
@@ -375,13 +399,14 @@ def backup(ctx: click.Context, volumes: tuple[str, ...], config_path: str | None
 @exclude_option
 @click.option("--no-delete", is_flag=True, help="Keep data files that are not in the backup.")
 @verify_flag
+@dry_run_options
 @engine_option
 @output_options
 @click.pass_context
 def restore(ctx: click.Context, volumes: tuple[str, ...], config_path: str | None,
             volumes_root: str | None, backup_root: str | None, excludes: tuple[str, ...],
-            no_delete: bool, verify: bool, engine: str | None, progress: bool | None,
-            json_out: bool, quiet: bool) -> None:
+            no_delete: bool, verify: bool, dry_run: bool, itemize: bool, engine: str | None,
+            progress: bool | None, json_out: bool, quiet: bool) -> None:
     """Restore VOLUMEs (default: every volume in the backup, or every
     volume and sync of --config) from --backup-root/volumes/ into
     --volumes-root: pre_restore hook, each sync, post_restore hook; then
@@ -391,10 +416,12 @@ def restore(ctx: click.Context, volumes: tuple[str, ...], config_path: str | Non
     Examples:
       syncengine restore main --volumes-root /srv/volumes --backup-root /mnt/backup
       syncengine restore --config /etc/syncengine/myservice.toml --verify
+      syncengine restore -n -i main --volumes-root /srv/volumes --backup-root /mnt/backup
     """
     output = Output("restore", json_out=json_out, quiet=quiet, progress=progress)
 
     def body() -> int:
+        _no_verify_in_dry_run(verify, dry_run)
         config = read_config(config_path) if config_path else None
         layout = _roots(ctx, config, volumes_root, backup_root)
         _require_dir(layout.volumes_root, "volumes root")
@@ -407,7 +434,9 @@ def restore(ctx: click.Context, volumes: tuple[str, ...], config_path: str | Non
         backups = _facade(ctx, config, entries, layout, engine, excludes, no_delete, output)
         observer = CliObserver(output, verify, [e.name or e.key for e in entries])
         results = backups.restore_backup(_NoEffects(), on_progress=output.progress,
-                                         observer=observer)
+                                         observer=observer,
+                                         on_item=output.item if itemize else None,
+                                         dry_run=dry_run)
         version = read_data_version(layout)
         if not json_out and not quiet:
             click.echo(f"data version: {version if version is not None else '(none)'}")
@@ -427,22 +456,26 @@ def restore(ctx: click.Context, volumes: tuple[str, ...], config_path: str | Non
 @click.option("--delete/--no-delete", default=True, show_default=True,
               help="Delete destination entries that are not in the source.")
 @verify_flag
+@dry_run_options
 @engine_option
 @output_options
 def sync_command(src: str, dst: str, excludes: tuple[str, ...], delete: bool, verify: bool,
-                 engine: str | None, progress: bool | None, json_out: bool, quiet: bool) -> None:
+                 dry_run: bool, itemize: bool, engine: str | None, progress: bool | None,
+                 json_out: bool, quiet: bool) -> None:
     """Sync one tree, SRC to DST, with rsync -rlptgocAXH semantics: a
     trailing slash on SRC copies its contents (and its own attributes) onto
     DST, without one SRC is copied into DST; --delete (the default) removes
     what SRC does not have.
 
     \b
-    Example:
+    Examples:
       syncengine sync /srv/data/ /mnt/copy/data --exclude 'cache/' --verify
+      syncengine sync -n -i /srv/data/ /mnt/copy/data   # show what would change
     """
     output = Output("sync", json_out=json_out, quiet=quiet, progress=progress)
 
     def body() -> int:
+        _no_verify_in_dry_run(verify, dry_run)
         if not src or not dst:
             raise ValueError("SRC and DST must not be empty")
         # Bad input is refused before rsync runs (one line, exit 2, nothing changed).
@@ -465,7 +498,8 @@ def sync_command(src: str, dst: str, excludes: tuple[str, ...], delete: bool, ve
         # Overlapping trees, special files, bad exclude rules: ValueError, exit 2.
         check_arguments(real_src, real_dst, options)
         output.sync_start(1, 1, src, dst)
-        job = start_sync(real_src, real_dst, options, engine=engine, on_progress=output.progress)
+        job = start_sync(real_src, real_dst, options, engine=engine, on_progress=output.progress,
+                         on_item=output.item if itemize else None, dry_run=dry_run)
         try:
             result = job.result()
         except KeyboardInterrupt:

@@ -130,6 +130,10 @@ def summary_line(verb: str, results: list[SyncResult], duration: float) -> str:
     files = sum(r.files_transferred for r in results)
     size = sum(r.bytes_transferred for r in results)
     engines = ", ".join(sorted({r.engine for r in results})) or "none"
+    if any(r.dry_run for r in results):
+        return (f"{verb} (dry run, nothing changed): {len(results)} sync(s), {files} file(s) "
+                f"would be transferred, {human_bytes(size)} in {duration:.2f} s "
+                f"(engine: {engines})")
     return (f"{verb}: {len(results)} sync(s), {files} file(s) transferred, "
             f"{human_bytes(size)} in {duration:.2f} s (engine: {engines})")
 

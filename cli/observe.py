@@ -57,3 +57,7 @@ class CliObserver(SyncObserver):
 
     def sync_failed(self, index: int, sync: BackupSync, error: SyncError) -> None:
         self.output.sync_failed(index, error)
+
+    def hook_skipped(self, hook: str) -> None:
+        self.output.note(f"syncengine: dry run: the {hook} hook is not run")
+        self.output.emit({"event": "hook", "hook": hook, "skipped": True})

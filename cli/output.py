@@ -11,7 +11,9 @@ The JSON stream (``--json``) is one object per line, each with an
 - ``hook``: a hook command starts (``hook``, ``command``);
 - ``error``: an error line (``message``), e.g. one of the engine's;
 - ``difference``: one difference found by verify (see syncengine.verify);
-- ``itemize``: reserved for itemized changes;
+- ``itemize``: one itemized change (``-i``): ``index``, ``code`` (rsync's
+  11 characters, e.g. ``">f+++++++++"``, or ``"*deleting"``), ``path``,
+  and ``symlink_target`` or ``hardlink_to`` when the line has one;
 - ``summary``: always the last line: ``command``, ``exit_code``, counts,
   bytes, ``duration``, and ``error`` when the command failed as a whole.
 
@@ -30,6 +32,8 @@ from typing import Any
 import click
 
 from .. import Progress, SyncError, SyncResult
+from ..itemize import ItemChange
+from ..treesync.messages import rsync_escape
 from ..verify import Difference, VerifyStats, display_name, json_name
 from .display import (REDRAW_INTERVAL, ProgressDisplay, emit_json, estimate, human_bytes,
                       sync_progress_line)
@@ -115,6 +119,15 @@ class Output:
     def sync_end(self, index: int, result: SyncResult) -> None:
         self.bar.clear()
         self.emit({"event": "sync_end", "index": index, **result.as_dict()})
+
+    def item(self, change: ItemChange) -> None:
+        """An itemized change: rsync's line on stdout (asked for with -i,
+        so printed even with -q), or an ``itemize`` event."""
+        if self.json:
+            self.emit({"event": "itemize", "index": self._index, **change.as_dict()})
+            return
+        self.bar.clear()
+        click.echo(rsync_escape(change.line()))
 
     def progress(self, sample: Progress) -> None:
         """An engine's progress callback: the live line, and throttled

@@ -22,7 +22,7 @@ from typing import Any
 
 from .effects import Effects
 from .engines import check_arguments, start_sync
-from .engines.base import ProgressCallback, SyncError, SyncResult
+from .engines.base import ItemCallback, ProgressCallback, SyncError, SyncResult
 from .fsutil import atomic_write_text
 from .options import OptionsLike, SyncOptions, merge_options, normalize_partial
 
@@ -136,6 +136,9 @@ class SyncObserver:
     def sync_failed(self, index: int, sync: "BackupSync", error: SyncError) -> None:
         pass
 
+    def hook_skipped(self, hook: str) -> None:
+        """A dry run does not run hook ``hook`` ("pre_backup", ...)."""
+
 
 class Backups:
     """Back up and restore a service's volumes (fluent: setters return self)."""
@@ -227,49 +230,73 @@ class Backups:
 
     # -- running -----------------------------------------------------------
     def create_backup(self, effects: Effects, *, on_progress: ProgressCallback | None = None,
-                      observer: SyncObserver | None = None) -> list[SyncResult]:
+                      observer: SyncObserver | None = None, on_item: ItemCallback | None = None,
+                      dry_run: bool = False) -> list[SyncResult]:
         """pre_backup; each sync data -> backup; dataVersion.txt; post_backup
-        (which also runs when a sync fails, before the error is raised)."""
+        (which also runs when a sync fails, before the error is raised).
+
+        ``on_item`` receives each sync's itemized changes (rsync's ``-i``).
+        ``dry_run`` (rsync's ``-n``) changes nothing: the syncs only report
+        what they would do, and neither the hooks nor the data version
+        run (``observer.hook_skipped`` is told)."""
         return _run_blocking(self.acreate_backup(effects, on_progress=on_progress,
-                                                 observer=observer))
+                                                 observer=observer, on_item=on_item,
+                                                 dry_run=dry_run))
 
     def restore_backup(self, effects: Effects, *, on_progress: ProgressCallback | None = None,
-                       observer: SyncObserver | None = None) -> list[SyncResult]:
-        """pre_restore; each sync backup -> data; set_data_version; post_restore."""
+                       observer: SyncObserver | None = None, on_item: ItemCallback | None = None,
+                       dry_run: bool = False) -> list[SyncResult]:
+        """pre_restore; each sync backup -> data; set_data_version; post_restore
+        (``on_item`` and ``dry_run`` as for create_backup)."""
         return _run_blocking(self.arestore_backup(effects, on_progress=on_progress,
-                                                  observer=observer))
+                                                  observer=observer, on_item=on_item,
+                                                  dry_run=dry_run))
 
     def init(self, effects: Effects, kind: str | None) -> list[SyncResult]:
         """The init script: restores when ``kind == "restore"``."""
         return self.restore_backup(effects) if kind == "restore" else []
 
     async def acreate_backup(self, effects: Effects, *, on_progress: ProgressCallback | None = None,
-                             observer: SyncObserver | None = None) -> list[SyncResult]:
+                             observer: SyncObserver | None = None,
+                             on_item: ItemCallback | None = None,
+                             dry_run: bool = False) -> list[SyncResult]:
         plan = [(item, item.data_path, item.backup_path, self.backup_options_for(item))
                 for item in self.syncs]
         self._check_plan(plan, self.layout.backup_root)
-        await _call_hook(self._pre_backup, effects)
+        run = _Run(observer or SyncObserver(), on_progress, on_item, dry_run)
+        await self._hook("pre_backup", self._pre_backup, effects, run)
         try:
-            results = await self._run_plan(plan, on_progress, observer or SyncObserver())
+            results = await self._run_plan(plan, run)
             version = await _resolve(effects.get_data_version())
-            if version:
+            if version and not dry_run:
                 atomic_write_text(self.layout.data_version_path, str(version))
         finally:
-            await _call_hook(self._post_backup, effects)
+            await self._hook("post_backup", self._post_backup, effects, run)
         return results
 
     async def arestore_backup(self, effects: Effects, *, on_progress: ProgressCallback | None = None,
-                              observer: SyncObserver | None = None) -> list[SyncResult]:
+                              observer: SyncObserver | None = None,
+                              on_item: ItemCallback | None = None,
+                              dry_run: bool = False) -> list[SyncResult]:
         plan = [(item, item.backup_path, item.data_path, self.restore_options_for(item))
                 for item in self.syncs]
         self._check_plan(plan, self.layout.volumes_root)
-        await _call_hook(self._pre_restore, effects)
-        results = await self._run_plan(plan, on_progress, observer or SyncObserver())
+        run = _Run(observer or SyncObserver(), on_progress, on_item, dry_run)
+        await self._hook("pre_restore", self._pre_restore, effects, run)
+        results = await self._run_plan(plan, run)
         version = read_data_version(self.layout)
-        if version is not None:
+        if version is not None and not dry_run:
             await _resolve(effects.set_data_version(version))
-        await _call_hook(self._post_restore, effects)
+        await self._hook("post_restore", self._post_restore, effects, run)
         return results
+
+    @staticmethod
+    async def _hook(name: str, fn: Hook, effects: Effects, run: "_Run") -> None:
+        if run.dry_run:
+            if fn is not _noop:
+                run.observer.hook_skipped(name)
+            return
+        await _call_hook(fn, effects)
 
     async def ainit(self, effects: Effects, kind: str | None) -> list[SyncResult]:
         return await self.arestore_backup(effects) if kind == "restore" else []
@@ -297,14 +324,17 @@ class Backups:
                                     exit_code=3)
                 path = posixpath.dirname(path)
 
-    async def _run_plan(self, plan: list[_Step], on_progress: ProgressCallback | None,
-                        observer: SyncObserver) -> list[SyncResult]:
+    async def _run_plan(self, plan: list[_Step], run: "_Run") -> list[SyncResult]:
         results = []
+        observer = run.observer
         for index, (item, src, dst, options) in enumerate(plan, 1):
             observer.sync_started(index, len(plan), item, src, dst, options)
             try:
-                os.makedirs(dst, exist_ok=True)  # as the seed does before each rsync
-                job = start_sync(src, dst, options, engine=self.engine, on_progress=on_progress)
+                if not run.dry_run:
+                    os.makedirs(dst, exist_ok=True)  # as the seed does before each rsync
+                job = start_sync(src, dst, options, engine=self.engine,
+                                 on_progress=run.on_progress, on_item=run.on_item,
+                                 dry_run=run.dry_run)
                 try:
                     result = await asyncio.to_thread(job.wait)
                 except asyncio.CancelledError:
@@ -318,6 +348,16 @@ class Backups:
             results.append(result)
             observer.sync_finished(index, item, src, dst, options, result)
         return results
+
+
+@dataclass(frozen=True)
+class _Run:
+    """How one create_backup/restore_backup call runs its syncs."""
+
+    observer: SyncObserver
+    on_progress: ProgressCallback | None
+    on_item: ItemCallback | None
+    dry_run: bool
 
 
 def read_data_version(layout: Layout) -> str | None:

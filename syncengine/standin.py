@@ -1,6 +1,7 @@
 """``syncengine rsync ARGV...``: the native engine behind rsync's command
-line, for the argv the seed emits.  Only the seed's options are accepted;
-anything else is refused the way rsync refuses an unknown option (exit 1)."""
+line, for the argv the seed emits, plus ``-n/--dry-run``,
+``-i/--itemize-changes`` and ``-v/--verbose``.  Anything else is refused the
+way rsync refuses an unknown option (exit 1)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,9 @@ __all__ = ["StandinArgs", "UsageError", "Progress2Writer", "cancel_on_signals", 
 
 # The letters the seed passes as -rlptgocAXH, and what each one means here.
 REQUIRED_LETTERS = "rlptgocAXH"
+# -n (dry run), -i (itemize changes), -v (verbose)
+OPTIONAL_LETTERS = "niv"
+_LONG_FLAGS = {"--dry-run": "n", "--itemize-changes": "i", "--verbose": "v"}
 
 
 class UsageError(Exception):
@@ -34,6 +38,10 @@ class StandinArgs:
     excludes: list[str] = field(default_factory=list)
     progress2: bool = False
     letters: set[str] = field(default_factory=set)
+    dry_run: bool = False
+    itemize: bool = False
+    verbose: bool = False
+    whole_list: bool = False     # --no-inc-recursive (what -v's first line says)
 
 
 def parse_argv(argv: Sequence[str]) -> StandinArgs:
@@ -43,6 +51,7 @@ def parse_argv(argv: Sequence[str]) -> StandinArgs:
     items = list(argv)
     i = 0
     only_paths = False
+    counts = {ch: 0 for ch in OPTIONAL_LETTERS}
     while i < len(items):
         arg = items[i]
         i += 1
@@ -62,14 +71,24 @@ def parse_argv(argv: Sequence[str]) -> StandinArgs:
         elif arg == "--info=progress2":
             args.progress2 = True
         elif arg in ("--no-inc-recursive", "--no-i-r"):
-            pass  # the native engine always builds the whole list first
+            args.whole_list = True  # the native engine always builds the whole list first
+        elif arg in _LONG_FLAGS:
+            counts[_LONG_FLAGS[arg]] += 1
         elif arg.startswith("--"):
             raise UsageError(f"rsync: {arg.split('=', 1)[0]}: unknown option")
         else:
             letters = arg[1:]
-            if any(ch not in REQUIRED_LETTERS for ch in letters):
+            if any(ch not in REQUIRED_LETTERS + OPTIONAL_LETTERS for ch in letters):
                 raise UsageError(f"rsync: {arg}: unknown option")
-            args.letters.update(letters)
+            for ch in letters:
+                if ch in counts:
+                    counts[ch] += 1
+                else:
+                    args.letters.add(ch)
+    for ch, what in (("i", "-ii (itemize unchanged entries)"), ("v", "-vv")):
+        if counts[ch] > 1:
+            raise UsageError(f"syncengine rsync: {what} is not supported")
+    args.dry_run, args.itemize, args.verbose = (counts[ch] > 0 for ch in OPTIONAL_LETTERS)
     missing = [ch for ch in REQUIRED_LETTERS if ch not in args.letters]
     if args.delete and "r" not in args.letters:
         raise UsageError("rsync: --delete does not work without --recursive (-r) or --dirs (-d).")
@@ -167,6 +186,7 @@ def run_standin(argv: Sequence[str], stdout: TextIO = sys.stdout, stderr: TextIO
         return 1
     from .engines.native import NativeEngine
     from .options import SyncOptions
+    from .treesync.messages import rsync_escape
 
     def out(line: str) -> None:
         stdout.write(line + "\n")
@@ -176,7 +196,14 @@ def run_standin(argv: Sequence[str], stdout: TextIO = sys.stdout, stderr: TextIO
         stderr.write(line + "\n")
         stderr.flush()
 
+    def item(change) -> None:
+        line = change.line() if args.itemize else change.verbose_line()
+        if line is not None:
+            out(rsync_escape(line))
+
     writer = Progress2Writer(stdout) if args.progress2 else None
+    if args.verbose:
+        out("building file list ... done" if args.whole_list else "sending incremental file list")
     job = None
     stop_requested = threading.Event()
 
@@ -188,10 +215,25 @@ def run_standin(argv: Sequence[str], stdout: TextIO = sys.stdout, stderr: TextIO
     with cancel_on_signals(stop):
         job = NativeEngine().start(args.sources, args.dest,
                                    SyncOptions(delete=args.delete, exclude=tuple(args.excludes)),
-                                   on_progress=writer, out=out, err=err)
+                                   on_progress=writer, out=out, err=err,
+                                   on_item=item if args.itemize or args.verbose else None,
+                                   dry_run=args.dry_run)
         if stop_requested.is_set():
             job.cancel()
         result = job.result()
     if writer is not None and result.exit_code in (0, 23, 24):
         writer.finish()
+    if args.verbose and result.exit_code in (0, 23, 24):
+        out("")
+        out(_totals(result))
     return result.exit_code
+
+
+def _totals(result) -> str:
+    """-v's last lines.  A local native sync has no protocol, so "sent"
+    counts the file data copied and "received" is 0."""
+    rate = result.bytes_transferred / max(result.duration, 1e-6)
+    speedup = result.bytes_total / result.bytes_transferred if result.bytes_transferred else 0.0
+    return (f"sent {result.bytes_transferred:,} bytes  received 0 bytes  {rate:,.2f} bytes/sec\n"
+            f"total size is {result.bytes_total:,}  speedup is {speedup:,.2f}"
+            + (" (DRY RUN)" if result.dry_run else ""))
