@@ -247,7 +247,8 @@ def _letters(ctx: MetaContext, src: SrcMeta, dest: _Dest, seen: "_Seen | None" =
         (seen.uid, seen.gid, seen.mode)
     is_link = stat.S_ISLNK(src.mode)
     acl_access = not is_link and dest.acl_ok and access_differs(src.acl_access, dest.acl_access)
-    acl_default = (not is_link and dest.acl_ok and stat.S_ISDIR(st.st_mode)
+    # (default ACLs count only for a source dir, whatever the entry now is)
+    acl_default = (stat.S_ISDIR(src.mode) and dest.acl_ok and stat.S_ISDIR(st.st_mode)
                    and src.acl_default != dest.acl_default)
     flags = (
         _mtime_differs(st.st_mtime_ns, src.mtime_ns, False),

@@ -224,6 +224,7 @@ class _Member:
     skip: bool = False     # FLAG_SKIP_HLINK: its transfer failed
     last: bool = False     # FLAG_HLINK_LAST
     sent: bool = False     # FLAG_FILE_SENT: being transferred (or waiting for one)
+    dir_frame: "_DirFrame | None" = None  # the destination dir it is in, while synced
 
 
 @dataclass
@@ -240,6 +241,7 @@ class _LinkGroup:
     members: list[_Member] = field(default_factory=list)
     meta: SrcMeta | None = None           # the source's attributes, once read (-i)
     size: int = 0                         # and its size
+    xattrs_late: bool = False             # the leader's xattrs were fixed in place
 
 
 @dataclass
@@ -297,6 +299,9 @@ class TreeSync:
         self._warned_no_delete = False
         self._groups: dict[tuple[int, int], _LinkGroup] = {}  # -H, from the census on
         self._late_touchups: list[_DirFrame] = []
+        # dirs a link went into after their touch-up (rsync's touch-up of
+        # every dir comes at the very end)
+        self._retouch: dict[int, _DirFrame] = {}
         self._deferred: list[tuple] | None = None  # transfers waiting for a receiver pass
         # transferred -H members, and their failures (see _sent)
         self._finishing: list[tuple[_LinkGroup, int, OSError | None]] = []
@@ -522,6 +527,8 @@ class TreeSync:
         """rsync's end of run: dirs whose touch-up waited for hard links."""
         self._finish_transfers()
         for frame in self._late_touchups:
+            self._retouch.pop(id(frame), None)
+        for frame in [*self._late_touchups, *self._retouch.values()]:
             try:
                 parent = self._open_dest_dir(frame.dst_path[:-1])
             except OSError:
@@ -531,6 +538,7 @@ class TreeSync:
             finally:
                 self._close_dir(parent)
         self._late_touchups.clear()
+        self._retouch.clear()
 
     # -- one entry ----------------------------------------------------------
     def _entry(self, src_parent: int, name: bytes, st: os.stat_result, dst_parent: int,
@@ -582,6 +590,9 @@ class TreeSync:
                 return
             dst_st = None
         created = False
+        if dst_st is None:
+            # rsync's generator itemizes a new dir before it tries to make it
+            self._item("cd" + NEW_COLUMNS, rel, is_dir=True)
         if dst_st is None and self.dry_run:
             created = True
             self._virtual.add(dst_path)
@@ -607,13 +618,13 @@ class TreeSync:
         else:
             letters = self._set_dir_meta(src_meta, dst_st, dst_parent, dst_name, rel, created,
                                          frame)
-        if created or (self._root_new and not dst_path):
-            self._item("cd" + NEW_COLUMNS, rel, is_dir=True)
-        elif letters != UNCHANGED:
+        if dst_st is not None and self._root_new and not dst_path:
+            self._item("cd" + NEW_COLUMNS, rel, is_dir=True)  # DST, made by this run
+        elif dst_st is not None and letters != UNCHANGED:
             self._item(".d.." + letters, rel, is_dir=True)
         if rel in source.unlistable:
             if self.delete:
-                self._delete_extraneous(dst_parent, dst_name, rel, None)
+                self._delete_extraneous(dst_parent, dst_name, rel, None, frame.virtual)
         else:
             self._fill_dir(src_parent, name, dst_parent, dst_name, rel, dst_path, source, frame)
         if frame.waiting_links:
@@ -905,13 +916,16 @@ class TreeSync:
 
     def _delete_extraneous(self, dst_parent: int, dst_name: bytes, rel: bytes,
                            keep: set[bytes] | None, virtual: bool = False) -> None:
-        """rsync's delete_in_dir(): remove what the sender's list lacks."""
+        """rsync's delete_in_dir(): remove what the sender's list lacks (a
+        dry run's rsync does not look into a dir it would have created)."""
+        if virtual:
+            return
         if self.scan_error or self.meta.src_io_error:
             if not self._warned_no_delete:
                 self.out("IO error encountered -- skipping file deletion")
                 self._warned_no_delete = True
             return
-        if keep is None or virtual:
+        if keep is None:
             return
         listing, _ = self._dest_listing(dst_parent, dst_name, rel)
         if not listing:
@@ -1035,7 +1049,8 @@ class TreeSync:
         if group is not None:
             index = len(group.members)
             group.members.append(_Member(rel, dst_path, source.sender_path(rel), index - 1,
-                                         first=index == 0, last=rel == group.last))
+                                         first=index == 0, last=rel == group.last,
+                                         dir_frame=frame))
             if index and self._hard_link_check(group, index, dst_parent, dst_name, dst_st,
                                                frame):
                 return
@@ -1086,6 +1101,8 @@ class TreeSync:
                 # -c: same size and checksum (an unreadable file's checksum
                 # is all zeros, on either side): fix the attributes in place.
                 letters = self._update_in_place(src_meta, dst_parent, dst_name, rel)
+                if group is not None and letters[6] == "x":
+                    group.xattrs_late = True
                 if letters != UNCHANGED:
                     self._item(".f.." + letters, rel)
             elif self._deferred is not None and not deferred:
@@ -1093,17 +1110,23 @@ class TreeSync:
                 self._deferred.append((src_parent, name, st, dst_parent, dst_name, rel,
                                        dst_path, source, group, index, dst_st, True))
                 return
-            elif src_fd < 0:
+            elif src_fd < 0 and not self.dry_run:  # (a dry run's sender opens nothing)
                 self._source_open_failed(open_error, source.sender_path(rel))
                 if group is not None:
                     self._sent(group, index, open_error)
                 return
             else:
-                code = self._transfer_code(src_meta, st.st_size, dst_st, dst_parent, dst_name)
+                # rsync's sender itemizes what it sent, whatever the
+                # receiver then makes of it (a failed mkstemp, say).
+                self._item(self._transfer_code(src_meta, st.st_size, dst_st, dst_parent,
+                                               dst_name, rel), rel)
                 if not self._write_new(src_fd, src_meta, dst_parent, dst_name, rel,
-                                       source.sender_path(rel)):
+                                       source.sender_path(rel), size=st.st_size):
+                    if group is not None:
+                        # Sent, but the receiver failed it: rsync's later
+                        # members wait for it, and wait in vain.
+                        group.members[index].sent = True
                     return
-                self._item(code, rel)
                 if group is not None:
                     self._sent(group, index, None)
                     return
@@ -1136,7 +1159,7 @@ class TreeSync:
                           exact_time=True, is_new=False, path=self._drel(rel))
 
     def _transfer_code(self, src_meta: SrcMeta, size: int, dst_st: os.stat_result | None,
-                       dst_parent: int, dst_name: bytes) -> str | None:
+                       dst_parent: int, dst_name: bytes, rel: bytes) -> str | None:
         """The itemize code of a transfer, from the file it replaces (None
         when not itemizing).  With -c a replaced regular file always shows
         ``c``; ``s`` when the sizes differ."""
@@ -1145,10 +1168,11 @@ class TreeSync:
         if dst_st is None or not stat.S_ISREG(dst_st.st_mode):
             return ">f" + NEW_COLUMNS
         resized = "." if dst_st.st_size == size else "s"
+        src_meta = self._acl_blind(src_meta, dst_parent, dst_name, rel)
         return ">fc" + resized + self._letters_of(src_meta, dst_st, dst_parent, dst_name)
 
     def _write_new(self, src_fd: int, src_meta: SrcMeta, dst_parent: int, dst_name: bytes,
-                   rel: bytes, src_path: bytes | None = None) -> bool:
+                   rel: bytes, src_path: bytes | None = None, *, size: int) -> bool:
         """Copy to a temp file, give it its attributes, rename it over the
         target.  On any failure the temp file is removed.
 
@@ -1163,7 +1187,7 @@ class TreeSync:
         error ends the run (exit 11), as in rsync."""
         if self.dry_run:  # counted as rsync -n counts it
             self.stats.files_transferred += 1
-            self.stats.bytes_done += os.fstat(src_fd).st_size
+            self.stats.bytes_done += size
             return True
         parent_rel = rel.rpartition(b"/")[0]
         for attempt in (1, 2):
@@ -1336,10 +1360,10 @@ class TreeSync:
             if dst_st is not None and not stat.S_ISREG(dst_st.st_mode) and \
                     not self._make_way(dst_parent, dst_name, dst_st, stat.S_IFREG, member.rel):
                 return
-            code = self._transfer_code(src_meta, st.st_size, dst_st, dst_parent, dst_name)
+            self._item(self._transfer_code(src_meta, st.st_size, dst_st, dst_parent, dst_name,
+                                           member.rel), member.rel)
             if self._write_new(src_fd, src_meta, dst_parent, dst_name, member.rel,
-                               member.src_shown):
-                self._item(code, member.rel)
+                               member.src_shown, size=st.st_size):
                 self._finish_hard_link(group, index)
         finally:
             self._close_dir(dst_parent)
@@ -1368,11 +1392,13 @@ class TreeSync:
                 if dst_st is not None and (dst_st.st_dev, dst_st.st_ino) == \
                         (leader_st.st_dev, leader_st.st_ino):
                     member.done = True
-                    code = self._link_code(group, dst_st, dst_parent, dst_name)
+                    code = self._link_code(group, dst_st, dst_parent, dst_name, member.rel,
+                                           linked=False)
                     if code is not None and not code.endswith(UNCHANGED):
                         self._item(code, member.rel)  # (only a dry run can see them)
                     return
-            code = self._link_code(group, dst_st, dst_parent, dst_name)
+            code = self._link_code(group, dst_st, dst_parent, dst_name, member.rel,
+                                   linked=True)
             replaced_dir = dst_st is not None and stat.S_ISDIR(dst_st.st_mode)
             if replaced_dir:
                 if not self._make_way(dst_parent, dst_name, dst_st, stat.S_IFREG, member.rel,
@@ -1386,6 +1412,8 @@ class TreeSync:
                     f"=> {os.fsdecode(leader.rel)}"):
                 return
             member.done = True
+            if not at_turn and member.dir_frame is not None:
+                self._retouch[id(member.dir_frame)] = member.dir_frame
             self._item(code, member.rel, link=leader.rel)
             if replaced_dir and at_turn and not self.dry_run:
                 # rsync then reads the default ACL of what it takes for the
@@ -1396,15 +1424,28 @@ class TreeSync:
             self._close_dir(leader_dir)
 
     def _link_code(self, group: _LinkGroup, dst_st: os.stat_result | None, dst_parent: int,
-                   dst_name: bytes) -> str | None:
-        """The itemize code of a member made a link, from what its name
-        held before (None when not itemizing)."""
+                   dst_name: bytes, rel: bytes, *, linked: bool) -> str | None:
+        """The itemize code of a member made a link (``linked``) or found
+        linked already, from what its name held before (None when not
+        itemizing)."""
         if self.on_item is None or group.meta is None:
             return None
         if dst_st is None:
             return "hf" + NEW_COLUMNS
         resized = "." if dst_st.st_size == group.size else "s"
-        return "hf." + resized + self._letters_of(group.meta, dst_st, dst_parent, dst_name)
+        src_meta = self._acl_blind(group.meta, dst_parent, dst_name, rel)
+        letters = self._letters_of(src_meta, dst_st, dst_parent, dst_name)
+        if self.dry_run:
+            pass
+        elif linked:
+            # rsync reads the ACLs and xattrs once the link is made: the
+            # leader's, which are the source's.
+            letters = letters[:5] + ".."
+        elif group.xattrs_late:
+            # The leader's xattrs, fixed in place, wait for rsync's
+            # receiver, which lags behind the generator reading them here.
+            letters = letters[:6] + "x"
+        return "hf." + resized + letters
 
     def _open_dest_dir(self, parts: tuple[bytes, ...]) -> int:
         """Open a destination dir by its path below the root, one component

@@ -192,7 +192,8 @@ def run_native(case: Case, workdir: bytes) -> Outcome:
     wd = os.fsdecode(workdir)
     if case.unprivileged:
         from .unprivileged import run_native_as_nobody
-        code, out, err = run_native_as_nobody(sources, dest, case.delete, case.excludes, workdir)
+        code, out, err = run_native_as_nobody(sources, dest, case.delete, case.excludes, workdir,
+                                              case.itemize, case.dry_run)
         return Outcome(code, [normalize_line(x, wd) for x in out],
                        [normalize_line(x, wd) for x in err])
     from syncengine.treesync import acl

@@ -439,5 +439,5 @@ def cases(draw, *, nobody: bool = False) -> Case:
     backend = None if nobody or draw(st.integers(0, 3)) else "raw"
     return Case(spec=spec, sources=[b"src/" if slash else b"src"], dest=dest,
                 delete=draw(st.booleans()), excludes=excludes, unprivileged=nobody,
-                acl_backend=backend, itemize=not nobody and draw(st.booleans()),
-                dry_run=not nobody and draw(st.integers(0, 3)) == 0)
+                acl_backend=backend, itemize=draw(st.booleans()),
+                dry_run=draw(st.integers(0, 3)) == 0)

@@ -47,6 +47,14 @@ SCENARIOS = {
         d("src/z"), {"path": "src/z/c", "link": "src/a"},
         f("src/p", b"P"), {"path": "src/q", "link": "src/p"},
         d("dst"), f("dst/a", b"A"), f("dst/b", b"B"), f("dst/p", b"P"), {"path": "dst/q", "link": "dst/p"}],
+    "links over entries with xattrs": [
+        d("src"), f("src/c", b"A"), {"path": "src/dir", "link": "src/c"},
+        {"path": "src/e", "link": "src/c"},
+        d("dst"), f("dst/c", b"A"), f("dst/dir", b"B", xattrs={"user.extra": b"1"}),
+        ln("dst/e", "b", xattrs={"trusted.t": b"1"})],
+    "linked members whose xattrs are fixed in place": [
+        d("src"), f("src/c", b"A", xattrs={"user.x": b"new"}), {"path": "src/dir", "link": "src/c"},
+        d("dst"), f("dst/c", b"A", xattrs={"user.x": b"old"}), {"path": "dst/dir", "link": "dst/c"}],
     "excluded and protected": [
         *SRC, d("dst"), f("dst/keep.tmp"), d("dst/old"), f("dst/old/x.tmp"), f("dst/old/y")],
 }

@@ -375,3 +375,42 @@ def test_hard_link_members_wait_for_a_member_in_transfer(base):
     check(case(d("src"), *_linked("src/sub", "src/tab", "src/trail.", content=b"\xed<"),
                d("dst"), f("dst/sub", b"\xedf"), {"path": "dst/trail.", "link": "dst/sub"},
                d("dst/tab"), f("dst/tab/c"), src=b"src/", delete=False), base)
+
+
+def test_nobody_receiver_failure_leaves_later_members_waiting(nobody):
+    """The first member's temp file cannot be made (the dir is not ours to
+    write): rsync's generator had marked it sent, so the group's later
+    members wait for it in vain; one mkstemp line, not one per member.  The
+    native engine synced each of them on its own.  (Also the rare
+    "two mkstemp lines" seen as nobody in session 1.)"""
+    for itemize in (False, True):
+        check(nb_case(d("src", **NB), f("src/-dash", b"new", **NB),
+                      {"path": "src/[ab]", "link": "src/-dash"},
+                      {"path": "src/uni\xc3\xa9", "link": "src/-dash"},
+                      d("dst", mode=0o555, uid=1234, gid=0),
+                      *_linked("dst/-dash", "dst/[ab]", "dst/uni\xc3\xa9", content=b"old"),
+                      itemize=itemize), nobody)
+
+
+def test_dry_run_link_over_a_dir_with_a_default_acl(nobody):
+    """In a dry run the dir a hard link would replace is still there, and
+    rsync itemizes the link against it: size, time and mode, but no `a`,
+    as default ACLs only count for a source dir.  The native engine showed
+    `a` for the dir's default ACL."""
+    check(nb_case(d("src", **NB), f("src/--rf", b"x", **NB),
+                  {"path": "src/+ plus", "link": "src/--rf"},
+                  d("dst", **NB), f("dst/+ plus", b"x", **NB),
+                  d("dst/--rf", default_acl="u::rwx,g::---,o::---", **NB),
+                  itemize=True, dry_run=True), nobody)
+
+
+def test_a_link_remade_at_the_end_keeps_its_dirs_mtime(base):
+    """`a` is found identical and leads; `sub1/b` cannot replace a non-empty
+    dir; `sub2/c` is written and, when done, every member before it in its
+    chain is linked to it, `a` included: a link made in the root after the
+    root's touch-up.  rsync touches up every dir at the very end, so the
+    root keeps its source mtime; the native engine left it at "now"."""
+    check(case(d("src"), f("src/a", b"x"), d("src/sub1"), {"path": "src/sub1/b", "link": "src/a"},
+               d("src/sub2"), {"path": "src/sub2/c", "link": "src/a"},
+               d("dst"), f("dst/a", b"x"), d("dst/sub1"), d("dst/sub1/b"), f("dst/sub1/b/keep"),
+               d("dst/sub2"), f("dst/sub2/c", b"y"), delete=False, itemize=True), base)

@@ -36,11 +36,14 @@ _RUNNER = r'''
 import json, os, sys
 req = json.load(sys.stdin)
 sys.path.insert(0, req["pkgroot"])
+from syncengine.treesync.messages import rsync_escape
 from syncengine.treesync.sync import run_sync
 out, err = [], []
 code = run_sync([bytes.fromhex(s) for s in req["sources"]], bytes.fromhex(req["dest"]),
                 delete=req["delete"], excludes=[bytes.fromhex(p) for p in req["excludes"]],
-                out=out.append, err=err.append)
+                out=out.append, err=err.append, dry_run=req["dry_run"],
+                on_item=(lambda item: out.append(rsync_escape(item.line())))
+                if req["itemize"] else None)
 json.dump({"code": code, "out": out, "err": err}, sys.stdout)
 '''
 
@@ -116,11 +119,12 @@ def cleanup() -> None:
 
 
 def _run_forked(sources: list[bytes], dest: bytes, delete: bool, excludes: list[bytes],
-                cwd: bytes) -> tuple[int, list[str], list[str]]:
+                cwd: bytes, itemize: bool, dry_run: bool) -> tuple[int, list[str], list[str]]:
     """The engine in a child of this (root) process that drops to nobody:
     for machines where nobody cannot run any Python (an interpreter under
     /root only).  Everything it needs is imported before the fork."""
     from syncengine.treesync import acl
+    from syncengine.treesync.messages import rsync_escape
     from syncengine.treesync.sync import run_sync
     read_end, write_end = os.pipe()
     pid = os.fork()
@@ -136,7 +140,9 @@ def _run_forked(sources: list[bytes], dest: bytes, delete: bool, excludes: list[
             out: list[str] = []
             err: list[str] = []
             rc = run_sync(sources, dest, delete=delete, excludes=excludes,
-                          out=out.append, err=err.append)
+                          out=out.append, err=err.append, dry_run=dry_run,
+                          on_item=(lambda item: out.append(rsync_escape(item.line())))
+                          if itemize else None)
             os.write(write_end, json.dumps({"code": rc, "out": out, "err": err}).encode())
             code = 0
         finally:
@@ -154,12 +160,14 @@ def _run_forked(sources: list[bytes], dest: bytes, delete: bool, excludes: list[
 
 
 def run_native_as_nobody(sources: list[bytes], dest: bytes, delete: bool, excludes: list[bytes],
-                         cwd: bytes) -> tuple[int, list[str], list[str]]:
+                         cwd: bytes, itemize: bool = False,
+                         dry_run: bool = False) -> tuple[int, list[str], list[str]]:
     env = nobody_env()
     if env.python is None:
-        return _run_forked(sources, dest, delete, excludes, cwd)
+        return _run_forked(sources, dest, delete, excludes, cwd, itemize, dry_run)
     request = {"pkgroot": env.pkgroot, "sources": [s.hex() for s in sources],
-               "dest": dest.hex(), "delete": delete, "excludes": [p.hex() for p in excludes]}
+               "dest": dest.hex(), "delete": delete, "excludes": [p.hex() for p in excludes],
+               "itemize": itemize, "dry_run": dry_run}
     proc = subprocess.run([*_SETPRIV, env.python, "-s", "-E", env.runner],
                           input=json.dumps(request).encode(), capture_output=True, cwd=cwd,
                           timeout=120,
