@@ -38,13 +38,15 @@ def rsync_command(ctx: click.Context, argv: tuple[str, ...]) -> None:
     """Stand in for rsync where it is not installed: run the native engine
     on the rsync command line the seed emits (-rlptgocAXH, --delete,
     --exclude=P, --info=progress2, --no-inc-recursive, SRC... DST, in any
-    order and split as rsync allows), with rsync's exit codes and messages.
+    order and split as rsync allows), plus -n/--dry-run, -i/--itemize-changes
+    and -v/--verbose, with rsync's exit codes, messages and itemized lines.
     Any other option is refused with exit 1, as rsync refuses an unknown one.
 
     \b
-    Example:
+    Examples:
       syncengine rsync --delete --exclude='*.tmp' -rlptgocAXH \\
           --info=progress2 --no-inc-recursive /data/ /backup/data/
+      syncengine rsync -rlptgocAXH --delete -n -i /data/ /backup/data/
     """
     argv = ctx.meta.get("rsync_argv", argv)
     if _help_requested(argv):

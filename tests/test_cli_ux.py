@@ -316,7 +316,7 @@ def test_every_help_has_a_description_and_an_example(command):
 def test_rsync_help_is_help_but_everything_else_passes_through(tmp_path):
     proc = run("rsync", "--help", text=True)
     assert proc.returncode == 0 and "Usage: syncengine rsync [RSYNC-OPTION]... SRC... DST" in proc.stdout
-    assert "Example:" in proc.stdout
+    assert "Example" in proc.stdout
     # After "--" it is a file name, as for rsync: no help, the stand-in runs.
     proc = run("rsync", "-rlptgocAXH", "--", "--help", str(tmp_path / "dst"), text=True,
                cwd=tmp_path)
