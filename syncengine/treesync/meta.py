@@ -278,8 +278,9 @@ def itemize_meta(ctx: MetaContext, src: SrcMeta, dst_st: os.stat_result | None =
                  dirfd: int, name: bytes, fd: int | None = None) -> str:
     """The itemize columns "tpoguax" for ``src`` against the destination
     entry as it is, changing nothing.  For a transfer the walker calls this
-    on the old destination file before the temp file replaces it."""
-    node = _node(src.mode, fd, dirfd, name)
+    on the old destination file before the temp file replaces it (the
+    entry may be of another type: it is read as what it is)."""
+    node = _node(src.mode if dst_st is None else dst_st.st_mode, fd, dirfd, name)
     try:
         if dst_st is None:
             dst_st = node.lstat()
@@ -293,7 +294,8 @@ def itemize_meta(ctx: MetaContext, src: SrcMeta, dst_st: os.stat_result | None =
 # -- applying -------------------------------------------------------------------
 def apply_meta(ctx: MetaContext, src: SrcMeta | None, dst_st: os.stat_result | None, *,
                dirfd: int, name: bytes, fd: int | None = None, exact_time: bool,
-               is_new: bool, path: bytes | None = None) -> str:
+               is_new: bool, path: bytes | None = None,
+               later: list[Callable[[], None]] | None = None) -> str:
     """Bring the destination entry ``name`` in ``dirfd`` (already of the
     right type; ``fd`` an ordinary open fd of it, if the caller has one) to
     ``src``'s owner, group, xattrs, mtime, ACLs and mode.
@@ -303,7 +305,10 @@ def apply_meta(ctx: MetaContext, src: SrcMeta | None, dst_st: os.stat_result | N
     regular file).  ``is_new``: the caller just created it; a new regular
     file is a transfer's temp file.  ``path``: the entry's path below the
     destination root as rsync prints it (for a transfer, the temp file's),
-    default ``name``.  Returns the itemize columns (see the module doc).
+    default ``name``.  ``later``: where the receiver's xattr pass goes when
+    rsync's receiver, lagging behind its generator, would make it later
+    (the caller runs it while ``dirfd`` is still open).  Returns the
+    itemize columns (see the module doc).
     ``src`` None (its source could not be read) leaves the entry alone.
     """
     if src is None:
@@ -328,17 +333,34 @@ def apply_meta(ctx: MetaContext, src: SrcMeta | None, dst_st: os.stat_result | N
         if not stat.S_ISDIR(src.mode):
             letters = _letters(ctx, src, dest, seen)
         if letters[6] == "x":
-            # rsync's receiver sets the xattrs and redoes set_file_attrs.
-            try:
-                st = node.lstat()
-            except OSError as e:
-                ctx.report("receiver", "stat %s failed" % ctx.full_name(rel), e)
+            if later is None:
+                _receiver_pass(ctx, node, src, exact_time, rel)
             else:
-                dest = _read_dest(ctx, node, st, "receiver", rel)
-                _set_attrs(ctx, node, src, dest, "receiver", True, exact_time, rel)
+                later.append(lambda: _receiver_pass(ctx, None, src, exact_time, rel,
+                                                    dirfd=dirfd, name=name))
         return NEW if is_new else letters
     finally:
         node.close()
+
+
+def _receiver_pass(ctx: MetaContext, node: Node | None, src: SrcMeta, exact_time: bool,
+                   rel: bytes, *, dirfd: int = -1, name: bytes = b"") -> None:
+    """rsync's receiver sets the xattrs and redoes set_file_attrs (on
+    ``node``, or on ``name`` in ``dirfd`` when it comes later)."""
+    own = node is None
+    if own:
+        node = _node(src.mode, None, dirfd, name)
+    try:
+        try:
+            st = node.lstat()
+        except OSError as e:
+            ctx.report("receiver", "stat %s failed" % ctx.full_name(rel), e)
+            return
+        dest = _read_dest(ctx, node, st, "receiver", rel)
+        _set_attrs(ctx, node, src, dest, "receiver", True, exact_time, rel)
+    finally:
+        if own:
+            node.close()
 
 
 def _set_attrs(ctx: MetaContext, node: Node, src: SrcMeta, dest: _Dest, role: str,

@@ -303,6 +303,10 @@ class TreeSync:
         # every dir comes at the very end)
         self._retouch: dict[int, _DirFrame] = {}
         self._deferred: list[tuple] | None = None  # transfers waiting for a receiver pass
+        # xattr passes of files fixed in place in the dir being filled:
+        # rsync's receiver makes them after its generator is done with the
+        # dir's files (it matters when two names share an inode)
+        self._receiver_later: list[Callable[[], None]] | None = None
         # transferred -H members, and their failures (see _sent)
         self._finishing: list[tuple[_LinkGroup, int, OSError | None]] = []
         self._root_fd = -1
@@ -827,6 +831,8 @@ class TreeSync:
         # generator (creating symlinks, fixing attributes) runs ahead.
         deferred: list[tuple] | None = [] if frame.receiver_pass is not None else None
         self._deferred = deferred
+        later: list[Callable[[], None]] = []
+        self._receiver_later = later
         try:
             for name, st in entries:
                 if stat.S_ISDIR(st.st_mode):
@@ -835,9 +841,11 @@ class TreeSync:
                     self._entry(src_fd, name, st, dst_fd, name, _join(rel, name),
                                 dst_path + (name,), source, frame)
         finally:
-            self._deferred = None
+            self._deferred = self._receiver_later = None
         if frame.receiver_pass is not None:
             self._receiver_pass(dst_parent, dst_name, frame)
+        for receiver_pass in later:
+            receiver_pass()
         for args in deferred or ():
             self._transfer_file(*args)
         for name, st in dirs:
@@ -1156,7 +1164,8 @@ class TreeSync:
         if self.dry_run:
             return self._letters_of(src_meta, None, dst_parent, dst_name)
         return apply_meta(self.meta, src_meta, None, dirfd=dst_parent, name=dst_name,
-                          exact_time=True, is_new=False, path=self._drel(rel))
+                          exact_time=True, is_new=False, path=self._drel(rel),
+                          later=self._receiver_later)
 
     def _transfer_code(self, src_meta: SrcMeta, size: int, dst_st: os.stat_result | None,
                        dst_parent: int, dst_name: bytes, rel: bytes) -> str | None:
@@ -1415,7 +1424,7 @@ class TreeSync:
             if not at_turn and member.dir_frame is not None:
                 self._retouch[id(member.dir_frame)] = member.dir_frame
             self._item(code, member.rel, link=leader.rel)
-            if replaced_dir and at_turn and not self.dry_run:
+            if replaced_dir and not self.dry_run:
                 # rsync then reads the default ACL of what it takes for the
                 # old dir, now a file: libacl refuses that with EACCES.
                 self._fail(f"rsync: [generator] get_acl: sys_acl_get_file("
@@ -1435,12 +1444,15 @@ class TreeSync:
         resized = "." if dst_st.st_size == group.size else "s"
         src_meta = self._acl_blind(group.meta, dst_parent, dst_name, rel)
         letters = self._letters_of(src_meta, dst_st, dst_parent, dst_name)
+        if stat.S_ISLNK(dst_st.st_mode):
+            # rsync takes a symlink's ACL for empty, even once a link is there
+            letters = letters[:5] + ("a" if src_meta.acl_access is not None else ".") + letters[6]
         if self.dry_run:
             pass
         elif linked:
-            # rsync reads the ACLs and xattrs once the link is made: the
-            # leader's, which are the source's.
-            letters = letters[:5] + ".."
+            # rsync reads the ACLs (but a symlink's) and the xattrs once the
+            # link is made: the leader's, which are the source's.
+            letters = letters[:5] + (letters[5] if stat.S_ISLNK(dst_st.st_mode) else ".") + "."
         elif group.xattrs_late:
             # The leader's xattrs, fixed in place, wait for rsync's
             # receiver, which lags behind the generator reading them here.
@@ -1494,7 +1506,12 @@ class TreeSync:
                     self._item(".L.." + letters, rel, target=target)
                 return
             if self.on_item is not None:
-                code = "cLc." + self._letters_of(src_meta, dst_st, dst_parent, dst_name)
+                letters = self._letters_of(src_meta, dst_st, dst_parent, dst_name)
+                if not self.dry_run:
+                    # rsync reads the xattrs of the new symlink, which has none yet
+                    wanted = any(receiver_keeps(n, self.am_root) for n in src_meta.xattrs)
+                    letters = letters[:6] + ("x" if wanted else ".")
+                code = "cLc." + letters
         if dst_st is not None and stat.S_ISDIR(dst_st.st_mode):
             # (rsync's atomic_create(): without DEL_NO_UID_WRITE)
             if not self._make_way(dst_parent, dst_name, dst_st, stat.S_IFLNK, self._drel(rel),
@@ -1551,8 +1568,9 @@ class TreeSync:
     def _letters_of(self, src_meta: SrcMeta, dst_st: os.stat_result | None, dirfd: int,
                     name: bytes) -> str:
         """The attribute columns of an existing destination entry against
-        ``src_meta``, changing nothing ("......." when not itemizing)."""
-        if self.on_item is None:
+        ``src_meta``, changing nothing ("......." when not itemizing; a dry
+        run reads the entry anyway, as rsync's does, failures reported)."""
+        if self.on_item is None and not self.dry_run:
             return UNCHANGED
         return itemize_meta(self.meta, src_meta, dst_st, dirfd=dirfd, name=name)
 

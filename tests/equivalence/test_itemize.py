@@ -52,6 +52,11 @@ SCENARIOS = {
         {"path": "src/e", "link": "src/c"},
         d("dst"), f("dst/c", b"A"), f("dst/dir", b"B", xattrs={"user.extra": b"1"}),
         ln("dst/e", "b", xattrs={"trusted.t": b"1"})],
+    "links over a symlink and a file, source with an ACL": [
+        d("src"), f("src/c", b"A", acl="u::rw-,g::r--,o::r--,m::r--,u:1234:r--"),
+        {"path": "src/d", "link": "src/c"}, {"path": "src/e", "link": "src/c"},
+        d("dst"), f("dst/c", b"A", acl="u::rw-,g::r--,o::r--,m::r--,u:1234:r--"),
+        f("dst/d", b"B"), ln("dst/e", "x")],
     "linked members whose xattrs are fixed in place": [
         d("src"), f("src/c", b"A", xattrs={"user.x": b"new"}), {"path": "src/dir", "link": "src/c"},
         d("dst"), f("dst/c", b"A", xattrs={"user.x": b"old"}), {"path": "dst/dir", "link": "dst/c"}],

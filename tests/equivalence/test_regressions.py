@@ -414,3 +414,29 @@ def test_a_link_remade_at_the_end_keeps_its_dirs_mtime(base):
                d("src/sub2"), {"path": "src/sub2/c", "link": "src/a"},
                d("dst"), f("dst/a", b"x"), d("dst/sub1"), d("dst/sub1/b"), f("dst/sub1/b/keep"),
                d("dst/sub2"), f("dst/sub2/c", b"y"), delete=False, itemize=True), base)
+
+
+def test_two_names_of_one_dest_inode_fixed_in_place(base):
+    """The destination has `u` and `v` as one inode; the source has them
+    apart, with other modes and xattrs.  rsync's generator sets `u`'s mode,
+    then `v`'s (whose xattrs looked right), and only then its receiver
+    takes `u`'s xattr off and sets `u`'s attributes again: the inode ends
+    as `u`.  The native engine made the receiver's pass at once, so `v`
+    saw the xattr gone and won."""
+    for itemize in (False, True):
+        check(case(d("src"), f("src/u", b"=", mode=0o600),
+                   f("src/v", b"=", mode=0o640, xattrs={"user.t": b"1"}),
+                   d("dst"), f("dst/u", b"=", xattrs={"user.t": b"1"}),
+                   {"path": "dst/v", "link": "dst/u"}, delete=False, itemize=itemize), base)
+
+
+def test_a_new_symlink_shows_the_xattrs_it_will_get(base):
+    """A symlink whose target changed is made anew, and rsync itemizes the
+    xattrs of the new one: `x` when the source's has some, whatever the old
+    one had.  The native engine compared with the old symlink's."""
+    check(case(d("src"), {"path": "src/b", "target": "a", "mtime_ns": T},
+               {"path": "src/c", "target": "a", "mtime_ns": T, "xattrs": {"trusted.q": b"1"}},
+               d("dst"), {"path": "dst/b", "target": ".", "mtime_ns": T,
+                          "xattrs": {"trusted.t": b""}},
+               {"path": "dst/c", "target": ".", "mtime_ns": T},
+               delete=False, itemize=True), base)
