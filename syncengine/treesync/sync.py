@@ -612,6 +612,10 @@ class TreeSync:
             except OSError as exc:
                 self._fail(f"rsync: [generator] recv_generator: mkdir {self._full(rel)} failed: "
                            f"{_strerror(exc)}")
+                if any(receiver_keeps(n, self.am_root) for n in src_meta.xattrs):
+                    # rsync's receiver still comes to set the new dir's xattrs
+                    self._fail(f"rsync: [receiver] stat {self._full(rel)} failed: "
+                               f"No such file or directory (2)")
                 self._skip_contents(src_parent, name, st, rel, dst_path, source)
                 return
         mode = stat.S_IMODE(st.st_mode)

@@ -440,3 +440,10 @@ def test_a_new_symlink_shows_the_xattrs_it_will_get(base):
                           "xattrs": {"trusted.t": b""}},
                {"path": "dst/c", "target": ".", "mtime_ns": T},
                delete=False, itemize=True), base)
+
+
+def test_nobody_receiver_stats_a_new_dir_that_could_not_be_made(nobody):
+    """A new dir with user xattrs whose mkdir fails: rsync's receiver still
+    comes to set its xattrs and says it cannot stat it."""
+    check(nb_case(d("src", **NB, mode=0o750, xattrs={"user.b": b"1"}), f("src/x", b"x", **NB),
+                  d("dst", mode=0o555, uid=0, gid=0), src=b"src", dest=b"dst"), nobody)
