@@ -224,7 +224,7 @@ class _Member:
     skip: bool = False     # FLAG_SKIP_HLINK: its transfer failed
     last: bool = False     # FLAG_HLINK_LAST
     sent: bool = False     # FLAG_FILE_SENT: being transferred (or waiting for one)
-    dir_frame: "_DirFrame | None" = None  # the destination dir it is in, while synced
+    dir_mtime_ns: int = -1  # its source dir's mtime (-1: none), for a late touch-up
 
 
 @dataclass
@@ -300,8 +300,8 @@ class TreeSync:
         self._groups: dict[tuple[int, int], _LinkGroup] = {}  # -H, from the census on
         self._late_touchups: list[_DirFrame] = []
         # dirs a link went into after their touch-up (rsync's touch-up of
-        # every dir comes at the very end)
-        self._retouch: dict[int, _DirFrame] = {}
+        # every dir comes at the very end): path -> source mtime
+        self._retouch: dict[tuple[bytes, ...], int] = {}
         self._deferred: list[tuple] | None = None  # transfers waiting for a receiver pass
         # xattr passes of files fixed in place in the dir being filled:
         # rsync's receiver makes them after its generator is done with the
@@ -531,8 +531,10 @@ class TreeSync:
         """rsync's end of run: dirs whose touch-up waited for hard links."""
         self._finish_transfers()
         for frame in self._late_touchups:
-            self._retouch.pop(id(frame), None)
-        for frame in [*self._late_touchups, *self._retouch.values()]:
+            self._retouch.pop(frame.dst_path, None)
+        # (a dir a link could go into has u+w: its mode needs no putting back)
+        again = [_DirFrame(path, 0o700, mtime_ns) for path, mtime_ns in self._retouch.items()]
+        for frame in [*self._late_touchups, *again]:
             try:
                 parent = self._open_dest_dir(frame.dst_path[:-1])
             except OSError:
@@ -680,8 +682,11 @@ class TreeSync:
             return
         try:
             try:
-                dst_fd = _VIRTUAL if frame.virtual else os.open(dst_name, _PATH_FLAGS,
-                                                                 dir_fd=dst_parent)
+                # (DST itself, as ".", is not looked up again: a mode
+                # without u+x, already set, would forbid that, not rsync's
+                # work by name in it)
+                dst_fd = _VIRTUAL if frame.virtual else os.dup(dst_parent) \
+                    if dst_name == b"." else os.open(dst_name, _PATH_FLAGS, dir_fd=dst_parent)
             except OSError as exc:
                 self._fail(f"rsync: [generator] opendir {self._full(rel)} failed: "
                            f"{_strerror(exc)}")
@@ -912,8 +917,12 @@ class TreeSync:
                 child_rel = _join(rel, child)
                 st, err = _lstat_at(fd, child)
                 if st is None:
-                    if err != errno.ENOENT and not (self.rules.excluded(child_rel, False)
-                                                    or self.rules.excluded(child_rel, True)):
+                    if err == errno.ENOENT:
+                        continue
+                    if self.rules.excluded(child_rel, False) or \
+                            self.rules.excluded(child_rel, True):
+                        protected = True  # there, and excluded: it keeps the dir
+                    else:
                         self._scan_failed(f"rsync: [generator] readlink_stat("
                                           f"{self._full(child_rel)}) failed: "
                                           f"{os.strerror(err)} ({err})")
@@ -1062,7 +1071,7 @@ class TreeSync:
             index = len(group.members)
             group.members.append(_Member(rel, dst_path, source.sender_path(rel), index - 1,
                                          first=index == 0, last=rel == group.last,
-                                         dir_frame=frame))
+                                         dir_mtime_ns=frame.mtime_ns if frame else -1))
             if index and self._hard_link_check(group, index, dst_parent, dst_name, dst_st,
                                                frame):
                 return
@@ -1425,8 +1434,8 @@ class TreeSync:
                     f"=> {os.fsdecode(leader.rel)}"):
                 return
             member.done = True
-            if not at_turn and member.dir_frame is not None:
-                self._retouch[id(member.dir_frame)] = member.dir_frame
+            if not at_turn and member.dir_mtime_ns >= 0:
+                self._retouch[member.dst_path[:-1]] = member.dir_mtime_ns
             self._item(code, member.rel, link=leader.rel)
             if replaced_dir and not self.dry_run:
                 # rsync then reads the default ACL of what it takes for the
@@ -1448,18 +1457,22 @@ class TreeSync:
         resized = "." if dst_st.st_size == group.size else "s"
         src_meta = self._acl_blind(group.meta, dst_parent, dst_name, rel)
         letters = self._letters_of(src_meta, dst_st, dst_parent, dst_name)
-        if stat.S_ISLNK(dst_st.st_mode):
-            # rsync takes a symlink's ACL for empty, even once a link is there
+        kind = stat.S_IFMT(dst_st.st_mode)
+        if kind not in (stat.S_IFREG, stat.S_IFDIR):
+            # rsync reads no ACL for a symlink, special file or device (by
+            # the type the name had, even once the link is there) ...
             letters = letters[:5] + ("a" if src_meta.acl_access is not None else ".") + letters[6]
-        if self.dry_run:
-            pass
-        elif linked:
-            # rsync reads the ACLs (but a symlink's) and the xattrs once the
-            # link is made: the leader's, which are the source's.
-            letters = letters[:5] + (letters[5] if stat.S_ISLNK(dst_st.st_mode) else ".") + "."
-        elif group.xattrs_late:
-            # The leader's xattrs, fixed in place, wait for rsync's
-            # receiver, which lags behind the generator reading them here.
+        if kind not in (stat.S_IFREG, stat.S_IFDIR, stat.S_IFLNK):
+            # ... nor, without -D, a special file's or device's xattrs
+            wanted = any(receiver_keeps(n, self.am_root) for n in src_meta.xattrs)
+            letters = letters[:6] + ("x" if wanted else ".")
+        elif linked and not self.dry_run:
+            # The rest it reads once the link is made: the leader's, which
+            # are the source's.
+            letters = letters[:5] + (letters[5] if kind == stat.S_IFLNK else ".") + "."
+        elif not self.dry_run and group.xattrs_late:
+            # Found linked already: the leader's xattrs, fixed in place,
+            # wait for rsync's receiver, which lags behind the generator.
             letters = letters[:6] + "x"
         return "hf." + resized + letters
 

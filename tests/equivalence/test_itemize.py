@@ -57,6 +57,12 @@ SCENARIOS = {
         {"path": "src/d", "link": "src/c"}, {"path": "src/e", "link": "src/c"},
         d("dst"), f("dst/c", b"A", acl="u::rw-,g::r--,o::r--,m::r--,u:1234:r--"),
         f("dst/d", b"B"), ln("dst/e", "x")],
+    "a link over a fifo with an xattr": [
+        d("src"), f("src/b", b"", acl="u::rw-,g::r--,o::r--,m::r--,u:1234:r--"),
+        {"path": "src/c", "link": "src/b"},
+        d("dst"), f("dst/b", b"", acl="u::rw-,g::r--,o::r--,m::r--,u:1234:r--"),
+        {"path": "dst/c", "type": "fifo", "mode": 0o644, "mtime_ns": T,
+         "xattrs": {"trusted.t": b""}}],
     "linked members whose xattrs are fixed in place": [
         d("src"), f("src/c", b"A", xattrs={"user.x": b"new"}), {"path": "src/dir", "link": "src/c"},
         d("dst"), f("dst/c", b"A", xattrs={"user.x": b"old"}), {"path": "dst/dir", "link": "dst/c"}],

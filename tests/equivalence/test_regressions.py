@@ -447,3 +447,26 @@ def test_nobody_receiver_stats_a_new_dir_that_could_not_be_made(nobody):
     comes to set its xattrs and says it cannot stat it."""
     check(nb_case(d("src", **NB, mode=0o750, xattrs={"user.b": b"1"}), f("src/x", b"x", **NB),
                   d("dst", mode=0o555, uid=0, gid=0), src=b"src", dest=b"dst"), nobody)
+
+
+def test_nobody_dst_root_without_u_x_still_gets_its_entries_tried(nobody):
+    """SRC/ onto a new DST whose mode has no u+x: rsync sets it, fails to
+    give itself u+rwx back, and still tries each entry by name (each fails
+    on its own).  The native engine looked DST up again as "." and gave up
+    the whole dir ("opendir failed")."""
+    check(nb_case(d("src", uid=1234, gid=100, mode=0o4425),
+                  {"path": "src/link", "target": "../outside", "mtime_ns": T, **NB},
+                  {"path": "src/sock", "type": "socket", "mode": 0o644, "mtime_ns": T, **NB},
+                  dest=b"dst/"), nobody)
+
+
+def test_nobody_an_excluded_entry_that_cannot_be_stat_ed_protects_its_dir(nobody):
+    """A dest dir without u+x (its entries can be listed, not lstat-ed)
+    holds an excluded entry and must make way for a symlink: rsync counts
+    the excluded name and keeps the dir ("cannot delete non-empty
+    directory").  The native engine skipped the name and tried rmdir."""
+    for dry_run in (False, True):
+        check(nb_case(d("src", **NB), {"path": "src/dir", "target": "a", "mtime_ns": T, **NB},
+                      d("dst", gid=65534), d("dst/dir", mode=0o400, **NB),
+                      {"path": "dst/dir/a", "target": "a", "mtime_ns": T, **NB},
+                      excludes=[b"dir/**"], dry_run=dry_run), nobody)
