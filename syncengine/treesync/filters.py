@@ -453,6 +453,8 @@ class FilterRules:
         ``is_dir`` comes from lstat: a symlink to a dir is not a dir.  The
         root itself (``""`` or ``"."``) is never excluded.
         """
+        if not self._compiled:
+            return False
         p = path if isinstance(path, bytes) else _fsbytes(path)
         if not p or p == b".":
             return False

@@ -142,28 +142,33 @@ def _node(mode: int, fd: int | None, dirfd: int, name: bytes) -> Node:
 
 
 def read_src_meta(st: os.stat_result, *, fd: int | None, dirfd: int, name: bytes,
-                  ctx: MetaContext, path: bytes | None = None) -> SrcMeta | None:
+                  ctx: MetaContext,
+                  path: bytes | Callable[[], bytes] | None = None) -> SrcMeta | None:
     """The attributes of a source entry (``st`` is its lstat).  Reads the
     xattrs and ACLs through ``fd`` when given, else via ``dirfd``/``name``
     without following a symlink.  One listxattr call when it has none.
 
     On a read error it reports the line rsync's sender prints (``path`` is
-    the source path as rsync shows it, e.g. ``/abs/src/./f``), sets
+    the source path as rsync shows it, e.g. ``/abs/src/./f``, or a function
+    that makes it: it is only needed for a message), sets
     ``ctx.src_io_error`` and returns None: rsync then leaves the entry out
     of the transfer and skips deletions.
     """
     node = _node(st.st_mode, fd, dirfd, name)
-    shown = os.fsdecode(path if path is not None else name)
+
+    def shown() -> str:
+        where = path() if callable(path) else path
+        return os.fsdecode(where if where is not None else name)
     try:
         try:
             names = ctx.list_xattr_names(node, st)
         except OSError as e:
-            return _source_failed(ctx, 'get_xattr_names: llistxattr("%s",1024) failed' % shown, e)
+            return _source_failed(ctx, 'get_xattr_names: llistxattr("%s",1024) failed' % shown(), e)
         try:
             xattrs = read_xattrs(node, names, sender_keeps)
         except OSError as e:
             return _source_failed(ctx, 'get_xattr_data: lgetxattr("%s","%s",0) failed' % (
-                shown, os.fsdecode(e.xattr_name)), e)
+                shown(), os.fsdecode(e.xattr_name)), e)
         acls: dict[str, Acl | None] = {ACCESS: None, DEFAULT: None}
         for kind, xname in ((ACCESS, ACL_ACCESS_XATTR), (DEFAULT, ACL_DEFAULT_XATTR)):
             # Only a listed ACL xattr is worth a read; symlinks have none.
@@ -173,7 +178,7 @@ def read_src_meta(st: os.stat_result, *, fd: int | None, dirfd: int, name: bytes
                     acls[kind] = _acl.get_backend().read(node, kind)
                 except OSError as e:
                     return _source_failed(ctx, "get_acl: xacl_get(%s, %s)" % (
-                        shown, TYPE_NAMES[kind]), e)
+                        shown(), TYPE_NAMES[kind]), e)
     finally:
         node.close()
     return SrcMeta(st.st_mode, st.st_uid, st.st_gid, st.st_mtime_ns,
@@ -257,8 +262,11 @@ def _letters(ctx: MetaContext, src: SrcMeta, dest: _Dest, seen: "_Seen | None" =
         gid != src.gid and ctx.may_set_gid(src.gid),
         False,
         acl_access or acl_default,
-        dest.xattrs is not None and _want_xattrs(ctx, src) != dest.xattrs,
+        dest.xattrs is not None and (dest.xattrs or src.xattrs)
+        and _want_xattrs(ctx, src) != dest.xattrs,
     )
+    if not any(flags):
+        return UNCHANGED
     return "".join(c if f else "." for c, f in zip(ITEMIZE_ATTRS, flags))
 
 
@@ -330,7 +338,8 @@ def apply_meta(ctx: MetaContext, src: SrcMeta | None, dst_st: os.stat_result | N
             return NEW
         letters = _letters(ctx, src, dest)
         seen = _set_attrs(ctx, node, src, dest, "generator", False, exact_time, rel)
-        if not stat.S_ISDIR(src.mode):
+        if letters != UNCHANGED and not stat.S_ISDIR(src.mode):
+            # (nothing differed: nothing that _Seen tracks was changed)
             letters = _letters(ctx, src, dest, seen)
         if letters[6] == "x":
             if later is None:

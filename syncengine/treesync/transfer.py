@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import errno
 import os
-import secrets
-import string
 from collections.abc import Callable
 
 from . import faults
@@ -25,12 +23,14 @@ __all__ = [
     "copy_data",
     "open_temp",
     "same_content",
+    "same_size_content",
     "temp_name",
     "unlink_quietly",
 ]
 
 NAME_MAX = 255
-_ALPHABET = (string.ascii_letters + string.digits).encode()
+_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+_LETTERS = bytes(_ALPHABET[b % len(_ALPHABET)] for b in range(256))  # a byte -> a letter
 _CHUNK = 1 << 20
 # rsync's maxname: NAME_MAX less the leading dot and ".XXXXXX", as a buffer
 # size that includes the terminating NUL.
@@ -52,7 +52,8 @@ def temp_name(name: bytes) -> bytes:
         base = cut
     if base.endswith(b"."):
         base = base[:-1]
-    return b"." + base + b"." + bytes(secrets.choice(_ALPHABET) for _ in range(6))
+    # six letters from one random read (O_EXCL makes a clash a retry)
+    return b"." + base + b"." + os.urandom(6).translate(_LETTERS)
 
 
 def open_temp(dirfd: int, name: bytes, mode: int) -> tuple[int, bytes]:
@@ -152,6 +153,35 @@ def same_content(fd_a: int, fd_b: int) -> bool:
             return False
         if not a:
             return True
+
+
+_buffers: list[bytearray] = []
+
+
+def same_size_content(fd_a: int, fd_b: int, size: int) -> bool | None:
+    """Whether the first ``size`` bytes of two open files are the same,
+    read with pread (the offsets stay where they are), as rsync's -c
+    checksums the ``st_size`` bytes of each side.  None when either file
+    holds fewer bytes now (it shrank since its lstat): the caller decides."""
+    if not _buffers:
+        _buffers.extend((bytearray(_CHUNK), bytearray(_CHUNK)))
+    buf_a, buf_b = _buffers
+    offset = 0
+    while offset < size:
+        want = min(size - offset, _CHUNK)
+        if want < _CHUNK:
+            a, b = os.pread(fd_a, want, offset), os.pread(fd_b, want, offset)
+            if len(a) != want or len(b) != want:
+                return None
+            if a != b:
+                return False
+        else:
+            if os.preadv(fd_a, [buf_a], offset) != want or os.preadv(fd_b, [buf_b], offset) != want:
+                return None
+            if buf_a != buf_b:
+                return False
+        offset += want
+    return True
 
 
 def unlink_quietly(dirfd: int, name: bytes) -> None:
