@@ -34,9 +34,11 @@ from __future__ import annotations
 
 import errno
 import os
+import queue
 import stat
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -46,8 +48,9 @@ from .acl import ACCESS, DEFAULT, get_backend
 from .filters import FilterRules
 from .messages import locale_codec, rsync_escape, unescape
 from .meta import UNCHANGED, MetaContext, SrcMeta, apply_meta, itemize_meta, read_src_meta
-from .transfer import (ReadError, WriteError, copy_data, open_temp, same_content, temp_name,
-                       unlink_quietly)
+from .precheck import Precheck
+from .transfer import (ReadError, WriteError, copy_data, open_temp, same_content,
+                       same_size_content, temp_name, unlink_quietly)
 from .xattrs import Node, chmod_nofollow, read_xattrs, receiver_keeps
 
 __all__ = ["Cancelled", "Stats", "TreeSync", "run_sync"]
@@ -58,6 +61,8 @@ _LIST_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NOATIME = getattr(os, "O_NOATIME", 0)
 _RECURSION_LIMIT = 6 * 2048 + 1000
+_PROGRESS_INTERVAL = 0.05  # seconds between progress samples without a transfer
+_BEHIND_MIN = 1 << 20      # files this big are copied while the walk goes on
 # A dry run's stand-in for the fd of a destination dir it would have created:
 # the dir is empty, and nothing is ever opened relative to it.
 _VIRTUAL = -2
@@ -146,14 +151,30 @@ def _open_file(name: bytes, dir_fd: int) -> int:
     return os.open(name, _FILE_FLAGS, dir_fd=dir_fd)
 
 
+_FS_ENCODING = sys.getfilesystemencoding()
+_FS_ERRORS = sys.getfilesystemencodeerrors()
+
+
 def _list_names(dirfd: int) -> list[bytes]:
-    """Names in a directory (bytes), from an fd open for reading."""
-    dup = os.dup(dirfd)
+    """Names in a directory (bytes), from an fd open for reading (listdir
+    reads a dup of it: the fd stays open)."""
+    return [name.encode(_FS_ENCODING, _FS_ERRORS) for name in os.listdir(dirfd)]
+
+
+def _reserve(fd: int, size: int) -> bool:
+    """Allocate a temp file's blocks up front, so that copying behind the
+    walk cannot run out of space (a full disk must stop the run before the
+    next entry, as in rsync).  False when that fails: the caller copies in
+    its own turn then (and meets the full disk there)."""
     try:
-        with os.scandir(dup) as it:
-            return [os.fsencode(entry.name) for entry in it]
-    finally:
-        os.close(dup)
+        os.posix_fallocate(fd, 0, size)
+        return True
+    except OSError:
+        try:
+            os.ftruncate(fd, 0)
+        except OSError:
+            pass
+        return False
 
 
 def _chmod_at(dirfd: int, name: bytes, mode: int) -> None:
@@ -255,6 +276,7 @@ class _DirFrame:
     # rsync's receiver pass still to come for this dir: (attributes, rel)
     receiver_pass: tuple[SrcMeta, bytes] | None = None
     virtual: bool = False  # a dry run would have created it: it is not there
+    fresh: bool = False    # this run made it (or, in a dry run, would): it was empty
 
 
 class TreeSync:
@@ -276,8 +298,8 @@ class TreeSync:
         # generator and receiver write their errors straight to stderr
         # without that (every byte outside printable ASCII escaped).
         codec = locale_codec()
-        self.out = lambda line: out(rsync_escape(line, codec))
-        self.err = lambda line: err(rsync_escape(
+        self.out = lambda line: self._settled() or out(rsync_escape(line, codec))
+        self.err = lambda line: self._settled() or err(rsync_escape(
             line, None if line.startswith(_SERVER_SIDE) else codec))
         self.on_progress = on_progress
         # -i: each change as an ItemChange; -n: nothing is changed, the
@@ -318,6 +340,23 @@ class TreeSync:
         # source down to DST as the census saw them (see _read_source_dir).
         self._made: set[tuple[int, int]] | None = None
         self._frozen: dict[tuple[int, int], os.stat_result] = {}
+        self._progress_xfr = 0
+        self._progress_next = 0.0
+        # The current dir's destination entries as its delete pass lstat-ed
+        # them (each taken once, at its turn), or None; ``_fresh``: the dir
+        # was just made, so it holds only what this run puts there.
+        self._dst_stats: dict[bytes, os.stat_result] | None = None
+        self._fresh = False
+        self._precheck: Precheck | None = None  # a re-run's look-ahead (precheck.py)
+        self._copier: _Copier | None = None     # copies behind the walk (_copy_behind)
+        self._pending: list[_CopyJob] = []
+        self._completing = False
+
+    def _settled(self) -> None:
+        """Before a line is printed: the copies behind the walk are
+        completed (their own lines come first)."""
+        if self._pending:
+            self._complete_pending()
 
     # -- entry point ------------------------------------------------------
     def run(self) -> int:
@@ -338,14 +377,25 @@ class TreeSync:
         except Cancelled:
             self.err("rsync error: received SIGINT, SIGTERM, or SIGHUP (code 20)")
             return 20
+        finally:
+            self._abort_pending()
+            if self._copier is not None:
+                self._copier.stop()
+                self._copier = None
+            if self._precheck is not None:
+                self._precheck.close()
+                self._precheck = None
 
     def _run(self) -> int:
         self._guard_dest_in_a_source()
+        self._start_precheck()
         for source in self.sources:
             _Census(self, source).run()
         self.stats.entries_total = sum(s.entries for s in self.sources)
         self.stats.bytes_total = sum(s.size for s in self.sources)
         self._transfer()
+        if self.on_progress is not None:
+            self.on_progress(self.stats)
         return self._exit_code()
 
     def _exit_code(self) -> int:
@@ -408,7 +458,45 @@ class TreeSync:
                 self._send_top(sources[0], parent_fd, name)
                 self._finish()
             finally:
+                self._abort_pending()  # (after an abort: while its dir is open)
                 os.close(parent_fd)
+
+    def _start_precheck(self) -> None:
+        """On a re-run (DST a non-empty dir) of one source dir, let two
+        workers find the files already in sync while the census and the
+        walk go on (precheck.py)."""
+        if len(self.sources) != 1 or self._made is not None or \
+                os.environ.get("SYNCENGINE_PRECHECK", "1") == "0":
+            return
+        source = self.sources[0]
+        src_dir = source.arg if source.contents_form else os.path.join(source.parent,
+                                                                       source.name)
+        dst_dir = self.dest if source.contents_form else os.path.join(self.dest, source.name)
+        try:
+            if not (stat.S_ISDIR(os.lstat(src_dir).st_mode) or source.contents_form):
+                return
+            with os.scandir(dst_dir) as it:
+                if next(it, None) is None:
+                    return
+        except (OSError, ValueError):
+            return
+        self._precheck = Precheck(src_dir, dst_dir, source.rel, self.rules.excluded,
+                                  self.cancel_event)
+
+    def _in_sync(self, rel: bytes, name: bytes, st: os.stat_result, dst_fd: int) -> bool:
+        """Whether the precheck found the file in sync and both sides are
+        still what it saw then."""
+        if not stat.S_ISREG(st.st_mode) or st.st_nlink > 1:
+            return False
+        ident = self._precheck.verdict(rel, name)
+        if ident is None or ident[:4] != (st.st_ino, st.st_size, st.st_mtime_ns,
+                                          st.st_ctime_ns):
+            return False
+        dst_st = self._dst_stats.pop(name, None) if self._dst_stats else None
+        if dst_st is None:
+            dst_st, _ = _lstat_at(dst_fd, name)
+        return dst_st is not None and stat.S_ISREG(dst_st.st_mode) and \
+            (dst_st.st_ino, dst_st.st_ctime_ns) == ident[4:]
 
     def _mkdir_dest(self) -> None:
         self._root_new = True
@@ -485,6 +573,7 @@ class TreeSync:
                     self._send_top(source, root_fd, source.name)
             self._finish()
         finally:
+            self._abort_pending()  # (after an abort: while its dir is open)
             if root_fd != _VIRTUAL:
                 os.close(root_fd)
 
@@ -529,6 +618,7 @@ class TreeSync:
 
     def _finish(self) -> None:
         """rsync's end of run: dirs whose touch-up waited for hard links."""
+        self._complete_pending()
         self._finish_transfers()
         for frame in self._late_touchups:
             self._retouch.pop(frame.dst_path, None)
@@ -569,16 +659,26 @@ class TreeSync:
         self._done_entry(st)
 
     def _done_entry(self, st: os.stat_result) -> None:
-        self.stats.entries_done += 1
+        stats = self.stats
+        stats.entries_done += 1
+        if self._pending and self._pending[0].done.is_set():
+            self._complete_pending(ready_only=True)
         if not stat.S_ISDIR(st.st_mode):
-            self.stats.bytes_seen += st.st_size
+            stats.bytes_seen += st.st_size
         if self.on_progress is not None:
-            self.on_progress(self.stats)
+            # A sample per transferred file (rsync's progress2 prints those),
+            # otherwise one every _PROGRESS_INTERVAL, and a last one (_run).
+            if stats.files_transferred != self._progress_xfr:
+                self._progress_xfr = stats.files_transferred
+            elif time.monotonic() < self._progress_next:
+                return
+            self._progress_next = time.monotonic() + _PROGRESS_INTERVAL
+            self.on_progress(stats)
 
     def _src_meta(self, st: os.stat_result, src_parent: int, name: bytes, rel: bytes,
                   source: _Source, fd: int | None = None) -> SrcMeta | None:
         return read_src_meta(st, fd=fd, dirfd=src_parent, name=name, ctx=self.meta,
-                             path=source.meta_path(rel))
+                             path=lambda: source.meta_path(rel))
 
     # -- directories ----------------------------------------------------------
     def _dir(self, src_parent: int, name: bytes, st: os.stat_result, dst_parent: int,
@@ -621,7 +721,8 @@ class TreeSync:
                 self._skip_contents(src_parent, name, st, rel, dst_path, source)
                 return
         mode = stat.S_IMODE(st.st_mode)
-        frame = _DirFrame(dst_path, mode, st.st_mtime_ns, virtual=created and self.dry_run)
+        frame = _DirFrame(dst_path, mode, st.st_mtime_ns, virtual=created and self.dry_run,
+                          fresh=created)
         if self.dry_run:
             letters = UNCHANGED if created else self._letters_of(
                 self._acl_blind(src_meta, dst_parent, dst_name, rel), dst_st, dst_parent, dst_name)
@@ -694,6 +795,11 @@ class TreeSync:
             try:
                 self._dir_contents(src_fd, dst_parent, dst_name, dst_fd, rel, dst_path, source,
                                    frame)
+                if self._pending:  # before the dir's fd closes and its mtime is set
+                    self._complete_pending(dst_fd)
+            except BaseException:
+                self._abort_pending()  # (while the dirs' fds are open)
+                raise
             finally:
                 self._close_dir(dst_fd)
         finally:
@@ -831,9 +937,14 @@ class TreeSync:
                       rel: bytes, dst_path: tuple[bytes, ...], source: _Source,
                       frame: _DirFrame) -> None:
         entries = self._read_source_dir(src_fd, rel, source)
-        if self.delete:
-            self._delete_extraneous(dst_parent, dst_name, rel, {name for name, _ in entries},
-                                    frame.virtual)
+        precheck = self._precheck is not None and not frame.fresh
+        dst_stats = None
+        if frame.fresh:
+            if self.delete:  # nothing to delete in a dir this run made: only the warning
+                self._delete_extraneous(dst_parent, dst_name, rel, None, frame.virtual)
+        elif self.delete:
+            dst_stats = self._delete_extraneous(dst_parent, dst_name, rel,
+                                                {name for name, _ in entries}, frame.virtual)
         dirs = []
         # With a receiver pass to come for this dir, its transfers wait for
         # it: rsync's receiver handles the dir before its files, while the
@@ -842,15 +953,24 @@ class TreeSync:
         self._deferred = deferred
         later: list[Callable[[], None]] = []
         self._receiver_later = later
+        self._dst_stats, self._fresh = dst_stats, frame.fresh
         try:
             for name, st in entries:
                 if stat.S_ISDIR(st.st_mode):
                     dirs.append((name, st))
+                elif precheck and self._in_sync(rel, name, st, dst_fd):
+                    # In sync: nothing to do (_file would change nothing).
+                    if self.cancel_event.is_set():
+                        raise Cancelled()
+                    self._done_entry(st)
                 else:
                     self._entry(src_fd, name, st, dst_fd, name, _join(rel, name),
                                 dst_path + (name,), source, frame)
         finally:
             self._deferred = self._receiver_later = None
+            self._dst_stats, self._fresh = None, False
+            if precheck:
+                self._precheck.end_dir(rel)
         if frame.receiver_pass is not None:
             self._receiver_pass(dst_parent, dst_name, frame)
         for receiver_pass in later:
@@ -936,31 +1056,41 @@ class TreeSync:
             os.close(fd)
 
     def _delete_extraneous(self, dst_parent: int, dst_name: bytes, rel: bytes,
-                           keep: set[bytes] | None, virtual: bool = False) -> None:
+                           keep: set[bytes] | None,
+                           virtual: bool = False) -> dict[bytes, os.stat_result] | None:
         """rsync's delete_in_dir(): remove what the sender's list lacks (a
-        dry run's rsync does not look into a dir it would have created)."""
+        dry run's rsync does not look into a dir it would have created).
+        Returns the lstat of the entries kept (None: the dir was not
+        listed), which the dir's files then need not take again."""
         if virtual:
-            return
+            return None
         if self.scan_error or self.meta.src_io_error:
             if not self._warned_no_delete:
                 self.out("IO error encountered -- skipping file deletion")
                 self._warned_no_delete = True
-            return
+            return None
         if keep is None:
-            return
+            return None
         listing, _ = self._dest_listing(dst_parent, dst_name, rel)
-        if not listing:
-            return
+        kept = {}
+        doomed = []
+        for name, st in listing:
+            if name in keep:
+                kept[name] = st
+            else:
+                doomed.append((name, st))
+        if not doomed:
+            return kept
         try:
             fd = os.open(dst_name, _PATH_FLAGS, dir_fd=dst_parent)
         except OSError:
-            return
+            return kept
         try:
-            for name, st in listing:
-                if name not in keep:
-                    self._delete(fd, name, st, _join(rel, name), recurse=True)
+            for name, st in doomed:
+                self._delete(fd, name, st, _join(rel, name), recurse=True)
         finally:
             os.close(fd)
+        return kept
 
     def _delete(self, dirfd: int, name: bytes, st: os.stat_result, rel: bytes, recurse: bool,
                 count: bool = True, contents_done: bool = False, own_fix: bool = True) -> bool:
@@ -1065,7 +1195,15 @@ class TreeSync:
               dst_name: bytes, rel: bytes, dst_path: tuple[bytes, ...], source: _Source,
               frame: _DirFrame | None) -> None:
         group = self._groups.get((st.st_dev, st.st_ino)) if st.st_nlink > 1 else None
-        dst_st, stat_errno = _lstat_at(dst_parent, dst_name)
+        if group is None and self._fresh:
+            dst_st, stat_errno = None, errno.ENOENT
+        else:
+            # The delete pass's lstat, unless another name shares the inode
+            # (an entry before this one may have changed its attributes).
+            dst_st = self._dst_stats.pop(dst_name, None) if self._dst_stats else None
+            stat_errno = 0
+            if dst_st is None or group is not None or dst_st.st_nlink > 1:
+                dst_st, stat_errno = _lstat_at(dst_parent, dst_name)
         index = -1
         if group is not None:
             index = len(group.members)
@@ -1117,11 +1255,17 @@ class TreeSync:
         if group is not None:
             group.meta, group.size = src_meta, st.st_size
         try:
-            if dst_st is not None and dst_st.st_size == st.st_size \
-                    and self._same_as_dest(src_fd, dst_parent, dst_name):
+            same, dst_fd = False, -1
+            if dst_st is not None and dst_st.st_size == st.st_size:
+                same, dst_fd = self._same_as_dest(src_fd, dst_parent, dst_name, st.st_size)
+            if same:
                 # -c: same size and checksum (an unreadable file's checksum
                 # is all zeros, on either side): fix the attributes in place.
-                letters = self._update_in_place(src_meta, dst_parent, dst_name, rel)
+                try:
+                    letters = self._update_in_place(src_meta, dst_parent, dst_name, rel, dst_fd)
+                finally:
+                    if dst_fd >= 0:
+                        os.close(dst_fd)
                 if group is not None and letters[6] == "x":
                     group.xattrs_late = True
                 if letters != UNCHANGED:
@@ -1142,7 +1286,9 @@ class TreeSync:
                 self._item(self._transfer_code(src_meta, st.st_size, dst_st, dst_parent,
                                                dst_name, rel), rel)
                 if not self._write_new(src_fd, src_meta, dst_parent, dst_name, rel,
-                                       source.sender_path(rel), size=st.st_size):
+                                       source.sender_path(rel), size=st.st_size,
+                                       behind=group is None and st.st_size >= _BEHIND_MIN
+                                       and self._made is None and self.on_item is None):
                     if group is not None:
                         # Sent, but the receiver failed it: rsync's later
                         # members wait for it, and wait in vain.
@@ -1157,28 +1303,42 @@ class TreeSync:
         if group is not None:
             self._finish_hard_link(group, index)
 
-    def _same_as_dest(self, src_fd: int, dst_parent: int, dst_name: bytes) -> bool:
+    def _same_as_dest(self, src_fd: int, dst_parent: int, dst_name: bytes,
+                      size: int) -> tuple[bool, int]:
+        """-c for a destination file of the source's size: whether both hold
+        the same ``size`` bytes, and when they do, the destination's open fd
+        (-1 if it could not be opened: then both sides were unreadable)."""
         try:
             dst_fd = _open_file(dst_name, dst_parent)
         except OSError:
-            return src_fd < 0
+            return src_fd < 0, -1
+        same = False
         try:
             if src_fd < 0:
-                return False
-            return same_content(src_fd, dst_fd)
+                return False, -1
+            same = same_size_content(src_fd, dst_fd, size)
+            if same is None:  # a side shrank since its lstat: as the files are now
+                try:
+                    same = same_content(src_fd, dst_fd)
+                finally:
+                    os.lseek(src_fd, 0, os.SEEK_SET)
+            return same, dst_fd if same else -1
         finally:
-            os.close(dst_fd)
-            if src_fd >= 0:
-                os.lseek(src_fd, 0, os.SEEK_SET)
+            if not same:
+                os.close(dst_fd)
 
     def _update_in_place(self, src_meta: SrcMeta, dst_parent: int, dst_name: bytes,
-                         rel: bytes) -> str:
-        src_meta = self._acl_blind(src_meta, dst_parent, dst_name, rel)
+                         rel: bytes, dst_fd: int = -1) -> str:
+        """Fix an identical file's attributes; returns the itemize letters.
+        With its open fd (it is readable, so rsync reads its ACLs: see
+        _acl_blind) they are read and set through it."""
+        if dst_fd < 0:
+            src_meta = self._acl_blind(src_meta, dst_parent, dst_name, rel)
         if self.dry_run:
             return self._letters_of(src_meta, None, dst_parent, dst_name)
         return apply_meta(self.meta, src_meta, None, dirfd=dst_parent, name=dst_name,
-                          exact_time=True, is_new=False, path=self._drel(rel),
-                          later=self._receiver_later)
+                          fd=dst_fd if dst_fd >= 0 else None, exact_time=True, is_new=False,
+                          path=self._drel(rel), later=self._receiver_later)
 
     def _transfer_code(self, src_meta: SrcMeta, size: int, dst_st: os.stat_result | None,
                        dst_parent: int, dst_name: bytes, rel: bytes) -> str | None:
@@ -1194,7 +1354,8 @@ class TreeSync:
         return ">fc" + resized + self._letters_of(src_meta, dst_st, dst_parent, dst_name)
 
     def _write_new(self, src_fd: int, src_meta: SrcMeta, dst_parent: int, dst_name: bytes,
-                   rel: bytes, src_path: bytes | None = None, *, size: int) -> bool:
+                   rel: bytes, src_path: bytes | None = None, *, size: int,
+                   behind: bool = False, attempts: tuple[int, ...] = (1, 2)) -> bool:
         """Copy to a temp file, give it its attributes, rename it over the
         target.  On any failure the temp file is removed.
 
@@ -1206,13 +1367,16 @@ class TreeSync:
         redoes it; caught again, the destination keeps its old file and the
         run ends in 23 ("failed verification -- update discarded").  So a
         copy of a file caught changing never gets a real name.  A write
-        error ends the run (exit 11), as in rsync."""
+        error ends the run (exit 11), as in rsync.
+
+        ``behind``: the data may be copied while the walk goes on (see
+        _copy_behind); True then means "under way"."""
         if self.dry_run:  # counted as rsync -n counts it
             self.stats.files_transferred += 1
             self.stats.bytes_done += size
             return True
         parent_rel = rel.rpartition(b"/")[0]
-        for attempt in (1, 2):
+        for attempt in attempts:
             try:
                 tmp_fd, tmp = open_temp(dst_parent, dst_name, src_meta.mode & 0o7777)
             except OSError as exc:
@@ -1223,48 +1387,138 @@ class TreeSync:
             read_error: OSError | None = None
             try:
                 before = os.fstat(src_fd)
+                if behind and attempt == 1 and _reserve(tmp_fd, before.st_size):
+                    self._copy_behind(_CopyJob(os.dup(src_fd), tmp_fd, tmp, before, src_meta,
+                                               dst_parent, dst_name, rel, src_path))
+                    return True
                 try:
                     copied = copy_data(src_fd, tmp_fd, before.st_size, self._check_cancel)
                 except WriteError as exc:
-                    raise Fatal(11, f'rsync: [receiver] write failed on '
-                                    f'"{_abs(self._dest_abs(self._drel(rel)))}": {_strerror(exc)}',
-                                "rsync error: error in file IO (code 11)",
-                                # rsync's sender, writing to the receiver that died
-                                "rsync: [sender] write error: Broken pipe (32)")
+                    raise self._write_failed(exc, rel) from None
                 except ReadError as exc:
                     read_error, copied = exc, -1
-                after = os.fstat(src_fd)
-                intact = copied == before.st_size and (
-                    after.st_size, after.st_mtime_ns, after.st_ctime_ns) == (
-                    before.st_size, before.st_mtime_ns, before.st_ctime_ns)
-                if intact:
-                    # (rsync's receiver sets the temp file's ACL through its open fd)
-                    apply_meta(self.meta, src_meta, None, dirfd=dst_parent, name=tmp, fd=tmp_fd,
-                               exact_time=True, is_new=True, path=_join(parent_rel, tmp))
-                    os.rename(tmp, dst_name, src_dir_fd=dst_parent, dst_dir_fd=dst_parent)
-                    faults.mutated("rename")
-                    self._made_here(None, b"", tmp_fd)
             except BaseException:
                 os.close(tmp_fd)
                 unlink_quietly(dst_parent, tmp)
                 raise
-            os.close(tmp_fd)
-            if intact:
-                self.stats.files_transferred += 1
-                self.stats.bytes_done += copied
-                return True
-            unlink_quietly(dst_parent, tmp)
-            if copied < before.st_size:
-                code = read_error.errno if read_error is not None else errno.ENODATA
-                shown = _abs(src_path if src_path is not None else rel)
-                self._fail(f'rsync: [sender] read errors mapping "{shown}": '
-                           f"{os.strerror(code)} ({code})")
-            if attempt == 2:
-                self._fail(f"ERROR: {os.fsdecode(self._drel(rel))} failed verification -- "
-                           f"update discarded.")
-                return False
+            done = self._finish_write(src_fd, tmp_fd, tmp, before, copied, read_error, src_meta,
+                                      dst_parent, dst_name, rel, src_path, attempt)
+            if done is not None:
+                return done
             os.lseek(src_fd, 0, os.SEEK_SET)
         return False
+
+    def _write_failed(self, exc: OSError, rel: bytes) -> Fatal:
+        return Fatal(11, f'rsync: [receiver] write failed on '
+                         f'"{_abs(self._dest_abs(self._drel(rel)))}": {_strerror(exc)}',
+                     "rsync error: error in file IO (code 11)",
+                     # rsync's sender, writing to the receiver that died
+                     "rsync: [sender] write error: Broken pipe (32)")
+
+    def _finish_write(self, src_fd: int, tmp_fd: int, tmp: bytes, before: os.stat_result,
+                      copied: int, read_error: OSError | None, src_meta: SrcMeta,
+                      dst_parent: int, dst_name: bytes, rel: bytes, src_path: bytes | None,
+                      attempt: int) -> bool | None:
+        """A copied temp file: if the source stayed intact, its attributes
+        and its real name (True); else it is removed and the failure told
+        (False after the second attempt, None: copy it again).  Closes
+        ``tmp_fd``."""
+        parent_rel = rel.rpartition(b"/")[0]
+        try:
+            after = os.fstat(src_fd)
+            intact = copied == before.st_size and (
+                after.st_size, after.st_mtime_ns, after.st_ctime_ns) == (
+                before.st_size, before.st_mtime_ns, before.st_ctime_ns)
+            if intact:
+                # (rsync's receiver sets the temp file's ACL through its open fd)
+                apply_meta(self.meta, src_meta, None, dirfd=dst_parent, name=tmp, fd=tmp_fd,
+                           exact_time=True, is_new=True, path=_join(parent_rel, tmp))
+                os.rename(tmp, dst_name, src_dir_fd=dst_parent, dst_dir_fd=dst_parent)
+                faults.mutated("rename")
+                self._made_here(None, b"", tmp_fd)
+        except BaseException:
+            os.close(tmp_fd)
+            unlink_quietly(dst_parent, tmp)
+            raise
+        os.close(tmp_fd)
+        if intact:
+            self.stats.files_transferred += 1
+            self.stats.bytes_done += copied
+            return True
+        unlink_quietly(dst_parent, tmp)
+        if copied < before.st_size:
+            code = read_error.errno if read_error is not None else errno.ENODATA
+            shown = _abs(src_path if src_path is not None else rel)
+            self._fail(f'rsync: [sender] read errors mapping "{shown}": '
+                       f"{os.strerror(code)} ({code})")
+        if attempt == 2:
+            self._fail(f"ERROR: {os.fsdecode(self._drel(rel))} failed verification -- "
+                       f"update discarded.")
+            return False
+        return None
+
+    # -- copies behind the walk ------------------------------------------------------
+    # A big file's data is copied by a thread (copy_file_range releases the
+    # GIL) while the walk goes on; the rest of its transfer (the checks,
+    # attributes, rename, counts and any message) is done in the walk's
+    # thread, in the order the files came: when the copy is done, before
+    # any message is printed, and at the end of the file's dir (before the
+    # dir's fd closes and its mtime is set).  On an abort (signal, fatal
+    # error) the copies are awaited and their temp files removed.
+    def _copy_behind(self, job: "_CopyJob") -> None:
+        if self._copier is None:
+            self._copier = _Copier(self._check_cancel)
+        self._pending.append(job)
+        self._copier.jobs.put(job)
+
+    def _complete_pending(self, dir_fd: int | None = None, ready_only: bool = False) -> None:
+        """Complete copies in order: all of them; with ``dir_fd`` until none
+        into that dir is left; with ``ready_only`` those already copied."""
+        if self._completing:
+            return
+        self._completing = True
+        try:
+            while self._pending:
+                job = self._pending[0]
+                if ready_only and not job.done.is_set():
+                    return
+                if dir_fd is not None and all(j.dst_parent != dir_fd for j in self._pending):
+                    return
+                self._pending.pop(0)
+                self._complete(job)
+        finally:
+            self._completing = False
+
+    def _complete(self, job: "_CopyJob") -> None:
+        job.done.wait()
+        try:
+            read_error, copied = None, job.copied
+            if isinstance(job.error, ReadError):
+                read_error, copied = job.error, -1
+            elif job.error is not None:
+                os.close(job.tmp_fd)
+                unlink_quietly(job.dst_parent, job.tmp)
+                if isinstance(job.error, WriteError):
+                    raise self._write_failed(job.error, job.rel)
+                raise job.error
+            done = self._finish_write(job.src_fd, job.tmp_fd, job.tmp, job.before, copied,
+                                      read_error, job.src_meta, job.dst_parent, job.dst_name,
+                                      job.rel, job.src_path, 1)
+            if done is None:
+                os.lseek(job.src_fd, 0, os.SEEK_SET)
+                self._write_new(job.src_fd, job.src_meta, job.dst_parent, job.dst_name,
+                                job.rel, job.src_path, size=job.before.st_size, attempts=(2,))
+        finally:
+            os.close(job.src_fd)
+
+    def _abort_pending(self) -> None:
+        """After an abort: wait for the copies, remove their temp files."""
+        while self._pending:
+            job = self._pending.pop(0)
+            job.done.wait()
+            os.close(job.src_fd)
+            os.close(job.tmp_fd)
+            unlink_quietly(job.dst_parent, job.tmp)
 
     def _check_cancel(self) -> None:
         if self.cancel_event.is_set():
@@ -1507,7 +1761,7 @@ class TreeSync:
         src_meta = self._src_meta(st, src_parent, name, rel, source)
         if src_meta is None:
             return
-        dst_st, _ = _lstat_at(dst_parent, dst_name)
+        dst_st = None if self._fresh else _lstat_at(dst_parent, dst_name)[0]
         code = "cL" + NEW_COLUMNS
         if dst_st is not None and stat.S_ISLNK(dst_st.st_mode):
             try:
@@ -1624,6 +1878,46 @@ class TreeSync:
         return os.path.join(self._curr_dir, rel)
 
 
+@dataclass
+class _CopyJob:
+    """A copy behind the walk (TreeSync._copy_behind)."""
+
+    src_fd: int            # its own dup of the source fd
+    tmp_fd: int
+    tmp: bytes
+    before: os.stat_result
+    src_meta: SrcMeta
+    dst_parent: int
+    dst_name: bytes
+    rel: bytes
+    src_path: bytes | None
+    copied: int = -1
+    error: BaseException | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+class _Copier:
+    """The thread that copies the data of the jobs, one after another."""
+
+    def __init__(self, check: Callable[[], None]) -> None:
+        self.jobs: queue.SimpleQueue[_CopyJob | None] = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._loop, args=(check,),
+                                       name="syncengine-copy", daemon=True)
+        self.thread.start()
+
+    def _loop(self, check: Callable[[], None]) -> None:
+        while (job := self.jobs.get()) is not None:
+            try:
+                job.copied = copy_data(job.src_fd, job.tmp_fd, job.before.st_size, check)
+            except BaseException as exc:  # handed to the walk's thread
+                job.error = exc
+            job.done.set()
+
+    def stop(self) -> None:
+        self.jobs.put(None)
+        self.thread.join()
+
+
 class _Census:
     """Pass 1, rsync's sender building the file list for one source: count
     it, report what cannot be read (and leave it out), and find the last
@@ -1686,7 +1980,7 @@ class _Census:
         """Whether the sender keeps the entry: its attributes can be read."""
         if self.check_meta and read_src_meta(st, fd=None, dirfd=dirfd, name=name,
                                              ctx=self.run_.meta,
-                                             path=self.source.meta_path(rel)) is None:
+                                             path=lambda: self.source.meta_path(rel)) is None:
             self.source.dropped.add(rel)
             self.run_.scan_error = True
             return False
