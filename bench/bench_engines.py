@@ -3,6 +3,7 @@
     python bench/bench_engines.py                 # the default tree, 5 rounds
     python bench/bench_engines.py --quick         # a tiny tree, 1 round (CI)
     python bench/bench_engines.py --files 2000 --big 2 --rounds 3 --memory-entries 20000
+    python bench/bench_engines.py --xfs           # also: the initial copy on XFS (root)
 
 Each scenario runs the contestants alternately (A B A B ...) so that drift of
 the machine hits all of them, and every run writes into a fresh directory
@@ -11,6 +12,11 @@ several times slower).  Prints medians and the ratio native / rsync.
 Both engines run as separate processes with the seed's command line:
 ``rsync -rlptgocAXH --delete --info=progress2 --no-inc-recursive SRC/ DST``
 and ``python -m syncengine rsync`` with the same argv.
+
+``--xfs`` adds an initial copy inside a loop-mounted XFS image made with
+``mkfs.xfs -m reflink=1`` (needs root and xfsprogs; the image lives in the
+scratch dir): there copy_file_range clones the data instead of copying it.
+A reported extra, not a target.
 """
 
 from __future__ import annotations
@@ -137,11 +143,12 @@ class Bench:
         self.counter = 0
         self.rows: list[tuple[str, dict[str, float]]] = []
 
-    def fresh(self, stem: str) -> Path:
+    def fresh(self, stem: str, where: Path | None = None) -> Path:
         self.counter += 1
-        return self.work / f"{stem}{self.counter:04d}"
+        return (where or self.work) / f"{stem}{self.counter:04d}"
 
-    def scenario(self, name: str, src: Path, prepare=None, with_cp: bool = False) -> None:
+    def scenario(self, name: str, src: Path, prepare=None, with_cp: bool = False,
+                 where: Path | None = None) -> None:
         """Run each contestant `rounds` times, alternating; `prepare(dst)` makes
         the destination's starting state (untimed)."""
         times: dict[str, list[float]] = {}
@@ -149,7 +156,7 @@ class Bench:
             for who, argv in self.runners.items():
                 if who == "cp -a" and not with_cp:
                     continue
-                dst = self.fresh("dst")
+                dst = self.fresh("dst", where)
                 if prepare is not None:
                     prepare(dst)
                 target = [str(src) + "/", str(dst)] if who != "cp -a" else [str(src), str(dst)]
@@ -188,6 +195,36 @@ def memory(work: Path, entries: int, runners: dict[str, list[str]]) -> str:
     return "\n".join(lines)
 
 
+def xfs_scenario(bench: Bench, work: Path, src: Path, size_mib: int) -> None:
+    """The initial copy inside a reflink XFS loop mount (skipped, with a
+    note, where that cannot be had)."""
+    image, mount = work / "xfs.img", work / "xfs"
+    mkfs = shutil.which("mkfs.xfs")
+    if mkfs is None or os.geteuid() != 0:
+        print("  (XFS scenario skipped: needs root and mkfs.xfs from xfsprogs)")
+        return
+    with open(image, "wb") as f:
+        f.truncate(size_mib << 20)
+    mount.mkdir()
+    try:
+        subprocess.run([mkfs, "-q", "-m", "reflink=1", str(image)], check=True)
+        subprocess.run(["mount", "-o", "loop", str(image), str(mount)], check=True,
+                       capture_output=True)
+    except (subprocess.CalledProcessError, OSError) as exc:
+        print(f"  (XFS scenario skipped: {exc})")
+        image.unlink()
+        mount.rmdir()
+        return
+    try:
+        xsrc = mount / "src"
+        subprocess.run(["cp", "-a", str(src), str(xsrc)], check=True)
+        bench.scenario("initial copy, XFS reflink", xsrc, with_cp=True, where=mount)
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)
+        mount.rmdir()
+        image.unlink()
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--files", type=int, default=20_000)
@@ -199,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="entries in the peak-memory tree (0: skip)")
     ap.add_argument("--work", type=Path, default=None, help="scratch dir (default: a temp dir)")
     ap.add_argument("--quick", action="store_true", help="a tiny run that checks the bench works")
+    ap.add_argument("--xfs", action="store_true",
+                    help="also the initial copy on a reflink XFS loop mount (root, xfsprogs)")
     args = ap.parse_args(argv)
     if args.quick:
         args.files, args.dirs, args.big, args.big_mib = 300, 6, 1, 1
@@ -240,6 +279,9 @@ def main(argv: list[str] | None = None) -> int:
                 (dst / rel).write_bytes(b"x" * 4096)
 
         bench.scenario("10% deleted", src, prepare=with_extra)
+        if args.xfs:
+            tree_mib = sum(p.stat().st_size for p in src.rglob("*") if p.is_file()) >> 20
+            xfs_scenario(bench, work, src, max(300, tree_mib * 4 + 200))
         print()
         print(bench.report())
         if args.memory_entries:
