@@ -63,6 +63,7 @@ _NOATIME = getattr(os, "O_NOATIME", 0)
 _RECURSION_LIMIT = 6 * 2048 + 1000
 _PROGRESS_INTERVAL = 0.05  # seconds between progress samples without a transfer
 _BEHIND_MIN = 1 << 20      # files this big are copied while the walk goes on
+_ROOM = 256 << 20          # free space beyond that which needs no reservation (_reserve)
 # A dry run's stand-in for the fd of a destination dir it would have created:
 # the dir is empty, and nothing is ever opened relative to it.
 _VIRTUAL = -2
@@ -161,12 +162,18 @@ def _list_names(dirfd: int) -> list[bytes]:
     return [name.encode(_FS_ENCODING, _FS_ERRORS) for name in os.listdir(dirfd)]
 
 
-def _reserve(fd: int, size: int) -> bool:
-    """Allocate a temp file's blocks up front, so that copying behind the
-    walk cannot run out of space (a full disk must stop the run before the
-    next entry, as in rsync).  False when that fails: the caller copies in
-    its own turn then (and meets the full disk there)."""
+def _reserve(fd: int, size: int, am_root: bool, pending: int) -> bool:
+    """Make sure a temp file's data can be copied behind the walk without
+    running out of space: a full disk must stop the run before the next
+    entry, as in rsync.  Root (whom quotas do not limit) with room to spare
+    on the filesystem for this and the ``pending`` bytes still being copied
+    goes ahead; otherwise the blocks are allocated up front.  False when that fails: the caller copies in its own turn then
+    (and meets the full disk there)."""
     try:
+        if am_root:
+            fs = os.fstatvfs(fd)
+            if fs.f_bavail * fs.f_frsize >= 2 * (size + pending) + _ROOM:
+                return True
         os.posix_fallocate(fd, 0, size)
         return True
     except OSError:
@@ -1387,7 +1394,9 @@ class TreeSync:
             read_error: OSError | None = None
             try:
                 before = os.fstat(src_fd)
-                if behind and attempt == 1 and _reserve(tmp_fd, before.st_size):
+                if behind and attempt == 1 and _reserve(
+                        tmp_fd, before.st_size, self.am_root,
+                        sum(job.before.st_size for job in self._pending)):
                     self._copy_behind(_CopyJob(os.dup(src_fd), tmp_fd, tmp, before, src_meta,
                                                dst_parent, dst_name, rel, src_path))
                     return True
