@@ -267,9 +267,10 @@ class Backups:
         await self._hook("pre_backup", self._pre_backup, effects, run)
         try:
             results = await self._run_plan(plan, run)
-            version = await _resolve(effects.get_data_version())
-            if version and not dry_run:
-                atomic_write_text(self.layout.data_version_path, str(version))
+            if not dry_run:
+                version = await _resolve(effects.get_data_version())
+                if version:
+                    atomic_write_text(self.layout.data_version_path, str(version))
         finally:
             await self._hook("post_backup", self._post_backup, effects, run)
         return results

@@ -113,3 +113,37 @@ def test_a_fifo_in_the_destination_does_not_block_the_workers(tmp_path):
     os.mkfifo(dst / "d1" / "f005")
     assert run(src, dst)[0] == 0
     assert (dst / "d1" / "f005").read_bytes() == (src / "d1" / "f005").read_bytes()
+
+
+def test_same_size_content_buffers_are_per_thread(tmp_path):
+    """Two runs in two threads must not share read buffers: each thread's
+    comparison sees only its own files (a shared buffer could make two
+    different files compare equal)."""
+    import threading
+    from syncengine.treesync.transfer import same_size_content
+    size = 3 << 20
+    pairs = {}
+    for name, same in (("same", True), ("differ", False)):
+        a, b = tmp_path / f"{name}-a", tmp_path / f"{name}-b"
+        data = os.urandom(size)
+        a.write_bytes(data)
+        b.write_bytes(data if same else data[:-1] + bytes([data[-1] ^ 1]))
+        pairs[name] = (a, b, same)
+    wrong = []
+
+    def compare(name):
+        a, b, same = pairs[name]
+        fa, fb = os.open(a, os.O_RDONLY), os.open(b, os.O_RDONLY)
+        try:
+            for _ in range(30):
+                if same_size_content(fa, fb, size) is not same:
+                    wrong.append(name)
+        finally:
+            os.close(fa)
+            os.close(fb)
+    threads = [threading.Thread(target=compare, args=(n,)) for n in pairs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert wrong == []

@@ -209,6 +209,14 @@ class Precheck:
         self.buffers: list[bytearray] = []
         # per worker: rel -> [verdicts so far, whether the dir is done]
         self.dirs: list[dict[bytes, list]] = []
+        try:
+            self._start(src_dir, dst_dir, rel, excluded, workers)
+        except BaseException:
+            self.close()  # (no worker left behind when the second cannot start)
+            raise
+
+    def _start(self, src_dir: bytes, dst_dir: bytes, rel: bytes,
+               excluded: Callable[[bytes, bool], bool], workers: int) -> None:
         for index in range(workers):
             read_fd, write_fd = os.pipe()
             try:
@@ -216,7 +224,12 @@ class Precheck:
                 fcntl.fcntl(write_fd, _F_SETPIPE_SZ, _PIPE_SIZE)
             except OSError:
                 pass
-            pid = os.fork()
+            try:
+                pid = os.fork()
+            except OSError:
+                os.close(read_fd)
+                os.close(write_fd)
+                raise
             if pid == 0:  # the worker
                 code = 0
                 try:

@@ -487,8 +487,11 @@ class TreeSync:
                     return
         except (OSError, ValueError):
             return
-        self._precheck = Precheck(src_dir, dst_dir, source.rel, self.rules.excluded,
-                                  self.cancel_event)
+        try:
+            self._precheck = Precheck(src_dir, dst_dir, source.rel, self.rules.excluded,
+                                      self.cancel_event)
+        except OSError:
+            pass  # (no pipe or process to spare: the walk does it all itself)
 
     def _in_sync(self, rel: bytes, name: bytes, st: os.stat_result, dst_fd: int) -> bool:
         """Whether the precheck found the file in sync and both sides are

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import os
+import threading
 from collections.abc import Callable
 
 from . import faults
@@ -155,7 +156,8 @@ def same_content(fd_a: int, fd_b: int) -> bool:
             return True
 
 
-_buffers: list[bytearray] = []
+# Two reusable read buffers per thread: runs may go on in several threads.
+_local = threading.local()
 
 
 def same_size_content(fd_a: int, fd_b: int, size: int) -> bool | None:
@@ -163,9 +165,10 @@ def same_size_content(fd_a: int, fd_b: int, size: int) -> bool | None:
     read with pread (the offsets stay where they are), as rsync's -c
     checksums the ``st_size`` bytes of each side.  None when either file
     holds fewer bytes now (it shrank since its lstat): the caller decides."""
-    if not _buffers:
-        _buffers.extend((bytearray(_CHUNK), bytearray(_CHUNK)))
-    buf_a, buf_b = _buffers
+    buffers = getattr(_local, "buffers", None)
+    if buffers is None:
+        buffers = _local.buffers = (bytearray(_CHUNK), bytearray(_CHUNK))
+    buf_a, buf_b = buffers
     offset = 0
     while offset < size:
         want = min(size - offset, _CHUNK)
