@@ -47,7 +47,8 @@ from . import faults
 from .acl import ACCESS, DEFAULT, get_backend
 from .filters import FilterRules
 from .messages import locale_codec, rsync_escape, unescape
-from .meta import UNCHANGED, MetaContext, SrcMeta, apply_meta, itemize_meta, read_src_meta
+from .meta import (ITEMIZE_ATTRS, UNCHANGED, MetaContext, SrcMeta, apply_meta, itemize_meta,
+                   read_src_meta)
 from .precheck import Precheck
 from .transfer import (ReadError, WriteError, copy_data, open_temp, same_content,
                        same_size_content, temp_name, unlink_quietly)
@@ -117,6 +118,12 @@ def _strerror(exc: OSError) -> str:
 def _abs(path: bytes) -> str:
     """A path as rsync's sender messages show it: absolute, as str."""
     return os.fsdecode(os.path.abspath(path))
+
+
+def _column(letters: str, letter: str, on: bool) -> str:
+    """Itemize letters ("tpoguax") with one column set to ``letter`` or "."."""
+    i = ITEMIZE_ATTRS.index(letter)
+    return letters[:i] + (letter if on else ".") + letters[i + 1:]
 
 
 def _lstat_at(dirfd: int, name: bytes) -> tuple[os.stat_result | None, int]:
@@ -724,7 +731,7 @@ class TreeSync:
             except OSError as exc:
                 self._fail(f"rsync: [generator] recv_generator: mkdir {self._full(rel)} failed: "
                            f"{_strerror(exc)}")
-                if any(receiver_keeps(n, self.am_root) for n in src_meta.xattrs):
+                if self._keeps_xattrs(src_meta):
                     # rsync's receiver still comes to set the new dir's xattrs
                     self._fail(f"rsync: [receiver] stat {self._full(rel)} failed: "
                                f"No such file or directory (2)")
@@ -774,7 +781,7 @@ class TreeSync:
                                  exact_time=False, is_new=created, path=self._drel(rel))
             self._tweak_dir(dst_parent, dst_name, mode, rel)
             frame.receiver_pass = (src_meta, rel)
-            return letters[:6] + "x"
+            return _column(letters, "x", True)
         letters = apply_meta(self.meta, gen_meta, None if created else dst_st, dirfd=dst_parent,
                              name=dst_name, exact_time=False, is_new=created, path=self._drel(rel))
         if tweak:
@@ -1276,7 +1283,7 @@ class TreeSync:
                 finally:
                     if dst_fd >= 0:
                         os.close(dst_fd)
-                if group is not None and letters[6] == "x":
+                if group is not None and "x" in letters:
                     group.xattrs_late = True
                 if letters != UNCHANGED:
                     self._item(".f.." + letters, rel)
@@ -1727,19 +1734,20 @@ class TreeSync:
         if kind not in (stat.S_IFREG, stat.S_IFDIR):
             # rsync reads no ACL for a symlink, special file or device (by
             # the type the name had, even once the link is there) ...
-            letters = letters[:5] + ("a" if src_meta.acl_access is not None else ".") + letters[6]
+            letters = _column(letters, "a", src_meta.acl_access is not None)
         if kind not in (stat.S_IFREG, stat.S_IFDIR, stat.S_IFLNK):
             # ... nor, without -D, a special file's or device's xattrs
-            wanted = any(receiver_keeps(n, self.am_root) for n in src_meta.xattrs)
-            letters = letters[:6] + ("x" if wanted else ".")
+            letters = _column(letters, "x", self._keeps_xattrs(src_meta))
         elif linked and not self.dry_run:
             # The rest it reads once the link is made: the leader's, which
             # are the source's.
-            letters = letters[:5] + (letters[5] if kind == stat.S_IFLNK else ".") + "."
+            if kind != stat.S_IFLNK:
+                letters = _column(letters, "a", False)
+            letters = _column(letters, "x", False)
         elif not self.dry_run and group.xattrs_late:
             # Found linked already: the leader's xattrs, fixed in place,
             # wait for rsync's receiver, which lags behind the generator.
-            letters = letters[:6] + "x"
+            letters = _column(letters, "x", True)
         return "hf." + resized + letters
 
     def _open_dest_dir(self, parts: tuple[bytes, ...]) -> int:
@@ -1792,8 +1800,7 @@ class TreeSync:
                 letters = self._letters_of(src_meta, dst_st, dst_parent, dst_name)
                 if not self.dry_run:
                     # rsync reads the xattrs of the new symlink, which has none yet
-                    wanted = any(receiver_keeps(n, self.am_root) for n in src_meta.xattrs)
-                    letters = letters[:6] + ("x" if wanted else ".")
+                    letters = _column(letters, "x", self._keeps_xattrs(src_meta))
                 code = "cLc." + letters
         if dst_st is not None and stat.S_ISDIR(dst_st.st_mode):
             # (rsync's atomic_create(): without DEL_NO_UID_WRITE)
@@ -1847,6 +1854,10 @@ class TreeSync:
             if code[0] in ".hc" and code.endswith(_NO_CHANGE):
                 code = code[:2] + " " * 9  # rsync's log.c: a change of nothing in particular
             self.on_item(ItemChange(code, rel + b"/" if is_dir else rel, target, link))
+
+    def _keeps_xattrs(self, src_meta: SrcMeta) -> bool:
+        """Whether the source entry has xattrs this receiver would set."""
+        return any(receiver_keeps(n, self.am_root) for n in src_meta.xattrs)
 
     def _letters_of(self, src_meta: SrcMeta, dst_st: os.stat_result | None, dirfd: int,
                     name: bytes) -> str:
