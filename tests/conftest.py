@@ -73,6 +73,19 @@ def run_rsync(*args: str | bytes | os.PathLike, timeout: float = 60,
 SEED_FLAGS = ("-rlptgocAXH", "--info=progress2", "--no-inc-recursive")
 
 
+@pytest.fixture(scope="session")
+def nobody_base():
+    """The directory for unprivileged runs (nobody can reach it), or a skip
+    with the precise reason (tests/equivalence/unprivileged.py)."""
+    from tests.equivalence import unprivileged
+    try:
+        env = unprivileged.nobody_env()
+    except RuntimeError as exc:
+        pytest.skip(f"cannot run as nobody: {exc}")
+    yield env.base
+    unprivileged.cleanup()
+
+
 @pytest.fixture
 def throttled_rsync(tmp_path_factory: pytest.TempPathFactory, rsync_required: str):
     """Return a factory ``make(kbps) -> path`` of a wrapper that execs the

@@ -9,7 +9,6 @@ import sys
 import pytest
 from hypothesis import HealthCheck, settings
 
-from . import unprivileged
 
 # The native engine raises Python's recursion limit for deep trees; raise it
 # before hypothesis starts, which otherwise warns that it changed.
@@ -39,15 +38,3 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 def workbase(tmp_path_factory: pytest.TempPathFactory):
     """A directory for the examples' work dirs (one pair at a time)."""
     return tmp_path_factory.mktemp("equiv")
-
-
-@pytest.fixture(scope="session")
-def nobody_base():
-    """The directory for unprivileged examples (nobody can reach it), or a
-    skip with the precise reason."""
-    try:
-        env = unprivileged.nobody_env()
-    except RuntimeError as exc:
-        pytest.skip(f"cannot run as nobody: {exc}")
-    yield env.base
-    unprivileged.cleanup()

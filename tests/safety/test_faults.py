@@ -118,17 +118,6 @@ def test_disk_full_through_the_library_raises_sync_error_11(tmp_path, mount):
 
 # -- unreadable source, as nobody ------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def nobody_base():
-    from tests.equivalence import unprivileged
-    try:
-        env = unprivileged.nobody_env()
-    except RuntimeError as exc:
-        pytest.skip(f"cannot run as nobody: {exc}")
-    yield env.base
-    unprivileged.cleanup()
-
-
 NB = {"uid": 65534, "gid": 65534}
 
 
