@@ -27,18 +27,21 @@ def make_tree(root, dirs=3, files=20):
 
 
 def run(src, dst, monkeypatch=None, counts=None):
+    """One run; with ``counts``, how many files the precheck found in sync
+    (True) or not (False)."""
     lines = []
     tree = sync_module.TreeSync([f"{src}/"], str(dst), delete=True,
                                 rules=FilterRules.from_excludes(()),
                                 out=lines.append, err=lines.append)
     if counts is not None:
-        original = tree._in_sync
+        original = Precheck.verdict
 
-        def counting(*args):
-            result = original(*args)
-            counts[result] = counts.get(result, 0) + 1
+        def counting(self, rel, name):
+            result = original(self, rel, name)
+            if (src / os.fsdecode(rel) / os.fsdecode(name)).is_file():
+                counts[result is not None] = counts.get(result is not None, 0) + 1
             return result
-        tree._in_sync = counting
+        monkeypatch.setattr(Precheck, "verdict", counting)
     return tree.run(), lines
 
 
@@ -69,7 +72,7 @@ def test_verdicts_name_only_files_in_sync(tmp_path):
     assert b"f004" not in got[b"d2"] and len(got[b"d2"]) == 19
 
 
-def test_rerun_fixes_what_differs_and_skips_the_rest(tmp_path):
+def test_rerun_fixes_what_differs_and_skips_the_rest(tmp_path, monkeypatch):
     src, dst, ref = tmp_path / "src", tmp_path / "dst", tmp_path / "ref"
     make_tree(src)
     run(src, dst)
@@ -80,9 +83,9 @@ def test_rerun_fixes_what_differs_and_skips_the_rest(tmp_path):
         os.chmod(root / "d2" / "f004", 0o600)
         (root / "d2" / "extra").write_bytes(b"gone")
     counts: dict = {}
-    code, lines = run(src, dst, counts=counts)
+    code, lines = run(src, dst, monkeypatch, counts=counts)
     assert code == 0 and lines == []
-    assert counts.get(True, 0) >= 55
+    assert counts == {True: 59, False: 2}  # all but d1/f002 and d2/f004
     os.environ["SYNCENGINE_PRECHECK"] = "0"
     try:
         assert run(src, ref) == (0, [])
@@ -147,3 +150,119 @@ def test_same_size_content_buffers_are_per_thread(tmp_path):
     for t in threads:
         t.join()
     assert wrong == []
+
+
+def test_files_with_two_names_in_the_destination_are_left_to_the_walk(tmp_path):
+    """Two destination names of one inode: fixing the first in place
+    changes the second, so the second must be looked at when its turn
+    comes (as rsync does), not taken as in sync from before.  rsync leaves
+    both names 0644: b's mode is set last, on the shared inode."""
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir()
+    dst.mkdir()
+    for name, mode in (("a", 0o600), ("b", 0o644)):
+        (src / name).write_bytes(b"same")
+        os.chmod(src / name, mode)
+        os.utime(src / name, ns=(1_600_000_000_000_000_000,) * 2)
+    (dst / "a").write_bytes(b"same")
+    os.link(dst / "a", dst / "b")
+    os.chmod(dst / "a", 0o644)
+    os.utime(dst / "a", ns=(1_600_000_000_000_000_000,) * 2)
+    assert run(src, dst) == (0, [])
+    assert os.stat(dst / "b").st_mode & 0o7777 == 0o644
+    assert os.stat(dst / "a").st_ino == os.stat(dst / "b").st_ino
+
+
+def test_every_file_gets_one_verdict_from_the_two_workers(tmp_path):
+    """Claims split each dir between the workers; together they judge
+    every file, big or small, wherever they meet."""
+    import threading
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    make_tree(src, dirs=4, files=37)
+    for i in range(3):
+        (src / "d2" / f"big{i}").write_bytes(os.urandom(3 << 20))
+    assert run(src, dst)[0] == 0
+    check = Precheck(os.fsencode(src), os.fsencode(dst), b".", lambda rel, is_dir: False,
+                     threading.Event())
+    try:
+        for rel in (b".", b"d0", b"d1", b"d2", b"d3"):
+            names = sorted(os.fsencode(n) for n in os.listdir(src / os.fsdecode(rel)))
+            for name in names:
+                path = src / os.fsdecode(rel) / os.fsdecode(name)
+                if path.is_file():
+                    assert check.verdict(rel, name) == path.stat().st_size, (rel, name)
+            check.end_dir(rel)
+    finally:
+        check.close()
+
+
+def test_claims_cover_every_index_once_when_taken_in_turns():
+    from syncengine.treesync.precheck import _Claims
+    import random
+    rng = random.Random(5)
+    for files in (0, 1, 2, 7, 64):
+        claims = _Claims()
+        slot = claims.enter(b"d%d" % files, files)
+        assert claims.enter(b"d%d" % files, files) == slot  # the second worker joins it
+        taken = []
+        active = [0, 1]
+        while active:
+            worker = rng.choice(active)
+            index = claims.take(slot, worker)
+            if index < 0:
+                active.remove(worker)
+            else:
+                taken.append(index)
+        assert sorted(taken) == list(range(files))
+
+
+def test_stalled_workers_are_given_up_on(tmp_path, monkeypatch):
+    """A worker that says nothing for _STALL seconds is killed, and the
+    walk does everything itself."""
+    import threading
+    import time
+    from syncengine.treesync import precheck as precheck_module
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    make_tree(src, dirs=1, files=3)
+    assert run(src, dst)[0] == 0
+    monkeypatch.setattr(precheck_module, "_STALL", 0.3)
+    monkeypatch.setattr(precheck_module._Worker, "check",
+                        lambda self, *args: time.sleep(30))  # (in the forked workers)
+    started = time.monotonic()
+    check = Precheck(os.fsencode(src), os.fsencode(dst), b".", lambda rel, is_dir: False,
+                     threading.Event())
+    try:
+        assert check.verdict(b"d0", b"f000") is None
+        assert time.monotonic() - started < 5
+        assert check.pids == []  # killed and reaped
+        assert check.verdict(b"d0", b"f001") is None
+    finally:
+        check.close()
+    assert run(src, dst) == (0, [])
+
+
+def test_a_long_compare_keeps_the_workers_alive(tmp_path, monkeypatch):
+    """While a worker compares a big file it sends heartbeats: the walk
+    waits for its verdict however long the file takes."""
+    import threading
+    import time
+    from syncengine.treesync import precheck as precheck_module
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir()
+    (src / "big").write_bytes(os.urandom(1 << 20))
+    assert run(src, dst)[0] == 0
+    monkeypatch.setattr(precheck_module, "_STALL", 0.3)
+    monkeypatch.setattr(precheck_module, "_HEARTBEAT", 0.05)
+
+    def slow_compare(fd_a, fd_b, size, tick):
+        for _ in range(20):  # a second of work, heartbeat by heartbeat
+            time.sleep(0.05)
+            tick()
+        return True
+    monkeypatch.setattr(precheck_module, "same_size_content", slow_compare)
+    check = Precheck(os.fsencode(src), os.fsencode(dst), b".", lambda rel, is_dir: False,
+                     threading.Event())
+    try:
+        assert check.verdict(b".", b"big") == 1 << 20
+    finally:
+        check.close()

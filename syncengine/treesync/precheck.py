@@ -1,19 +1,24 @@
 """A look-ahead for re-runs: which files are already in sync.
 
 With ``-c`` a re-run reads every file on both sides.  Two forked worker
-processes walk the source tree in the walk's order, ahead of it, each
-taking the files whose name hashes to it, and for each regular file (not
-hard-linked) compare everything the walk would: the destination is a
-regular file of the same size and the same bytes, and its owner, group,
-mode, mtime (to the nanosecond), xattrs and ACLs are those the walk would
-give it (meta.py's own comparison, so "in sync" means exactly "the walk
-would change nothing and print nothing").  A verdict is what identifies
-both sides of a file found in sync (inode, size, mtime and ctime), or 0;
-verdicts stream to the walk in batches (one per big file, so the walk
-can go on while the next is compared), and a batch marks each dir's end.  The walk skips such a file only if its own lstat of
-both sides still shows the same identity (a ctime moves with every change
-of contents or attributes); everything else it handles as before, so
-results and messages do not change.
+processes walk the source tree in the walk's order, ahead of it, and
+share each dir's regular files (see _Claims), and for each one compare
+everything the walk would: the destination is a regular file of
+the same size and the same bytes, and its owner, group, mode, mtime (to
+the nanosecond), xattrs and ACLs are those the walk would give it
+(meta.py's own comparison, so "in sync" means exactly "the walk would
+change nothing and print nothing").  A verdict is the file's size if it
+is in sync, else -1; verdicts stream to the walk in batches (one per big
+file, so the walk can go on while the next is compared), and a batch
+marks each dir's end.  The walk takes a file found in sync as done
+without looking at it again.
+
+That is safe because only files with one name on each side are judged
+(st_nlink == 1): the walk changes a destination file only through its own
+name, so nothing the run does before reaching the file can change what
+the worker saw.  A change made by someone else in between is a race, as
+it is for rsync, whose sender checksums each file long before its
+generator gets to it.
 
 Workers only read: files open O_RDONLY|O_NOFOLLOW below dirs opened with
 O_NOFOLLOW, as the walk does.  They die with a default SIGINT/SIGTERM/
@@ -27,12 +32,14 @@ from __future__ import annotations
 
 import errno
 import marshal
+import mmap
 import os
 import select
 import signal
 import stat
 import struct
 import threading
+import time
 from collections.abc import Callable
 
 from .meta import UNCHANGED, MetaContext, _letters, _read_dest, read_src_meta
@@ -49,7 +56,10 @@ _NOATIME = getattr(os, "O_NOATIME", 0)
 _LEN = struct.Struct("<I")
 _BATCH_FILES = 64
 _BATCH_BYTES = 256 << 10
+_SMALL = 64 << 10  # compared in one read a side
 _PIPE_SIZE = 1 << 20
+_STALL = 60.0      # seconds without a word from the workers: give up on them
+_HEARTBEAT = 1.0   # a worker comparing a big file says so this often
 _F_SETPIPE_SZ = 1031
 
 
@@ -57,13 +67,43 @@ def _join(rel: bytes, name: bytes) -> bytes:
     return rel + b"/" + name if rel and rel != b"." else name
 
 
-def _open_file(name: bytes, dirfd: int) -> int:
-    if _NOATIME:
-        try:
-            return os.open(name, _FILE_FLAGS | _NOATIME, dir_fd=dirfd)
-        except PermissionError:
-            pass
-    return os.open(name, _FILE_FLAGS, dir_fd=dirfd)
+class _Claims:
+    """Which worker compares which file: in each dir, worker 0 takes the
+    files from the front and worker 1 from the back until they meet, so
+    both stay busy to the end whatever the files' sizes and however the
+    scheduler treats them.  A dir's slot, in memory both share, is picked
+    by the hash of its path and holds that hash and the next index from
+    the front and from the back.  Each pointer is written by one worker
+    only, so the worst a race or two dirs in one slot can do is have both
+    workers compare a file, or neither (the walk then does it): a claim
+    never changes a verdict, only who makes it."""
+
+    _SLOTS = 1 << 14
+    _SLOT = struct.Struct("<qqq")  # tag (the path's hash), front, back
+
+    def __init__(self) -> None:
+        self.memory = mmap.mmap(-1, self._SLOTS * self._SLOT.size)  # MAP_SHARED: forks see it
+
+    def enter(self, rel: bytes, files: int) -> int:
+        """The offset of a dir's slot, set up if the other worker has not
+        done so yet (the pointers first, the tag last)."""
+        tag = hash(rel) | 1  # (never 0, as in a fresh slot)
+        offset = (tag % self._SLOTS) * self._SLOT.size
+        if self._SLOT.unpack_from(self.memory, offset)[0] != tag:
+            struct.pack_into("<qq", self.memory, offset + 8, 0, files)
+            struct.pack_into("<q", self.memory, offset, tag)
+        return offset
+
+    def take(self, offset: int, worker: int) -> int:
+        """The index of the next file for ``worker`` to compare, or -1."""
+        _, front, back = self._SLOT.unpack_from(self.memory, offset)
+        if front >= back:
+            return -1
+        if worker == 0:
+            struct.pack_into("<q", self.memory, offset + 8, front + 1)
+            return front
+        struct.pack_into("<q", self.memory, offset + 16, back - 1)
+        return back - 1
 
 
 def _die_with_parent() -> None:
@@ -77,19 +117,27 @@ def _die_with_parent() -> None:
 class _Worker:
     """The code of one worker process."""
 
-    def __init__(self, index: int, count: int, excluded: Callable[[bytes, bool], bool],
+    def __init__(self, index: int, claims: _Claims, excluded: Callable[[bytes, bool], bool],
                  out_fd: int) -> None:
         self.index = index
-        self.count = count
+        self.claims = claims
         self.excluded = excluded
         self.out_fd = out_fd
         self.errors = 0
         self.ctx = MetaContext(errors=self._error)
+        self.noatime = bool(_NOATIME)  # (PermissionError unless root or the owner)
+        self.rel = b""           # the dir being compared
+        self.sent = time.monotonic()
 
     def _error(self, line: str) -> None:
         self.errors += 1
 
+    def _heartbeat(self) -> None:
+        if time.monotonic() - self.sent > _HEARTBEAT:
+            self._send(self.rel, {}, False)
+
     def _send(self, rel: bytes, verdicts: dict, done: bool) -> None:
+        self.sent = time.monotonic()
         data = marshal.dumps((rel, verdicts, done))
         data = _LEN.pack(len(data)) + data
         while data:
@@ -100,17 +148,19 @@ class _Worker:
         with os.scandir(src_fd) as it:
             entries = sorted((os.fsencode(e.name), e.is_dir(follow_symlinks=False),
                               e.is_file(follow_symlinks=False)) for e in it)
-        verdicts: dict[bytes, tuple | int] = {}
+        files = [name for name, _, is_file in entries
+                 if is_file and not self.excluded(_join(rel, name), False)]
+        slot = self.claims.enter(rel, len(files))
+        self.rel = rel
+        verdicts: dict[bytes, int] = {}
         size = 0
-        for name, is_dir, is_file in entries:
-            if is_file and hash(name) % self.count == self.index \
-                    and not self.excluded(_join(rel, name), False):
-                ident = self.check(src_fd, dst_fd, name)
-                verdicts[name] = ident or 0
-                size += ident[1] if ident else 0
-                if size >= _BATCH_BYTES or len(verdicts) >= _BATCH_FILES:
-                    self._send(rel, verdicts, False)
-                    verdicts, size = {}, 0
+        while (index := self.claims.take(slot, self.index)) >= 0:
+            name = files[index]
+            verdicts[name] = self.check(src_fd, dst_fd, name)
+            size += max(verdicts[name], 0)
+            if size >= _BATCH_BYTES or len(verdicts) >= _BATCH_FILES:
+                self._send(rel, verdicts, False)
+                verdicts, size = {}, 0
         self._send(rel, verdicts, True)
         for name, is_dir, _ in entries:
             if not is_dir:
@@ -134,48 +184,58 @@ class _Worker:
             finally:
                 os.close(sub_src)
 
-    def check(self, src_dir: int, dst_dir: int, name: bytes) -> tuple | None:
-        """The identity of both sides if the file is in sync, else None."""
+    def check(self, src_dir: int, dst_dir: int, name: bytes) -> int:
+        """The file's size if it is in sync, else -1.  (The hot loop of a
+        re-run: kept to the syscalls it needs.)"""
         try:
-            src_fd = _open_file(name, src_dir)  # (O_NOFOLLOW: the fstat is its lstat)
+            src_fd = self._open(name, src_dir)  # (O_NOFOLLOW: the fstat is its lstat)
         except OSError:
-            return None
+            return -1
         try:
             st = os.fstat(src_fd)
-            if not stat.S_ISREG(st.st_mode) or st.st_nlink > 1:
-                return None
+            if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+                return -1
             try:
-                dst_fd = _open_file(name, dst_dir)
+                dst_fd = self._open(name, dst_dir)
             except OSError:
-                return None
+                return -1
             try:
-                return self._compare(st, src_fd, src_dir, dst_fd, name)
+                return st.st_size if self._same(st, src_fd, src_dir, dst_fd, name) else -1
             finally:
                 os.close(dst_fd)
         except OSError:
-            return None
+            return -1
         finally:
             os.close(src_fd)
 
-    def _compare(self, st: os.stat_result, src_fd: int, src_dir: int, dst_fd: int,
-                 name: bytes) -> tuple | None:
+    def _open(self, name: bytes, dirfd: int) -> int:
+        if self.noatime:
+            try:
+                return os.open(name, _FILE_FLAGS | _NOATIME, dir_fd=dirfd)
+            except PermissionError:
+                pass
+        return os.open(name, _FILE_FLAGS, dir_fd=dirfd)
+
+    def _same(self, st: os.stat_result, src_fd: int, src_dir: int, dst_fd: int,
+              name: bytes) -> bool:
         dst = os.fstat(dst_fd)
-        if not stat.S_ISREG(dst.st_mode) or dst.st_size != st.st_size \
-                or dst.st_mtime_ns != st.st_mtime_ns \
-                or (dst.st_mode ^ st.st_mode) & 0o7777:
-            return None
+        # (st is a regular file: one compare checks dst's type and mode)
+        if dst.st_mode != st.st_mode or dst.st_nlink != 1 or dst.st_size != st.st_size \
+                or dst.st_mtime_ns != st.st_mtime_ns:
+            return False
         ctx = self.ctx
         if (ctx.am_root and dst.st_uid != st.st_uid) or \
                 (dst.st_gid != st.st_gid and ctx.may_set_gid(st.st_gid)):
-            return None
+            return False
         if os.listxattr(src_fd) or os.listxattr(dst_fd):
             if not self._same_xattrs(st, src_fd, src_dir, dst, dst_fd, name):
-                return None
+                return False
         # (no xattrs on either side: no ACLs either, and nothing to set)
-        if same_size_content(src_fd, dst_fd, st.st_size) is not True:
-            return None
-        return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns,
-                dst.st_ino, dst.st_ctime_ns)
+        size = st.st_size
+        if size <= _SMALL:
+            data = os.pread(src_fd, size, 0)
+            return len(data) == size and data == os.pread(dst_fd, size, 0)
+        return same_size_content(src_fd, dst_fd, size, self._heartbeat) is True
 
     def _same_xattrs(self, st: os.stat_result, src_fd: int, src_dir: int,
                      dst: os.stat_result, dst_fd: int, name: bytes) -> bool:
@@ -195,14 +255,14 @@ class _Worker:
 
 class Precheck:
     """The walk's side: start the workers, ask ``verdict(rel, name)`` for
-    the regular files of each dir in the walk's order (the identity seen
+    the entries of each dir in the walk's order (the size of a file found
     in sync, else None), ``end_dir(rel)`` after each dir, and ``close()``
-    at the end."""
+    at the end.  Workers that send nothing for _STALL seconds (they send
+    a heartbeat while comparing a big file) are given up on: the walk then
+    does everything itself."""
 
     def __init__(self, src_dir: bytes, dst_dir: bytes, rel: bytes,
-                 excluded: Callable[[bytes, bool], bool], cancel: threading.Event,
-                 workers: int = 2) -> None:
-        self.count = workers
+                 excluded: Callable[[bytes, bool], bool], cancel: threading.Event) -> None:
         self.cancel = cancel
         self.fds: list[int] = []
         self.pids: list[int] = []
@@ -210,14 +270,16 @@ class Precheck:
         # per worker: rel -> [verdicts so far, whether the dir is done]
         self.dirs: list[dict[bytes, list]] = []
         try:
-            self._start(src_dir, dst_dir, rel, excluded, workers)
+            self._start(src_dir, dst_dir, rel, excluded)
         except BaseException:
             self.close()  # (no worker left behind when the second cannot start)
             raise
 
     def _start(self, src_dir: bytes, dst_dir: bytes, rel: bytes,
-               excluded: Callable[[bytes, bool], bool], workers: int) -> None:
-        for index in range(workers):
+               excluded: Callable[[bytes, bool], bool]) -> None:
+        claims = _Claims()
+        parent = os.getpid()
+        for index in range(2):
             read_fd, write_fd = os.pipe()
             try:
                 import fcntl
@@ -239,7 +301,9 @@ class Precheck:
                     for fd in self.fds:
                         os.close(fd)
                     _die_with_parent()
-                    worker = _Worker(index, workers, excluded, write_fd)
+                    if os.getppid() != parent:  # it died before PR_SET_PDEATHSIG took
+                        os._exit(1)
+                    worker = _Worker(index, claims, excluded, write_fd)
                     src_fd = os.open(src_dir, _LIST_FLAGS & ~os.O_NOFOLLOW)
                     dst_fd = os.open(dst_dir, _PATH_FLAGS & ~os.O_NOFOLLOW)
                     worker.walk(src_fd, dst_fd, rel)
@@ -252,73 +316,100 @@ class Precheck:
             self.buffers.append(bytearray())
             self.dirs.append({})
 
-    def _receive(self, index: int) -> bool:
-        """Take the worker's next batch; False when it has no more (or the
-        run was cancelled)."""
-        buf = self.buffers[index]
-        fd = self.fds[index]
+    def verdict(self, rel: bytes, name: bytes) -> int | None:
         while True:
-            if len(buf) >= _LEN.size:
-                size = _LEN.unpack_from(buf)[0]
-                if len(buf) >= _LEN.size + size:
-                    rel, verdicts, done = marshal.loads(bytes(buf[_LEN.size:_LEN.size + size]))
-                    del buf[:_LEN.size + size]
-                    known = self.dirs[index].get(rel)
-                    if known is None:
-                        self.dirs[index][rel] = [verdicts, done]
-                    else:
-                        known[0].update(verdicts)
-                        known[1] = done
-                    return True
-            if fd < 0 or self.cancel.is_set():
-                return False
-            ready, _, _ = select.select([fd], [], [], 0.05)
-            if not ready:
-                continue
-            try:
-                data = os.read(fd, 1 << 16)
-            except OSError as exc:
-                if exc.errno == errno.EINTR:
-                    continue
-                data = b""
-            if not data:
-                os.close(fd)
-                self.fds[index] = -1
-                buf.clear()
-                return False
-            buf += data
-
-    def verdict(self, rel: bytes, name: bytes) -> tuple | None:
-        index = hash(name) % self.count
-        dirs = self.dirs[index]
-        while True:
-            known = dirs.get(rel)
-            if known is not None:
-                ident = known[0].pop(name, None)
-                if ident is not None:
-                    return ident or None
-                if known[1]:
-                    return None
-            if not self._receive(index):
+            waiting = []
+            for index, dirs in enumerate(self.dirs):
+                known = dirs.get(rel)
+                if known is not None:
+                    size = known[0].pop(name, None)
+                    if size is not None:
+                        return size if size >= 0 else None
+                    if known[1]:
+                        continue  # done with the dir: it has nothing on the name
+                if self.fds[index] >= 0:
+                    waiting.append(index)
+            if not waiting or not self._receive(waiting):
                 return None
+
+    def _receive(self, waiting: list[int]) -> bool:
+        """Take what the ``waiting`` workers send next; False when none of
+        them has more (or the run was cancelled, or they stalled)."""
+        deadline = time.monotonic() + _STALL
+        while True:
+            fds = [self.fds[index] for index in waiting if self.fds[index] >= 0]
+            if not fds or self.cancel.is_set():
+                return False
+            if time.monotonic() > deadline:
+                self.close()
+                return False
+            ready, _, _ = select.select(fds, [], [], 0.05)
+            got = False
+            for fd in ready:
+                index = self.fds.index(fd)
+                try:
+                    data = os.read(fd, 1 << 16)
+                except OSError as exc:
+                    if exc.errno == errno.EINTR:
+                        continue
+                    data = b""
+                if not data:
+                    os.close(fd)
+                    self.fds[index] = -1
+                    self.buffers[index].clear()
+                    continue
+                self.buffers[index] += data
+                got = self._unpack(index) or got
+            if got:
+                return True
+
+    def _unpack(self, index: int) -> bool:
+        """File the whole batches in a worker's buffer; whether there was one."""
+        buf, dirs = self.buffers[index], self.dirs[index]
+        got = False
+        while len(buf) >= _LEN.size:
+            size = _LEN.unpack_from(buf)[0]
+            if len(buf) < _LEN.size + size:
+                break
+            rel, verdicts, done = marshal.loads(bytes(buf[_LEN.size:_LEN.size + size]))
+            del buf[:_LEN.size + size]
+            known = dirs.get(rel)
+            if known is None:
+                dirs[rel] = [verdicts, done]
+            else:
+                known[0].update(verdicts)
+                known[1] = done
+            got = True
+        return got
 
     def end_dir(self, rel: bytes) -> None:
         for dirs in self.dirs:
             dirs.pop(rel, None)
 
     def close(self) -> None:
-        for fd in self.fds:
+        for index, fd in enumerate(self.fds):
             if fd >= 0:
                 os.close(fd)
-        self.fds = []
+                self.fds[index] = -1
         for pid in self.pids:
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-            try:
-                os.waitpid(pid, 0)
-            except ChildProcessError:
-                pass
+            _reap(pid)
         self.pids = []
-        self.dirs = []
+        for dirs in self.dirs:
+            dirs.clear()
+
+
+def _reap(pid: int) -> None:
+    """Wait for a killed worker, in a thread if it is stuck in the kernel
+    (a read on a hung mount ends only when the read does)."""
+    for _ in range(100):
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0]:
+                return
+        except ChildProcessError:
+            return
+        time.sleep(0.001)
+    threading.Thread(target=os.waitpid, args=(pid, 0), daemon=True).start()

@@ -262,6 +262,15 @@ class _Member:
     dir_mtime_ns: int = -1  # its source dir's mtime (-1: none), for a late touch-up
 
 
+class _InSync:
+    """In a dir's listing, a file the precheck found in sync (no lstat)."""
+
+    __slots__ = ("size",)
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+
 @dataclass
 class _LinkGroup:
     """-H bookkeeping for one source inode, a model of rsync's hlink.c
@@ -500,21 +509,6 @@ class TreeSync:
         except OSError:
             pass  # (no pipe or process to spare: the walk does it all itself)
 
-    def _in_sync(self, rel: bytes, name: bytes, st: os.stat_result, dst_fd: int) -> bool:
-        """Whether the precheck found the file in sync and both sides are
-        still what it saw then."""
-        if not stat.S_ISREG(st.st_mode) or st.st_nlink > 1:
-            return False
-        ident = self._precheck.verdict(rel, name)
-        if ident is None or ident[:4] != (st.st_ino, st.st_size, st.st_mtime_ns,
-                                          st.st_ctime_ns):
-            return False
-        dst_st = self._dst_stats.pop(name, None) if self._dst_stats else None
-        if dst_st is None:
-            dst_st, _ = _lstat_at(dst_fd, name)
-        return dst_st is not None and stat.S_ISREG(dst_st.st_mode) and \
-            (dst_st.st_ino, dst_st.st_ctime_ns) == ident[4:]
-
     def _mkdir_dest(self) -> None:
         self._root_new = True
         if not self.dry_run:
@@ -676,12 +670,15 @@ class TreeSync:
         self._done_entry(st)
 
     def _done_entry(self, st: os.stat_result) -> None:
+        self._done(0 if stat.S_ISDIR(st.st_mode) else st.st_size)
+
+    def _done(self, size: int) -> None:
+        """An entry is done; ``size`` counts towards the bytes seen."""
         stats = self.stats
         stats.entries_done += 1
         if self._pending and self._pending[0].done.is_set():
             self._complete_pending(ready_only=True)
-        if not stat.S_ISDIR(st.st_mode):
-            stats.bytes_seen += st.st_size
+        stats.bytes_seen += size
         if self.on_progress is not None:
             # A sample per transferred file (rsync's progress2 prints those),
             # otherwise one every _PROGRESS_INTERVAL, and a last one (_run).
@@ -953,15 +950,17 @@ class TreeSync:
     def _dir_contents(self, src_fd: int, dst_parent: int, dst_name: bytes, dst_fd: int,
                       rel: bytes, dst_path: tuple[bytes, ...], source: _Source,
                       frame: _DirFrame) -> None:
-        entries = self._read_source_dir(src_fd, rel, source)
-        precheck = self._precheck is not None and not frame.fresh
+        precheck = None if frame.fresh else self._precheck
+        entries = self._read_source_dir(src_fd, rel, source, precheck=precheck)
         dst_stats = None
         if frame.fresh:
             if self.delete:  # nothing to delete in a dir this run made: only the warning
                 self._delete_extraneous(dst_parent, dst_name, rel, None, frame.virtual)
         elif self.delete:
             dst_stats = self._delete_extraneous(dst_parent, dst_name, rel,
-                                                {name for name, _ in entries}, frame.virtual)
+                                                {name for name, _ in entries}, frame.virtual,
+                                                {name for name, st in entries
+                                                 if st.__class__ is _InSync})
         dirs = []
         # With a receiver pass to come for this dir, its transfers wait for
         # it: rsync's receiver handles the dir before its files, while the
@@ -973,21 +972,21 @@ class TreeSync:
         self._dst_stats, self._fresh = dst_stats, frame.fresh
         try:
             for name, st in entries:
-                if stat.S_ISDIR(st.st_mode):
-                    dirs.append((name, st))
-                elif precheck and self._in_sync(rel, name, st, dst_fd):
-                    # In sync: nothing to do (_file would change nothing).
+                if st.__class__ is _InSync:
+                    # Nothing to do: _file would change nothing.
                     if self.cancel_event.is_set():
                         raise Cancelled()
-                    self._done_entry(st)
+                    self._done(st.size)
+                elif stat.S_ISDIR(st.st_mode):
+                    dirs.append((name, st))
                 else:
                     self._entry(src_fd, name, st, dst_fd, name, _join(rel, name),
                                 dst_path + (name,), source, frame)
         finally:
             self._deferred = self._receiver_later = None
             self._dst_stats, self._fresh = None, False
-            if precheck:
-                self._precheck.end_dir(rel)
+            if precheck is not None:
+                precheck.end_dir(rel)
         if frame.receiver_pass is not None:
             self._receiver_pass(dst_parent, dst_name, frame)
         for receiver_pass in later:
@@ -998,9 +997,11 @@ class TreeSync:
             self._entry(src_fd, name, st, dst_fd, name, _join(rel, name), dst_path + (name,), source)
 
     def _read_source_dir(self, src_fd: int, rel: bytes, source: _Source,
-                         quiet: bool = False) -> list[tuple[bytes, os.stat_result]]:
+                         quiet: bool = False, precheck: Precheck | None = None,
+                         ) -> list[tuple[bytes, os.stat_result | _InSync]]:
         """The sorted, filtered listing of one source dir, as the census saw
-        it (entries it left out stay out)."""
+        it (entries it left out stay out).  A file the precheck found in
+        sync comes as an _InSync, not lstat-ed again."""
         entries = []
         try:
             names = _list_names(src_fd)
@@ -1013,6 +1014,11 @@ class TreeSync:
             child = _join(rel, name)
             if child in source.dropped:
                 continue
+            if precheck is not None:
+                size = precheck.verdict(rel, name)
+                if size is not None:
+                    entries.append((name, _InSync(size)))
+                    continue
             try:
                 st = os.stat(name, dir_fd=src_fd, follow_symlinks=False)
             except FileNotFoundError:
@@ -1032,14 +1038,16 @@ class TreeSync:
         return entries
 
     # -- deletion ---------------------------------------------------------------
-    def _dest_listing(self, dirfd: int, name: bytes,
-                      rel: bytes) -> tuple[list[tuple[bytes, os.stat_result]], bool]:
+    def _dest_listing(self, dirfd: int, name: bytes, rel: bytes,
+                      in_sync: set[bytes] | None = None,
+                      ) -> tuple[list[tuple[bytes, os.stat_result]], bool]:
         """rsync's get_dirlist() on the receiving side: a destination dir's
         entries with their lstat, excluded ones left out, in reverse order,
         and whether there were excluded ones (rsync's non_perishable_cnt).
         It opendir()s the dir (read permission is enough); a dir it cannot
         open or an entry it cannot lstat is reported and, as in rsync's
-        generator, stops later deletions."""
+        generator, stops later deletions.  Files the precheck found in sync
+        (``in_sync``) are left out: they stay, and were just read."""
         listing: list[tuple[bytes, os.stat_result]] = []
         protected = False
         try:
@@ -1050,6 +1058,8 @@ class TreeSync:
             return listing, protected
         try:
             names = _list_names(fd)
+            if in_sync:
+                names = [child for child in names if child not in in_sync]
             for child in sorted(names, reverse=True):
                 child_rel = _join(rel, child)
                 st, err = _lstat_at(fd, child)
@@ -1073,8 +1083,9 @@ class TreeSync:
             os.close(fd)
 
     def _delete_extraneous(self, dst_parent: int, dst_name: bytes, rel: bytes,
-                           keep: set[bytes] | None,
-                           virtual: bool = False) -> dict[bytes, os.stat_result] | None:
+                           keep: set[bytes] | None, virtual: bool = False,
+                           in_sync: set[bytes] | None = None,
+                           ) -> dict[bytes, os.stat_result] | None:
         """rsync's delete_in_dir(): remove what the sender's list lacks (a
         dry run's rsync does not look into a dir it would have created).
         Returns the lstat of the entries kept (None: the dir was not
@@ -1088,7 +1099,7 @@ class TreeSync:
             return None
         if keep is None:
             return None
-        listing, _ = self._dest_listing(dst_parent, dst_name, rel)
+        listing, _ = self._dest_listing(dst_parent, dst_name, rel, in_sync)
         kept = {}
         doomed = []
         for name, st in listing:
@@ -2051,6 +2062,9 @@ class _Census:
             except OSError as exc:
                 self._unlistable(rel, exc)
                 return
+            # (the hot loop of the census: no calls it can do without)
+            excluded = rules.excluded if rules else None
+            keep = self._keep if self.check_meta else None
             for name in sorted(names):
                 child = _join(rel, name)
                 try:
@@ -2067,12 +2081,16 @@ class _Census:
                             f"{_strerror(exc)}")
                     continue
                 is_dir = stat.S_ISDIR(st.st_mode)
-                if rules.excluded(child, is_dir) or not self._keep(st, fd, name, child):
+                if excluded is not None and excluded(child, is_dir) or \
+                        keep is not None and not keep(st, fd, name, child):
                     continue
                 if is_dir:
                     subdirs.append((name, st))
-                else:
+                elif st.st_nlink > 1 or not stat.S_ISREG(st.st_mode):
                     self._count(child, st)
+                else:  # (_count, for the common case)
+                    self.source.entries += 1
+                    self.source.size += st.st_size
             for name, st in subdirs:
                 child = _join(rel, name)
                 self._count(child, st)

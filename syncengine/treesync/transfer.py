@@ -33,6 +33,7 @@ NAME_MAX = 255
 _ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 _LETTERS = bytes(_ALPHABET[b % len(_ALPHABET)] for b in range(256))  # a byte -> a letter
 _CHUNK = 1 << 20
+_COMPARE_CHUNK = 128 << 10  # two of them fit in L2: faster than bigger reads
 # rsync's maxname: NAME_MAX less the leading dot and ".XXXXXX", as a buffer
 # size that includes the terminating NUL.
 _MAXNAME = NAME_MAX - 1 - len(".XXXXXX")
@@ -160,19 +161,21 @@ def same_content(fd_a: int, fd_b: int) -> bool:
 _local = threading.local()
 
 
-def same_size_content(fd_a: int, fd_b: int, size: int) -> bool | None:
+def same_size_content(fd_a: int, fd_b: int, size: int,
+                      tick: Callable[[], None] | None = None) -> bool | None:
     """Whether the first ``size`` bytes of two open files are the same,
     read with pread (the offsets stay where they are), as rsync's -c
     checksums the ``st_size`` bytes of each side.  None when either file
-    holds fewer bytes now (it shrank since its lstat): the caller decides."""
+    holds fewer bytes now (it shrank since its lstat): the caller decides.
+    ``tick()`` runs after each chunk of a big file."""
     buffers = getattr(_local, "buffers", None)
     if buffers is None:
-        buffers = _local.buffers = (bytearray(_CHUNK), bytearray(_CHUNK))
+        buffers = _local.buffers = (bytearray(_COMPARE_CHUNK), bytearray(_COMPARE_CHUNK))
     buf_a, buf_b = buffers
     offset = 0
     while offset < size:
-        want = min(size - offset, _CHUNK)
-        if want < _CHUNK:
+        want = min(size - offset, _COMPARE_CHUNK)
+        if want < _COMPARE_CHUNK:
             a, b = os.pread(fd_a, want, offset), os.pread(fd_b, want, offset)
             if len(a) != want or len(b) != want:
                 return None
@@ -183,6 +186,8 @@ def same_size_content(fd_a: int, fd_b: int, size: int) -> bool | None:
                 return None
             if buf_a != buf_b:
                 return False
+            if tick is not None:
+                tick()
         offset += want
     return True
 
