@@ -60,3 +60,35 @@ def test_a_cancel_while_big_copies_are_pending_leaves_no_temp_file(tmp_path):
     assert not [p for p in left if p.name.startswith(".")]
     assert threading.active_count() == 1 or all(
         t.name != "syncengine-copy" for t in threading.enumerate())
+
+
+def test_an_abort_does_not_wait_for_the_queued_copies(tmp_path, monkeypatch):
+    """A fatal error while big copies are queued stops them at once (each
+    copy checks between chunks) and removes their temp files."""
+    import time
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    make_tree(src)
+
+    real_copy = sync_module.copy_data
+
+    def slow_copy(src_fd, dst_fd, size, check=None):
+        if size < sync_module._BEHIND_MIN:
+            return real_copy(src_fd, dst_fd, size, check)
+        for _ in range(200):  # 10 s, unless stopped
+            if check is not None:
+                check()
+            time.sleep(0.05)
+        return size
+    monkeypatch.setattr(sync_module, "copy_data", slow_copy)
+    tree, lines = tree_sync(src, dst)
+    original = tree._dir
+
+    def fatal_in_sub(src_parent, name, *args, **kw):
+        if name == b"deeper":
+            raise sync_module.Fatal(11, "boom")
+        return original(src_parent, name, *args, **kw)
+    monkeypatch.setattr(tree, "_dir", fatal_in_sub)
+    started = time.monotonic()
+    assert tree.run() == 11
+    assert time.monotonic() - started < 5  # six queued copies would take 60 s
+    assert not [p for p in dst.rglob(".*")]

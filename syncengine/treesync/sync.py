@@ -1542,7 +1542,9 @@ class TreeSync:
             os.close(job.src_fd)
 
     def _abort_pending(self) -> None:
-        """After an abort: wait for the copies, remove their temp files."""
+        """After an abort: stop the copies, remove their temp files."""
+        if self._pending and self._copier is not None:
+            self._copier.abort.set()  # (no copy is queued after an abort)
         while self._pending:
             job = self._pending.pop(0)
             job.done.wait()
@@ -1931,18 +1933,25 @@ class _CopyJob:
 
 
 class _Copier:
-    """The thread that copies the data of the jobs, one after another."""
+    """The thread that copies the data of the jobs, one after another.
+    ``abort`` stops the copy under way and fails the jobs still queued
+    (an abort then need not wait for them)."""
 
     def __init__(self, check: Callable[[], None]) -> None:
         self.jobs: queue.SimpleQueue[_CopyJob | None] = queue.SimpleQueue()
+        self.abort = threading.Event()
         self.thread = threading.Thread(target=self._loop, args=(check,),
                                        name="syncengine-copy", daemon=True)
         self.thread.start()
 
     def _loop(self, check: Callable[[], None]) -> None:
+        def checked() -> None:
+            if self.abort.is_set():
+                raise Cancelled()
+            check()
         while (job := self.jobs.get()) is not None:
             try:
-                job.copied = copy_data(job.src_fd, job.tmp_fd, job.before.st_size, check)
+                job.copied = copy_data(job.src_fd, job.tmp_fd, job.before.st_size, checked)
             except BaseException as exc:  # handed to the walk's thread
                 job.error = exc
             job.done.set()
