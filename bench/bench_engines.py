@@ -236,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="entries in the peak-memory tree (0: skip)")
     ap.add_argument("--work", type=Path, default=None, help="scratch dir (default: a temp dir)")
     ap.add_argument("--quick", action="store_true", help="a tiny run that checks the bench works")
+    ap.add_argument("--only", default="initial,unchanged,changed,deleted",
+                    help="scenarios to run, comma-separated (default: all four)")
     ap.add_argument("--xfs", action="store_true",
                     help="also the initial copy on a reflink XFS loop mount (root, xfsprogs)")
     args = ap.parse_args(argv)
@@ -258,15 +260,19 @@ def main(argv: list[str] | None = None) -> int:
 
         print(f"tree: {args.files} files in {args.dirs} dirs + {args.big} x {args.big_mib} MiB; "
               f"{args.rounds} rounds")
-        bench.scenario("initial copy", src, with_cp=True)
-        bench.scenario("nothing changed", src, prepare=synced)
+        only = set(args.only.split(","))
+        if "initial" in only:
+            bench.scenario("initial copy", src, with_cp=True)
+        if "unchanged" in only:
+            bench.scenario("nothing changed", src, prepare=synced)
         changed = all_files(src)[:: 100]
 
         rewrite_same_size_and_time(changed)
         # The destination holds the old bytes: prepare from a pristine copy.
-        bench.scenario("1% changed (same size and mtime)", src,
-                       prepare=lambda dst: (synced(dst), rewrite_same_size_and_time(
-                           [dst / p.relative_to(src) for p in changed])))
+        if "changed" in only:
+            bench.scenario("1% changed (same size and mtime)", src,
+                           prepare=lambda dst: (synced(dst), rewrite_same_size_and_time(
+                               [dst / p.relative_to(src) for p in changed])))
         victims = all_files(src)[5:: 10]
 
         for p in victims:
@@ -278,7 +284,8 @@ def main(argv: list[str] | None = None) -> int:
             for rel in doomed:  # the destination still has the files deleted at the source
                 (dst / rel).write_bytes(b"x" * 4096)
 
-        bench.scenario("10% deleted", src, prepare=with_extra)
+        if "deleted" in only:
+            bench.scenario("10% deleted", src, prepare=with_extra)
         if args.xfs:
             tree_mib = sum(p.stat().st_size for p in src.rglob("*") if p.is_file()) >> 20
             xfs_scenario(bench, work, src, max(300, tree_mib * 4 + 200))
