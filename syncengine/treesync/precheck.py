@@ -35,7 +35,6 @@ import marshal
 import mmap
 import os
 import select
-import signal
 import stat
 import struct
 import threading
@@ -43,6 +42,7 @@ import time
 from collections.abc import Callable
 
 from .meta import UNCHANGED, MetaContext, _letters, _read_dest, read_src_meta
+from .procs import fork_helper, kill_and_reap
 from .transfer import same_size_content
 from .xattrs import Node
 
@@ -104,14 +104,6 @@ class _Claims:
             return front
         struct.pack_into("<q", self.memory, offset + 16, back - 1)
         return back - 1
-
-
-def _die_with_parent() -> None:
-    try:
-        import ctypes
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except Exception:  # pragma: no cover - no libc prctl: the pipe still ends us
-        pass
 
 
 class _Worker:
@@ -278,7 +270,6 @@ class Precheck:
     def _start(self, src_dir: bytes, dst_dir: bytes, rel: bytes,
                excluded: Callable[[bytes, bool], bool]) -> None:
         claims = _Claims()
-        parent = os.getpid()
         for index in range(2):
             read_fd, write_fd = os.pipe()
             try:
@@ -286,30 +277,22 @@ class Precheck:
                 fcntl.fcntl(write_fd, _F_SETPIPE_SZ, _PIPE_SIZE)
             except OSError:
                 pass
+
+            def work(index: int = index, read_fd: int = read_fd, write_fd: int = write_fd,
+                     ) -> None:
+                os.close(read_fd)
+                for fd in self.fds:
+                    os.close(fd)
+                worker = _Worker(index, claims, excluded, write_fd)
+                src_fd = os.open(src_dir, _LIST_FLAGS & ~os.O_NOFOLLOW)
+                dst_fd = os.open(dst_dir, _PATH_FLAGS & ~os.O_NOFOLLOW)
+                worker.walk(src_fd, dst_fd, rel)
             try:
-                pid = os.fork()
+                pid = fork_helper(work)
             except OSError:
                 os.close(read_fd)
                 os.close(write_fd)
                 raise
-            if pid == 0:  # the worker
-                code = 0
-                try:
-                    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-                        signal.signal(signum, signal.SIG_DFL)
-                    os.close(read_fd)
-                    for fd in self.fds:
-                        os.close(fd)
-                    _die_with_parent()
-                    if os.getppid() != parent:  # it died before PR_SET_PDEATHSIG took
-                        os._exit(1)
-                    worker = _Worker(index, claims, excluded, write_fd)
-                    src_fd = os.open(src_dir, _LIST_FLAGS & ~os.O_NOFOLLOW)
-                    dst_fd = os.open(dst_dir, _PATH_FLAGS & ~os.O_NOFOLLOW)
-                    worker.walk(src_fd, dst_fd, rel)
-                except BaseException:
-                    code = 1
-                os._exit(code)
             os.close(write_fd)
             self.fds.append(read_fd)
             self.pids.append(pid)
@@ -392,24 +375,7 @@ class Precheck:
                 os.close(fd)
                 self.fds[index] = -1
         for pid in self.pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            _reap(pid)
+            kill_and_reap(pid)
         self.pids = []
         for dirs in self.dirs:
             dirs.clear()
-
-
-def _reap(pid: int) -> None:
-    """Wait for a killed worker, in a thread if it is stuck in the kernel
-    (a read on a hung mount ends only when the read does)."""
-    for _ in range(100):
-        try:
-            if os.waitpid(pid, os.WNOHANG)[0]:
-                return
-        except ChildProcessError:
-            return
-        time.sleep(0.001)
-    threading.Thread(target=os.waitpid, args=(pid, 0), daemon=True).start()
