@@ -9,6 +9,7 @@ import threading
 
 from syncengine.treesync import sync as sync_module
 from syncengine.treesync.filters import FilterRules
+from syncengine.treesync.transfer import WriteError
 from tests.snapshot import snapshot
 
 BIG = sync_module._BEHIND_MIN + 12345
@@ -62,33 +63,52 @@ def test_a_cancel_while_big_copies_are_pending_leaves_no_temp_file(tmp_path):
         t.name != "syncengine-copy" for t in threading.enumerate())
 
 
-def test_an_abort_does_not_wait_for_the_queued_copies(tmp_path, monkeypatch):
-    """A fatal error while big copies are queued stops them at once (each
-    copy checks between chunks) and removes their temp files."""
+def test_a_failed_copy_stops_the_copies_queued_after_it(tmp_path, monkeypatch):
+    """A big file's copy fails fatally (no space): the copies queued after
+    it stop at once (each checks between chunks) and leave no temp file."""
     import time
     src, dst = tmp_path / "src", tmp_path / "dst"
     make_tree(src)
-
     real_copy = sync_module.copy_data
+    copies = []
 
-    def slow_copy(src_fd, dst_fd, size, check=None):
+    def copy(src_fd, dst_fd, size, check=None):
         if size < sync_module._BEHIND_MIN:
             return real_copy(src_fd, dst_fd, size, check)
+        copies.append(size)
+        if len(copies) == 1:
+            raise WriteError(28, "No space left on device")
         for _ in range(200):  # 10 s, unless stopped
             if check is not None:
                 check()
             time.sleep(0.05)
         return size
-    monkeypatch.setattr(sync_module, "copy_data", slow_copy)
+    monkeypatch.setattr(sync_module, "copy_data", copy)
+    tree, lines = tree_sync(src, dst)
+    started = time.monotonic()
+    assert tree.run() == 11
+    assert time.monotonic() - started < 5
+    assert lines[0].startswith('rsync: [receiver] write failed on "') and "a_big0" in lines[0]
+    assert not [p for p in dst.rglob(".*")]
+
+
+def test_a_fatal_error_completes_the_copies_before_it(tmp_path, monkeypatch):
+    """A fatal error in the walk's own turn: the big files before it in
+    rsync's order are written (their copies completed), as rsync would
+    have written them before it got there."""
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    make_tree(src)
     tree, lines = tree_sync(src, dst)
     original = tree._dir
 
-    def fatal_in_sub(src_parent, name, *args, **kw):
+    def fatal_in_deeper(src_parent, name, *args, **kw):
         if name == b"deeper":
             raise sync_module.Fatal(11, "boom")
         return original(src_parent, name, *args, **kw)
-    monkeypatch.setattr(tree, "_dir", fatal_in_sub)
-    started = time.monotonic()
+    monkeypatch.setattr(tree, "_dir", fatal_in_deeper)
     assert tree.run() == 11
-    assert time.monotonic() - started < 5  # six queued copies would take 60 s
+    for d in ("", "sub"):
+        for i in range(3):
+            assert (dst / d / f"a_big{i}").read_bytes() == bytes([i + 1]) * BIG
+    assert not (dst / "sub" / "deeper").exists()
     assert not [p for p in dst.rglob(".*")]

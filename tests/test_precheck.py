@@ -266,3 +266,18 @@ def test_a_long_compare_keeps_the_workers_alive(tmp_path, monkeypatch):
         assert check.verdict(b".", b"big") == 1 << 20
     finally:
         check.close()
+
+
+def test_no_workers_with_one_cpu(tmp_path, monkeypatch):
+    """On one CPU the workers would only take turns with the walk."""
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    make_tree(src)
+    assert run(src, dst)[0] == 0
+    started = []
+    monkeypatch.setattr(sync_module, "Precheck", lambda *args: started.append(args))
+    monkeypatch.setattr(sync_module, "_cpus", lambda: 1)
+    assert run(src, dst) == (0, [])
+    assert started == []
+    monkeypatch.setattr(sync_module, "_cpus", lambda: 2)
+    assert run(src, dst) == (0, [])  # (the fake returns None: no look-ahead)
+    assert len(started) == 1         # with two they are started

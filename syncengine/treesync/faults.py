@@ -26,7 +26,7 @@ from __future__ import annotations
 import os
 import time
 
-__all__ = ["CRASH_EXIT", "ENV", "STALL_ENV", "arm", "count", "mutated"]
+__all__ = ["CRASH_EXIT", "ENV", "STALL_ENV", "arm", "armed", "count", "mutated"]
 
 ENV = "SYNCENGINE_CRASH_AFTER"
 STALL_ENV = "SYNCENGINE_STALL_AFTER"
@@ -61,6 +61,12 @@ def arm(after: int, stall: float = 0.0) -> None:
         _limit, mutated = 0, _noop
     else:
         _limit, mutated = after, _counting
+
+
+def armed() -> bool:
+    """Whether the hook counts mutations (of this process only: a forked
+    helper's would be counted apart)."""
+    return mutated is not _noop
 
 
 def count() -> int:

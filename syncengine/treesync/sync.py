@@ -52,6 +52,7 @@ from .meta import (ITEMIZE_ATTRS, UNCHANGED, MetaContext, SrcMeta, apply_meta, i
 from .precheck import Precheck
 from .transfer import (ReadError, WriteError, copy_data, open_temp, same_content,
                        same_size_content, temp_name, unlink_quietly)
+from .writer import BATCH, FAILED, FATAL, IN_FLIGHT, OK, Batch, Writer, serve
 from .xattrs import Node, chmod_nofollow, read_xattrs, receiver_keeps
 
 __all__ = ["Cancelled", "Stats", "TreeSync", "run_sync"]
@@ -64,6 +65,7 @@ _NOATIME = getattr(os, "O_NOATIME", 0)
 _RECURSION_LIMIT = 6 * 2048 + 1000
 _PROGRESS_INTERVAL = 0.05  # seconds between progress samples without a transfer
 _BEHIND_MIN = 1 << 20      # files this big are copied while the walk goes on
+_BUSY = 3                  # writer batches under way that keep it busy (see _writer_busy)
 _ROOM = 256 << 20          # free space beyond that which needs no reservation (_reserve)
 # A dry run's stand-in for the fd of a destination dir it would have created:
 # the dir is empty, and nothing is ever opened relative to it.
@@ -92,6 +94,7 @@ class Fatal(Exception):
         super().__init__(lines[0] if lines else "")
         self.exit_code = exit_code
         self.lines = lines
+        self.settled = False  # the files under way before it are dealt with (_unwind)
 
 
 @dataclass
@@ -161,6 +164,14 @@ def _open_file(name: bytes, dir_fd: int) -> int:
 
 _FS_ENCODING = sys.getfilesystemencoding()
 _FS_ERRORS = sys.getfilesystemencodeerrors()
+
+
+def _cpus() -> int:
+    """The CPUs this process may run on (helper processes need a second)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def _list_names(dirfd: int) -> list[bytes]:
@@ -372,7 +383,11 @@ class TreeSync:
         self._fresh = False
         self._precheck: Precheck | None = None  # a re-run's look-ahead (precheck.py)
         self._copier: _Copier | None = None     # copies behind the walk (_copy_behind)
-        self._pending: list[_CopyJob] = []
+        # in the walk's order: copies behind it, batches of the writer
+        # process (writer.py), and dir touch-ups waiting for those
+        self._pending: list[_CopyJob | Batch | _TouchUp] = []
+        self._writer: Writer | None = None      # an initial copy's writer process
+        self._batch: Batch | None = None        # the batch being filled
         self._completing = False
 
     def _settled(self) -> None:
@@ -408,6 +423,9 @@ class TreeSync:
             if self._precheck is not None:
                 self._precheck.close()
                 self._precheck = None
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None
 
     def _run(self) -> int:
         self._guard_dest_in_a_source()
@@ -488,7 +506,7 @@ class TreeSync:
         """On a re-run (DST a non-empty dir) of one source dir, let two
         workers find the files already in sync while the census and the
         walk go on (precheck.py)."""
-        if len(self.sources) != 1 or self._made is not None or \
+        if len(self.sources) != 1 or self._made is not None or _cpus() < 2 or \
                 os.environ.get("SYNCENGINE_PRECHECK", "1") == "0":
             return
         source = self.sources[0]
@@ -508,6 +526,55 @@ class TreeSync:
                                       self.cancel_event)
         except OSError:
             pass  # (no pipe or process to spare: the walk does it all itself)
+
+    def _start_writer(self) -> None:
+        """An initial copy (DST new or empty) as root: a second process
+        writes the new small files (writer.py).  Not for a non-root user,
+        whom quotas may stop where the free space says nothing (a full
+        disk must stop the run at the file where rsync stops), nor while
+        a test counts the mutations of this process (faults.py)."""
+        if self.dry_run or self.on_item is not None or self._made is not None or \
+                not self.am_root or self._precheck is not None or \
+                self.stats.entries_total < 2 or faults.armed() or _cpus() < 2 or \
+                os.environ.get("SYNCENGINE_WRITER", "1") == "0":
+            return
+        if not self._root_new:
+            try:
+                with os.scandir(self.dest) as it:
+                    if next(it, None) is not None:
+                        return
+            except OSError:
+                return
+        try:
+            self._writer = Writer(self._serve_writes)
+        except OSError:
+            pass  # (no process to spare: the walk writes everything)
+
+    def _serve_writes(self, sock, stop) -> None:
+        """The writer process, a fork of this run: write each file it is
+        handed with _write_new, keep the temp file, and answer with what
+        happened and the lines it printed (see _complete_write)."""
+        lines: list[tuple[int, str]] = []
+        held: list[bytes] = []
+        self.out = lambda line: lines.append((1, line))
+        self.err = lambda line: lines.append((2, line))
+        self._put_in_place = lambda tmp_fd, tmp, dst_parent, dst_name: held.append(tmp)
+
+        def write(src_fd: int, dir_fd: int, job: tuple) -> tuple:
+            dst_name, rel, src_path, size, meta = job
+            lines.clear()
+            held.clear()
+            self.partial = self.meta.had_error = False
+            copied = self.stats.bytes_done
+            try:
+                done = self._write_new(src_fd, SrcMeta(*meta), dir_fd, dst_name, rel, src_path,
+                                       size=size)
+            except Fatal as fatal:
+                return FATAL, b"", list(lines), 0, fatal.exit_code, list(fatal.lines)
+            flags = (1 if self.partial else 0) | (2 if self.meta.had_error else 0)
+            return ((OK, held[0], list(lines), flags, self.stats.bytes_done - copied, [])
+                    if done else (FAILED, b"", list(lines), flags, 0, []))
+        serve(sock, stop, write)
 
     def _mkdir_dest(self) -> None:
         self._root_new = True
@@ -577,14 +644,17 @@ class TreeSync:
             self._root_fd = root_fd
             self._curr_dir = os.path.abspath(self.dest)
             self.meta.dest_root = self._curr_dir
+            self._start_writer()
             for source in sources:
                 if source.contents_form:
                     self._send_root_contents(source, root_fd)
                 else:
                     self._send_top(source, root_fd, source.name)
             self._finish()
+        except BaseException as exc:
+            self._unwind(exc)  # (while its dir is open)
+            raise
         finally:
-            self._abort_pending()  # (after an abort: while its dir is open)
             if root_fd != _VIRTUAL:
                 os.close(root_fd)
 
@@ -676,6 +746,8 @@ class TreeSync:
         """An entry is done; ``size`` counts towards the bytes seen."""
         stats = self.stats
         stats.entries_done += 1
+        if self._writer is not None and self._writer.unanswered and not stats.entries_done & 7:
+            self._writer.receive(block=False)
         if self._pending and self._pending[0].done.is_set():
             self._complete_pending(ready_only=True)
         stats.bytes_seen += size
@@ -755,6 +827,9 @@ class TreeSync:
         if frame.waiting_links:
             # Hard links still to be made in here: touch up at the end.
             self._late_touchups.append(frame)
+        elif self._writer is not None and self._pending and not self.dry_run:
+            self._send_batch()  # (after the files the writer has for it)
+            self._pending.append(_TouchUp(os.dup(dst_parent), dst_name, frame))
         else:
             self._touch_up(dst_parent, dst_name, frame)
         self._done_entry(st)
@@ -811,8 +886,8 @@ class TreeSync:
                                    frame)
                 if self._pending:  # before the dir's fd closes and its mtime is set
                     self._complete_pending(dst_fd)
-            except BaseException:
-                self._abort_pending()  # (while the dirs' fds are open)
+            except BaseException as exc:
+                self._unwind(exc)  # (while the dirs' fds are open)
                 raise
             finally:
                 self._close_dir(dst_fd)
@@ -1308,6 +1383,14 @@ class TreeSync:
                 if group is not None:
                     self._sent(group, index, open_error)
                 return
+            elif self._writer is not None and group is None and dst_st is None and \
+                    self._fresh and src_fd >= 0 and st.st_size < _BEHIND_MIN and \
+                    src_meta.acl_access is None and not self._writer_busy() and \
+                    self._writer_room(st.st_size, dst_parent):
+                # (no itemizing with a writer: nothing to print before it)
+                self._queue_write(src_fd, src_meta, dst_parent, dst_path, rel,
+                                  source.sender_path(rel), st.st_size)
+                src_fd = -1  # the batch's now
             else:
                 # rsync's sender itemizes what it sent, whatever the
                 # receiver then makes of it (a failed mkstemp, say).
@@ -1416,8 +1499,7 @@ class TreeSync:
             try:
                 before = os.fstat(src_fd)
                 if behind and attempt == 1 and _reserve(
-                        tmp_fd, before.st_size, self.am_root,
-                        sum(job.before.st_size for job in self._pending)):
+                        tmp_fd, before.st_size, self.am_root, self._pending_bytes()):
                     self._copy_behind(_CopyJob(os.dup(src_fd), tmp_fd, tmp, before, src_meta,
                                                dst_parent, dst_name, rel, src_path))
                     return True
@@ -1463,9 +1545,7 @@ class TreeSync:
                 # (rsync's receiver sets the temp file's ACL through its open fd)
                 apply_meta(self.meta, src_meta, None, dirfd=dst_parent, name=tmp, fd=tmp_fd,
                            exact_time=True, is_new=True, path=_join(parent_rel, tmp))
-                os.rename(tmp, dst_name, src_dir_fd=dst_parent, dst_dir_fd=dst_parent)
-                faults.mutated("rename")
-                self._made_here(None, b"", tmp_fd)
+                self._put_in_place(tmp_fd, tmp, dst_parent, dst_name)
         except BaseException:
             os.close(tmp_fd)
             unlink_quietly(dst_parent, tmp)
@@ -1487,6 +1567,150 @@ class TreeSync:
             return False
         return None
 
+    def _put_in_place(self, tmp_fd: int, tmp: bytes, dst_parent: int, dst_name: bytes) -> None:
+        """A finished temp file takes its real name (the writer process
+        leaves that to the walk)."""
+        os.rename(tmp, dst_name, src_dir_fd=dst_parent, dst_dir_fd=dst_parent)
+        faults.mutated("rename")
+        self._made_here(None, b"", tmp_fd)
+
+    # -- the writer process (writer.py) ------------------------------------------------
+    # New small files of the dirs this run made go to the writer in
+    # batches; each batch is a pending item like a copy behind the walk,
+    # completed in order: its lines printed, its temp files renamed.  A
+    # dir's touch-up then waits in the same queue (a _TouchUp).  Free space
+    # for twice what is under way is checked every so often: near a full
+    # disk the walk writes itself, in order, as rsync would.
+    def _writer_busy(self) -> bool:
+        """Whether the writer has enough to do: the walk then writes the
+        file itself rather than wait (both cores stay busy)."""
+        return len(self._writer.unanswered) >= _BUSY
+
+    def _writer_room(self, size: int, dir_fd: int) -> bool:
+        writer = self._writer
+        if writer.budget < size or writer.checked >= 4 * BATCH:
+            try:
+                fs = os.fstatvfs(dir_fd)
+            except OSError:
+                return False
+            writer.checked = 0
+            writer.budget = fs.f_bavail * fs.f_frsize - 2 * self._pending_bytes() - _ROOM
+            if fs.f_favail < 4 * BATCH * IN_FLIGHT + 1024:
+                writer.budget = -1
+            if writer.budget < size:
+                self._complete_pending()  # (and so rsync's order from here on)
+                return False
+        writer.budget -= size
+        writer.checked += 1
+        return True
+
+    def _queue_write(self, src_fd: int, src_meta: SrcMeta, dst_parent: int,
+                     dst_path: tuple[bytes, ...], rel: bytes, src_path: bytes | None,
+                     size: int) -> None:
+        batch, dst_name = self._batch, dst_path[-1]
+        # (by path: the fd of the next dir may have the number this one had)
+        if batch is None or batch.key != dst_path[:-1] or self._pending[-1] is not batch:
+            self._send_batch()
+            batch = self._batch = Batch(os.dup(dst_parent), dst_path[:-1])
+            self._pending.append(batch)
+        meta = (src_meta.mode, src_meta.uid, src_meta.gid, src_meta.mtime_ns, src_meta.xattrs)
+        batch.jobs.append((src_fd, (dst_name, rel, src_path, size, meta)))
+        self._writer.pending_bytes += size
+        if len(batch.jobs) == BATCH or not self._writer.unanswered:  # (full, or it is idle)
+            self._send_batch()
+
+    def _send_batch(self) -> None:
+        """Hand the batch being filled to the writer; wait for earlier ones
+        while too many are under way."""
+        batch, self._batch = self._batch, None
+        if batch is None or batch.sent:
+            return
+        self._writer.send(batch)
+        while len(self._writer.unanswered) > IN_FLIGHT and not self._completing:
+            self._complete_pending(until=len(self._writer.unanswered) - IN_FLIGHT)
+
+    def _complete_batch(self, batch: Batch) -> None:
+        if not batch.sent:
+            if self._batch is batch:
+                self._batch = None
+            self._writer.send(batch)
+        self._writer.wait(batch)
+        if batch.answers is None:
+            self._remove_orphans(batch)
+        answers = batch.answers or [None] * len(batch.jobs)
+        done = 0
+        try:
+            for job, answer in zip(batch.jobs, answers):
+                done += 1
+                self._complete_write(batch.dir_fd, job, answer)
+        finally:
+            self._drop_batch(batch, done)
+
+    def _complete_write(self, dir_fd: int, job: tuple, answer: tuple | None) -> None:
+        """One file the writer wrote: its lines and flags, then its name."""
+        src_fd, (dst_name, rel, src_path, size, meta) = job
+        self._writer.pending_bytes -= size
+        if answer is None:  # the writer died: the walk writes it
+            os.lseek(src_fd, 0, os.SEEK_SET)
+            self._write_new(src_fd, SrcMeta(*meta), dir_fd, dst_name, rel, src_path, size=size)
+            return
+        kind, tmp, lines, flags, copied, fatal_lines = answer
+        for stream, line in lines:
+            (self.out if stream == 1 else self.err)(line)
+        if flags & 1:
+            self.partial = True
+        if flags & 2:
+            self.meta.had_error = True
+        if kind == FATAL:
+            self._abort_pending()  # (what comes after it never happens)
+            fatal = Fatal(copied, *fatal_lines)
+            fatal.settled = True
+            raise fatal
+        if kind == OK:
+            try:
+                os.rename(tmp, dst_name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+            except BaseException:
+                unlink_quietly(dir_fd, tmp)
+                raise
+            faults.mutated("rename")
+            self.stats.files_transferred += 1
+            self.stats.bytes_done += copied
+
+    def _remove_orphans(self, batch: Batch) -> None:
+        """The writer died before it answered for the batch: remove the
+        temp files it may have left for it.  The dir is one this run made,
+        so a name like one of its files' temp names can only be one."""
+        try:
+            fd = os.open(b".", _LIST_FLAGS, dir_fd=batch.dir_fd)
+        except OSError:
+            return
+        try:
+            names = _list_names(fd)
+        finally:
+            os.close(fd)
+        stems = {temp_name(message[0])[:-6] for _, message in batch.jobs}
+        for name in names:
+            if len(name) > 6 and name[:-6] in stems:
+                unlink_quietly(batch.dir_fd, name)
+
+    def _drop_batch(self, batch: Batch, completed: int = 0) -> None:
+        """Close a batch's fds and remove the temp files of the jobs not
+        completed (after an abort: once the writer has answered)."""
+        if batch.sent and self._writer is not None:
+            self._writer.wait(batch)
+            if batch.answers is None:
+                self._remove_orphans(batch)
+        answers = batch.answers or [None] * len(batch.jobs)
+        for (src_fd, message), answer in list(zip(batch.jobs, answers))[completed:]:
+            if answer is not None and answer[0] == OK:
+                unlink_quietly(batch.dir_fd, answer[1])
+            if self._writer is not None:
+                self._writer.pending_bytes -= message[3]
+        for src_fd, _ in batch.jobs:
+            os.close(src_fd)
+        os.close(batch.dir_fd)
+        batch.jobs = []
+
     # -- copies behind the walk ------------------------------------------------------
     # A big file's data is copied by a thread (copy_file_range releases the
     # GIL) while the walk goes on; the rest of its transfer (the checks,
@@ -1495,15 +1719,24 @@ class TreeSync:
     # any message is printed, and at the end of the file's dir (before the
     # dir's fd closes and its mtime is set).  On an abort (signal, fatal
     # error) the copies are awaited and their temp files removed.
+    def _pending_bytes(self) -> int:
+        """Bytes of the files still being written behind the walk."""
+        writer = self._writer.pending_bytes if self._writer is not None else 0
+        return writer + sum(job.before.st_size for job in self._pending
+                            if isinstance(job, _CopyJob))
+
     def _copy_behind(self, job: "_CopyJob") -> None:
+        self._send_batch()  # (it comes before this one)
         if self._copier is None:
             self._copier = _Copier(self._check_cancel)
         self._pending.append(job)
         self._copier.jobs.put(job)
 
-    def _complete_pending(self, dir_fd: int | None = None, ready_only: bool = False) -> None:
+    def _complete_pending(self, dir_fd: int | None = None, ready_only: bool = False,
+                          until: int = 0) -> None:
         """Complete copies in order: all of them; with ``dir_fd`` until none
-        into that dir is left; with ``ready_only`` those already copied."""
+        into that dir is left; with ``ready_only`` those already copied;
+        with ``until`` until that many writer batches are."""
         if self._completing:
             return
         self._completing = True
@@ -1516,10 +1749,23 @@ class TreeSync:
                     return
                 self._pending.pop(0)
                 self._complete(job)
+                if until and isinstance(job, Batch):
+                    until -= 1
+                    if not until:
+                        return
         finally:
             self._completing = False
 
-    def _complete(self, job: "_CopyJob") -> None:
+    def _complete(self, job: "_CopyJob | Batch | _TouchUp") -> None:
+        if isinstance(job, Batch):
+            self._complete_batch(job)
+            return
+        if isinstance(job, _TouchUp):
+            try:
+                self._touch_up(job.dir_fd, job.name, job.frame)
+            finally:
+                os.close(job.dir_fd)
+            return
         job.done.wait()
         try:
             read_error, copied = None, job.copied
@@ -1529,7 +1775,10 @@ class TreeSync:
                 os.close(job.tmp_fd)
                 unlink_quietly(job.dst_parent, job.tmp)
                 if isinstance(job.error, WriteError):
-                    raise self._write_failed(job.error, job.rel)
+                    self._abort_pending()  # (what comes after it never happens)
+                    fatal = self._write_failed(job.error, job.rel)
+                    fatal.settled = True
+                    raise fatal
                 raise job.error
             done = self._finish_write(job.src_fd, job.tmp_fd, job.tmp, job.before, copied,
                                       read_error, job.src_meta, job.dst_parent, job.dst_name,
@@ -1541,12 +1790,38 @@ class TreeSync:
         finally:
             os.close(job.src_fd)
 
+    def _unwind(self, exc: BaseException) -> None:
+        """The walk ends on ``exc``.  A fatal error in the walk's own turn
+        comes, in rsync's order, after the files still under way: they are
+        completed first (if one of them failed fatally, that error is
+        raised instead).  Anything else (a signal) stops them."""
+        if isinstance(exc, Fatal) and not exc.settled:
+            exc.settled = True
+            try:
+                self._complete_pending()
+            except Fatal as earlier:
+                earlier.settled = True
+                self._abort_pending()
+                raise earlier from None
+            except BaseException:
+                pass
+        self._abort_pending()
+
     def _abort_pending(self) -> None:
         """After an abort: stop the copies, remove their temp files."""
         if self._pending and self._copier is not None:
             self._copier.abort.set()  # (no copy is queued after an abort)
+        if self._pending and self._writer is not None:
+            self._writer.abort()
+        self._batch = None
         while self._pending:
             job = self._pending.pop(0)
+            if isinstance(job, Batch):
+                self._drop_batch(job)
+                continue
+            if isinstance(job, _TouchUp):
+                os.close(job.dir_fd)
+                continue
             job.done.wait()
             os.close(job.src_fd)
             os.close(job.tmp_fd)
@@ -1930,6 +2205,21 @@ class _CopyJob:
     copied: int = -1
     error: BaseException | None = None
     done: threading.Event = field(default_factory=threading.Event)
+
+
+class _TouchUp:
+    """A dir's touch-up waiting in the pending queue for the writer's
+    files in it (the queue's items complete in order)."""
+
+    __slots__ = ("dir_fd", "name", "frame")
+    dst_parent = -1  # (tied to no fd of the walk: it has its own)
+    done = threading.Event()  # (always set: it can run at once)
+    done.set()
+
+    def __init__(self, dir_fd: int, name: bytes, frame: _DirFrame) -> None:
+        self.dir_fd = dir_fd
+        self.name = name
+        self.frame = frame
 
 
 class _Copier:

@@ -1,0 +1,162 @@
+"""New small files written by a second process (an initial copy).
+
+An initial copy is mostly the kernel's work of making files: a temp file,
+its data, owner, mode, mtime and xattrs.  The walk runs in one thread
+(Python holds the GIL), so it hands the new files of the dirs it made to a
+forked writer process and goes on walking.  The writer is a fork of the
+run, so it writes each file with the run's own code (TreeSync._write_new):
+same temp name, same checks, same attributes, same messages.  It only
+leaves the temp file where it is: the walk renames it into place when the
+file's turn comes, so names appear in rsync's order, its messages are
+printed in that order, and an abort removes every temp file still waiting.
+
+Jobs go in batches of up to BATCH files of one dir over a SOCK_SEQPACKET
+socket, with the source files' open fds and the dir's (SCM_RIGHTS), and
+come back as one answer per batch.  The writer ignores SIGINT, SIGTERM and
+SIGHUP: the run tells it to stop (a flag in shared memory, then the end of
+its socket), and it dies with the run if the run is killed.
+"""
+
+from __future__ import annotations
+
+import marshal
+import mmap
+import os
+import signal
+import socket
+import threading
+from collections.abc import Callable
+
+from .procs import fork_helper, kill_and_reap
+
+__all__ = ["BATCH", "Batch", "Writer", "OK", "FAILED", "FATAL", "SKIPPED"]
+
+BATCH = 16        # files per batch
+IN_FLIGHT = 4     # batches sent and not yet answered, at most
+# What became of a job (the first item of its answer).
+OK, FAILED, FATAL, SKIPPED = 0, 1, 2, 3
+_ANSWER_SIZE = 1 << 20
+
+
+class Batch:
+    """Files for one destination dir, in the walk's order.  ``dir_fd`` is
+    the run's own dup of the dir (its renames need it after the walk has
+    closed the dir); ``jobs``: (src fd, message tuple, dst name, rel, size);
+    ``answers`` arrive as one list when the writer is done."""
+
+    __slots__ = ("dir_fd", "key", "jobs", "sent", "answers", "done")
+    dst_parent = -1  # (tied to no fd of the walk: it has its own)
+
+    def __init__(self, dir_fd: int, key: tuple[bytes, ...]) -> None:
+        self.dir_fd = dir_fd
+        self.key = key  # the dir's path: which batch a file may join
+        self.jobs: list[tuple] = []
+        self.sent = False
+        self.answers: list[tuple] | None = None
+        self.done = threading.Event()
+
+
+class Writer:
+    """The run's side of the writer process."""
+
+    def __init__(self, serve: Callable[[socket.socket, mmap.mmap], None]) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.stop = mmap.mmap(-1, 1)  # shared: b"\1" asks the writer to skip what is left
+
+        def body() -> None:
+            ours.close()
+            serve(theirs, self.stop)
+        try:
+            self.pid = fork_helper(body, on_signal=signal.SIG_IGN)
+        except OSError:
+            ours.close()
+            theirs.close()
+            raise
+        theirs.close()
+        self.sock: socket.socket | None = ours
+        self.unanswered: list[Batch] = []  # sent, in order
+        self.budget = -1      # bytes the next jobs may take before free space is checked again
+        self.checked = 0      # jobs since free space was checked
+        self.pending_bytes = 0
+
+    def send(self, batch: Batch) -> bool:
+        """Hand a batch over; False if the writer is gone."""
+        batch.sent = True
+        if self.sock is not None:
+            message = marshal.dumps([job[1] for job in batch.jobs])
+            try:
+                socket.send_fds(self.sock, [message],
+                                [batch.dir_fd, *(job[0] for job in batch.jobs)])
+                self.unanswered.append(batch)
+                return True
+            except OSError:
+                self._gone()
+        batch.done.set()  # (no answers: the run writes them itself)
+        return False
+
+    def receive(self, block: bool) -> bool:
+        """Take one answer if there is one (waiting for it with ``block``);
+        False if there was none to take."""
+        if self.sock is None or not self.unanswered:
+            return False
+        try:
+            data = self.sock.recv(_ANSWER_SIZE, 0 if block else socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return False
+        except InterruptedError:
+            return True
+        except OSError:
+            data = b""
+        if not data:
+            self._gone()
+            return True
+        batch = self.unanswered.pop(0)
+        batch.answers = marshal.loads(data)
+        batch.done.set()
+        return True
+
+    def wait(self, batch: Batch) -> None:
+        """Until the batch is answered (or the writer is gone: then its
+        answers stay None)."""
+        while not batch.done.is_set():
+            if not self.receive(block=True) and batch not in self.unanswered:
+                batch.done.set()  # (never sent: nothing will come)
+
+    def _gone(self) -> None:
+        """The writer died: no answer will come."""
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+        for batch in self.unanswered:
+            batch.done.set()
+        self.unanswered = []
+
+    def abort(self) -> None:
+        self.stop[0] = 1
+
+    def close(self) -> None:
+        """The end of its socket ends the writer; then it is reaped."""
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+        kill_and_reap(self.pid, grace=5.0)
+        self.stop.close()
+
+
+def serve(sock: socket.socket, stop: mmap.mmap,
+          write: Callable[[int, int, tuple], tuple]) -> None:
+    """The writer's loop: each batch's jobs through ``write(src_fd,
+    dir_fd, job)``, an answer per batch; skipped once ``stop`` is set."""
+    while True:
+        message, fds, _, _ = socket.recv_fds(sock, _ANSWER_SIZE, BATCH + 1)
+        if not message:
+            return
+        dir_fd, src_fds = fds[0], fds[1:]
+        answers = []
+        for src_fd, job in zip(src_fds, marshal.loads(message)):
+            try:
+                answers.append((SKIPPED,) if stop[0] else write(src_fd, dir_fd, job))
+            finally:
+                os.close(src_fd)
+        os.close(dir_fd)
+        sock.send(marshal.dumps(answers))
