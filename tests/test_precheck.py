@@ -173,9 +173,10 @@ def test_files_with_two_names_in_the_destination_are_left_to_the_walk(tmp_path):
     assert os.stat(dst / "a").st_ino == os.stat(dst / "b").st_ino
 
 
-def test_every_file_gets_one_verdict_from_the_two_workers(tmp_path):
-    """Claims split each dir between the workers; together they judge
-    every file, big or small, wherever they meet."""
+def test_every_file_gets_one_verdict_from_the_worker_or_the_walk(tmp_path):
+    """Claims split each dir between the forked worker and the walk's own
+    share; together they judge every file, big or small, wherever they
+    meet."""
     import threading
     src, dst = tmp_path / "src", tmp_path / "dst"
     make_tree(src, dirs=4, files=37)
@@ -186,6 +187,13 @@ def test_every_file_gets_one_verdict_from_the_two_workers(tmp_path):
                      threading.Event())
     try:
         for rel in (b".", b"d0", b"d1", b"d2", b"d3"):
+            src_fd = os.open(src / os.fsdecode(rel), os.O_RDONLY | os.O_DIRECTORY)
+            dst_fd = os.open(dst / os.fsdecode(rel), os.O_PATH | os.O_DIRECTORY)
+            try:
+                check.share(rel, src_fd, dst_fd)
+            finally:
+                os.close(src_fd)
+                os.close(dst_fd)
             names = sorted(os.fsencode(n) for n in os.listdir(src / os.fsdecode(rel)))
             for name in names:
                 path = src / os.fsdecode(rel) / os.fsdecode(name)
@@ -216,6 +224,29 @@ def test_claims_cover_every_index_once_when_taken_in_turns():
         assert sorted(taken) == list(range(files))
 
 
+def test_an_index_past_the_list_is_ignored(tmp_path):
+    """Two dirs in one slot, or listings that differ, can hand out an index
+    past a worker's list: it ends that worker's share of the dir (no
+    crash, no verdict made up)."""
+    from syncengine.treesync import precheck as precheck_module
+
+    class Stale(precheck_module._Claims):
+        def take(self, offset, worker):  # (set up meanwhile for a dir of 50 files)
+            return 49
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    make_tree(src, dirs=1, files=3)
+    assert run(src, dst)[0] == 0
+    walk_side = precheck_module._Worker(1, Stale(), lambda rel, is_dir: False, -1)
+    src_fd = os.open(src / "d0", os.O_RDONLY | os.O_DIRECTORY)
+    dst_fd = os.open(dst / "d0", os.O_PATH | os.O_DIRECTORY)
+    try:
+        verdicts, names = walk_side.share(src_fd, dst_fd, b"d0")
+    finally:
+        os.close(src_fd)
+        os.close(dst_fd)
+    assert (verdicts, names) == ({}, [b"f000", b"f001", b"f002"])
+
+
 def test_stalled_workers_are_given_up_on(tmp_path, monkeypatch):
     """A worker that says nothing for _STALL seconds is killed, and the
     walk does everything itself."""
@@ -226,8 +257,14 @@ def test_stalled_workers_are_given_up_on(tmp_path, monkeypatch):
     make_tree(src, dirs=1, files=3)
     assert run(src, dst)[0] == 0
     monkeypatch.setattr(precheck_module, "_STALL", 0.3)
-    monkeypatch.setattr(precheck_module._Worker, "check",
-                        lambda self, *args: time.sleep(30))  # (in the forked workers)
+    run_pid = os.getpid()
+    original = precheck_module._Worker.check
+
+    def stuck(self, *args):  # (in the forked worker only)
+        if os.getpid() != run_pid:
+            time.sleep(30)
+        return original(self, *args)
+    monkeypatch.setattr(precheck_module._Worker, "check", stuck)
     started = time.monotonic()
     check = Precheck(os.fsencode(src), os.fsencode(dst), b".", lambda rel, is_dir: False,
                      threading.Event())

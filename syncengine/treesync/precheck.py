@@ -73,10 +73,12 @@ class _Claims:
     both stay busy to the end whatever the files' sizes and however the
     scheduler treats them.  A dir's slot, in memory both share, is picked
     by the hash of its path and holds that hash and the next index from
-    the front and from the back.  Each pointer is written by one worker
-    only, so the worst a race or two dirs in one slot can do is have both
-    workers compare a file, or neither (the walk then does it): a claim
-    never changes a verdict, only who makes it."""
+    the front and from the back.  Once a slot is set up each pointer moves
+    under one worker only; setting it up (by both at once, or for another
+    dir in the same slot) rewrites both.  So the worst a race can do is
+    have both compare a file, or neither (the walk then does it), or hand
+    out an index past a worker's list (ignored): a claim never changes a
+    verdict, only who makes it."""
 
     _SLOTS = 1 << 14
     _SLOT = struct.Struct("<qqq")  # tag (the path's hash), front, back
@@ -125,7 +127,7 @@ class _Worker:
         self.errors += 1
 
     def _heartbeat(self) -> None:
-        if time.monotonic() - self.sent > _HEARTBEAT:
+        if self.out_fd >= 0 and time.monotonic() - self.sent > _HEARTBEAT:
             self._send(self.rel, {}, False)
 
     def _send(self, rel: bytes, verdicts: dict, done: bool) -> None:
@@ -135,18 +137,36 @@ class _Worker:
         while data:
             data = data[os.write(self.out_fd, data):]
 
-    def walk(self, src_fd: int, dst_fd: int, rel: bytes) -> None:
-        """One dir in the walk's order: its files, then each subdir."""
+    def _listing(self, src_fd: int, rel: bytes) -> tuple[list[tuple], list[bytes]]:
+        """A dir's entries (name, is dir, is file), sorted, and its files
+        to compare, in the order both sides number them for claims."""
         with os.scandir(src_fd) as it:
             entries = sorted((os.fsencode(e.name), e.is_dir(follow_symlinks=False),
                               e.is_file(follow_symlinks=False)) for e in it)
-        files = [name for name, _, is_file in entries
-                 if is_file and not self.excluded(_join(rel, name), False)]
+        return entries, [name for name, _, is_file in entries
+                         if is_file and not self.excluded(_join(rel, name), False)]
+
+    def share(self, src_fd: int, dst_fd: int, rel: bytes,
+              ) -> tuple[dict[bytes, int], list[bytes]]:
+        """In the walk's own process, as worker 1: compare a dir's files
+        from the back until it meets the forked worker (the walk would
+        only wait for it otherwise); returns the verdicts, and the dir's
+        names, sorted."""
+        entries, files = self._listing(src_fd, rel)
+        slot = self.claims.enter(rel, len(files))
+        verdicts = {}
+        while 0 <= (index := self.claims.take(slot, self.index)) < len(files):
+            verdicts[files[index]] = self.check(src_fd, dst_fd, files[index])
+        return verdicts, [entry[0] for entry in entries]
+
+    def walk(self, src_fd: int, dst_fd: int, rel: bytes) -> None:
+        """One dir in the walk's order: its files, then each subdir."""
+        entries, files = self._listing(src_fd, rel)
         slot = self.claims.enter(rel, len(files))
         self.rel = rel
         verdicts: dict[bytes, int] = {}
         size = 0
-        while (index := self.claims.take(slot, self.index)) >= 0:
+        while 0 <= (index := self.claims.take(slot, self.index)) < len(files):
             name = files[index]
             verdicts[name] = self.check(src_fd, dst_fd, name)
             size += max(verdicts[name], 0)
@@ -256,50 +276,57 @@ class Precheck:
     def __init__(self, src_dir: bytes, dst_dir: bytes, rel: bytes,
                  excluded: Callable[[bytes, bool], bool], cancel: threading.Event) -> None:
         self.cancel = cancel
+        claims = _Claims()
+        # The walk's own share (see share): one forked worker and the walk's
+        # process make two on two cores, and a process less in memory.
+        self.helper = _Worker(1, claims, excluded, -1)
+        self.own: dict[bytes, dict[bytes, int]] = {}
         self.fds: list[int] = []
         self.pids: list[int] = []
         self.buffers: list[bytearray] = []
         # per worker: rel -> [verdicts so far, whether the dir is done]
         self.dirs: list[dict[bytes, list]] = []
-        try:
-            self._start(src_dir, dst_dir, rel, excluded)
-        except BaseException:
-            self.close()  # (no worker left behind when the second cannot start)
-            raise
+        self._start(src_dir, dst_dir, rel, excluded, claims)
 
     def _start(self, src_dir: bytes, dst_dir: bytes, rel: bytes,
-               excluded: Callable[[bytes, bool], bool]) -> None:
-        claims = _Claims()
-        for index in range(2):
-            read_fd, write_fd = os.pipe()
-            try:
-                import fcntl
-                fcntl.fcntl(write_fd, _F_SETPIPE_SZ, _PIPE_SIZE)
-            except OSError:
-                pass
+               excluded: Callable[[bytes, bool], bool], claims: _Claims) -> None:
+        read_fd, write_fd = os.pipe()
+        try:
+            import fcntl
+            fcntl.fcntl(write_fd, _F_SETPIPE_SZ, _PIPE_SIZE)
+        except OSError:
+            pass
 
-            def work(index: int = index, read_fd: int = read_fd, write_fd: int = write_fd,
-                     ) -> None:
-                os.close(read_fd)
-                for fd in self.fds:
-                    os.close(fd)
-                worker = _Worker(index, claims, excluded, write_fd)
-                src_fd = os.open(src_dir, _LIST_FLAGS & ~os.O_NOFOLLOW)
-                dst_fd = os.open(dst_dir, _PATH_FLAGS & ~os.O_NOFOLLOW)
-                worker.walk(src_fd, dst_fd, rel)
-            try:
-                pid = fork_helper(work)
-            except OSError:
-                os.close(read_fd)
-                os.close(write_fd)
-                raise
+        def work() -> None:
+            os.close(read_fd)
+            worker = _Worker(0, claims, excluded, write_fd)
+            src_fd = os.open(src_dir, _LIST_FLAGS & ~os.O_NOFOLLOW)
+            dst_fd = os.open(dst_dir, _PATH_FLAGS & ~os.O_NOFOLLOW)
+            worker.walk(src_fd, dst_fd, rel)
+        try:
+            pid = fork_helper(work)
+        except OSError:
+            os.close(read_fd)
             os.close(write_fd)
-            self.fds.append(read_fd)
-            self.pids.append(pid)
-            self.buffers.append(bytearray())
-            self.dirs.append({})
+            raise
+        os.close(write_fd)
+        self.fds.append(read_fd)
+        self.pids.append(pid)
+        self.buffers.append(bytearray())
+        self.dirs.append({})
+
+    def share(self, rel: bytes, src_fd: int, dst_fd: int) -> list[bytes]:
+        """Before the walk asks for a dir's verdicts: its own share.
+        Returns the dir's names, sorted (the walk need not list it again)."""
+        self.own[rel], names = self.helper.share(src_fd, dst_fd, rel)
+        return names
 
     def verdict(self, rel: bytes, name: bytes) -> int | None:
+        own = self.own.get(rel)
+        if own:
+            size = own.pop(name, None)
+            if size is not None:
+                return size if size >= 0 else None
         while True:
             waiting = []
             for index, dirs in enumerate(self.dirs):
@@ -366,6 +393,7 @@ class Precheck:
         return got
 
     def end_dir(self, rel: bytes) -> None:
+        self.own.pop(rel, None)
         for dirs in self.dirs:
             dirs.pop(rel, None)
 

@@ -1026,7 +1026,13 @@ class TreeSync:
                       rel: bytes, dst_path: tuple[bytes, ...], source: _Source,
                       frame: _DirFrame) -> None:
         precheck = None if frame.fresh else self._precheck
-        entries = self._read_source_dir(src_fd, rel, source, precheck=precheck)
+        names = None
+        if precheck is not None and dst_fd != _VIRTUAL:
+            try:
+                names = precheck.share(rel, src_fd, dst_fd)
+            except OSError:
+                pass  # (the listing fails again below, and is reported there)
+        entries = self._read_source_dir(src_fd, rel, source, precheck=precheck, names=names)
         dst_stats = None
         if frame.fresh:
             if self.delete:  # nothing to delete in a dir this run made: only the warning
@@ -1073,19 +1079,22 @@ class TreeSync:
 
     def _read_source_dir(self, src_fd: int, rel: bytes, source: _Source,
                          quiet: bool = False, precheck: Precheck | None = None,
+                         names: list[bytes] | None = None,
                          ) -> list[tuple[bytes, os.stat_result | _InSync]]:
         """The sorted, filtered listing of one source dir, as the census saw
         it (entries it left out stay out).  A file the precheck found in
-        sync comes as an _InSync, not lstat-ed again."""
+        sync comes as an _InSync, not lstat-ed again.  ``names``: the dir's
+        names, sorted, if they were just read."""
         entries = []
-        try:
-            names = _list_names(src_fd)
-        except OSError as exc:
-            if not quiet:
-                self._scan_failed(f'rsync: [sender] opendir "{source.opendir_shown(rel)}" '
-                                  f"failed: {_strerror(exc)}")
-            return entries
-        for name in sorted(names):
+        if names is None:
+            try:
+                names = sorted(_list_names(src_fd))
+            except OSError as exc:
+                if not quiet:
+                    self._scan_failed(f'rsync: [sender] opendir "{source.opendir_shown(rel)}" '
+                                      f"failed: {_strerror(exc)}")
+                return entries
+        for name in names:
             child = _join(rel, name)
             if child in source.dropped:
                 continue
@@ -2364,14 +2373,17 @@ class _Census:
             # (the hot loop of the census: no calls it can do without)
             excluded = rules.excluded if rules else None
             keep = self._keep if self.check_meta else None
+            prefix = _join(rel, b"")
+            files = size = 0
+            lstat, is_dir_mode, is_reg_mode = os.stat, stat.S_ISDIR, stat.S_ISREG
             for name in sorted(names):
-                child = _join(rel, name)
                 try:
-                    st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                    st = lstat(name, dir_fd=fd, follow_symlinks=False)
                 except FileNotFoundError:
                     continue
                 except OSError as exc:
                     # rsync reports it unless a rule would exclude it either way.
+                    child = prefix + name
                     if not (rules.excluded(child, False) or rules.excluded(child, True)):
                         self.source.dropped.add(child)
                         self.run_._scan_failed(
@@ -2379,17 +2391,19 @@ class _Census:
                             f'"{_abs(self.source.sender_path(child))}") failed: '
                             f"{_strerror(exc)}")
                     continue
-                is_dir = stat.S_ISDIR(st.st_mode)
-                if excluded is not None and excluded(child, is_dir) or \
-                        keep is not None and not keep(st, fd, name, child):
+                is_dir = is_dir_mode(st.st_mode)
+                if excluded is not None and excluded(prefix + name, is_dir) or \
+                        keep is not None and not keep(st, fd, name, prefix + name):
                     continue
                 if is_dir:
                     subdirs.append((name, st))
-                elif st.st_nlink > 1 or not stat.S_ISREG(st.st_mode):
-                    self._count(child, st)
+                elif st.st_nlink > 1 or not is_reg_mode(st.st_mode):
+                    self._count(prefix + name, st)
                 else:  # (_count, for the common case)
-                    self.source.entries += 1
-                    self.source.size += st.st_size
+                    files += 1
+                    size += st.st_size
+            self.source.entries += files
+            self.source.size += size
             for name, st in subdirs:
                 child = _join(rel, name)
                 self._count(child, st)

@@ -23,11 +23,14 @@ import marshal
 import mmap
 import os
 import signal
-import socket
 import threading
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from .procs import fork_helper, kill_and_reap
+
+if TYPE_CHECKING:
+    import socket
 
 __all__ = ["BATCH", "Batch", "Writer", "OK", "FAILED", "FATAL", "SKIPPED"]
 
@@ -60,6 +63,7 @@ class Writer:
     """The run's side of the writer process."""
 
     def __init__(self, serve: Callable[[socket.socket, mmap.mmap], None]) -> None:
+        import socket  # (here: a re-run has no use for it, and it takes 3 ms)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.stop = mmap.mmap(-1, 1)  # shared: b"\1" asks the writer to skip what is left
 
@@ -81,6 +85,7 @@ class Writer:
 
     def send(self, batch: Batch) -> bool:
         """Hand a batch over; False if the writer is gone."""
+        import socket
         batch.sent = True
         if self.sock is not None:
             message = marshal.dumps([job[1] for job in batch.jobs])
@@ -99,6 +104,7 @@ class Writer:
         False if there was none to take."""
         if self.sock is None or not self.unanswered:
             return False
+        import socket
         try:
             data = self.sock.recv(_ANSWER_SIZE, 0 if block else socket.MSG_DONTWAIT)
         except BlockingIOError:
@@ -147,6 +153,7 @@ def serve(sock: socket.socket, stop: mmap.mmap,
           write: Callable[[int, int, tuple], tuple]) -> None:
     """The writer's loop: each batch's jobs through ``write(src_fd,
     dir_fd, job)``, an answer per batch; skipped once ``stop`` is set."""
+    import socket
     while True:
         message, fds, _, _ = socket.recv_fds(sock, _ANSWER_SIZE, BATCH + 1)
         if not message:
