@@ -198,7 +198,7 @@ def test_every_file_gets_one_verdict_from_the_worker_or_the_walk(tmp_path):
             for name in names:
                 path = src / os.fsdecode(rel) / os.fsdecode(name)
                 if path.is_file():
-                    assert check.verdict(rel, name) == path.stat().st_size, (rel, name)
+                    assert check.verdict(rel, name)[0] == path.stat().st_size, (rel, name)
             check.end_dir(rel)
     finally:
         check.close()
@@ -300,7 +300,7 @@ def test_a_long_compare_keeps_the_workers_alive(tmp_path, monkeypatch):
     check = Precheck(os.fsencode(src), os.fsencode(dst), b".", lambda rel, is_dir: False,
                      threading.Event())
     try:
-        assert check.verdict(b".", b"big") == 1 << 20
+        assert check.verdict(b".", b"big")[0] == 1 << 20
     finally:
         check.close()
 
@@ -318,3 +318,46 @@ def test_no_workers_with_one_cpu(tmp_path, monkeypatch):
     monkeypatch.setattr(sync_module, "_cpus", lambda: 2)
     assert run(src, dst) == (0, [])  # (the fake returns None: no look-ahead)
     assert len(started) == 1         # with two they are started
+
+
+def test_a_file_changed_through_another_name_is_looked_at_again(tmp_path, monkeypatch):
+    """On a filesystem that folds case the walk can change a file found in
+    sync through another name of its dir (README and readme).  Once the
+    walk has changed something in a dir, each file found in sync there is
+    lstat-ed again and handled if it is no longer the file the worker saw.
+    (The other name is played by a chmod made while the walk writes a.)"""
+    from syncengine.treesync import faults
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir()
+    for name in ("a", "b"):
+        (src / name).write_bytes(b"same")
+        os.chmod(src / name, 0o644)
+        os.utime(src / name, ns=(1_600_000_000_000_000_000,) * 2)
+    assert run(src, dst)[0] == 0
+    (dst / "a").write_bytes(b"diff")  # (same size and mtime: only -c finds it)
+    os.utime(dst / "a", ns=(1_600_000_000_000_000_000,) * 2)
+    original = sync_module.TreeSync._file
+
+    def file(self, src_parent, name, *args, **kw):
+        original(self, src_parent, name, *args, **kw)
+        if name == b"a":  # b changed through "another name", after its verdict
+            os.chmod(dst / "b", 0o600)
+            faults.mutated("chmod")
+    monkeypatch.setattr(sync_module.TreeSync, "_file", file)
+    assert run(src, dst) == (0, [])
+    assert (dst / "a").read_bytes() == b"same"
+    assert os.stat(dst / "b").st_mode & 0o7777 == 0o644
+
+
+def test_a_dir_the_worker_left_out_gets_no_verdicts(tmp_path):
+    """The worker could not open a dir: it says so, and the walk asks
+    nothing of it or below it (rather than read everything to the end)."""
+    import threading
+    check = Precheck(os.fsencode(tmp_path), os.fsencode(tmp_path), b".",
+                     lambda rel, is_dir: False, threading.Event())
+    try:
+        check.skipped = {b"a/b"}
+        assert check._skipped(b"a/b") and check._skipped(b"a/b/c/d")
+        assert not check._skipped(b"a") and not check._skipped(b"a/bc")
+    finally:
+        check.close()

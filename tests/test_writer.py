@@ -100,8 +100,12 @@ def serial(monkeypatch, src, dst, **kw):
 def test_an_initial_copy_with_the_writer_is_rsyncs(tmp_path, sent):
     src, dst, ref = tmp_path / "src", tmp_path / "dst", tmp_path / "ref"
     make_tree(src)
+    fds = sorted(os.listdir("/proc/self/fd"))
     tree, lines = tree_sync(src, dst)
     assert tree.run() == 0 and lines == []
+    assert sorted(os.listdir("/proc/self/fd")) == fds  # (no fd left open)
+    with pytest.raises(ChildProcessError):  # (the writer reaped)
+        os.waitpid(-1, os.WNOHANG)
     assert sum(sent) >= 40  # (the walk writes the rest while the writer is busy)
     assert run_rsync("-rlptgocAXH", "--delete", f"{src}/", str(ref)).returncode == 0
     assert no_link_times(dst) == no_link_times(ref)  # dir mtimes to the ns included
@@ -118,13 +122,21 @@ def test_its_failures_come_out_as_without_it(tmp_path, monkeypatch, sent):
     real_open_temp = sync_module.open_temp
     real_utime = Node.utime
 
+    where = tmp_path / "failed-in"  # the pids the failures happened in
+
+    def failed() -> None:
+        with open(where, "a") as f:
+            f.write(f"{os.getpid()}\n")
+
     def open_temp(dirfd, name, mode):
         if name in (b"f005", b"f023"):
+            failed()
             raise PermissionError(13, "Permission denied", name)
         return real_open_temp(dirfd, name, mode)
 
     def utime(node, atime_ns, mtime_ns):
         if mtime_ns == PAST + 17 * 1001:
+            failed()
             raise PermissionError(1, "Operation not permitted")
         return real_utime(node, atime_ns, mtime_ns)
     monkeypatch.setattr(sync_module, "open_temp", open_temp)
@@ -132,6 +144,7 @@ def test_its_failures_come_out_as_without_it(tmp_path, monkeypatch, sent):
     tree, lines = tree_sync(src, tmp_path / "dst")
     code = tree.run()
     assert sum(sent) > 20
+    assert set(where.read_text().split()) - {str(os.getpid())}  # (some in the writer)
     ref_code, ref_lines = serial(monkeypatch, src, tmp_path / "ref")
     assert (code, same_names(lines)) == (ref_code, same_names(ref_lines))
     assert code == 23 and len(lines) == 3 * 3 + 1  # two mkstemps and a utime a dir
@@ -212,25 +225,39 @@ def test_a_cancel_leaves_no_temp_file(tmp_path, monkeypatch, sent):
     assert not [p for p in dst.rglob(".*")]
 
 
-def test_if_the_writer_dies_the_walk_writes_its_files(tmp_path, monkeypatch, sent):
+@pytest.mark.parametrize("when", ["between files", "in a file"])
+def test_if_the_writer_dies_the_walk_writes_its_files(tmp_path, monkeypatch, sent, when):
+    """The writer killed before its 30th file, or while it copies it (its
+    temp file made): the walk writes what it had, removes the temp file it
+    left, and touches nothing else (names like temp names included)."""
     src, dst = tmp_path / "src", tmp_path / "dst"
     make_tree(src)
+    for d in ("d0", "d1"):
+        for name in (".f002", ".f002.backup", ".f002.Ab3xYz", "f002.backup"):
+            (src / d / name).write_bytes(name.encode())
+        os.utime(src / d, ns=(PAST, PAST))
     run_pid = os.getpid()
-    original = sync_module.TreeSync._write_new
     calls = []
+    target = "_write_new" if when == "between files" else "copy_data"
+    module = sync_module.TreeSync if target == "_write_new" else sync_module
+    original = getattr(module, target)
 
-    def dying(self, *args, **kw):
+    def dying(*args, **kw):
         if os.getpid() != run_pid:
             calls.append(1)
             if len(calls) == 30:
-                os._exit(9)  # the writer, killed before its 30th file
-        return original(self, *args, **kw)
-    monkeypatch.setattr(sync_module.TreeSync, "_write_new", dying)
+                os._exit(9)
+        return original(*args, **kw)
+    monkeypatch.setattr(module, target, dying)
+    deaths = []
+    gone = writer_module.Writer._gone
+    monkeypatch.setattr(writer_module.Writer, "_gone",
+                        lambda self: deaths.append(self.sock is not None) or gone(self))
     tree, lines = tree_sync(src, dst)
     assert tree.run() == 0 and lines == []
-    assert sum(sent) > 30
+    assert sum(sent) > 30 and deaths == [True]  # (the run saw it die)
     assert no_link_times(dst) == no_link_times(src)
-    assert not [p for p in dst.rglob(".*")]
+    assert not [p for p in dst.rglob(".*") if not p.name.startswith(".f002")]
 
 
 def test_near_a_full_disk_the_walk_writes_in_order_itself(tmp_path, monkeypatch, sent):

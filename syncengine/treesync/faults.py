@@ -34,16 +34,22 @@ CRASH_EXIT = 137
 
 _limit = 0
 _count = 0
+# Every mutation of this process, armed or not: a run that finds it moved
+# knows it changed something (precheck.py's verdicts rely on it).
+changes = 0
 _stall = 0.0  # seconds to sleep at the limit instead of exiting
 
 
 def _noop(what: str = "") -> None:
-    """The hook when no crash is armed."""
+    """The hook when no crash is armed: it only counts."""
+    global changes
+    changes += 1
 
 
 def _counting(what: str = "") -> None:
-    global _count
+    global _count, changes
     _count += 1
+    changes += 1
     if _count == _limit > 0:
         if _stall:
             time.sleep(_stall)

@@ -7,18 +7,24 @@ everything the walk would: the destination is a regular file of
 the same size and the same bytes, and its owner, group, mode, mtime (to
 the nanosecond), xattrs and ACLs are those the walk would give it
 (meta.py's own comparison, so "in sync" means exactly "the walk would
-change nothing and print nothing").  A verdict is the file's size if it
-is in sync, else -1; verdicts stream to the walk in batches (one per big
-file, so the walk can go on while the next is compared), and a batch
-marks each dir's end.  The walk takes a file found in sync as done
-without looking at it again.
+change nothing and print nothing").  A verdict is, for a file in sync,
+its size and the destination file's identity (inode, ctime), else -1;
+verdicts stream to the walk in batches (one per big file, so the walk can
+go on while the next is compared), and a batch marks each dir's end.
 
-That is safe because only files with one name on each side are judged
-(st_nlink == 1): the walk changes a destination file only through its own
-name, so nothing the run does before reaching the file can change what
-the worker saw.  A change made by someone else in between is a race, as
-it is for rsync, whose sender checksums each file long before its
-generator gets to it.
+The walk takes a file found in sync as done without looking at it again,
+as long as it has changed nothing in the destination since it entered the
+file's dir (faults.changes counts every change).  Only files with one name
+on each side are judged (st_nlink == 1), so the run's own changes reach
+such a file only through its own name -- or through another name of the
+same dir on a filesystem that folds case, or a delete pass removing the
+name the file is stored under.  Once the walk has changed something in
+the dir, it lstats each remaining file and trusts the verdict only if the
+destination file is still the one the worker saw (inode and ctime: a
+ctime moves with every change).  A change made by someone else meanwhile
+is a race, as it is for rsync, whose sender checksums each file long
+before its generator gets to it.  (Not covered: a bind mount showing one
+destination dir at two places.)
 
 Workers only read: files open O_RDONLY|O_NOFOLLOW below dirs opened with
 O_NOFOLLOW, as the walk does.  They die with a default SIGINT/SIGTERM/
@@ -130,7 +136,7 @@ class _Worker:
         if self.out_fd >= 0 and time.monotonic() - self.sent > _HEARTBEAT:
             self._send(self.rel, {}, False)
 
-    def _send(self, rel: bytes, verdicts: dict, done: bool) -> None:
+    def _send(self, rel: bytes, verdicts: dict | None, done: bool) -> None:
         self.sent = time.monotonic()
         data = marshal.dumps((rel, verdicts, done))
         data = _LEN.pack(len(data)) + data
@@ -164,12 +170,12 @@ class _Worker:
         entries, files = self._listing(src_fd, rel)
         slot = self.claims.enter(rel, len(files))
         self.rel = rel
-        verdicts: dict[bytes, int] = {}
+        verdicts: dict[bytes, tuple | int] = {}
         size = 0
         while 0 <= (index := self.claims.take(slot, self.index)) < len(files):
             name = files[index]
-            verdicts[name] = self.check(src_fd, dst_fd, name)
-            size += max(verdicts[name], 0)
+            verdict = verdicts[name] = self.check(src_fd, dst_fd, name)
+            size += verdict[0] if verdict != -1 else 0
             if size >= _BATCH_BYTES or len(verdicts) >= _BATCH_FILES:
                 self._send(rel, verdicts, False)
                 verdicts, size = {}, 0
@@ -183,12 +189,14 @@ class _Worker:
             try:
                 sub_src = os.open(name, _LIST_FLAGS, dir_fd=src_fd)
             except OSError:
+                self._send(child, None, True)  # (nothing will come for its subtree)
                 continue
             try:
                 try:
                     sub_dst = os.open(name, _PATH_FLAGS, dir_fd=dst_fd)
-                except OSError:
-                    continue  # made by the walk: nothing to compare below
+                except OSError:  # (made by the walk, say: nothing to compare below)
+                    self._send(child, None, True)
+                    continue
                 try:
                     self.walk(sub_src, sub_dst, child)
                 finally:
@@ -196,8 +204,9 @@ class _Worker:
             finally:
                 os.close(sub_src)
 
-    def check(self, src_dir: int, dst_dir: int, name: bytes) -> int:
-        """The file's size if it is in sync, else -1.  (The hot loop of a
+    def check(self, src_dir: int, dst_dir: int, name: bytes) -> tuple | int:
+        """If the file is in sync, its size and the identity of the
+        destination file (inode, ctime), else -1.  (The hot loop of a
         re-run: kept to the syscalls it needs.)"""
         try:
             src_fd = self._open(name, src_dir)  # (O_NOFOLLOW: the fstat is its lstat)
@@ -212,7 +221,8 @@ class _Worker:
             except OSError:
                 return -1
             try:
-                return st.st_size if self._same(st, src_fd, src_dir, dst_fd, name) else -1
+                dst = self._same(st, src_fd, src_dir, dst_fd, name)
+                return -1 if dst is None else (st.st_size, dst.st_ino, dst.st_ctime_ns)
             finally:
                 os.close(dst_fd)
         except OSError:
@@ -229,25 +239,28 @@ class _Worker:
         return os.open(name, _FILE_FLAGS, dir_fd=dirfd)
 
     def _same(self, st: os.stat_result, src_fd: int, src_dir: int, dst_fd: int,
-              name: bytes) -> bool:
+              name: bytes) -> os.stat_result | None:
+        """The destination's fstat if it is in sync with the source."""
         dst = os.fstat(dst_fd)
         # (st is a regular file: one compare checks dst's type and mode)
         if dst.st_mode != st.st_mode or dst.st_nlink != 1 or dst.st_size != st.st_size \
                 or dst.st_mtime_ns != st.st_mtime_ns:
-            return False
+            return None
         ctx = self.ctx
         if (ctx.am_root and dst.st_uid != st.st_uid) or \
                 (dst.st_gid != st.st_gid and ctx.may_set_gid(st.st_gid)):
-            return False
+            return None
         if os.listxattr(src_fd) or os.listxattr(dst_fd):
             if not self._same_xattrs(st, src_fd, src_dir, dst, dst_fd, name):
-                return False
+                return None
         # (no xattrs on either side: no ACLs either, and nothing to set)
         size = st.st_size
         if size <= _SMALL:
             data = os.pread(src_fd, size, 0)
-            return len(data) == size and data == os.pread(dst_fd, size, 0)
-        return same_size_content(src_fd, dst_fd, size, self._heartbeat) is True
+            same = len(data) == size and data == os.pread(dst_fd, size, 0)
+        else:
+            same = same_size_content(src_fd, dst_fd, size, self._heartbeat) is True
+        return dst if same else None
 
     def _same_xattrs(self, st: os.stat_result, src_fd: int, src_dir: int,
                      dst: os.stat_result, dst_fd: int, name: bytes) -> bool:
@@ -280,7 +293,8 @@ class Precheck:
         # The walk's own share (see share): one forked worker and the walk's
         # process make two on two cores, and a process less in memory.
         self.helper = _Worker(1, claims, excluded, -1)
-        self.own: dict[bytes, dict[bytes, int]] = {}
+        self.own: dict[bytes, dict[bytes, tuple | int]] = {}
+        self.skipped: set[bytes] = set()  # dirs the worker left out
         self.fds: list[int] = []
         self.pids: list[int] = []
         self.buffers: list[bytearray] = []
@@ -321,26 +335,36 @@ class Precheck:
         self.own[rel], names = self.helper.share(src_fd, dst_fd, rel)
         return names
 
-    def verdict(self, rel: bytes, name: bytes) -> int | None:
+    def verdict(self, rel: bytes, name: bytes) -> tuple | None:
+        """(size, destination inode, destination ctime) of a file found in
+        sync, else None."""
         own = self.own.get(rel)
         if own:
-            size = own.pop(name, None)
-            if size is not None:
-                return size if size >= 0 else None
+            verdict = own.pop(name, None)
+            if verdict is not None:
+                return None if verdict == -1 else verdict
         while True:
             waiting = []
             for index, dirs in enumerate(self.dirs):
                 known = dirs.get(rel)
                 if known is not None:
-                    size = known[0].pop(name, None)
-                    if size is not None:
-                        return size if size >= 0 else None
+                    verdict = known[0].pop(name, None)
+                    if verdict is not None:
+                        return None if verdict == -1 else verdict
                     if known[1]:
                         continue  # done with the dir: it has nothing on the name
                 if self.fds[index] >= 0:
                     waiting.append(index)
-            if not waiting or not self._receive(waiting):
+            if not waiting or self._skipped(rel) or not self._receive(waiting):
                 return None
+
+    def _skipped(self, rel: bytes) -> bool:
+        """Whether the worker left out the dir (it could not open it) or
+        one above it: nothing will come for it."""
+        if not self.skipped:
+            return False
+        parts = rel.split(b"/")
+        return any(b"/".join(parts[:n]) in self.skipped for n in range(1, len(parts) + 1))
 
     def _receive(self, waiting: list[int]) -> bool:
         """Take what the ``waiting`` workers send next; False when none of
@@ -383,6 +407,9 @@ class Precheck:
                 break
             rel, verdicts, done = marshal.loads(bytes(buf[_LEN.size:_LEN.size + size]))
             del buf[:_LEN.size + size]
+            if verdicts is None:  # a dir it left out, with its subtree
+                self.skipped.add(rel)
+                verdicts = {}
             known = dirs.get(rel)
             if known is None:
                 dirs[rel] = [verdicts, done]

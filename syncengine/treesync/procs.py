@@ -21,6 +21,7 @@ def fork_helper(body: Callable[[], None], on_signal: int = signal.SIG_DFL) -> in
     dies with the thread that forked it, or at once if that is gone
     already.  No ``finally`` or atexit code of the run's runs in it."""
     parent = os.getpid()
+    prctl = _prctl()  # (resolved here: the child of a threaded process loads nothing)
     pid = os.fork()
     if pid:
         return pid
@@ -28,7 +29,8 @@ def fork_helper(body: Callable[[], None], on_signal: int = signal.SIG_DFL) -> in
     try:
         for signum in _SIGNALS:
             signal.signal(signum, on_signal)
-        _die_with_parent()
+        if prctl:
+            prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: die with the forking thread
         if os.getppid() != parent:  # it died before PR_SET_PDEATHSIG took
             os._exit(1)
         body()
@@ -37,12 +39,19 @@ def fork_helper(body: Callable[[], None], on_signal: int = signal.SIG_DFL) -> in
     os._exit(code)
 
 
-def _die_with_parent() -> None:
-    try:
-        import ctypes
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except Exception:  # pragma: no cover - no libc prctl: its pipe still ends it
-        pass
+_PRCTL: list = []
+
+
+def _prctl() -> Callable | None:
+    """libc's prctl, looked up once (None without it: its pipe or socket
+    still ends a helper whose run is gone)."""
+    if not _PRCTL:
+        try:
+            import ctypes
+            _PRCTL.append(ctypes.CDLL(None, use_errno=True).prctl)
+        except Exception:  # pragma: no cover
+            _PRCTL.append(None)
+    return _PRCTL[0]
 
 
 def kill_and_reap(pid: int, grace: float = 0.0) -> None:

@@ -52,7 +52,8 @@ from .meta import (ITEMIZE_ATTRS, UNCHANGED, MetaContext, SrcMeta, apply_meta, i
 from .precheck import Precheck
 from .transfer import (ReadError, WriteError, copy_data, open_temp, same_content,
                        same_size_content, temp_name, unlink_quietly)
-from .writer import BATCH, FAILED, FATAL, IN_FLIGHT, OK, Batch, Writer, serve
+from .writer import (BATCH, BATCH_BYTES, FAILED, FATAL, IN_FLIGHT, OK, SKIPPED, Batch, Writer,
+                     note_temp, serve)
 from .xattrs import Node, chmod_nofollow, read_xattrs, receiver_keeps
 
 __all__ = ["Cancelled", "Stats", "TreeSync", "run_sync"]
@@ -66,6 +67,8 @@ _RECURSION_LIMIT = 6 * 2048 + 1000
 _PROGRESS_INTERVAL = 0.05  # seconds between progress samples without a transfer
 _BEHIND_MIN = 1 << 20      # files this big are copied while the walk goes on
 _BUSY = 3                  # writer batches under way that keep it busy (see _writer_busy)
+_XATTRS_TO_WRITER = 8192   # bytes of xattr values a file may have to go to the writer
+_MAX_PENDING = 256         # items in the pending queue (each holds an fd or more)
 _ROOM = 256 << 20          # free space beyond that which needs no reservation (_reserve)
 # A dry run's stand-in for the fd of a destination dir it would have created:
 # the dir is empty, and nothing is ever opened relative to it.
@@ -274,12 +277,15 @@ class _Member:
 
 
 class _InSync:
-    """In a dir's listing, a file the precheck found in sync (no lstat)."""
+    """In a dir's listing, a file the precheck found in sync (no lstat):
+    its size, and the destination file's inode and ctime then."""
 
-    __slots__ = ("size",)
+    __slots__ = ("size", "ino", "ctime_ns")
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, ino: int, ctime_ns: int) -> None:
         self.size = size
+        self.ino = ino
+        self.ctime_ns = ctime_ns
 
 
 @dataclass
@@ -550,18 +556,21 @@ class TreeSync:
         except OSError:
             pass  # (no process to spare: the walk writes everything)
 
-    def _serve_writes(self, sock, stop) -> None:
+    def _serve_writes(self, sock, writer: Writer) -> None:
         """The writer process, a fork of this run: write each file it is
-        handed with _write_new, keep the temp file, and answer with what
-        happened and the lines it printed (see _complete_write)."""
+        handed with _write_new, keep the temp file (noted in shared memory
+        until it is answered for), and answer with what happened and the
+        lines it printed (see _complete_write)."""
         lines: list[tuple[int, str]] = []
         held: list[bytes] = []
+        job_no = [0]
         self.out = lambda line: lines.append((1, line))
         self.err = lambda line: lines.append((2, line))
         self._put_in_place = lambda tmp_fd, tmp, dst_parent, dst_name: held.append(tmp)
+        self._note_temp = lambda tmp: note_temp(writer.temps, job_no[0], tmp)
 
         def write(src_fd: int, dir_fd: int, job: tuple) -> tuple:
-            dst_name, rel, src_path, size, meta = job
+            job_no[0], dst_name, rel, src_path, size, meta = job
             lines.clear()
             held.clear()
             self.partial = self.meta.had_error = False
@@ -570,11 +579,14 @@ class TreeSync:
                 done = self._write_new(src_fd, SrcMeta(*meta), dir_fd, dst_name, rel, src_path,
                                        size=size)
             except Fatal as fatal:
-                return FATAL, b"", list(lines), 0, fatal.exit_code, list(fatal.lines)
+                return FATAL, b"", list(lines), 0, 0, (fatal.exit_code, list(fatal.lines))
             flags = (1 if self.partial else 0) | (2 if self.meta.had_error else 0)
-            return ((OK, held[0], list(lines), flags, self.stats.bytes_done - copied, [])
-                    if done else (FAILED, b"", list(lines), flags, 0, []))
-        serve(sock, stop, write)
+            return ((OK, held[0], list(lines), flags, self.stats.bytes_done - copied, None)
+                    if done else (FAILED, b"", list(lines), flags, 0, None))
+        serve(sock, writer.stop, write)
+
+    def _note_temp(self, tmp: bytes) -> None:
+        """A temp file was made (the writer process notes it: see writer.py)."""
 
     def _mkdir_dest(self) -> None:
         self._root_new = True
@@ -830,6 +842,7 @@ class TreeSync:
         elif self._writer is not None and self._pending and not self.dry_run:
             self._send_batch()  # (after the files the writer has for it)
             self._pending.append(_TouchUp(os.dup(dst_parent), dst_name, frame))
+            self._bound_pending()
         else:
             self._touch_up(dst_parent, dst_name, frame)
         self._done_entry(st)
@@ -1026,6 +1039,7 @@ class TreeSync:
                       rel: bytes, dst_path: tuple[bytes, ...], source: _Source,
                       frame: _DirFrame) -> None:
         precheck = None if frame.fresh else self._precheck
+        changes = faults.changes  # (see _recheck)
         names = None
         if precheck is not None and dst_fd != _VIRTUAL:
             try:
@@ -1053,6 +1067,10 @@ class TreeSync:
         self._dst_stats, self._fresh = dst_stats, frame.fresh
         try:
             for name, st in entries:
+                if st.__class__ is _InSync and faults.changes != changes:
+                    st = self._recheck(src_fd, dst_fd, name, _join(rel, name), source, st)
+                    if st is None:
+                        continue
                 if st.__class__ is _InSync:
                     # Nothing to do: _file would change nothing.
                     if self.cancel_event.is_set():
@@ -1099,9 +1117,9 @@ class TreeSync:
             if child in source.dropped:
                 continue
             if precheck is not None:
-                size = precheck.verdict(rel, name)
-                if size is not None:
-                    entries.append((name, _InSync(size)))
+                verdict = precheck.verdict(rel, name)
+                if verdict is not None:
+                    entries.append((name, _InSync(*verdict)))
                     continue
             try:
                 st = os.stat(name, dir_fd=src_fd, follow_symlinks=False)
@@ -1120,6 +1138,24 @@ class TreeSync:
             if not self.rules.excluded(child, stat.S_ISDIR(st.st_mode)):
                 entries.append((name, st))
         return entries
+
+    def _recheck(self, src_fd: int, dst_fd: int, name: bytes, rel: bytes, source: _Source,
+                 seen: _InSync) -> os.stat_result | _InSync | None:
+        """A file the precheck found in sync, after the walk changed
+        something in its dir: still in sync if the destination file is
+        the one the worker saw; else the source's lstat (None: gone)."""
+        dst_st, _ = _lstat_at(dst_fd, name)
+        if dst_st is not None and (dst_st.st_ino, dst_st.st_ctime_ns) == (seen.ino,
+                                                                          seen.ctime_ns):
+            return seen
+        try:
+            return os.stat(name, dir_fd=src_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return None  # gone since the census
+        except OSError as exc:
+            self._scan_failed(f'rsync: [sender] readlink_stat('
+                              f'"{_abs(source.sender_path(rel))}") failed: {_strerror(exc)}')
+            return None
 
     # -- deletion ---------------------------------------------------------------
     def _dest_listing(self, dirfd: int, name: bytes, rel: bytes,
@@ -1395,6 +1431,7 @@ class TreeSync:
             elif self._writer is not None and group is None and dst_st is None and \
                     self._fresh and src_fd >= 0 and st.st_size < _BEHIND_MIN and \
                     src_meta.acl_access is None and not self._writer_busy() and \
+                    sum(map(len, src_meta.xattrs.values())) < _XATTRS_TO_WRITER and \
                     self._writer_room(st.st_size, dst_parent):
                 # (no itemizing with a writer: nothing to print before it)
                 self._queue_write(src_fd, src_meta, dst_parent, dst_path, rel,
@@ -1499,6 +1536,7 @@ class TreeSync:
         for attempt in attempts:
             try:
                 tmp_fd, tmp = open_temp(dst_parent, dst_name, src_meta.mode & 0o7777)
+                self._note_temp(tmp)
             except OSError as exc:
                 tmp = os.fsencode(exc.filename) if exc.filename is not None else temp_name(dst_name)
                 self._fail(f"rsync: [receiver] mkstemp {self._full(_join(parent_rel, tmp))} "
@@ -1591,9 +1629,9 @@ class TreeSync:
     # for twice what is under way is checked every so often: near a full
     # disk the walk writes itself, in order, as rsync would.
     def _writer_busy(self) -> bool:
-        """Whether the writer has enough to do: the walk then writes the
-        file itself rather than wait (both cores stay busy)."""
-        return len(self._writer.unanswered) >= _BUSY
+        """Whether the writer has enough to do (the walk then writes the
+        file itself rather than wait: both cores stay busy), or is gone."""
+        return len(self._writer.unanswered) >= _BUSY or self._writer.sock is None
 
     def _writer_room(self, size: int, dir_fd: int) -> bool:
         writer = self._writer
@@ -1620,13 +1658,23 @@ class TreeSync:
         # (by path: the fd of the next dir may have the number this one had)
         if batch is None or batch.key != dst_path[:-1] or self._pending[-1] is not batch:
             self._send_batch()
+            self._bound_pending()
             batch = self._batch = Batch(os.dup(dst_parent), dst_path[:-1])
             self._pending.append(batch)
         meta = (src_meta.mode, src_meta.uid, src_meta.gid, src_meta.mtime_ns, src_meta.xattrs)
-        batch.jobs.append((src_fd, (dst_name, rel, src_path, size, meta)))
+        batch.jobs.append((src_fd, (self._writer.number(), dst_name, rel, src_path, size, meta)))
+        batch.size += 64 + len(rel) + len(src_path or b"") + sum(
+            len(n) + len(v) for n, v in src_meta.xattrs.items())
         self._writer.pending_bytes += size
-        if len(batch.jobs) == BATCH or not self._writer.unanswered:  # (full, or it is idle)
-            self._send_batch()
+        if len(batch.jobs) == BATCH or batch.size >= BATCH_BYTES or not self._writer.unanswered:
+            self._send_batch()  # (full, or the writer is idle)
+
+    def _bound_pending(self) -> None:
+        """Each pending item holds an fd or more: past _MAX_PENDING items
+        (a slow writer, and many dirs with nothing for it) the oldest are
+        completed."""
+        if len(self._pending) > _MAX_PENDING and not self._completing:
+            self._complete_pending(keep=_MAX_PENDING // 2)
 
     def _send_batch(self) -> None:
         """Hand the batch being filled to the writer; wait for earlier ones
@@ -1644,8 +1692,6 @@ class TreeSync:
                 self._batch = None
             self._writer.send(batch)
         self._writer.wait(batch)
-        if batch.answers is None:
-            self._remove_orphans(batch)
         answers = batch.answers or [None] * len(batch.jobs)
         done = 0
         try:
@@ -1657,13 +1703,13 @@ class TreeSync:
 
     def _complete_write(self, dir_fd: int, job: tuple, answer: tuple | None) -> None:
         """One file the writer wrote: its lines and flags, then its name."""
-        src_fd, (dst_name, rel, src_path, size, meta) = job
+        src_fd, (_, dst_name, rel, src_path, size, meta) = job
         self._writer.pending_bytes -= size
-        if answer is None:  # the writer died: the walk writes it
+        if answer is None or answer[0] == SKIPPED:  # the writer is gone: the walk writes it
             os.lseek(src_fd, 0, os.SEEK_SET)
             self._write_new(src_fd, SrcMeta(*meta), dir_fd, dst_name, rel, src_path, size=size)
             return
-        kind, tmp, lines, flags, copied, fatal_lines = answer
+        kind, tmp, lines, flags, copied, fatal = answer
         for stream, line in lines:
             (self.out if stream == 1 else self.err)(line)
         if flags & 1:
@@ -1671,10 +1717,7 @@ class TreeSync:
         if flags & 2:
             self.meta.had_error = True
         if kind == FATAL:
-            self._abort_pending()  # (what comes after it never happens)
-            fatal = Fatal(copied, *fatal_lines)
-            fatal.settled = True
-            raise fatal
+            raise Fatal(fatal[0], *fatal[1])
         if kind == OK:
             try:
                 os.rename(tmp, dst_name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
@@ -1685,36 +1728,21 @@ class TreeSync:
             self.stats.files_transferred += 1
             self.stats.bytes_done += copied
 
-    def _remove_orphans(self, batch: Batch) -> None:
-        """The writer died before it answered for the batch: remove the
-        temp files it may have left for it.  The dir is one this run made,
-        so a name like one of its files' temp names can only be one."""
-        try:
-            fd = os.open(b".", _LIST_FLAGS, dir_fd=batch.dir_fd)
-        except OSError:
-            return
-        try:
-            names = _list_names(fd)
-        finally:
-            os.close(fd)
-        stems = {temp_name(message[0])[:-6] for _, message in batch.jobs}
-        for name in names:
-            if len(name) > 6 and name[:-6] in stems:
-                unlink_quietly(batch.dir_fd, name)
-
     def _drop_batch(self, batch: Batch, completed: int = 0) -> None:
         """Close a batch's fds and remove the temp files of the jobs not
         completed (after an abort: once the writer has answered)."""
         if batch.sent and self._writer is not None:
             self._writer.wait(batch)
-            if batch.answers is None:
-                self._remove_orphans(batch)
         answers = batch.answers or [None] * len(batch.jobs)
-        for (src_fd, message), answer in list(zip(batch.jobs, answers))[completed:]:
-            if answer is not None and answer[0] == OK:
+        for index, ((src_fd, message), answer) in enumerate(zip(batch.jobs, answers)):
+            if answer is None and batch.sent and self._writer is not None:
+                orphan = self._writer.temp_of(message[0])  # (the writer died at it)
+                if orphan is not None:
+                    unlink_quietly(batch.dir_fd, orphan)
+            elif index >= completed and answer is not None and answer[0] == OK:
                 unlink_quietly(batch.dir_fd, answer[1])
-            if self._writer is not None:
-                self._writer.pending_bytes -= message[3]
+            if index >= completed and self._writer is not None:
+                self._writer.pending_bytes -= message[4]
         for src_fd, _ in batch.jobs:
             os.close(src_fd)
         os.close(batch.dir_fd)
@@ -1735,17 +1763,24 @@ class TreeSync:
                             if isinstance(job, _CopyJob))
 
     def _copy_behind(self, job: "_CopyJob") -> None:
-        self._send_batch()  # (it comes before this one)
+        try:
+            self._send_batch()  # (it comes before this one)
+        except BaseException:
+            os.close(job.src_fd)
+            os.close(job.tmp_fd)
+            unlink_quietly(job.dst_parent, job.tmp)
+            raise
         if self._copier is None:
             self._copier = _Copier(self._check_cancel)
         self._pending.append(job)
         self._copier.jobs.put(job)
 
     def _complete_pending(self, dir_fd: int | None = None, ready_only: bool = False,
-                          until: int = 0) -> None:
+                          until: int = 0, keep: int = 0) -> None:
         """Complete copies in order: all of them; with ``dir_fd`` until none
         into that dir is left; with ``ready_only`` those already copied;
-        with ``until`` until that many writer batches are."""
+        with ``until`` until that many writer batches are; with ``keep``
+        until that many items are left."""
         if self._completing:
             return
         self._completing = True
@@ -1756,8 +1791,15 @@ class TreeSync:
                     return
                 if dir_fd is not None and all(j.dst_parent != dir_fd for j in self._pending):
                     return
+                if keep and len(self._pending) <= keep:
+                    return
                 self._pending.pop(0)
-                self._complete(job)
+                try:
+                    self._complete(job)
+                except Fatal as fatal:  # (what comes after it never happens)
+                    fatal.settled = True
+                    self._abort_pending()
+                    raise
                 if until and isinstance(job, Batch):
                     until -= 1
                     if not until:
@@ -1784,10 +1826,7 @@ class TreeSync:
                 os.close(job.tmp_fd)
                 unlink_quietly(job.dst_parent, job.tmp)
                 if isinstance(job.error, WriteError):
-                    self._abort_pending()  # (what comes after it never happens)
-                    fatal = self._write_failed(job.error, job.rel)
-                    fatal.settled = True
-                    raise fatal
+                    raise self._write_failed(job.error, job.rel)
                 raise job.error
             done = self._finish_write(job.src_fd, job.tmp_fd, job.tmp, job.before, copied,
                                       read_error, job.src_meta, job.dst_parent, job.dst_name,
@@ -1808,11 +1847,9 @@ class TreeSync:
             exc.settled = True
             try:
                 self._complete_pending()
-            except Fatal as earlier:
-                earlier.settled = True
-                self._abort_pending()
+            except Fatal as earlier:  # (settled: the rest is dropped)
                 raise earlier from None
-            except BaseException:
+            except (OSError, Cancelled):
                 pass
         self._abort_pending()
 

@@ -12,9 +12,20 @@ printed in that order, and an abort removes every temp file still waiting.
 
 Jobs go in batches of up to BATCH files of one dir over a SOCK_SEQPACKET
 socket, with the source files' open fds and the dir's (SCM_RIGHTS), and
-come back as one answer per batch.  The writer ignores SIGINT, SIGTERM and
-SIGHUP: the run tells it to stop (a flag in shared memory, then the end of
-its socket), and it dies with the run if the run is killed.
+come back as one answer per batch.  The writer notes in shared memory the
+temp file it is working on, so that if it dies the run removes it and
+writes the files itself.  It ignores SIGINT, SIGTERM and SIGHUP: the run
+tells it to stop (a flag in shared memory, then the end of its socket),
+and it dies with the run if the run is killed -- then, as with rsync, the
+temp files under way stay (up to a few dozen, where rsync leaves one; the
+next run deletes them).
+
+One difference from rsync remains: a fatal write error in the writer (no
+space left -- the free space is checked, so in practice an I/O error)
+ends the run with rsync's lines and exit code, but entries the walk made
+meanwhile after that file (new dirs, symlinks, files it wrote itself)
+stay, where rsync would have stopped before them.  A re-run sets them
+right.
 """
 
 from __future__ import annotations
@@ -23,6 +34,7 @@ import marshal
 import mmap
 import os
 import signal
+import struct
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -32,13 +44,19 @@ from .procs import fork_helper, kill_and_reap
 if TYPE_CHECKING:
     import socket
 
-__all__ = ["BATCH", "Batch", "Writer", "OK", "FAILED", "FATAL", "SKIPPED"]
+__all__ = ["BATCH", "BATCH_BYTES", "Batch", "Writer", "OK", "FAILED", "FATAL", "SKIPPED",
+           "note_temp", "serve"]
 
 BATCH = 16        # files per batch
+BATCH_BYTES = 64 << 10  # and at most about this much message (names, paths, xattrs)
 IN_FLIGHT = 4     # batches sent and not yet answered, at most
 # What became of a job (the first item of its answer).
 OK, FAILED, FATAL, SKIPPED = 0, 1, 2, 3
 _ANSWER_SIZE = 1 << 20
+# The temp file each job has now, in shared memory, so that the run can
+# remove it if the writer dies before it answers: (job number, name).
+_TEMP = struct.Struct("<qH255s")
+_TEMPS = 256      # jobs under way at most: (IN_FLIGHT + 1) * BATCH, with room
 
 
 class Batch:
@@ -47,13 +65,14 @@ class Batch:
     closed the dir); ``jobs``: (src fd, message tuple, dst name, rel, size);
     ``answers`` arrive as one list when the writer is done."""
 
-    __slots__ = ("dir_fd", "key", "jobs", "sent", "answers", "done")
+    __slots__ = ("dir_fd", "key", "jobs", "size", "sent", "answers", "done")
     dst_parent = -1  # (tied to no fd of the walk: it has its own)
 
     def __init__(self, dir_fd: int, key: tuple[bytes, ...]) -> None:
         self.dir_fd = dir_fd
         self.key = key  # the dir's path: which batch a file may join
         self.jobs: list[tuple] = []
+        self.size = 0  # (the message's, roughly)
         self.sent = False
         self.answers: list[tuple] | None = None
         self.done = threading.Event()
@@ -62,14 +81,16 @@ class Batch:
 class Writer:
     """The run's side of the writer process."""
 
-    def __init__(self, serve: Callable[[socket.socket, mmap.mmap], None]) -> None:
+    def __init__(self, serve: Callable[[socket.socket, Writer], None]) -> None:
         import socket  # (here: a re-run has no use for it, and it takes 3 ms)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.stop = mmap.mmap(-1, 1)  # shared: b"\1" asks the writer to skip what is left
+        self.temps = mmap.mmap(-1, _TEMPS * _TEMP.size)  # shared: see _TEMP
+        self.jobs = 0  # jobs numbered so far
 
-        def body() -> None:
+        def body() -> None:  # (the writer's copy of this object shares stop and temps)
             ours.close()
-            serve(theirs, self.stop)
+            serve(theirs, self)
         try:
             self.pid = fork_helper(body, on_signal=signal.SIG_IGN)
         except OSError:
@@ -129,13 +150,26 @@ class Writer:
                 batch.done.set()  # (never sent: nothing will come)
 
     def _gone(self) -> None:
-        """The writer died: no answer will come."""
+        """The writer died (or cannot be reached: then it is made to): no
+        answer will come, and nothing more is written by it."""
         if self.sock is not None:
             self.sock.close()
             self.sock = None
+            kill_and_reap(self.pid)
         for batch in self.unanswered:
             batch.done.set()
         self.unanswered = []
+
+    def number(self) -> int:
+        """A new job's number."""
+        self.jobs += 1
+        return self.jobs
+
+    def temp_of(self, job: int) -> bytes | None:
+        """The temp file the writer made for a job it did not answer for
+        (None: it made none, or the record is another job's)."""
+        number, length, name = _TEMP.unpack_from(self.temps, (job % _TEMPS) * _TEMP.size)
+        return name[:length] if number == job and length else None
 
     def abort(self) -> None:
         self.stop[0] = 1
@@ -147,12 +181,19 @@ class Writer:
             self.sock = None
         kill_and_reap(self.pid, grace=5.0)
         self.stop.close()
+        self.temps.close()
+
+
+def note_temp(temps: mmap.mmap, job: int, name: bytes) -> None:
+    """In the writer: the temp file a job has now (see Writer.temp_of)."""
+    _TEMP.pack_into(temps, (job % _TEMPS) * _TEMP.size, job, len(name), name)
 
 
 def serve(sock: socket.socket, stop: mmap.mmap,
           write: Callable[[int, int, tuple], tuple]) -> None:
     """The writer's loop: each batch's jobs through ``write(src_fd,
-    dir_fd, job)``, an answer per batch; skipped once ``stop`` is set."""
+    dir_fd, job)``, an answer per batch; skipped once ``stop`` is set
+    (the answer (SKIPPED,): the run writes it itself, or not at all)."""
     import socket
     while True:
         message, fds, _, _ = socket.recv_fds(sock, _ANSWER_SIZE, BATCH + 1)
