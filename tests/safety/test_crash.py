@@ -265,6 +265,42 @@ def test_sigkill_at_random_moments(tmp_path):
     assert snapshot(tmp_path / "src") == src_before, "the source changed"
 
 
+def test_sigkill_during_an_initial_copy(tmp_path):
+    """The same, into a new destination: its small files are written by the
+    writer process (treesync/writer.py), which dies with the run.  Every
+    file is absent or complete; the only other entries are temp files (a
+    few dozen at most); a re-run converges."""
+    seed = int(os.environ.get("SYNCENGINE_SAFETY_SEED") or random.randrange(1 << 30))
+    rng = random.Random(seed)
+    build_tree(tmp_path, random_tree(rng, "src", 1500, big_files=2))
+    real = rsync_tree(f"{tmp_path}/src/", str(tmp_path / "dst"))
+    expected = snapshot(tmp_path / "dst")
+    shutil.rmtree(tmp_path / "dst")
+    argv = ["-rlptgocAXH", "--delete", "--no-inc-recursive", f"{tmp_path}/src/",
+            str(tmp_path / "dst")]
+    started = time.monotonic()
+    proc = standin(*argv)
+    duration = time.monotonic() - started
+    assert proc.returncode == real.returncode, proc.stderr
+    sc = _Plain(tmp_path, expected)
+    kills = 0
+    for attempt in range(6):
+        shutil.rmtree(tmp_path / "dst")
+        delay = rng.uniform(0.05, duration)
+        child = standin_popen(*argv)
+        time.sleep(delay)
+        child.send_signal(signal.SIGKILL)
+        child.communicate()
+        kills += child.returncode == -signal.SIGKILL
+        context = f"SIGKILL after {delay:.3f} s of {duration:.3f} s (seed {seed})"
+        crashed = snapshot(tmp_path / "dst") if (tmp_path / "dst").exists() else {}
+        problems = check_crash_state({}, expected, crashed)
+        assert not problems, context + ":\n" + "\n".join(problems[:30])
+        assert sum(is_temp(rel) for rel in crashed) <= 100, context
+        converge_and_settle(sc, context)
+    assert kills >= 3, "most runs should still be running when killed"
+
+
 class _Plain:
     """The bits of Scenario that converge_and_settle needs."""
 
