@@ -1431,7 +1431,8 @@ class TreeSync:
             elif self._writer is not None and group is None and dst_st is None and \
                     self._fresh and src_fd >= 0 and st.st_size < _BEHIND_MIN and \
                     src_meta.acl_access is None and not self._writer_busy() and \
-                    sum(map(len, src_meta.xattrs.values())) < _XATTRS_TO_WRITER and \
+                    (not src_meta.xattrs or
+                     sum(map(len, src_meta.xattrs.values())) < _XATTRS_TO_WRITER) and \
                     self._writer_room(st.st_size, dst_parent):
                 # (no itemizing with a writer: nothing to print before it)
                 self._queue_write(src_fd, src_meta, dst_parent, dst_path, rel,
@@ -1663,8 +1664,9 @@ class TreeSync:
             self._pending.append(batch)
         meta = (src_meta.mode, src_meta.uid, src_meta.gid, src_meta.mtime_ns, src_meta.xattrs)
         batch.jobs.append((src_fd, (self._writer.number(), dst_name, rel, src_path, size, meta)))
-        batch.size += 64 + len(rel) + len(src_path or b"") + sum(
-            len(n) + len(v) for n, v in src_meta.xattrs.items())
+        batch.size += 64 + len(rel) + len(src_path or b"")
+        if src_meta.xattrs:
+            batch.size += sum(len(n) + len(v) for n, v in src_meta.xattrs.items())
         self._writer.pending_bytes += size
         if len(batch.jobs) == BATCH or batch.size >= BATCH_BYTES or not self._writer.unanswered:
             self._send_batch()  # (full, or the writer is idle)
