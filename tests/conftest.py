@@ -70,6 +70,17 @@ def run_rsync(*args: str | bytes | os.PathLike, timeout: float = 60,
     return subprocess.CompletedProcess(argv, proc.returncode, out, err)
 
 
+def tree_sync(src, dst, **kw):
+    """The native engine's TreeSync for ``src/`` into ``dst`` with --delete
+    and no excludes, and the list its stdout and stderr lines go to."""
+    from syncengine.treesync.filters import FilterRules
+    from syncengine.treesync.sync import TreeSync
+    lines: list[str] = []
+    tree = TreeSync([f"{src}/"], str(dst), delete=True, rules=FilterRules.from_excludes(()),
+                    out=lines.append, err=lines.append, **kw)
+    return tree, lines
+
+
 SEED_FLAGS = ("-rlptgocAXH", "--info=progress2", "--no-inc-recursive")
 
 

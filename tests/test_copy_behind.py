@@ -8,8 +8,8 @@ import os
 import threading
 
 from syncengine.treesync import sync as sync_module
-from syncengine.treesync.filters import FilterRules
 from syncengine.treesync.transfer import WriteError
+from tests.conftest import tree_sync
 from tests.snapshot import snapshot
 
 BIG = sync_module._BEHIND_MIN + 12345
@@ -29,14 +29,6 @@ def make_tree(root):
             small.write_bytes(b"s" * (i + 10))
     for d in ("sub/deeper", "sub", ""):
         os.utime(root / d, ns=(PAST, PAST))
-
-
-def tree_sync(src, dst, **kw):
-    lines = []
-    tree = sync_module.TreeSync([f"{src}/"], str(dst), delete=True,
-                                rules=FilterRules.from_excludes(()),
-                                out=lines.append, err=lines.append, **kw)
-    return tree, lines
 
 
 def test_big_files_are_copied_with_their_attributes_and_dir_mtimes(tmp_path):

@@ -12,10 +12,9 @@ import pytest
 
 from syncengine.treesync import sync as sync_module
 from syncengine.treesync import writer as writer_module
-from syncengine.treesync.filters import FilterRules
 from syncengine.treesync.transfer import WriteError
 from syncengine.treesync.xattrs import Node
-from tests.conftest import run_rsync
+from tests.conftest import run_rsync, tree_sync
 from tests.snapshot import snapshot
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the writer runs for root only")
@@ -42,14 +41,6 @@ def make_tree(root, dirs=4, files=40):
         os.utime(sub, ns=(PAST, PAST + d))
     (root / "big").write_bytes(b"B" * (sync_module._BEHIND_MIN + 5))
     os.utime(root, ns=(PAST, PAST))
-
-
-def tree_sync(src, dst, **kw):
-    lines = []
-    tree = sync_module.TreeSync([f"{src}/"], str(dst), delete=True,
-                                rules=FilterRules.from_excludes(()),
-                                out=lines.append, err=lines.append, **kw)
-    return tree, lines
 
 
 @pytest.fixture

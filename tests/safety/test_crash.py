@@ -246,21 +246,9 @@ def test_sigkill_at_random_moments(tmp_path):
     duration = time.monotonic() - started
     assert proc.returncode == real.returncode, proc.stderr
 
-    sc = _Plain(tmp_path, expected)
-    kills = 0
-    for attempt in range(6):
-        copy_tree(tmp_path / "template", tmp_path / "dst")
-        delay = rng.uniform(0.1, duration)
-        child = standin_popen(*argv)
-        time.sleep(delay)
-        child.send_signal(signal.SIGKILL)
-        child.communicate()
-        kills += child.returncode == -signal.SIGKILL
-        context = f"SIGKILL after {delay:.3f} s of {duration:.3f} s (seed {seed})"
-        crashed = snapshot(tmp_path / "dst")
-        problems = check_crash_state(old, expected, crashed)
-        assert not problems, context + ":\n" + "\n".join(problems[:30])
-        converge_and_settle(sc, context)
+    kills = _kill_at_random_moments(
+        rng, f"seed {seed}", argv, (0.1, duration), old, _Plain(tmp_path, expected),
+        prepare=lambda: copy_tree(tmp_path / "template", tmp_path / "dst"))
     assert kills >= 3, "most runs should still be running when killed"
     assert snapshot(tmp_path / "src") == src_before, "the source changed"
 
@@ -282,23 +270,36 @@ def test_sigkill_during_an_initial_copy(tmp_path):
     proc = standin(*argv)
     duration = time.monotonic() - started
     assert proc.returncode == real.returncode, proc.stderr
-    sc = _Plain(tmp_path, expected)
+    kills = _kill_at_random_moments(
+        rng, f"seed {seed}", argv, (0.05, duration), {}, _Plain(tmp_path, expected),
+        prepare=lambda: shutil.rmtree(tmp_path / "dst"), most_temps=100)
+    assert kills >= 3, "most runs should still be running when killed"
+
+
+def _kill_at_random_moments(rng: random.Random, seed: str, argv: list[str],
+                            window: tuple[float, float], old: dict, sc: "_Plain", *,
+                            prepare, most_temps: int | None = None) -> int:
+    """Six runs of the stand-in, each set up by ``prepare()`` and SIGKILLed
+    at a random moment of ``window``: each leaves what a crash may leave
+    (check_crash_state, at most ``most_temps`` temp files), and a re-run
+    converges.  Returns how many were still running when killed."""
     kills = 0
     for attempt in range(6):
-        shutil.rmtree(tmp_path / "dst")
-        delay = rng.uniform(0.05, duration)
+        prepare()
+        delay = rng.uniform(*window)
         child = standin_popen(*argv)
         time.sleep(delay)
         child.send_signal(signal.SIGKILL)
         child.communicate()
         kills += child.returncode == -signal.SIGKILL
-        context = f"SIGKILL after {delay:.3f} s of {duration:.3f} s (seed {seed})"
-        crashed = snapshot(tmp_path / "dst") if (tmp_path / "dst").exists() else {}
-        problems = check_crash_state({}, expected, crashed)
+        context = f"SIGKILL after {delay:.3f} s of {window[1]:.3f} s ({seed})"
+        crashed = snapshot(sc.dst) if sc.dst.exists() else {}
+        problems = check_crash_state(old, sc.rsync_result, crashed)
         assert not problems, context + ":\n" + "\n".join(problems[:30])
-        assert sum(is_temp(rel) for rel in crashed) <= 100, context
+        if most_temps is not None:
+            assert sum(is_temp(rel) for rel in crashed) <= most_temps, context
         converge_and_settle(sc, context)
-    assert kills >= 3, "most runs should still be running when killed"
+    return kills
 
 
 class _Plain:
