@@ -62,7 +62,8 @@ _TEMPS = 256      # jobs under way at most: (IN_FLIGHT + 1) * BATCH, with room
 class Batch:
     """Files for one destination dir, in the walk's order.  ``dir_fd`` is
     the run's own dup of the dir (its renames need it after the walk has
-    closed the dir); ``jobs``: (src fd, message tuple, dst name, rel, size);
+    closed the dir); ``jobs``: (the source's open fd, the job as the writer
+    gets it: number, name, rel, source path, size, attributes);
     ``answers`` arrive as one list when the writer is done."""
 
     __slots__ = ("dir_fd", "key", "jobs", "size", "sent", "answers", "done")
