@@ -493,6 +493,21 @@ def _restat(node: Node, st: os.stat_result) -> os.stat_result:
         return st
 
 
+def _acl_setter(node: Node, rel: bytes) -> str:
+    """The call rsync names when setting an ACL fails: xacl_set through a
+    held fd or the parent dir's fd and the name -- but DST itself, which
+    it has no parent fd for, by path (sys_acl_set_file) when it cannot
+    open it."""
+    if rel != b"." or node.fd is not None:
+        return "xacl_set"
+    try:
+        os.close(os.open(node.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                         dir_fd=node.dirfd))
+    except OSError:
+        return "sys_acl_set_file"
+    return "xacl_set"
+
+
 def _set_acls(ctx: MetaContext, node: Node, src: SrcMeta, dest: _Dest,
               st: os.stat_result, role: str, rel: bytes) -> tuple[os.stat_result, bool]:
     """Returns the entry's stat afterwards and whether the access ACL (and
@@ -506,7 +521,8 @@ def _set_acls(ctx: MetaContext, node: Node, src: SrcMeta, dest: _Dest,
             faults.mutated("set access ACL")
         except OSError as e:
             # rsync gives up on the default ACL too when this fails.
-            ctx.report(role, "set_acl: xacl_set(%s, %s)" % (shown, TYPE_NAMES[ACCESS]), e)
+            ctx.report(role, "set_acl: %s(%s, %s)" % (_acl_setter(node, rel), shown,
+                                                      TYPE_NAMES[ACCESS]), e)
             return st, False
         st, written = _restat(node, st), True
     if stat.S_ISDIR(st.st_mode) and src.acl_default != dest.acl_default:
@@ -518,6 +534,7 @@ def _set_acls(ctx: MetaContext, node: Node, src: SrcMeta, dest: _Dest,
             faults.mutated("set default ACL")
         except OSError as e:
             what = ("set_acl: sys_acl_delete_def_file(%s)" % shown if src.acl_default is None
-                    else "set_acl: xacl_set(%s, %s)" % (shown, TYPE_NAMES[DEFAULT]))
+                    else "set_acl: %s(%s, %s)" % (_acl_setter(node, rel), shown,
+                                                  TYPE_NAMES[DEFAULT]))
             ctx.report(role, what, e)
     return st, written

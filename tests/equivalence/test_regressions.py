@@ -470,3 +470,15 @@ def test_nobody_an_excluded_entry_that_cannot_be_stat_ed_protects_its_dir(nobody
                       d("dst", gid=65534), d("dst/dir", mode=0o400, **NB),
                       {"path": "dst/dir/a", "target": "a", "mtime_ns": T, **NB},
                       excludes=[b"dir/**"], dry_run=dry_run), nobody)
+
+
+def test_nobody_acl_on_a_dest_root_it_cannot_open_is_set_by_path(nobody):
+    """rsync sets an ACL through a held fd, or the parent dir's fd and the
+    name (xacl_set); DST itself has no parent fd, so when rsync cannot
+    open it either it sets the ACL by path, and a failure says
+    sys_acl_set_file.  Found by the random suite."""
+    acl = {"acl": "u::---,g::r-x,o::---,m::---,u:1234:---", "default_acl": "u::rwx,g::---,o::---"}
+    rs, nat = check(nb_case(d("src", mode=0o755, **NB, acl="u::---,g::---,o::---,m::---,u:1234:---",
+                              default_acl="u::rwx,g::---,o::---"),
+                            d("dst", mode=0o711, uid=0, gid=65534, **acl), delete=False), nobody)
+    assert any("sys_acl_set_file(., ACL_TYPE_ACCESS)" in line for line in nat.err)
