@@ -1,8 +1,9 @@
 """A look-ahead for re-runs: which files are already in sync.
 
-With ``-c`` a re-run reads every file on both sides.  Two forked worker
-processes walk the source tree in the walk's order, ahead of it, and
-share each dir's regular files (see _Claims), and for each one compare
+With ``-c`` a re-run reads every file on both sides.  A forked worker
+process walks the source tree in the walk's order, ahead of it, and the
+walk itself takes a share of each dir's regular files just before it
+needs them (see _Claims and _Worker.share); for each file they compare
 everything the walk would: the destination is a regular file of
 the same size and the same bytes, and its owner, group, mode, mtime (to
 the nanosecond), xattrs and ACLs are those the walk would give it
@@ -26,12 +27,12 @@ is a race, as it is for rsync, whose sender checksums each file long
 before its generator gets to it.  (Not covered: a bind mount showing one
 destination dir at two places.)
 
-Workers only read: files open O_RDONLY|O_NOFOLLOW below dirs opened with
-O_NOFOLLOW, as the walk does.  They die with a default SIGINT/SIGTERM/
-SIGHUP, when the walk closes their pipe (a write fails), with the thread
-that forked them (PR_SET_PDEATHSIG), and are killed and reaped by
-:meth:`Precheck.close`.  Processes, not threads: small reads and compares
-hold the GIL.
+The worker only reads: files open O_RDONLY|O_NOFOLLOW below dirs opened
+with O_NOFOLLOW, as the walk does.  It dies with a default SIGINT/SIGTERM/
+SIGHUP, when the walk closes its pipe (a write fails), with the thread
+that forked it (PR_SET_PDEATHSIG), and is killed and reaped by
+:meth:`Precheck.close`.  A process, not a thread: small reads and
+compares hold the GIL.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ _BATCH_FILES = 64
 _BATCH_BYTES = 256 << 10
 _SMALL = 64 << 10  # compared in one read a side
 _PIPE_SIZE = 1 << 20
-_STALL = 60.0      # seconds without a word from the workers: give up on them
+_STALL = 60.0      # seconds without a word from the worker: give up on it
 _HEARTBEAT = 1.0   # a worker comparing a big file says so this often
 _F_SETPIPE_SZ = 1031
 
@@ -279,11 +280,12 @@ class _Worker:
 
 
 class Precheck:
-    """The walk's side: start the workers, ask ``verdict(rel, name)`` for
-    the entries of each dir in the walk's order (the size of a file found
-    in sync, else None), ``end_dir(rel)`` after each dir, and ``close()``
-    at the end.  Workers that send nothing for _STALL seconds (they send
-    a heartbeat while comparing a big file) are given up on: the walk then
+    """The walk's side: start the worker, ``share()`` each dir, ask
+    ``verdict(rel, name)`` for the entries of each dir in the walk's order
+    (a file found in sync: its size and the destination's inode and ctime,
+    else None), ``end_dir(rel)`` after each dir, and ``close()`` at the
+    end.  A worker that sends nothing for _STALL seconds (it sends a
+    heartbeat while comparing a big file) is given up on: the walk then
     does everything itself."""
 
     def __init__(self, src_dir: bytes, dst_dir: bytes, rel: bytes,
