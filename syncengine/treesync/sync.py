@@ -1127,9 +1127,7 @@ class TreeSync:
                 continue  # gone since the census
             except OSError as exc:
                 if not quiet:
-                    self._scan_failed(f'rsync: [sender] readlink_stat('
-                                      f'"{_abs(source.sender_path(child))}") failed: '
-                                      f"{_strerror(exc)}")
+                    self._lstat_failed(source, child, exc)
                 continue
             if self._made is not None:
                 if (st.st_dev, st.st_ino) in self._made:
@@ -1153,9 +1151,13 @@ class TreeSync:
         except FileNotFoundError:
             return None  # gone since the census
         except OSError as exc:
-            self._scan_failed(f'rsync: [sender] readlink_stat('
-                              f'"{_abs(source.sender_path(rel))}") failed: {_strerror(exc)}')
+            self._lstat_failed(source, rel, exc)
             return None
+
+    def _lstat_failed(self, source: _Source, rel: bytes, exc: OSError) -> None:
+        """rsync's sender could not lstat a source entry."""
+        self._scan_failed(f'rsync: [sender] readlink_stat("{_abs(source.sender_path(rel))}") '
+                          f"failed: {_strerror(exc)}")
 
     # -- deletion ---------------------------------------------------------------
     def _dest_listing(self, dirfd: int, name: bytes, rel: bytes,
@@ -2425,10 +2427,7 @@ class _Census:
                     child = prefix + name
                     if not (rules.excluded(child, False) or rules.excluded(child, True)):
                         self.source.dropped.add(child)
-                        self.run_._scan_failed(
-                            f'rsync: [sender] readlink_stat('
-                            f'"{_abs(self.source.sender_path(child))}") failed: '
-                            f"{_strerror(exc)}")
+                        self.run_._lstat_failed(self.source, child, exc)
                     continue
                 is_dir = is_dir_mode(st.st_mode)
                 if excluded is not None and excluded(prefix + name, is_dir) or \
