@@ -283,16 +283,20 @@ class _Seen:
 
 
 def itemize_meta(ctx: MetaContext, src: SrcMeta, dst_st: os.stat_result | None = None, *,
-                 dirfd: int, name: bytes, fd: int | None = None) -> str:
+                 dirfd: int, name: bytes, fd: int | None = None,
+                 path: bytes | None = None) -> str:
     """The itemize columns "tpoguax" for ``src`` against the destination
     entry as it is, changing nothing.  For a transfer the walker calls this
     on the old destination file before the temp file replaces it (the
-    entry may be of another type: it is read as what it is)."""
+    entry may be of another type: it is read as what it is).  ``path``:
+    the entry's path below the destination root, for messages (as in
+    apply_meta), default ``name``."""
     node = _node(src.mode if dst_st is None else dst_st.st_mode, fd, dirfd, name)
     try:
         if dst_st is None:
             dst_st = node.lstat()
-        return _letters(ctx, src, _read_dest(ctx, node, dst_st, "generator", name))
+        return _letters(ctx, src, _read_dest(ctx, node, dst_st, "generator",
+                                             path if path is not None else name))
     except OSError:
         return UNCHANGED
     finally:

@@ -823,7 +823,8 @@ class TreeSync:
                           fresh=created)
         if self.dry_run:
             letters = UNCHANGED if created else self._letters_of(
-                self._acl_blind(src_meta, dst_parent, dst_name, rel), dst_st, dst_parent, dst_name)
+                self._acl_blind(src_meta, dst_parent, dst_name, rel), dst_st, dst_parent,
+                dst_name, rel)
         else:
             letters = self._set_dir_meta(src_meta, dst_st, dst_parent, dst_name, rel, created,
                                          frame)
@@ -1495,7 +1496,7 @@ class TreeSync:
         if dst_fd < 0:
             src_meta = self._acl_blind(src_meta, dst_parent, dst_name, rel)
         if self.dry_run:
-            return self._letters_of(src_meta, None, dst_parent, dst_name)
+            return self._letters_of(src_meta, None, dst_parent, dst_name, rel)
         return apply_meta(self.meta, src_meta, None, dirfd=dst_parent, name=dst_name,
                           fd=dst_fd if dst_fd >= 0 else None, exact_time=True, is_new=False,
                           path=self._drel(rel), later=self._receiver_later)
@@ -1511,7 +1512,7 @@ class TreeSync:
             return ">f" + NEW_COLUMNS
         resized = "." if dst_st.st_size == size else "s"
         src_meta = self._acl_blind(src_meta, dst_parent, dst_name, rel)
-        return ">fc" + resized + self._letters_of(src_meta, dst_st, dst_parent, dst_name)
+        return ">fc" + resized + self._letters_of(src_meta, dst_st, dst_parent, dst_name, rel)
 
     def _write_new(self, src_fd: int, src_meta: SrcMeta, dst_parent: int, dst_name: bytes,
                    rel: bytes, src_path: bytes | None = None, *, size: int,
@@ -2067,7 +2068,7 @@ class TreeSync:
             return "hf" + NEW_COLUMNS
         resized = "." if dst_st.st_size == group.size else "s"
         src_meta = self._acl_blind(group.meta, dst_parent, dst_name, rel)
-        letters = self._letters_of(src_meta, dst_st, dst_parent, dst_name)
+        letters = self._letters_of(src_meta, dst_st, dst_parent, dst_name, rel)
         kind = stat.S_IFMT(dst_st.st_mode)
         if kind not in (stat.S_IFREG, stat.S_IFDIR):
             # rsync reads no ACL for a symlink, special file or device (by
@@ -2127,7 +2128,7 @@ class TreeSync:
             except OSError:
                 same = False
             if same:
-                letters = self._letters_of(src_meta, dst_st, dst_parent, dst_name) \
+                letters = self._letters_of(src_meta, dst_st, dst_parent, dst_name, rel) \
                     if self.dry_run else apply_meta(
                         self.meta, src_meta, dst_st, dirfd=dst_parent, name=dst_name,
                         exact_time=False, is_new=False, path=self._drel(rel))
@@ -2135,7 +2136,7 @@ class TreeSync:
                     self._item(".L.." + letters, rel, target=target)
                 return
             if self.on_item is not None:
-                letters = self._letters_of(src_meta, dst_st, dst_parent, dst_name)
+                letters = self._letters_of(src_meta, dst_st, dst_parent, dst_name, rel)
                 if not self.dry_run:
                     # rsync reads the xattrs of the new symlink, which has none yet
                     letters = _column(letters, "x", self._keeps_xattrs(src_meta))
@@ -2198,13 +2199,15 @@ class TreeSync:
         return any(receiver_keeps(n, self.am_root) for n in src_meta.xattrs)
 
     def _letters_of(self, src_meta: SrcMeta, dst_st: os.stat_result | None, dirfd: int,
-                    name: bytes) -> str:
+                    name: bytes, rel: bytes) -> str:
         """The attribute columns of an existing destination entry against
         ``src_meta``, changing nothing ("......." when not itemizing; a dry
-        run reads the entry anyway, as rsync's does, failures reported)."""
+        run reads the entry anyway, as rsync's does, failures reported
+        with its path below DST, as apply_meta reports them)."""
         if self.on_item is None and not self.dry_run:
             return UNCHANGED
-        return itemize_meta(self.meta, src_meta, dst_st, dirfd=dirfd, name=name)
+        return itemize_meta(self.meta, src_meta, dst_st, dirfd=dirfd, name=name,
+                            path=self._drel(rel))
 
     # -- errors -----------------------------------------------------------------------
     def _drel(self, rel: bytes) -> bytes:

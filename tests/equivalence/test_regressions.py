@@ -482,3 +482,15 @@ def test_nobody_acl_on_a_dest_root_it_cannot_open_is_set_by_path(nobody):
                               default_acl="u::rwx,g::---,o::---"),
                             d("dst", mode=0o711, uid=0, gid=65534, **acl), delete=False), nobody)
     assert any("sys_acl_set_file(., ACL_TYPE_ACCESS)" in line for line in nat.err)
+
+
+def test_nobody_dry_run_names_an_unreadable_xattr_by_its_path_below_dst(nobody):
+    """A dry run reads the attributes of what it would change, and reports
+    a failure with the entry's path below DST -- which, for `rsync src dst`,
+    includes the source's own name ("dst/src/dir"); the native engine
+    printed "dst/dir".  Found by the random suite."""
+    rs, nat = check(nb_case(d("src", **NB), f("src/dir", mode=0, **NB), d("dst", **NB),
+                            d("dst/src", **NB),
+                            f("dst/src/dir", mode=0, xattrs={"user.empty": b""}, **NB),
+                            src=b"src", delete=False, dry_run=True), nobody)
+    assert any('lgetxattr("' in line and '/dst/src/dir"' in line for line in nat.err)
