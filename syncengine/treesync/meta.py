@@ -104,6 +104,18 @@ class MetaContext:
             path = self.dest_root.rstrip(b"/") + b"/" + rel
         return '"%s"' % os.fsdecode(path)
 
+    def bare(self, fd: int, st: os.stat_result) -> bool:
+        """Whether the open entry ``fd`` (not a symlink) has no xattr at
+        all, so no ACL either: the common case, which the fast paths of
+        read_src_meta and apply_meta take.  False on a read error too (the
+        general path then reads it again, and reports it)."""
+        if st.st_dev in self._no_xattr_devs:
+            return True
+        try:
+            return not os.listxattr(fd)
+        except OSError:
+            return False
+
     def list_xattr_names(self, node: Node, st: os.stat_result) -> list[bytes]:
         """The entry's xattr names, [] on a filesystem without xattrs (then
         remembered per device, so the next entries cost no syscall)."""
@@ -154,6 +166,8 @@ def read_src_meta(st: os.stat_result, *, fd: int | None, dirfd: int, name: bytes
     ``ctx.src_io_error`` and returns None: rsync then leaves the entry out
     of the transfer and skips deletions.
     """
+    if fd is not None and not stat.S_ISLNK(st.st_mode) and ctx.bare(fd, st):
+        return SrcMeta(st.st_mode, st.st_uid, st.st_gid, st.st_mtime_ns, {})
     node = _node(st.st_mode, fd, dirfd, name)
 
     def shown() -> str:
@@ -325,9 +339,12 @@ def apply_meta(ctx: MetaContext, src: SrcMeta | None, dst_st: os.stat_result | N
     """
     if src is None:
         return UNCHANGED
+    transfer = is_new and stat.S_ISREG(src.mode)
+    if transfer and fd is not None and not src.xattrs and src.acl_access is None and \
+            _bare_transfer(ctx, src, dst_st, fd, exact_time):
+        return NEW
     node = _node(src.mode, fd, dirfd, name)
     rel = path if path is not None else name
-    transfer = is_new and stat.S_ISREG(src.mode)
     role = "receiver" if transfer else "generator"
     try:
         if dst_st is None:
@@ -354,6 +371,29 @@ def apply_meta(ctx: MetaContext, src: SrcMeta | None, dst_st: os.stat_result | N
         return NEW if is_new else letters
     finally:
         node.close()
+
+
+def _bare_transfer(ctx: MetaContext, src: SrcMeta, st: os.stat_result | None, fd: int,
+                   exact_time: bool) -> bool:
+    """apply_meta for a transfer's temp file when neither side has an xattr
+    (nor so an ACL) and the owner stays: only the mtime and the mode, as
+    _set_attrs would set them.  False if that does not hold or a call
+    fails: the general path then does (or redoes) it, and reports."""
+    try:
+        if st is None:
+            st = os.fstat(fd)
+        if ctx.am_root and st.st_uid != src.uid or \
+                st.st_gid != src.gid and ctx.may_set_gid(src.gid) or not ctx.bare(fd, st):
+            return False
+        if _mtime_differs(st.st_mtime_ns, src.mtime_ns, exact_time):
+            os.utime(fd, ns=(st.st_atime_ns, src.mtime_ns))
+            faults.mutated("utime")
+        if st.st_mode & _PERMS != src.mode & _PERMS:
+            os.fchmod(fd, src.mode & _PERMS)
+            faults.mutated("chmod")
+    except OSError:
+        return False
+    return True
 
 
 def _receiver_pass(ctx: MetaContext, node: Node | None, src: SrcMeta, exact_time: bool,
