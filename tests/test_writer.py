@@ -4,8 +4,10 @@ out in rsync's order, and an abort or its death loses nothing."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import struct
 import threading
 
 import pytest
@@ -103,6 +105,32 @@ def test_an_initial_copy_with_the_writer_is_rsyncs(tmp_path, sent):
     assert not [p for p in dst.rglob(".*")]
 
 
+def posix_acl(uid: int) -> bytes:
+    """A raw access ACL: u::rw-, u:<uid>:r--, g::r--, m::r--, o::---."""
+    entries = [(0x01, 6, 0xFFFFFFFF), (0x02, 4, uid), (0x04, 4, 0xFFFFFFFF),
+               (0x10, 4, 0xFFFFFFFF), (0x20, 0, 0xFFFFFFFF)]
+    return struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *e) for e in entries)
+
+
+@pytest.mark.rsync
+def test_files_with_acls_and_xattrs_go_to_the_writer_too(tmp_path, monkeypatch, sent):
+    """The writer reads each file's attributes itself: ACLs and xattrs
+    end up as rsync leaves them."""
+    src, dst, ref = tmp_path / "src", tmp_path / "dst", tmp_path / "ref"
+    make_tree(src, dirs=2)
+    for i in range(0, 40, 5):
+        os.setxattr(src / "d1" / f"f{i:03d}", "system.posix_acl_access", posix_acl(1000 + i))
+        os.setxattr(src / "d1" / f"f{i:03d}", "user.big", bytes(range(256)) * 7)
+    os.utime(src / "d1", ns=(PAST, PAST))
+    monkeypatch.setattr(sync_module.TreeSync, "_writer_busy", lambda self: False)
+    tree, lines = tree_sync(src, dst)
+    assert tree.run() == 0 and lines == []
+    assert sum(sent) == 2 * 40 - 2  # (all but the hard-linked f001s)
+    assert run_rsync("-rlptgocAXH", "--delete", f"{src}/", str(ref)).returncode == 0
+    assert no_link_times(dst) == no_link_times(ref)
+    assert snapshot(dst)[b"d1/f005"]["acl"] is not None
+
+
 def test_its_failures_come_out_as_without_it(tmp_path, monkeypatch, sent):
     """Failed mkstemps and a failed utime in the writer: the same lines, in
     the same order, the same exit code and the same tree as the walk
@@ -145,6 +173,57 @@ def test_its_failures_come_out_as_without_it(tmp_path, monkeypatch, sent):
                 for path, record in files(root).items()}
     assert kept(tmp_path / "dst") == kept(tmp_path / "ref")
     assert not [p for p in (tmp_path / "dst").rglob(".f*")]
+
+
+def test_a_file_the_writer_cannot_open_or_read_is_left_to_the_walk(tmp_path, monkeypatch,
+                                                                    sent):
+    """The writer opens the files and reads their attributes itself: one
+    it cannot open, or whose xattrs it cannot read, the walk transfers in
+    its turn, and a file gone by then is reported as vanished where rsync
+    reports it: the same lines, exit code and tree as without a writer."""
+    src = tmp_path / "src"
+    make_tree(src, dirs=2)
+    run_pid = os.getpid()
+    real_open, real_read = sync_module._open_file, sync_module.read_src_meta
+    where = tmp_path / "failed-in"
+
+    def failed(name: bytes) -> None:
+        with open(where, "a") as f:
+            f.write(f"{os.getpid()} {os.fsdecode(name)}\n")
+
+    def open_file(name, dir_fd):
+        if name == b"f004" and os.getpid() != run_pid:
+            failed(name)
+            raise PermissionError(13, "Permission denied")
+        if name == b"f031":  # (gone after the walk's lstat, before the open)
+            failed(name)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(name, dir_fd=dir_fd)
+        return real_open(name, dir_fd)
+
+    def read_src_meta(st, *, name, **kw):
+        if name == b"f014" and os.getpid() != run_pid:  # (f014 has an xattr)
+            failed(name)
+            return None
+        return real_read(st, name=name, **kw)
+    monkeypatch.setattr(sync_module, "_open_file", open_file)
+    monkeypatch.setattr(sync_module, "read_src_meta", read_src_meta)
+    # (every file it may take goes to the writer: none is written by the walk first)
+    monkeypatch.setattr(sync_module.TreeSync, "_writer_busy", lambda self: False)
+    tree, lines = tree_sync(src, tmp_path / "dst")
+    code = tree.run()
+    failures = [line.split() for line in where.read_text().splitlines()]
+    assert sorted(name for pid, name in failures if int(pid) != run_pid) == [
+        "f004", "f004", "f014", "f014", "f031", "f031"]  # (in the writer, both dirs)
+    for d in ("d0", "d1"):
+        (src / d / "f031").write_bytes(b"back")  # (for the run without a writer)
+    ref_code, ref_lines = serial(monkeypatch, src, tmp_path / "ref")
+    assert (code, same_names(lines)) == (ref_code, same_names(ref_lines))
+    assert code == 24 and len(lines) == 3  # two vanished files and rsync's last line
+    assert all("f031" in line for line in lines[:2])
+    assert files(tmp_path / "dst") == files(tmp_path / "ref")
+    assert (tmp_path / "dst" / "d1" / "f004").read_bytes() == (src / "d1" / "f004").read_bytes()
+    assert os.getxattr(tmp_path / "dst" / "d1" / "f014", "user.k") == b"v14"
 
 
 def test_a_fatal_write_error_in_the_writer(tmp_path, monkeypatch, sent):

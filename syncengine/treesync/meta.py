@@ -104,12 +104,13 @@ class MetaContext:
             path = self.dest_root.rstrip(b"/") + b"/" + rel
         return '"%s"' % os.fsdecode(path)
 
-    def bare(self, fd: int, st: os.stat_result) -> bool:
-        """Whether the open entry ``fd`` (not a symlink) has no xattr at
-        all, so no ACL either: the common case, which the fast paths of
-        read_src_meta and apply_meta take.  False on a read error too (the
-        general path then reads it again, and reports it)."""
-        if st.st_dev in self._no_xattr_devs:
+    def bare(self, fd: int, dev: int) -> bool:
+        """Whether the open entry ``fd`` (not a symlink, on the filesystem
+        ``dev``) has no xattr at all, so no ACL either: the common case,
+        which the fast paths of read_src_meta and apply_meta take.  False
+        on a read error too (the general path then reads it again, and
+        reports it)."""
+        if dev in self._no_xattr_devs:
             return True
         try:
             return not os.listxattr(fd)
@@ -166,7 +167,7 @@ def read_src_meta(st: os.stat_result, *, fd: int | None, dirfd: int, name: bytes
     ``ctx.src_io_error`` and returns None: rsync then leaves the entry out
     of the transfer and skips deletions.
     """
-    if fd is not None and not stat.S_ISLNK(st.st_mode) and ctx.bare(fd, st):
+    if fd is not None and not stat.S_ISLNK(st.st_mode) and ctx.bare(fd, st.st_dev):
         return SrcMeta(st.st_mode, st.st_uid, st.st_gid, st.st_mtime_ns, {})
     node = _node(st.st_mode, fd, dirfd, name)
 
@@ -383,7 +384,8 @@ def _bare_transfer(ctx: MetaContext, src: SrcMeta, st: os.stat_result | None, fd
         if st is None:
             st = os.fstat(fd)
         if ctx.am_root and st.st_uid != src.uid or \
-                st.st_gid != src.gid and ctx.may_set_gid(src.gid) or not ctx.bare(fd, st):
+                st.st_gid != src.gid and ctx.may_set_gid(src.gid) or \
+                not ctx.bare(fd, st.st_dev):
             return False
         if _mtime_differs(st.st_mtime_ns, src.mtime_ns, exact_time):
             os.utime(fd, ns=(st.st_atime_ns, src.mtime_ns))

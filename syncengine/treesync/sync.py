@@ -67,7 +67,6 @@ _RECURSION_LIMIT = 6 * 2048 + 1000
 _PROGRESS_INTERVAL = 0.05  # seconds between progress samples without a transfer
 _BEHIND_MIN = 1 << 20      # files this big are copied while the walk goes on
 _BUSY = 3                  # writer batches under way that keep it busy (see _writer_busy)
-_XATTRS_TO_WRITER = 8192   # bytes of xattr values a file may have to go to the writer
 _MAX_PENDING = 256         # items in the pending queue (each holds an fd or more)
 _ROOM = 256 << 20          # free space beyond that which needs no reservation (_reserve)
 # A dry run's stand-in for the fd of a destination dir it would have created:
@@ -557,10 +556,13 @@ class TreeSync:
             pass  # (no process to spare: the walk writes everything)
 
     def _serve_writes(self, sock, writer: Writer) -> None:
-        """The writer process, a fork of this run: write each file it is
-        handed with _write_new, keep the temp file (noted in shared memory
-        until it is answered for), and answer with what happened and the
-        lines it printed (see _complete_write)."""
+        """The writer process, a fork of this run: open each file it is
+        handed, read its attributes and write it with _write_new, keep the
+        temp file (noted in shared memory until it is answered for), and
+        answer with what happened and the lines it printed (see
+        _complete_write).  A file it cannot open or whose attributes it
+        cannot read is left to the walk (SKIPPED), which tries again in
+        its turn and reports what fails."""
         lines: list[tuple[int, str]] = []
         held: list[bytes] = []
         job_no = [0]
@@ -569,17 +571,32 @@ class TreeSync:
         self._put_in_place = lambda tmp_fd, tmp, dst_parent, dst_name: held.append(tmp)
         self._note_temp = lambda tmp: note_temp(writer.temps, job_no[0], tmp)
 
-        def write(src_fd: int, dir_fd: int, job: tuple) -> tuple:
-            job_no[0], dst_name, rel, src_path, size, meta = job
+        def write(src_dir: int, dir_fd: int, job: tuple) -> tuple:
+            job_no[0], name, dst_name, rel, src_path, size, (mode, uid, gid, mtime_ns, dev) = job
             lines.clear()
             held.clear()
             self.partial = self.meta.had_error = False
             copied = self.stats.bytes_done
             try:
-                done = self._write_new(src_fd, SrcMeta(*meta), dir_fd, dst_name, rel, src_path,
+                src_fd = _open_file(name, src_dir)
+            except OSError:
+                return (SKIPPED,)
+            try:
+                if self.meta.bare(src_fd, dev):
+                    src_meta = SrcMeta(mode, uid, gid, mtime_ns, {})
+                else:  # (the walk's lstat, as far as read_src_meta looks at it)
+                    st = os.stat_result((mode, 0, dev, 1, uid, gid, size, 0, 0, 0),
+                                        {"st_mtime_ns": mtime_ns})
+                    src_meta = read_src_meta(st, fd=src_fd, dirfd=src_dir, name=name,
+                                             ctx=self.meta)
+                    if src_meta is None:
+                        return (SKIPPED,)
+                done = self._write_new(src_fd, src_meta, dir_fd, dst_name, rel, src_path,
                                        size=size)
             except Fatal as fatal:
                 return FATAL, b"", list(lines), 0, 0, (fatal.exit_code, list(fatal.lines))
+            finally:
+                os.close(src_fd)
             flags = (1 if self.partial else 0) | (2 if self.meta.had_error else 0)
             return ((OK, held[0], list(lines), flags, self.stats.bytes_done - copied, None)
                     if done else (FAILED, b"", list(lines), flags, 0, None))
@@ -1387,7 +1404,14 @@ class TreeSync:
                        group: _LinkGroup | None, index: int,
                        dst_st: os.stat_result | None, deferred: bool = False) -> None:
         """A regular file whose destination is missing or a regular file:
-        fix its attributes in place if identical, else write it anew."""
+        fix its attributes in place if identical, else write it anew.
+        ``deferred``: its turn is now (see _dir_contents and _complete_write)."""
+        if self._writer is not None and not deferred and group is None and dst_st is None and \
+                self._fresh and self._deferred is None and st.st_size < _BEHIND_MIN and \
+                not self._writer_busy() and self._writer_room(st.st_size, dst_parent):
+            # (no itemizing with a writer: nothing to print before it)
+            self._queue_write(src_parent, name, st, dst_parent, dst_path, rel, source)
+            return
         try:
             src_fd, open_error = _open_file(name, src_parent), None
         except OSError as exc:
@@ -1431,16 +1455,6 @@ class TreeSync:
                 if group is not None:
                     self._sent(group, index, open_error)
                 return
-            elif self._writer is not None and group is None and dst_st is None and \
-                    self._fresh and src_fd >= 0 and st.st_size < _BEHIND_MIN and \
-                    src_meta.acl_access is None and not self._writer_busy() and \
-                    (not src_meta.xattrs or
-                     sum(map(len, src_meta.xattrs.values())) < _XATTRS_TO_WRITER) and \
-                    self._writer_room(st.st_size, dst_parent):
-                # (no itemizing with a writer: nothing to print before it)
-                self._queue_write(src_fd, src_meta, dst_parent, dst_path, rel,
-                                  source.sender_path(rel), st.st_size)
-                src_fd = -1  # the batch's now
             else:
                 # rsync's sender itemizes what it sent, whatever the
                 # receiver then makes of it (a failed mkstemp, say).
@@ -1655,22 +1669,25 @@ class TreeSync:
         writer.checked += 1
         return True
 
-    def _queue_write(self, src_fd: int, src_meta: SrcMeta, dst_parent: int,
-                     dst_path: tuple[bytes, ...], rel: bytes, src_path: bytes | None,
-                     size: int) -> None:
+    def _queue_write(self, src_parent: int, name: bytes, st: os.stat_result, dst_parent: int,
+                     dst_path: tuple[bytes, ...], rel: bytes, source: _Source) -> None:
+        """The writer opens the source file and reads its attributes itself
+        (the walk's share of a file is then little more than its lstat)."""
         batch, dst_name = self._batch, dst_path[-1]
         # (by path: the fd of the next dir may have the number this one had)
-        if batch is None or batch.key != dst_path[:-1] or self._pending[-1] is not batch:
+        if batch is None or batch.key != dst_path[:-1] or batch.source is not source or \
+                self._pending[-1] is not batch:
             self._send_batch()
             self._bound_pending()
-            batch = self._batch = Batch(os.dup(dst_parent), dst_path[:-1])
+            batch = self._batch = Batch(os.dup(src_parent), os.dup(dst_parent), dst_path[:-1],
+                                        source)
             self._pending.append(batch)
-        meta = (src_meta.mode, src_meta.uid, src_meta.gid, src_meta.mtime_ns, src_meta.xattrs)
-        batch.jobs.append((src_fd, (self._writer.number(), dst_name, rel, src_path, size, meta)))
-        batch.size += 64 + len(rel) + len(src_path or b"")
-        if src_meta.xattrs:
-            batch.size += sum(len(n) + len(v) for n, v in src_meta.xattrs.items())
-        self._writer.pending_bytes += size
+        src_path = source.sender_path(rel)
+        batch.jobs.append(((st, dst_path), (
+            self._writer.number(), name, dst_name, rel, src_path, st.st_size,
+            (st.st_mode, st.st_uid, st.st_gid, st.st_mtime_ns, st.st_dev))))
+        batch.size += 64 + len(name) + len(dst_name) + len(rel) + len(src_path or b"")
+        self._writer.pending_bytes += st.st_size
         if len(batch.jobs) == BATCH or batch.size >= BATCH_BYTES or not self._writer.unanswered:
             self._send_batch()  # (full, or the writer is idle)
 
@@ -1702,17 +1719,18 @@ class TreeSync:
         try:
             for job, answer in zip(batch.jobs, answers):
                 done += 1
-                self._complete_write(batch.dir_fd, job, answer)
+                self._complete_write(batch, job, answer)
         finally:
             self._drop_batch(batch, done)
 
-    def _complete_write(self, dir_fd: int, job: tuple, answer: tuple | None) -> None:
+    def _complete_write(self, batch: Batch, job: tuple, answer: tuple | None) -> None:
         """One file the writer wrote: its lines and flags, then its name."""
-        src_fd, (_, dst_name, rel, src_path, size, meta) = job
+        (st, dst_path), (_, name, dst_name, rel, _, size, _) = job
+        dir_fd = batch.dir_fd
         self._writer.pending_bytes -= size
-        if answer is None or answer[0] == SKIPPED:  # the writer is gone: the walk writes it
-            os.lseek(src_fd, 0, os.SEEK_SET)
-            self._write_new(src_fd, SrcMeta(*meta), dir_fd, dst_name, rel, src_path, size=size)
+        if answer is None or answer[0] == SKIPPED:  # left to the walk (or the writer is gone)
+            self._transfer_file(batch.src_dir, name, st, dir_fd, dst_name, rel, dst_path,
+                                batch.source, None, -1, None, deferred=True)
             return
         kind, tmp, lines, flags, copied, fatal = answer
         for stream, line in lines:
@@ -1739,7 +1757,7 @@ class TreeSync:
         if batch.sent and self._writer is not None:
             self._writer.wait(batch)
         answers = batch.answers or [None] * len(batch.jobs)
-        for index, ((src_fd, message), answer) in enumerate(zip(batch.jobs, answers)):
+        for index, ((_, message), answer) in enumerate(zip(batch.jobs, answers)):
             if answer is None and batch.sent and self._writer is not None:
                 orphan = self._writer.temp_of(message[0])  # (the writer died at it)
                 if orphan is not None:
@@ -1747,9 +1765,8 @@ class TreeSync:
             elif index >= completed and answer is not None and answer[0] == OK:
                 unlink_quietly(batch.dir_fd, answer[1])
             if index >= completed and self._writer is not None:
-                self._writer.pending_bytes -= message[4]
-        for src_fd, _ in batch.jobs:
-            os.close(src_fd)
+                self._writer.pending_bytes -= message[5]
+        os.close(batch.src_dir)
         os.close(batch.dir_fd)
         batch.jobs = []
 

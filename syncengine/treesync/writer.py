@@ -4,14 +4,17 @@ An initial copy is mostly the kernel's work of making files: a temp file,
 its data, owner, mode, mtime and xattrs.  The walk runs in one thread
 (Python holds the GIL), so it hands the new files of the dirs it made to a
 forked writer process and goes on walking.  The writer is a fork of the
-run, so it writes each file with the run's own code (TreeSync._write_new):
-same temp name, same checks, same attributes, same messages.  It only
-leaves the temp file where it is: the walk renames it into place when the
-file's turn comes, so names appear in rsync's order, its messages are
-printed in that order, and an abort removes every temp file still waiting.
+run, so it opens each file, reads its attributes and writes it with the
+run's own code (TreeSync._write_new): same temp name, same checks, same
+attributes, same messages.  It only leaves the temp file where it is: the
+walk renames it into place when the file's turn comes, so names appear in
+rsync's order, its messages are printed in that order, and an abort
+removes every temp file still waiting.  A file the writer cannot open, or
+whose attributes it cannot read, it leaves to the walk, which tries again
+in its turn and reports the failure where rsync would.
 
 Jobs go in batches of up to BATCH files of one dir over a SOCK_SEQPACKET
-socket, with the source files' open fds and the dir's (SCM_RIGHTS), and
+socket, with the fds of the source and destination dirs (SCM_RIGHTS), and
 come back as one answer per batch.  The writer notes in shared memory the
 temp file it is working on, so that if it dies the run removes it and
 writes the files itself.  It ignores SIGINT, SIGTERM and SIGHUP: the run
@@ -60,18 +63,23 @@ _TEMPS = 256      # jobs under way at most: (IN_FLIGHT + 1) * BATCH, with room
 
 
 class Batch:
-    """Files for one destination dir, in the walk's order.  ``dir_fd`` is
-    the run's own dup of the dir (its renames need it after the walk has
-    closed the dir); ``jobs``: (the source's open fd, the job as the writer
-    gets it: number, name, rel, source path, size, attributes);
-    ``answers`` arrive as one list when the writer is done."""
+    """Files of one source dir for one destination dir, in the walk's
+    order.  ``src_dir`` and ``dir_fd`` are the run's own dups of the dirs
+    (the writer opens the files in the one, the run renames them in the
+    other after the walk has closed both); ``jobs``: (what the run keeps of
+    the file, the job as the writer gets it: number, source name, name,
+    rel, source path, size, attributes from the lstat); ``answers`` arrive
+    as one list when the writer is done."""
 
-    __slots__ = ("dir_fd", "key", "jobs", "size", "sent", "answers", "done")
+    __slots__ = ("src_dir", "dir_fd", "key", "source", "jobs", "size", "sent", "answers",
+                 "done")
     dst_parent = -1  # (tied to no fd of the walk: it has its own)
 
-    def __init__(self, dir_fd: int, key: tuple[bytes, ...]) -> None:
+    def __init__(self, src_dir: int, dir_fd: int, key: tuple[bytes, ...], source: object) -> None:
+        self.src_dir = src_dir
         self.dir_fd = dir_fd
         self.key = key  # the dir's path: which batch a file may join
+        self.source = source  # (and of which source)
         self.jobs: list[tuple] = []
         self.size = 0  # (the message's, roughly)
         self.sent = False
@@ -112,8 +120,7 @@ class Writer:
         if self.sock is not None:
             message = marshal.dumps([job[1] for job in batch.jobs])
             try:
-                socket.send_fds(self.sock, [message],
-                                [batch.dir_fd, *(job[0] for job in batch.jobs)])
+                socket.send_fds(self.sock, [message], [batch.dir_fd, batch.src_dir])
                 self.unanswered.append(batch)
                 return True
             except OSError:
@@ -192,20 +199,19 @@ def note_temp(temps: mmap.mmap, job: int, name: bytes) -> None:
 
 def serve(sock: socket.socket, stop: mmap.mmap,
           write: Callable[[int, int, tuple], tuple]) -> None:
-    """The writer's loop: each batch's jobs through ``write(src_fd,
+    """The writer's loop: each batch's jobs through ``write(src_dir,
     dir_fd, job)``, an answer per batch; skipped once ``stop`` is set
     (the answer (SKIPPED,): the run writes it itself, or not at all)."""
     import socket
     while True:
-        message, fds, _, _ = socket.recv_fds(sock, _ANSWER_SIZE, BATCH + 1)
+        message, fds, _, _ = socket.recv_fds(sock, _ANSWER_SIZE, 2)
         if not message:
             return
-        dir_fd, src_fds = fds[0], fds[1:]
-        answers = []
-        for src_fd, job in zip(src_fds, marshal.loads(message)):
-            try:
-                answers.append((SKIPPED,) if stop[0] else write(src_fd, dir_fd, job))
-            finally:
-                os.close(src_fd)
-        os.close(dir_fd)
+        dir_fd, src_dir = fds
+        try:
+            answers = [(SKIPPED,) if stop[0] else write(src_dir, dir_fd, job)
+                       for job in marshal.loads(message)]
+        finally:
+            os.close(src_dir)
+            os.close(dir_fd)
         sock.send(marshal.dumps(answers))
