@@ -5,6 +5,7 @@ out in rsync's order, and an abort or its death loses nothing."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import struct
@@ -15,6 +16,7 @@ import pytest
 from syncengine.treesync import sync as sync_module
 from syncengine.treesync import writer as writer_module
 from syncengine.treesync.transfer import WriteError
+from syncengine.treesync.xattrs import Node
 from tests.conftest import run_rsync, tree_sync
 from tests.snapshot import snapshot
 
@@ -224,6 +226,36 @@ def test_a_file_the_writer_cannot_open_or_read_is_left_to_the_walk(tmp_path, mon
     assert files(tmp_path / "dst") == files(tmp_path / "ref")
     assert (tmp_path / "dst" / "d1" / "f004").read_bytes() == (src / "d1" / "f004").read_bytes()
     assert os.getxattr(tmp_path / "dst" / "d1" / "f014", "user.k") == b"v14"
+
+
+@pytest.mark.rsync
+def test_an_unreadable_source_file_stops_deletion_where_it_would_without_it(
+        tmp_path, monkeypatch, sent):
+    """A file the writer cannot read the xattrs of is read again by the
+    walk in its turn, which reports it; rsync's "IO error encountered --
+    skipping file deletion" then comes at the next dir's delete pass, as
+    in the run without a writer -- not later, not never."""
+    src = tmp_path / "src"
+    make_tree(src, dirs=3)
+    for d in ("d1", "d2"):
+        (src / d / "sub").mkdir()
+        (src / d / "sub" / "x").write_bytes(b"x")
+        os.utime(src / d, ns=(PAST, PAST))
+    real = Node.listxattr
+
+    def listxattr(node):  # (f035 of the last dir, then its sub: the run's last delete pass)
+        if node.name == b"f035" and os.readlink(f"/proc/self/fd/{node.dirfd}").endswith("/d2"):
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        return real(node)
+    monkeypatch.setattr(Node, "listxattr", listxattr)
+    monkeypatch.setattr(sync_module.TreeSync, "_writer_busy", lambda self: False)
+    tree, lines = tree_sync(src, tmp_path / "dst")
+    code = tree.run()
+    ref_code, ref_lines = serial(monkeypatch, src, tmp_path / "ref")
+    assert (code, same_names(lines)) == (ref_code, same_names(ref_lines))
+    assert code == 23 and "f035" in lines[0]
+    assert lines[1] == "IO error encountered -- skipping file deletion"
+    assert files(tmp_path / "dst") == files(tmp_path / "ref")
 
 
 def test_a_fatal_write_error_in_the_writer(tmp_path, monkeypatch, sent):

@@ -378,7 +378,7 @@ def _bare_transfer(ctx: MetaContext, src: SrcMeta, st: os.stat_result | None, fd
                    exact_time: bool) -> bool:
     """apply_meta for a transfer's temp file when neither side has an xattr
     (nor so an ACL) and the owner stays: only the mtime and the mode, as
-    _set_attrs would set them.  False if that does not hold or a call
+    _set_attrs would set them (by the fd itself: not through a Node).  False if that does not hold or a call
     fails: the general path then does (or redoes) it, and reports."""
     try:
         if st is None:

@@ -390,7 +390,7 @@ class TreeSync:
         self._copier: _Copier | None = None     # copies behind the walk (_copy_behind)
         # in the walk's order: copies behind it, batches of the writer
         # process (writer.py), and dir touch-ups waiting for those
-        self._pending: list[_CopyJob | Batch | _TouchUp] = []
+        self._pending: list[_CopyJob | Batch | _TouchUp | _DeleteCheck] = []
         self._writer: Writer | None = None      # an initial copy's writer process
         self._batch: Batch | None = None        # the batch being filled
         self._completing = False
@@ -1067,8 +1067,15 @@ class TreeSync:
         entries = self._read_source_dir(src_fd, rel, source, precheck=precheck, names=names)
         dst_stats = None
         if frame.fresh:
-            if self.delete:  # nothing to delete in a dir this run made: only the warning
-                self._delete_extraneous(dst_parent, dst_name, rel, None, frame.virtual)
+            # Nothing to delete in a dir this run made: only the warning.  A
+            # file before it still with the writer may yet turn out to be
+            # unreadable (see _complete_write): then it waits its turn.
+            if self.delete and not frame.virtual:
+                if self._writer is not None and self._pending:
+                    self._pending.append(_DeleteCheck())
+                    self._bound_pending()
+                else:
+                    self._no_deletion()
         elif self.delete:
             dst_stats = self._delete_extraneous(dst_parent, dst_name, rel,
                                                 {name for name, _ in entries}, frame.virtual,
@@ -1230,14 +1237,7 @@ class TreeSync:
         dry run's rsync does not look into a dir it would have created).
         Returns the lstat of the entries kept (None: the dir was not
         listed), which the dir's files then need not take again."""
-        if virtual:
-            return None
-        if self.scan_error or self.meta.src_io_error:
-            if not self._warned_no_delete:
-                self.out("IO error encountered -- skipping file deletion")
-                self._warned_no_delete = True
-            return None
-        if keep is None:
+        if virtual or self._no_deletion() or keep is None:
             return None
         listing, _ = self._dest_listing(dst_parent, dst_name, rel, in_sync)
         kept = {}
@@ -1259,6 +1259,16 @@ class TreeSync:
         finally:
             os.close(fd)
         return kept
+
+    def _no_deletion(self) -> bool:
+        """rsync deletes nothing once its sender could not read something,
+        and says so once."""
+        if not (self.scan_error or self.meta.src_io_error):
+            return False
+        if not self._warned_no_delete:
+            self.out("IO error encountered -- skipping file deletion")
+            self._warned_no_delete = True
+        return True
 
     def _delete(self, dirfd: int, name: bytes, st: os.stat_result, rel: bytes, recurse: bool,
                 count: bool = True, contents_done: bool = False, own_fix: bool = True) -> bool:
@@ -1679,8 +1689,12 @@ class TreeSync:
                 self._pending[-1] is not batch:
             self._send_batch()
             self._bound_pending()
-            batch = self._batch = Batch(os.dup(src_parent), os.dup(dst_parent), dst_path[:-1],
-                                        source)
+            src_dir = os.dup(src_parent)
+            try:
+                batch = self._batch = Batch(src_dir, os.dup(dst_parent), dst_path[:-1], source)
+            except BaseException:
+                os.close(src_dir)
+                raise
             self._pending.append(batch)
         src_path = source.sender_path(rel)
         batch.jobs.append(((st, dst_path), (
@@ -1724,7 +1738,9 @@ class TreeSync:
             self._drop_batch(batch, done)
 
     def _complete_write(self, batch: Batch, job: tuple, answer: tuple | None) -> None:
-        """One file the writer wrote: its lines and flags, then its name."""
+        """One file the writer wrote: its lines and flags, then its name.
+        One it did not write (it left it to the walk, or it is gone) the
+        walk transfers now, in its turn."""
         (st, dst_path), (_, name, dst_name, rel, _, size, _) = job
         dir_fd = batch.dir_fd
         self._writer.pending_bytes -= size
@@ -1829,7 +1845,7 @@ class TreeSync:
         finally:
             self._completing = False
 
-    def _complete(self, job: "_CopyJob | Batch | _TouchUp") -> None:
+    def _complete(self, job: "_CopyJob | Batch | _TouchUp | _DeleteCheck") -> None:
         if isinstance(job, Batch):
             self._complete_batch(job)
             return
@@ -1838,6 +1854,9 @@ class TreeSync:
                 self._touch_up(job.dir_fd, job.name, job.frame)
             finally:
                 os.close(job.dir_fd)
+            return
+        if isinstance(job, _DeleteCheck):
+            self._no_deletion()
             return
         job.done.wait()
         try:
@@ -1889,6 +1908,8 @@ class TreeSync:
                 continue
             if isinstance(job, _TouchUp):
                 os.close(job.dir_fd)
+                continue
+            if isinstance(job, _DeleteCheck):
                 continue
             job.done.wait()
             os.close(job.src_fd)
@@ -2290,6 +2311,17 @@ class _TouchUp:
         self.dir_fd = dir_fd
         self.name = name
         self.frame = frame
+
+
+class _DeleteCheck:
+    """The delete pass of a dir this run made, waiting in the pending
+    queue: it has nothing to delete, only rsync's warning to give if the
+    sender could not read something -- which the files before it, still
+    with the writer, may yet show."""
+
+    __slots__ = ()
+    dst_parent = -1
+    done = _TouchUp.done  # (always set: it can run at once)
 
 
 class _Copier:

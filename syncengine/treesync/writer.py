@@ -13,9 +13,9 @@ removes every temp file still waiting.  A file the writer cannot open, or
 whose attributes it cannot read, it leaves to the walk, which tries again
 in its turn and reports the failure where rsync would.
 
-Jobs go in batches of up to BATCH files of one dir over a SOCK_SEQPACKET
-socket, with the fds of the source and destination dirs (SCM_RIGHTS), and
-come back as one answer per batch.  The writer notes in shared memory the
+Jobs go in batches of up to BATCH files of one source dir (for one
+destination dir) over a SOCK_SEQPACKET socket, with the fds of both dirs
+(SCM_RIGHTS), and come back as one answer per batch.  The writer notes in shared memory the
 temp file it is working on, so that if it dies the run removes it and
 writes the files itself.  It ignores SIGINT, SIGTERM and SIGHUP: the run
 tells it to stop (a flag in shared memory, then the end of its socket),
@@ -51,7 +51,7 @@ __all__ = ["BATCH", "BATCH_BYTES", "Batch", "Writer", "OK", "FAILED", "FATAL", "
            "note_temp", "serve"]
 
 BATCH = 16        # files per batch
-BATCH_BYTES = 64 << 10  # and at most about this much message (names, paths, xattrs)
+BATCH_BYTES = 64 << 10  # and at most about this much message (names and paths)
 IN_FLIGHT = 4     # batches sent and not yet answered, at most
 # What became of a job (the first item of its answer).
 OK, FAILED, FATAL, SKIPPED = 0, 1, 2, 3
@@ -65,8 +65,9 @@ _TEMPS = 256      # jobs under way at most: (IN_FLIGHT + 1) * BATCH, with room
 class Batch:
     """Files of one source dir for one destination dir, in the walk's
     order.  ``src_dir`` and ``dir_fd`` are the run's own dups of the dirs
-    (the writer opens the files in the one, the run renames them in the
-    other after the walk has closed both); ``jobs``: (what the run keeps of
+    (the writer opens the files in the one and writes them in the other;
+    the run renames them there, and transfers a file the writer left to
+    it, after the walk has closed both); ``jobs``: (what the run keeps of
     the file, the job as the writer gets it: number, source name, name,
     rel, source path, size, attributes from the lstat); ``answers`` arrive
     as one list when the writer is done."""
