@@ -377,16 +377,21 @@ def apply_meta(ctx: MetaContext, src: SrcMeta | None, dst_st: os.stat_result | N
 def _bare_transfer(ctx: MetaContext, src: SrcMeta, st: os.stat_result | None, fd: int,
                    exact_time: bool) -> bool:
     """apply_meta for a transfer's temp file when neither side has an xattr
-    (nor so an ACL) and the owner stays: only the mtime and the mode, as
-    _set_attrs would set them (by the fd itself: not through a Node).  False if that does not hold or a call
-    fails: the general path then does (or redoes) it, and reports."""
+    (nor so an ACL): owner and group, mtime and mode, as _set_attrs sets
+    them, through the fd itself (not a Node).  False if that does not hold
+    or a call fails: the general path then does (or redoes) it, and
+    reports."""
     try:
         if st is None:
             st = os.fstat(fd)
-        if ctx.am_root and st.st_uid != src.uid or \
-                st.st_gid != src.gid and ctx.may_set_gid(src.gid) or \
-                not ctx.bare(fd, st.st_dev):
+        if not ctx.bare(fd, st.st_dev):
             return False
+        uid = src.uid if ctx.am_root and st.st_uid != src.uid else -1
+        gid = src.gid if st.st_gid != src.gid and ctx.may_set_gid(src.gid) else -1
+        if uid != -1 or gid != -1:
+            os.fchown(fd, uid, gid)
+            faults.mutated("chown")
+            st = os.fstat(fd)  # (a chown clears setuid and setgid)
         if _mtime_differs(st.st_mtime_ns, src.mtime_ns, exact_time):
             os.utime(fd, ns=(st.st_atime_ns, src.mtime_ns))
             faults.mutated("utime")
