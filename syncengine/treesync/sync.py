@@ -2117,9 +2117,11 @@ class TreeSync:
             letters = _column(letters, "x", self._keeps_xattrs(src_meta))
         elif linked and not self.dry_run:
             # The rest it reads once the link is made: the leader's, which
-            # are the source's.
+            # are the source's -- but over an old dir, get_acl() also asks
+            # the new file for a default ACL, fails (the EACCES of
+            # _maybe_hard_link) and leaves no ACL to compare: 'a'.
             if kind != stat.S_IFLNK:
-                letters = _column(letters, "a", False)
+                letters = _column(letters, "a", kind == stat.S_IFDIR)
             letters = _column(letters, "x", False)
         elif not self.dry_run and group.xattrs_late:
             # Found linked already: the leader's xattrs, fixed in place,

@@ -276,10 +276,11 @@ def test_hard_link_replacing_a_dir_at_its_turn_reports_rsyncs_acl_error(base):
     group's done member, over an empty dir, makes rsync read the default
     ACL of the new file as if it were the old dir ("get_acl:
     sys_acl_get_file(b, ACL_TYPE_DEFAULT): Permission denied (13)", exit
-    23).  A member that waits and is linked later does not."""
-    for delete in (False, True):
+    23), and, with no ACL read, itemize it with `a` ("hf.s.p...a.").  A
+    member that waits and is linked later does not."""
+    for delete, itemize in ((False, False), (True, False), (False, True)):
         check(case(d("src"), *_linked("src/a", "src/b"), d("dst"), f("dst/a", b"x\n"),
-                   d("dst/b"), delete=delete), base)
+                   d("dst/b"), delete=delete, itemize=itemize), base)
     check(case(d("src"), *_linked("src/a", "src/b"), d("dst"), d("dst/a"), delete=False), base)
 
 
