@@ -228,7 +228,6 @@ def test_a_file_the_writer_cannot_open_or_read_is_left_to_the_walk(tmp_path, mon
     assert os.getxattr(tmp_path / "dst" / "d1" / "f014", "user.k") == b"v14"
 
 
-@pytest.mark.rsync
 def test_an_unreadable_source_file_stops_deletion_where_it_would_without_it(
         tmp_path, monkeypatch, sent):
     """A file the writer cannot read the xattrs of is read again by the
