@@ -154,7 +154,7 @@ class _Worker:
                          if is_file and not self.excluded(_join(rel, name), False)]
 
     def share(self, src_fd: int, dst_fd: int, rel: bytes,
-              ) -> tuple[dict[bytes, int], list[bytes]]:
+              ) -> tuple[dict[bytes, tuple | int], list[bytes]]:
         """In the walk's own process, as worker 1: compare a dir's files
         from the back until it meets the forked worker (the walk would
         only wait for it otherwise); returns the verdicts, and the dir's

@@ -568,7 +568,7 @@ class TreeSync:
         job_no = [0]
         self.out = lambda line: lines.append((1, line))
         self.err = lambda line: lines.append((2, line))
-        self._put_in_place = lambda tmp_fd, tmp, dst_parent, dst_name: held.append(tmp)
+        self._put_in_place = lambda tmp, dst_parent, dst_name: held.append(tmp)
         self._note_temp = lambda tmp: note_temp(writer.temps, job_no[0], tmp)
 
         def write(src_dir: int, dir_fd: int, job: tuple) -> tuple:
@@ -582,7 +582,7 @@ class TreeSync:
             except OSError:
                 return (SKIPPED,)
             try:
-                if self.meta.bare(src_fd, dev):
+                if self.meta.bare(src_fd, dev):  # (read_src_meta's fast path, sooner)
                     src_meta = SrcMeta(mode, uid, gid, mtime_ns, {})
                 else:  # (the walk's lstat, as far as read_src_meta looks at it)
                     st = os.stat_result((mode, 0, dev, 1, uid, gid, size, 0, 0, 0),
@@ -639,7 +639,7 @@ class TreeSync:
                     break
                 self._frozen[(st.st_dev, st.st_ino)] = st
 
-    def _made_here(self, dirfd: int | None, name: bytes, fd: int | None = None) -> None:
+    def _made_here(self, dirfd: int | None, name: bytes) -> None:
         """Remember an entry this run made, when DST lies inside a source:
         rsync sends the list it built before it wrote anything, so what
         the run makes inside a source is not sent (and a copy into itself
@@ -647,8 +647,7 @@ class TreeSync:
         if self._made is None:
             return
         try:
-            st = os.fstat(fd) if fd is not None else os.stat(name, dir_fd=dirfd,
-                                                               follow_symlinks=False)
+            st = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
         except OSError:
             return
         self._made.add((st.st_dev, st.st_ino))
@@ -1620,7 +1619,7 @@ class TreeSync:
                 # (rsync's receiver sets the temp file's ACL through its open fd)
                 apply_meta(self.meta, src_meta, None, dirfd=dst_parent, name=tmp, fd=tmp_fd,
                            exact_time=True, is_new=True, path=_join(parent_rel, tmp))
-                self._put_in_place(tmp_fd, tmp, dst_parent, dst_name)
+                self._put_in_place(tmp, dst_parent, dst_name)
         except BaseException:
             os.close(tmp_fd)
             unlink_quietly(dst_parent, tmp)
@@ -1642,12 +1641,12 @@ class TreeSync:
             return False
         return None
 
-    def _put_in_place(self, tmp_fd: int, tmp: bytes, dst_parent: int, dst_name: bytes) -> None:
+    def _put_in_place(self, tmp: bytes, dst_parent: int, dst_name: bytes) -> None:
         """A finished temp file takes its real name (the writer process
-        leaves that to the walk)."""
+        leaves that to the walk: _complete_write)."""
         os.rename(tmp, dst_name, src_dir_fd=dst_parent, dst_dir_fd=dst_parent)
         faults.mutated("rename")
-        self._made_here(None, b"", tmp_fd)
+        self._made_here(dst_parent, dst_name)
 
     # -- the writer process (writer.py) ------------------------------------------------
     # New small files of the dirs this run made go to the writer in
@@ -1759,11 +1758,10 @@ class TreeSync:
             raise Fatal(fatal[0], *fatal[1])
         if kind == OK:
             try:
-                os.rename(tmp, dst_name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+                self._put_in_place(tmp, dir_fd, dst_name)
             except BaseException:
                 unlink_quietly(dir_fd, tmp)
                 raise
-            faults.mutated("rename")
             self.stats.files_transferred += 1
             self.stats.bytes_done += copied
 

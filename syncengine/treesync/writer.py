@@ -15,9 +15,9 @@ in its turn and reports the failure where rsync would.
 
 Jobs go in batches of up to BATCH files of one source dir (for one
 destination dir) over a SOCK_SEQPACKET socket, with the fds of both dirs
-(SCM_RIGHTS), and come back as one answer per batch.  The writer notes in shared memory the
-temp file it is working on, so that if it dies the run removes it and
-writes the files itself.  It ignores SIGINT, SIGTERM and SIGHUP: the run
+(SCM_RIGHTS), and come back as one answer per batch.  The writer notes
+in shared memory the temp file it is working on, so that if it dies the
+run removes it and writes the files itself.  It ignores SIGINT, SIGTERM and SIGHUP: the run
 tells it to stop (a flag in shared memory, then the end of its socket),
 and it dies with the run if the run is killed -- then, as with rsync, the
 temp files under way stay (up to a few dozen, where rsync leaves one; the
