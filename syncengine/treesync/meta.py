@@ -321,7 +321,7 @@ def itemize_meta(ctx: MetaContext, src: SrcMeta, dst_st: os.stat_result | None =
 # -- applying -------------------------------------------------------------------
 def apply_meta(ctx: MetaContext, src: SrcMeta | None, dst_st: os.stat_result | None, *,
                dirfd: int, name: bytes, fd: int | None = None, exact_time: bool,
-               is_new: bool, path: bytes | None = None,
+               is_new: bool, path: bytes | Callable[[], bytes] | None = None,
                later: list[Callable[[], None]] | None = None) -> str:
     """Bring the destination entry ``name`` in ``dirfd`` (already of the
     right type; ``fd`` an ordinary open fd of it, if the caller has one) to
@@ -332,7 +332,7 @@ def apply_meta(ctx: MetaContext, src: SrcMeta | None, dst_st: os.stat_result | N
     regular file).  ``is_new``: the caller just created it; a new regular
     file is a transfer's temp file.  ``path``: the entry's path below the
     destination root as rsync prints it (for a transfer, the temp file's),
-    default ``name``.  ``later``: where the receiver's xattr pass goes when
+    default ``name``, or a function that makes it.  ``later``: where the receiver's xattr pass goes when
     rsync's receiver, lagging behind its generator, would make it later
     (the caller runs it while ``dirfd`` is still open).  Returns the
     itemize columns (see the module doc).
@@ -345,7 +345,7 @@ def apply_meta(ctx: MetaContext, src: SrcMeta | None, dst_st: os.stat_result | N
             _bare_transfer(ctx, src, dst_st, fd, exact_time):
         return NEW
     node = _node(src.mode, fd, dirfd, name)
-    rel = path if path is not None else name
+    rel = (path() if callable(path) else path) if path is not None else name
     role = "receiver" if transfer else "generator"
     try:
         if dst_st is None:

@@ -116,6 +116,11 @@ def _join(rel: bytes, name: bytes) -> bytes:
     return rel + b"/" + name if rel and rel != b"." else name
 
 
+def _sibling(rel: bytes, name: bytes) -> bytes:
+    """The path of ``name`` in the dir of ``rel`` (a temp file's, say)."""
+    return _join(rel.rpartition(b"/")[0], name)
+
+
 def _strerror(exc: OSError) -> str:
     return f"{os.strerror(exc.errno)} ({exc.errno})" if exc.errno else str(exc)
 
@@ -1559,14 +1564,13 @@ class TreeSync:
             self.stats.files_transferred += 1
             self.stats.bytes_done += size
             return True
-        parent_rel = rel.rpartition(b"/")[0]
         for attempt in attempts:
             try:
                 tmp_fd, tmp = open_temp(dst_parent, dst_name, src_meta.mode & 0o7777)
                 self._note_temp(tmp)
             except OSError as exc:
                 tmp = os.fsencode(exc.filename) if exc.filename is not None else temp_name(dst_name)
-                self._fail(f"rsync: [receiver] mkstemp {self._full(_join(parent_rel, tmp))} "
+                self._fail(f"rsync: [receiver] mkstemp {self._full(_sibling(rel, tmp))} "
                            f"failed: {_strerror(exc)}")
                 return False
             read_error: OSError | None = None
@@ -1609,7 +1613,6 @@ class TreeSync:
         and its real name (True); else it is removed and the failure told
         (False after the second attempt, None: copy it again).  Closes
         ``tmp_fd``."""
-        parent_rel = rel.rpartition(b"/")[0]
         try:
             after = os.fstat(src_fd)
             intact = copied == before.st_size and (
@@ -1618,7 +1621,7 @@ class TreeSync:
             if intact:
                 # (rsync's receiver sets the temp file's ACL through its open fd)
                 apply_meta(self.meta, src_meta, None, dirfd=dst_parent, name=tmp, fd=tmp_fd,
-                           exact_time=True, is_new=True, path=_join(parent_rel, tmp))
+                           exact_time=True, is_new=True, path=lambda: _sibling(rel, tmp))
                 self._put_in_place(tmp, dst_parent, dst_name)
         except BaseException:
             os.close(tmp_fd)
@@ -1646,7 +1649,8 @@ class TreeSync:
         leaves that to the walk: _complete_write)."""
         os.rename(tmp, dst_name, src_dir_fd=dst_parent, dst_dir_fd=dst_parent)
         faults.mutated("rename")
-        self._made_here(dst_parent, dst_name)
+        if self._made is not None:
+            self._made_here(dst_parent, dst_name)
 
     # -- the writer process (writer.py) ------------------------------------------------
     # New small files of the dirs this run made go to the writer in
@@ -2343,6 +2347,7 @@ class _Copier:
             check()
         while (job := self.jobs.get()) is not None:
             try:
+                checked()
                 job.copied = copy_data(job.src_fd, job.tmp_fd, job.before.st_size, checked)
             except BaseException as exc:  # handed to the walk's thread
                 job.error = exc

@@ -54,19 +54,43 @@ def temp_name(name: bytes) -> bytes:
         base = cut
     if base.endswith(b"."):
         base = base[:-1]
-    # six letters from one random read (O_EXCL makes a clash a retry)
-    return b"." + base + b"." + os.urandom(6).translate(_LETTERS)
+    return b"." + base + b"." + _six_letters()
+
+
+# Random letters for temp names, read from the kernel a few thousand at a
+# time (a getrandom call per file costs more than the rest of the name).
+# O_EXCL makes a clash a retry; a forked process draws its own.
+_pool = b""
+_drawn = 0
+
+
+def _six_letters() -> bytes:
+    global _pool, _drawn
+    if _drawn + 6 > len(_pool):
+        _pool, _drawn = os.urandom(6 << 10).translate(_LETTERS), 0
+    _drawn += 6
+    return _pool[_drawn - 6:_drawn]
+
+
+def _new_pool() -> None:
+    global _pool
+    _pool = b""
+
+
+os.register_at_fork(after_in_child=_new_pool)
+
+
+_TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def open_temp(dirfd: int, name: bytes, mode: int) -> tuple[int, bytes]:
     """Create a fresh temp file for ``name`` in ``dirfd``: O_EXCL, never
     following a symlink, private mode ``(mode|0200)&0700`` until the real
     mode is set.  Returns (fd, temp name)."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     while True:
         tmp = temp_name(name)
         try:
-            fd = os.open(tmp, flags, (mode | 0o200) & 0o700, dir_fd=dirfd)
+            fd = os.open(tmp, _TEMP_FLAGS, (mode | 0o200) & 0o700, dir_fd=dirfd)
         except FileExistsError:
             continue
         faults.mutated("create temp")
@@ -98,7 +122,8 @@ def copy_data(src_fd: int, dst_fd: int, size: int,
 
     Uses the kernel's copy_file_range (which also clones on reflink
     filesystems) and falls back to read/write, in chunks; ``check()`` runs
-    between chunks (it may raise to stop the copy).  Failures raise
+    between chunks (it may raise to stop the copy; the caller checks before
+    the first).  Failures raise
     :class:`ReadError` or :class:`WriteError` (both OSError) saying which
     side failed."""
     global _copy_file_range_ok
@@ -106,7 +131,7 @@ def copy_data(src_fd: int, dst_fd: int, size: int,
     if _copy_file_range_ok:
         try:
             while copied < size:
-                if check is not None:
+                if copied and check is not None:
                     check()
                 n = os.copy_file_range(src_fd, dst_fd, min(size - copied, _CHUNK * 8))
                 if n == 0:
@@ -122,7 +147,7 @@ def copy_data(src_fd: int, dst_fd: int, size: int,
             # Anything else: read/write carries on from the same offsets and
             # tells which side fails, if one does.
     while copied < size:
-        if check is not None:
+        if copied and check is not None:
             check()
         try:
             chunk = os.read(src_fd, min(_CHUNK, size - copied))
