@@ -6,6 +6,7 @@ way rsync refuses an unknown option (exit 1)."""
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import sys
 import threading
@@ -144,13 +145,31 @@ class Progress2Writer:
         self.last = sample
         if sample.files_transferred != self.last_xfr:
             self.last_xfr = sample.files_transferred
-            self.stream.write(self.record(sample))
-            self.stream.flush()
+            write_out(self.stream, self.record(sample))
 
     def finish(self) -> None:
         if self.last is not None:
-            self.stream.write(self.record(self.last) + "\n")
-            self.stream.flush()
+            write_out(self.stream, self.record(self.last) + "\n")
+
+
+def write_out(stream: TextIO, text: str) -> bool:
+    """Write and flush; False if nobody reads the stream any more (a closed
+    pipe, as in ``| head``).  Its output then goes nowhere: rsync goes on
+    with its work when its stdout is gone."""
+    try:
+        stream.write(text)
+        stream.flush()
+        return True
+    except BrokenPipeError:
+        try:
+            null = os.open(os.devnull, os.O_WRONLY)
+            try:
+                os.dup2(null, stream.fileno())
+            finally:
+                os.close(null)
+        except (OSError, ValueError):
+            pass
+        return False
 
 
 # rsync's "received SIGINT, SIGTERM, or SIGHUP" (exit 20).
@@ -182,19 +201,23 @@ def run_standin(argv: Sequence[str], stdout: TextIO = sys.stdout, stderr: TextIO
     try:
         args = parse_argv(argv)
     except UsageError as exc:
-        stderr.write(f"{exc}\nrsync error: syntax or usage error (code 1)\n")
+        write_out(stderr, f"{exc}\nrsync error: syntax or usage error (code 1)\n")
         return 1
     from .engines.native import NativeEngine
     from .options import SyncOptions
     from .treesync.messages import rsync_escape
 
+    diagnostics_lost = threading.Event()
+
     def out(line: str) -> None:
-        stdout.write(line + "\n")
-        stdout.flush()
+        write_out(stdout, line + "\n")
 
     def err(line: str) -> None:
-        stderr.write(line + "\n")
-        stderr.flush()
+        # rsync ends with code 13 when it cannot write a message (a closed
+        # stderr), at once: so the run stops here.
+        if not write_out(stderr, line + "\n") and not diagnostics_lost.is_set():
+            diagnostics_lost.set()
+            stop()
 
     def item(change) -> None:
         line = change.line() if args.itemize else change.verbose_line()
@@ -221,6 +244,8 @@ def run_standin(argv: Sequence[str], stdout: TextIO = sys.stdout, stderr: TextIO
         if stop_requested.is_set():
             job.cancel()
         result = job.result()
+    if diagnostics_lost.is_set():
+        return 13  # (rsync's "errors with program diagnostics")
     if writer is not None and result.exit_code in (0, 23, 24):
         writer.finish()
     if args.verbose and result.exit_code in (0, 23, 24):

@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from syncengine.standin import UsageError, parse_argv
-from tests.conftest import run_rsync
+from tests.conftest import rsync_path_or_skip, run_rsync
 from tests.snapshot import assert_same_tree
 
 SEED_FLAGS = ["-rlptgocAXH", "--info=progress2", "--no-inc-recursive"]
@@ -150,3 +150,39 @@ def test_progress2_final_record_counts_match_rsync(tmp_path):
         last = text.rstrip("\n").split("\r")[-1]
         final[side] = re.search(r"(\d[\d,]*)\s+(\d+)%.*\((xfr#\d+, to-chk=\d+/\d+)\)", last).groups()
     assert final["ours"] == final["real"]
+
+
+PAST = 1_600_000_000_123_456_789
+
+
+def _with_a_closed(stream: str, argv: list[str], cwd) -> subprocess.Popen:
+    """Run ``argv`` with its stdout or stderr a pipe nobody reads (as in
+    ``| head``); returns it ended."""
+    pipe = {stream: subprocess.PIPE}
+    rest = {name: subprocess.DEVNULL for name in ("stdout", "stderr") if name != stream}
+    proc = subprocess.Popen(argv, cwd=cwd, **pipe, **rest)
+    getattr(proc, stream).close()
+    proc.wait(timeout=120)
+    return proc
+
+
+@pytest.mark.rsync
+@pytest.mark.parametrize("stream, sources", [
+    ("stdout", ["src/"]),              # rsync goes on, its output lost
+    ("stderr", ["missing", "src/"]),   # rsync ends at its first message: 13
+])
+def test_a_reader_that_goes_away_is_met_as_rsync_meets_it(tmp_path, stream, sources):
+    for side in ("real", "ours"):
+        (tmp_path / side / "src" / "sub").mkdir(parents=True)
+        for i in range(300):
+            (tmp_path / side / "src" / "sub" / f"f{i:03d}").write_bytes(b"x" * i)
+            os.utime(tmp_path / side / "src" / "sub" / f"f{i:03d}", ns=(PAST, PAST))
+        os.utime(tmp_path / side / "src" / "sub", ns=(PAST, PAST))
+    argv = ["-v", "--delete", *SEED_FLAGS, *sources, "dst"]
+    real = _with_a_closed(stream, [rsync_path_or_skip(), *argv], tmp_path / "real")
+    ours = _with_a_closed(stream, [sys.executable, "-m", "syncengine", "rsync", *argv],
+                          tmp_path / "ours")
+    assert ours.returncode == real.returncode == (0 if stream == "stdout" else 13)
+    assert os.path.exists(tmp_path / "real" / "dst") == os.path.exists(tmp_path / "ours" / "dst")
+    if stream == "stdout":
+        assert_same_tree(tmp_path / "real" / "dst", tmp_path / "ours" / "dst", root_mtime=False)
