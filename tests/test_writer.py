@@ -338,8 +338,8 @@ def test_if_the_writer_dies_the_walk_writes_its_files(tmp_path, monkeypatch, sen
         os.utime(src / d, ns=(PAST, PAST))
     run_pid = os.getpid()
     calls = []
-    target = "_write_new" if when == "between files" else "copy_data"
-    module = sync_module.TreeSync if target == "_write_new" else sync_module
+    target = "_write_quick" if when == "between files" else "copy_data"
+    module = sync_module.TreeSync if target == "_write_quick" else sync_module
     original = getattr(module, target)
 
     def dying(*args, **kw):

@@ -47,8 +47,8 @@ from . import faults
 from .acl import ACCESS, DEFAULT, get_backend
 from .filters import FilterRules
 from .messages import locale_codec, rsync_escape, unescape
-from .meta import (ITEMIZE_ATTRS, UNCHANGED, MetaContext, SrcMeta, apply_meta, itemize_meta,
-                   read_src_meta)
+from .meta import (ITEMIZE_ATTRS, UNCHANGED, MetaContext, SrcMeta, _bare_transfer, apply_meta,
+                   itemize_meta, read_src_meta)
 from .precheck import Precheck
 from .transfer import (ReadError, WriteError, copy_data, open_temp, same_content,
                        same_size_content, temp_name, unlink_quietly)
@@ -589,6 +589,9 @@ class TreeSync:
             try:
                 if self.meta.bare(src_fd, dev):  # (read_src_meta's fast path, sooner)
                     src_meta = SrcMeta(mode, uid, gid, mtime_ns, {})
+                    done = self._write_quick(src_fd, src_meta, dir_fd, dst_name)
+                    if done is not None:
+                        return OK, done[0], [], 0, done[1], None
                 else:  # (the walk's lstat, as far as read_src_meta looks at it)
                     st = os.stat_result((mode, 0, dev, 1, uid, gid, size, 0, 0, 0),
                                         {"st_mtime_ns": mtime_ns})
@@ -606,6 +609,37 @@ class TreeSync:
             return ((OK, held[0], list(lines), flags, self.stats.bytes_done - copied, None)
                     if done else (FAILED, b"", list(lines), flags, 0, None))
         serve(sock, writer.stop, write)
+
+    def _write_quick(self, src_fd: int, src_meta: SrcMeta, dst_parent: int,
+                     dst_name: bytes) -> tuple[bytes, int] | None:
+        """_write_new's common case in fewer steps, for the writer: a source
+        without xattrs copied whole and intact, the temp file's attributes
+        set by the fast path of apply_meta.  Returns the temp file (left
+        for the walk to rename) and the bytes copied; or None, having left
+        no trace, when anything else happens: _write_new then does it all
+        again, and reports what fails."""
+        try:
+            tmp_fd, tmp = open_temp(dst_parent, dst_name, src_meta.mode & 0o7777)
+        except OSError:
+            return None
+        self._note_temp(tmp)
+        done = False
+        try:
+            before = os.fstat(src_fd)
+            copied = copy_data(src_fd, tmp_fd, before.st_size)
+            after = os.fstat(src_fd)
+            done = copied == before.st_size and (
+                after.st_size, after.st_mtime_ns, after.st_ctime_ns) == (
+                before.st_size, before.st_mtime_ns, before.st_ctime_ns) and \
+                _bare_transfer(self.meta, src_meta, None, tmp_fd, True)
+        except OSError:
+            pass
+        finally:
+            os.close(tmp_fd)
+            if not done:
+                unlink_quietly(dst_parent, tmp)
+                os.lseek(src_fd, 0, os.SEEK_SET)
+        return (tmp, copied) if done else None
 
     def _note_temp(self, tmp: bytes) -> None:
         """A temp file was made (the writer process notes it: see writer.py)."""
