@@ -1128,6 +1128,10 @@ class TreeSync:
         later: list[Callable[[], None]] = []
         self._receiver_later = later
         self._dst_stats, self._fresh = dst_stats, frame.fresh
+        # A new single-linked small file of a dir this run made goes
+        # straight to the writer (as _entry, _file and _transfer_file would
+        # send it, in fewer steps: most files of an initial copy are such).
+        writer = self._writer if frame.fresh and deferred is None else None
         try:
             for name, st in entries:
                 if st.__class__ is _InSync and faults.changes != changes:
@@ -1141,6 +1145,16 @@ class TreeSync:
                     self._done(st.size)
                 elif stat.S_ISDIR(st.st_mode):
                     dirs.append((name, st))
+                elif writer is not None and st.st_nlink == 1 and st.st_size < _BEHIND_MIN and \
+                        stat.S_ISREG(st.st_mode) and self._writer_takes(st.st_size, dst_fd):
+                    if self.cancel_event.is_set():
+                        raise Cancelled()
+                    child = _join(rel, name)
+                    if child not in source.dropped:
+                        self.stats.current = child
+                        self._queue_write(src_fd, name, st, dst_fd, dst_path + (name,), child,
+                                          source)
+                        self._done(st.st_size)
                 else:
                     self._entry(src_fd, name, st, dst_fd, name, _join(rel, name),
                                 dst_path + (name,), source, frame)
@@ -1456,7 +1470,7 @@ class TreeSync:
         ``deferred``: its turn is now (see _dir_contents and _complete_write)."""
         if self._writer is not None and not deferred and group is None and dst_st is None and \
                 self._fresh and self._deferred is None and st.st_size < _BEHIND_MIN and \
-                not self._writer_busy() and self._writer_room(st.st_size, dst_parent):
+                self._writer_takes(st.st_size, dst_parent):
             # (no itemizing with a writer: nothing to print before it)
             self._queue_write(src_parent, name, st, dst_parent, dst_path, rel, source)
             return
@@ -1698,7 +1712,11 @@ class TreeSync:
         file itself rather than wait: both cores stay busy), or is gone."""
         return len(self._writer.unanswered) >= _BUSY or self._writer.sock is None
 
-    def _writer_room(self, size: int, dir_fd: int) -> bool:
+    def _writer_takes(self, size: int, dir_fd: int) -> bool:
+        """Whether the writer takes a new file of ``size`` bytes for
+        ``dir_fd``: not when busy, nor near a full disk."""
+        if self._writer_busy():
+            return False
         writer = self._writer
         if writer.budget < size or writer.checked >= 4 * BATCH:
             try:
@@ -1733,13 +1751,13 @@ class TreeSync:
                 os.close(src_dir)
                 raise
             self._pending.append(batch)
-        src_path = source.sender_path(rel)
+        writer, src_path, size = self._writer, source.sender_path(rel), st.st_size
         batch.jobs.append(((st, dst_path), (
-            self._writer.number(), name, dst_name, rel, src_path, st.st_size,
+            writer.number(), name, dst_name, rel, src_path, size,
             (st.st_mode, st.st_uid, st.st_gid, st.st_mtime_ns, st.st_dev))))
-        batch.size += 64 + len(name) + len(dst_name) + len(rel) + len(src_path or b"")
-        self._writer.pending_bytes += st.st_size
-        if len(batch.jobs) == BATCH or batch.size >= BATCH_BYTES or not self._writer.unanswered:
+        batch.size += 64 + len(name) + len(dst_name) + len(rel) + len(src_path)
+        writer.pending_bytes += size
+        if len(batch.jobs) == BATCH or batch.size >= BATCH_BYTES or not writer.unanswered:
             self._send_batch()  # (full, or the writer is idle)
 
     def _bound_pending(self) -> None:
@@ -1808,16 +1826,18 @@ class TreeSync:
         completed (after an abort: once the writer has answered)."""
         if batch.sent and self._writer is not None:
             self._writer.wait(batch)
-        answers = batch.answers or [None] * len(batch.jobs)
-        for index, ((_, message), answer) in enumerate(zip(batch.jobs, answers)):
-            if answer is None and batch.sent and self._writer is not None:
-                orphan = self._writer.temp_of(message[0])  # (the writer died at it)
-                if orphan is not None:
-                    unlink_quietly(batch.dir_fd, orphan)
-            elif index >= completed and answer is not None and answer[0] == OK:
-                unlink_quietly(batch.dir_fd, answer[1])
-            if index >= completed and self._writer is not None:
-                self._writer.pending_bytes -= message[5]
+        answers = batch.answers
+        if answers is None or completed < len(batch.jobs):  # (else nothing is left)
+            answers = answers or [None] * len(batch.jobs)
+            for index, ((_, message), answer) in enumerate(zip(batch.jobs, answers)):
+                if answer is None and batch.sent and self._writer is not None:
+                    orphan = self._writer.temp_of(message[0])  # (the writer died at it)
+                    if orphan is not None:
+                        unlink_quietly(batch.dir_fd, orphan)
+                elif index >= completed and answer is not None and answer[0] == OK:
+                    unlink_quietly(batch.dir_fd, answer[1])
+                if index >= completed and self._writer is not None:
+                    self._writer.pending_bytes -= message[5]
         os.close(batch.src_dir)
         os.close(batch.dir_fd)
         batch.jobs = []
