@@ -10,6 +10,7 @@ import pytest
 
 from syncengine.treesync import sync as sync_module
 from syncengine.treesync.filters import FilterRules
+from syncengine.treesync import precheck as precheck_module
 from syncengine.treesync.precheck import Precheck
 from tests.snapshot import snapshot
 
@@ -311,7 +312,7 @@ def test_no_workers_with_one_cpu(tmp_path, monkeypatch):
     make_tree(src)
     assert run(src, dst)[0] == 0
     started = []
-    monkeypatch.setattr(sync_module, "Precheck", lambda *args: started.append(args))
+    monkeypatch.setattr(precheck_module, "Precheck", lambda *args: started.append(args))
     monkeypatch.setattr(sync_module, "_cpus", lambda: 1)
     assert run(src, dst) == (0, [])
     assert started == []

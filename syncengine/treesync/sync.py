@@ -41,6 +41,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from ..itemize import NEW_COLUMNS, ItemChange
 from . import faults
@@ -49,12 +50,14 @@ from .filters import FilterRules
 from .messages import locale_codec, rsync_escape, unescape
 from .meta import (ITEMIZE_ATTRS, UNCHANGED, MetaContext, SrcMeta, _bare_transfer, apply_meta,
                    itemize_meta, read_src_meta)
-from .precheck import Precheck
 from .transfer import (ReadError, WriteError, copy_data, open_temp, same_content,
                        same_size_content, temp_name, unlink_quietly)
 from .writer import (BATCH, BATCH_BYTES, FAILED, FATAL, IN_FLIGHT, OK, SKIPPED, Batch, Writer,
                      note_temp, serve)
 from .xattrs import Node, chmod_nofollow, read_xattrs, receiver_keeps
+
+if TYPE_CHECKING:
+    from .precheck import Precheck
 
 __all__ = ["Cancelled", "Stats", "TreeSync", "run_sync"]
 
@@ -532,6 +535,7 @@ class TreeSync:
         except (OSError, ValueError):
             return
         try:
+            from .precheck import Precheck  # (a re-run's only: 1 ms of import)
             self._precheck = Precheck(src_dir, dst_dir, source.rel, self.rules.excluded,
                                       self.cancel_event)
         except OSError:

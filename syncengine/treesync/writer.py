@@ -47,6 +47,18 @@ from .procs import fork_helper, kill_and_reap
 if TYPE_CHECKING:
     import socket
 
+# The socket module's C core: the module itself takes 4 ms to import (enums,
+# selectors), a tenth of the start of a small run, for four calls.
+_socket = None
+
+
+def _sockets():
+    global _socket
+    if _socket is None:
+        import _socket as core
+        _socket = core
+    return _socket
+
 __all__ = ["BATCH", "BATCH_BYTES", "Batch", "Writer", "OK", "FAILED", "FATAL", "SKIPPED",
            "note_temp", "serve"]
 
@@ -59,6 +71,7 @@ _ANSWER_SIZE = 1 << 20
 # The temp file each job has now, in shared memory, so that the run can
 # remove it if the writer dies before it answers: (job number, name).
 _TEMP = struct.Struct("<qH255s")
+_FDS = struct.Struct("2i")  # a batch's dir fds, as SCM_RIGHTS carries them
 _TEMPS = 256      # jobs under way at most: (IN_FLIGHT + 1) * BATCH, with room
 
 
@@ -92,8 +105,8 @@ class Writer:
     """The run's side of the writer process."""
 
     def __init__(self, serve: Callable[[socket.socket, Writer], None]) -> None:
-        import socket  # (here: a re-run has no use for it, and it takes 3 ms)
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        core = _sockets()  # (here: a re-run has no use for it)
+        ours, theirs = core.socketpair(core.AF_UNIX, core.SOCK_SEQPACKET)
         self.stop = mmap.mmap(-1, 1)  # shared: b"\1" asks the writer to skip what is left
         self.temps = mmap.mmap(-1, _TEMPS * _TEMP.size)  # shared: see _TEMP
         self.jobs = 0  # jobs numbered so far
@@ -116,12 +129,12 @@ class Writer:
 
     def send(self, batch: Batch) -> bool:
         """Hand a batch over; False if the writer is gone."""
-        import socket
         batch.sent = True
         if self.sock is not None:
             message = marshal.dumps([job[1] for job in batch.jobs])
             try:
-                socket.send_fds(self.sock, [message], [batch.dir_fd, batch.src_dir])
+                self.sock.sendmsg([message], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS,
+                                               _FDS.pack(batch.dir_fd, batch.src_dir))])
                 self.unanswered.append(batch)
                 return True
             except OSError:
@@ -134,9 +147,8 @@ class Writer:
         False if there was none to take."""
         if self.sock is None or not self.unanswered:
             return False
-        import socket
         try:
-            data = self.sock.recv(_ANSWER_SIZE, 0 if block else socket.MSG_DONTWAIT)
+            data = self.sock.recv(_ANSWER_SIZE, 0 if block else _socket.MSG_DONTWAIT)
         except BlockingIOError:
             return False
         except InterruptedError:
@@ -203,12 +215,12 @@ def serve(sock: socket.socket, stop: mmap.mmap,
     """The writer's loop: each batch's jobs through ``write(src_dir,
     dir_fd, job)``, an answer per batch; skipped once ``stop`` is set
     (the answer (SKIPPED,): the run writes it itself, or not at all)."""
-    import socket
+    core = _sockets()
     while True:
-        message, fds, _, _ = socket.recv_fds(sock, _ANSWER_SIZE, 2)
+        message, ancillary, _, _ = sock.recvmsg(_ANSWER_SIZE, core.CMSG_SPACE(_FDS.size))
         if not message:
             return
-        dir_fd, src_dir = fds
+        dir_fd, src_dir = _FDS.unpack(ancillary[0][2])
         try:
             answers = [(SKIPPED,) if stop[0] else write(src_dir, dir_fd, job)
                        for job in marshal.loads(message)]
