@@ -148,11 +148,11 @@ def test_its_failures_come_out_as_without_it(tmp_path, monkeypatch, sent):
         with open(where, "a") as f:
             f.write(f"{os.getpid()}\n")
 
-    def open_temp(dirfd, name, mode):
+    def open_temp(dirfd, name, mode, direct=False):
         if name in (b"f005", b"f023"):
-            failed()
-            raise PermissionError(13, "Permission denied", name)
-        return real_open_temp(dirfd, name, mode)
+            failed()  # (as os.open fails: on the temp file's name)
+            raise PermissionError(13, "Permission denied", sync_module.temp_name(name))
+        return real_open_temp(dirfd, name, mode, direct)
 
     def utime(target, *args, ns=None, **kwargs):
         if ns is not None and ns[1] == PAST + 17 * 1001:
@@ -268,7 +268,8 @@ def test_a_fatal_write_error_in_the_writer(tmp_path, monkeypatch, sent):
 
     def copy_data(src_fd, dst_fd, size, check=None):
         if size == 29 * 37:  # f029 of the second dir holds the 1073 bytes
-            if os.readlink(f"/proc/self/fd/{dst_fd}").split("/")[-2] == "d1":
+            where = os.readlink(f"/proc/self/fd/{dst_fd}").split("/")[-2]
+            if where == "d1" or where.startswith(".d1."):  # (or its shelter)
                 raise WriteError(28, "No space left on device")
         return real_copy(src_fd, dst_fd, size, check)
     monkeypatch.setattr(sync_module, "copy_data", copy_data)
@@ -281,7 +282,7 @@ def test_a_fatal_write_error_in_the_writer(tmp_path, monkeypatch, sent):
               if path.startswith(b"d0/") or path < b"d1/f029"}
     assert {path: files(tmp_path / "dst")[path] for path in before} == before
     assert not (tmp_path / "dst" / "d1" / "f029").exists()
-    assert not [p for p in (tmp_path / "dst").rglob(".f*")]
+    assert not [p for p in (tmp_path / "dst").rglob(".*")]  # (no temp file, no shelter)
 
 
 def test_a_fatal_error_of_the_walk_completes_the_files_before_it(tmp_path, monkeypatch,
@@ -399,3 +400,124 @@ def test_no_writer_where_it_could_change_what_rsync_does(tmp_path, monkeypatch, 
     finally:
         faults.arm(-1)
     assert sent == []
+
+
+# -- shelters: a new dir is filled under a temp name (see TreeSync._dir) ------------------
+TEMP_NAME = re.compile(rb"^\..+\.[A-Za-z0-9]{6}$")
+
+
+def test_a_new_dir_is_filled_under_a_temp_name_and_named_when_complete(tmp_path, monkeypatch,
+                                                                         sent):
+    """Each new dir below DST is made as ``.NAME.XXXXXX``; its files go in
+    under their own names (no temp file each), and it takes its name only
+    once everything in it is complete.  The result is rsync's."""
+    src, dst, ref = tmp_path / "src", tmp_path / "dst", tmp_path / "ref"
+    make_tree(src)
+    (src / "d1" / "deeper").mkdir()
+    (src / "d1" / "deeper" / "g").write_bytes(b"deep\n")
+    for path in ("d1/deeper/g", "d1/deeper", "d1"):
+        os.utime(src / path, ns=(PAST, PAST + 1))
+    named = []
+    original = sync_module.TreeSync._dir_done
+
+    def dir_done(self, dst_parent, dst_name, frame):
+        if frame.shelter is not None:
+            real = dst.joinpath(*[os.fsdecode(p) for p in frame.dst_path])
+            shelter = real.parent / os.fsdecode(frame.shelter)
+            assert not real.exists() and shelter.is_dir()
+            source = src.joinpath(*[os.fsdecode(p) for p in frame.dst_path])
+            def whole(root):  # (not the links: f001, linked to hard, comes at the end)
+                return {path: {k: v for k, v in record.items() if k != "links"}
+                        for path, record in files(root).items() if path != b"."}
+            have, want = whole(shelter), whole(source)
+            assert {path: want[path] for path in have} == have  # (each file whole)
+            assert set(want) - set(have) == {b"f001"}
+            named.append(real.name)
+        return original(self, dst_parent, dst_name, frame)
+    made = []
+    real_open_temp = sync_module.open_temp
+
+    def open_temp(dirfd, name, mode, direct=False):
+        made.append((os.readlink(f"/proc/self/fd/{dirfd}"), name, direct))
+        return real_open_temp(dirfd, name, mode, direct)
+    monkeypatch.setattr(sync_module.TreeSync, "_dir_done", dir_done)
+    monkeypatch.setattr(sync_module, "open_temp", open_temp)
+    tree, lines = tree_sync(src, dst)
+    assert tree.run() == 0 and lines == []
+    assert sum(sent) > 40
+    assert sorted(named) == ["d0", "d1", "d2", "d3"]  # (deeper is inside d1's)
+    # the walk's own files in there too (the writer's open_temp is its own)
+    assert made and all(
+        direct == any(TEMP_NAME.match(os.fsencode(part)) for part in where.split("/"))
+        for where, _, direct in made)
+    assert run_rsync("-rlptgocAXH", "--delete", f"{src}/", str(ref)).returncode == 0
+    assert no_link_times(dst) == no_link_times(ref)
+    assert not [p for p in dst.rglob(".*")]
+
+
+def _standin(src, dst):
+    import subprocess
+    import sys
+    return subprocess.Popen([sys.executable, "-m", "syncengine", "rsync", "-rlptgocAXH",
+                             "--delete", f"{src}/", str(dst)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _stop_in_a_shelter(proc, dst, signum):
+    """Signal the run once a shelter is in DST (and so files in it)."""
+    import signal
+    import time
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and proc.poll() is None:
+        with contextlib.suppress(OSError):
+            shelters = [e for e in os.scandir(dst) if TEMP_NAME.match(os.fsencode(e.name))]
+            if shelters and any(os.scandir(shelters[0].path)):
+                break
+        time.sleep(0.0005)
+    assert proc.poll() is None, "the run ended before a shelter was seen"
+    os.kill(proc.pid, signum)
+    proc.wait(timeout=60)
+
+
+def _real_files_complete(src, dst):
+    """Every file under a real path (no temp name on the way) is whole."""
+    checked = 0
+    for root, dirs, names in os.walk(dst):
+        dirs[:] = [d for d in dirs if not TEMP_NAME.match(os.fsencode(d))]
+        for name in names:
+            if TEMP_NAME.match(os.fsencode(name)):
+                continue
+            path = os.path.join(root, name)
+            if os.path.islink(path):
+                continue
+            with open(path, "rb") as mine, open(os.path.join(src, os.path.relpath(path, dst)),
+                                                "rb") as theirs:
+                assert mine.read() == theirs.read(), path
+            checked += 1
+    return checked
+
+
+@pytest.mark.parametrize("signum", ["SIGKILL", "SIGTERM"])
+def test_a_run_stopped_in_a_shelter_leaves_only_whole_files_under_real_names(tmp_path,
+                                                                            signum):
+    """Killed (SIGKILL) while a shelter fills, the run leaves it under its
+    temp name, every file under a real name whole; stopped (SIGTERM), it
+    gives the shelters their names first (as rsync's dirs would be, with
+    what they hold: whole files), ending with 20.  A re-run makes rsync's
+    tree either way."""
+    import signal
+    src, dst, ref = tmp_path / "src", tmp_path / "dst", tmp_path / "ref"
+    make_tree(src, dirs=40, files=150)
+    proc = _standin(src, dst)
+    _stop_in_a_shelter(proc, dst, getattr(signal, signum))
+    assert _real_files_complete(src, dst) > 0 or signum == "SIGKILL"
+    left = [p.name for p in dst.iterdir() if TEMP_NAME.match(os.fsencode(p.name))]
+    if signum == "SIGTERM":
+        assert proc.returncode == 20 and left == []
+    else:
+        assert proc.returncode == -signal.SIGKILL and left
+    again = _standin(src, dst)
+    assert again.wait(timeout=120) == 0, again.stderr.read()
+    assert run_rsync("-rlptgocAXH", "--delete", f"{src}/", str(ref)).returncode == 0
+    assert no_link_times(dst) == no_link_times(ref)
+    assert not [p for p in dst.rglob(".*")]

@@ -324,6 +324,9 @@ class _DirFrame:
     receiver_pass: tuple[SrcMeta, bytes] | None = None
     virtual: bool = False  # a dry run would have created it: it is not there
     fresh: bool = False    # this run made it (or, in a dry run, would): it was empty
+    # Made under this temp name (a shelter, see _dir), until it is complete.
+    shelter: bytes | None = None
+    sheltered: bool = False  # it is, or is inside, a shelter not yet in place
 
 
 class TreeSync:
@@ -394,6 +397,9 @@ class TreeSync:
         # was just made, so it holds only what this run puts there.
         self._dst_stats: dict[bytes, os.stat_result] | None = None
         self._fresh = False
+        self._sheltered = False  # (the same, for a shelter: see _dir)
+        # Shelters not yet in place: their paths, and the names they have.
+        self._shelters: dict[tuple[bytes, ...], bytes] = {}
         self._precheck: Precheck | None = None  # a re-run's look-ahead (precheck.py)
         self._copier: _Copier | None = None     # copies behind the walk (_copy_behind)
         # in the walk's order: copies behind it, batches of the writer
@@ -581,7 +587,8 @@ class TreeSync:
         self._note_temp = lambda tmp: note_temp(writer.temps, job_no[0], tmp)
 
         def write(src_dir: int, dir_fd: int, job: tuple) -> tuple:
-            job_no[0], name, dst_name, rel, src_path, size, (mode, uid, gid, mtime_ns, dev) = job
+            job_no[0], name, dst_name, rel, src_path, size, attrs, direct = job
+            mode, uid, gid, mtime_ns, dev = attrs
             lines.clear()
             held.clear()
             self.partial = self.meta.had_error = False
@@ -593,7 +600,7 @@ class TreeSync:
             try:
                 if self.meta.bare(src_fd, dev):  # (read_src_meta's fast path, sooner)
                     src_meta = SrcMeta(mode, uid, gid, mtime_ns, {})
-                    done = self._write_quick(src_fd, src_meta, dir_fd, dst_name)
+                    done = self._write_quick(src_fd, src_meta, dir_fd, dst_name, direct)
                     if done is not None:
                         return OK, done[0], [], 0, done[1], None
                 else:  # (the walk's lstat, as far as read_src_meta looks at it)
@@ -604,7 +611,7 @@ class TreeSync:
                     if src_meta is None:
                         return (SKIPPED,)
                 done = self._write_new(src_fd, src_meta, dir_fd, dst_name, rel, src_path,
-                                       size=size)
+                                       size=size, direct=direct)
             except Fatal as fatal:
                 return FATAL, b"", list(lines), 0, 0, (fatal.exit_code, list(fatal.lines))
             finally:
@@ -615,7 +622,7 @@ class TreeSync:
         serve(sock, writer.stop, write)
 
     def _write_quick(self, src_fd: int, src_meta: SrcMeta, dst_parent: int,
-                     dst_name: bytes) -> tuple[bytes, int] | None:
+                     dst_name: bytes, direct: bool) -> tuple[bytes, int] | None:
         """_write_new's common case in fewer steps, for the writer: a source
         without xattrs copied whole and intact, the temp file's attributes
         set by the fast path of apply_meta.  Returns the temp file (left
@@ -623,7 +630,7 @@ class TreeSync:
         no trace, when anything else happens: _write_new then does it all
         again, and reports what fails."""
         try:
-            tmp_fd, tmp = open_temp(dst_parent, dst_name, src_meta.mode & 0o7777)
+            tmp_fd, tmp = open_temp(dst_parent, dst_name, src_meta.mode & 0o7777, direct)
         except OSError:
             return None
         self._note_temp(tmp)
@@ -856,18 +863,37 @@ class TreeSync:
         if dst_st is None:
             # rsync's generator itemizes a new dir before it tries to make it
             self._item("cd" + NEW_COLUMNS, rel, is_dir=True)
+        sheltered = self._in_shelter(dst_path)
+        shelter = None
         if dst_st is None and self.dry_run:
             created = True
             self._virtual.add(dst_path)
         elif dst_st is None:
+            # A new dir below DST (with a writer: an initial copy) is made
+            # under a temp name, a shelter, and takes its own name once all
+            # in it is complete (_dir_done).  Files in a shelter are written
+            # under their own names: a temp file each would only cost a
+            # rename (a tenth of a small file's time).  An abort names the
+            # shelters (_publish_shelters); after a kill one stays, as a
+            # temp file does, until a run with --delete removes it.
+            if self._writer is not None and not sheltered and dst_path:
+                shelter = temp_name(dst_name)
             try:
                 # rsync creates a dir with its source mode (the umask applies).
-                os.mkdir(dst_name, stat.S_IMODE(st.st_mode), dir_fd=dst_parent)
+                while True:
+                    try:
+                        os.mkdir(shelter or dst_name, stat.S_IMODE(st.st_mode),
+                                 dir_fd=dst_parent)
+                        break
+                    except FileExistsError:
+                        if shelter is None:
+                            raise
+                        shelter = temp_name(dst_name)  # (temp names that clash: another)
                 faults.mutated("mkdir")
                 created = True
                 self._made_here(dst_parent, dst_name)
             except FileExistsError:
-                pass
+                shelter = None
             except OSError as exc:
                 self._fail(f"rsync: [generator] recv_generator: mkdir {self._full(rel)} failed: "
                            f"{_strerror(exc)}")
@@ -879,7 +905,11 @@ class TreeSync:
                 return
         mode = stat.S_IMODE(st.st_mode)
         frame = _DirFrame(dst_path, mode, st.st_mtime_ns, virtual=created and self.dry_run,
-                          fresh=created)
+                          fresh=created, shelter=shelter,
+                          sheltered=created and (sheltered or shelter is not None))
+        if shelter is not None:
+            self._shelters[dst_path] = shelter
+            dst_name = shelter  # (its name until it is complete)
         if self.dry_run:
             letters = UNCHANGED if created else self._letters_of(
                 self._acl_blind(src_meta, dst_parent, dst_name, rel), dst_st, dst_parent,
@@ -896,16 +926,55 @@ class TreeSync:
                 self._delete_extraneous(dst_parent, dst_name, rel, None, frame.virtual)
         else:
             self._fill_dir(src_parent, name, dst_parent, dst_name, rel, dst_path, source, frame)
-        if frame.waiting_links:
-            # Hard links still to be made in here: touch up at the end.
-            self._late_touchups.append(frame)
-        elif self._writer is not None and self._pending and not self.dry_run:
+        if self._writer is not None and self._pending and not self.dry_run:
             self._send_batch()  # (after the files the writer has for it)
             self._pending.append(_TouchUp(os.dup(dst_parent), dst_name, frame))
             self._bound_pending()
         else:
-            self._touch_up(dst_parent, dst_name, frame)
+            self._dir_done(dst_parent, dst_name, frame)
         self._done_entry(st)
+
+    def _in_shelter(self, dst_path: tuple[bytes, ...]) -> bool:
+        """Whether a destination path lies inside a shelter not yet in place."""
+        return bool(self._shelters) and any(dst_path[:i] in self._shelters
+                                            for i in range(1, len(dst_path)))
+
+    def _dir_done(self, dst_parent: int, dst_name: bytes, frame: _DirFrame) -> None:
+        """All of a dir's entries are in: a shelter takes its real name, and
+        the dir its touch-up (at the end of the run, with hard links still
+        to be made in it)."""
+        if frame.shelter is not None:
+            dst_name = frame.dst_path[-1]
+            try:
+                os.rename(frame.shelter, dst_name, src_dir_fd=dst_parent, dst_dir_fd=dst_parent)
+                faults.mutated("rename")
+            except OSError as exc:  # (someone made that name meanwhile)
+                rel = self._drel(b"/".join(frame.dst_path))
+                self._fail(f"rsync: [receiver] rename {self._full(_sibling(rel, frame.shelter))}"
+                           f' -> "{os.fsdecode(rel)}": {_strerror(exc)}')
+            del self._shelters[frame.dst_path]
+            frame.shelter = None
+        if frame.waiting_links:
+            self._late_touchups.append(frame)
+        else:
+            self._touch_up(dst_parent, dst_name, frame)
+
+    def _publish_shelters(self) -> None:
+        """After an abort: the shelters take their real names with what
+        they hold (every file in them complete), as rsync's dirs would
+        have them."""
+        for path, shelter in list(self._shelters.items()):
+            try:
+                parent = self._open_dest_dir(path[:-1])
+            except OSError:
+                continue
+            try:
+                os.rename(shelter, path[-1], src_dir_fd=parent, dst_dir_fd=parent)
+            except OSError:
+                pass
+            finally:
+                self._close_dir(parent)
+        self._shelters.clear()
 
     def _set_dir_meta(self, src_meta: SrcMeta, dst_st: os.stat_result | None, dst_parent: int,
                       dst_name: bytes, rel: bytes, created: bool, frame: _DirFrame) -> str:
@@ -1132,6 +1201,7 @@ class TreeSync:
         later: list[Callable[[], None]] = []
         self._receiver_later = later
         self._dst_stats, self._fresh = dst_stats, frame.fresh
+        self._sheltered = frame.sheltered
         # A new single-linked small file of a dir this run made goes
         # straight to the writer (as _entry, _file and _transfer_file would
         # send it, in fewer steps: most files of an initial copy are such).
@@ -1157,7 +1227,7 @@ class TreeSync:
                     if child not in source.dropped:
                         self.stats.current = child
                         self._queue_write(src_fd, name, st, dst_fd, dst_path + (name,), child,
-                                          source)
+                                          source, frame.sheltered)
                         self._done(st.st_size)
                 else:
                     self._entry(src_fd, name, st, dst_fd, name, _join(rel, name),
@@ -1165,6 +1235,7 @@ class TreeSync:
         finally:
             self._deferred = self._receiver_later = None
             self._dst_stats, self._fresh = None, False
+            self._sheltered = False
             if precheck is not None:
                 precheck.end_dir(rel)
         if frame.receiver_pass is not None:
@@ -1463,20 +1534,23 @@ class TreeSync:
                        f"{os.strerror(stat_errno)} ({stat_errno})")
             return
         self._transfer_file(src_parent, name, st, dst_parent, dst_name, rel, dst_path, source,
-                            group, index, dst_st)
+                            group, index, dst_st, direct=self._sheltered)
 
     def _transfer_file(self, src_parent: int, name: bytes, st: os.stat_result, dst_parent: int,
                        dst_name: bytes, rel: bytes, dst_path: tuple[bytes, ...], source: _Source,
                        group: _LinkGroup | None, index: int,
-                       dst_st: os.stat_result | None, deferred: bool = False) -> None:
+                       dst_st: os.stat_result | None, deferred: bool = False,
+                       direct: bool = False) -> None:
         """A regular file whose destination is missing or a regular file:
         fix its attributes in place if identical, else write it anew.
-        ``deferred``: its turn is now (see _dir_contents and _complete_write)."""
+        ``deferred``: its turn is now (see _dir_contents and _complete_write);
+        ``direct``: its dir is in a shelter (see _dir)."""
+        direct = direct and dst_st is None
         if self._writer is not None and not deferred and group is None and dst_st is None and \
                 self._fresh and self._deferred is None and st.st_size < _BEHIND_MIN and \
                 self._writer_takes(st.st_size, dst_parent):
             # (no itemizing with a writer: nothing to print before it)
-            self._queue_write(src_parent, name, st, dst_parent, dst_path, rel, source)
+            self._queue_write(src_parent, name, st, dst_parent, dst_path, rel, source, direct)
             return
         try:
             src_fd, open_error = _open_file(name, src_parent), None
@@ -1527,7 +1601,7 @@ class TreeSync:
                 self._item(self._transfer_code(src_meta, st.st_size, dst_st, dst_parent,
                                                dst_name, rel), rel)
                 if not self._write_new(src_fd, src_meta, dst_parent, dst_name, rel,
-                                       source.sender_path(rel), size=st.st_size,
+                                       source.sender_path(rel), size=st.st_size, direct=direct,
                                        behind=group is None and st.st_size >= _BEHIND_MIN
                                        and self._made is None and self.on_item is None):
                     if group is not None:
@@ -1596,7 +1670,8 @@ class TreeSync:
 
     def _write_new(self, src_fd: int, src_meta: SrcMeta, dst_parent: int, dst_name: bytes,
                    rel: bytes, src_path: bytes | None = None, *, size: int,
-                   behind: bool = False, attempts: tuple[int, ...] = (1, 2)) -> bool:
+                   behind: bool = False, attempts: tuple[int, ...] = (1, 2),
+                   direct: bool = False) -> bool:
         """Copy to a temp file, give it its attributes, rename it over the
         target.  On any failure the temp file is removed.
 
@@ -1611,17 +1686,20 @@ class TreeSync:
         error ends the run (exit 11), as in rsync.
 
         ``behind``: the data may be copied while the walk goes on (see
-        _copy_behind); True then means "under way"."""
+        _copy_behind); True then means "under way".  ``direct``: the file
+        is new in a shelter (see _dir): it is written under its own name,
+        which is as good as a temp file's there."""
         if self.dry_run:  # counted as rsync -n counts it
             self.stats.files_transferred += 1
             self.stats.bytes_done += size
             return True
         for attempt in attempts:
             try:
-                tmp_fd, tmp = open_temp(dst_parent, dst_name, src_meta.mode & 0o7777)
+                tmp_fd, tmp = open_temp(dst_parent, dst_name, src_meta.mode & 0o7777, direct)
                 self._note_temp(tmp)
             except OSError as exc:
-                tmp = os.fsencode(exc.filename) if exc.filename is not None else temp_name(dst_name)
+                tmp = os.fsencode(exc.filename) if exc.filename is not None and not direct \
+                    else temp_name(dst_name)
                 self._fail(f"rsync: [receiver] mkstemp {self._full(_sibling(rel, tmp))} "
                            f"failed: {_strerror(exc)}")
                 return False
@@ -1673,7 +1751,8 @@ class TreeSync:
             if intact:
                 # (rsync's receiver sets the temp file's ACL through its open fd)
                 apply_meta(self.meta, src_meta, None, dirfd=dst_parent, name=tmp, fd=tmp_fd,
-                           exact_time=True, is_new=True, path=lambda: _sibling(rel, tmp))
+                           exact_time=True, is_new=True,
+                           path=lambda: _sibling(rel, temp_name(tmp) if tmp == dst_name else tmp))
                 self._put_in_place(tmp, dst_parent, dst_name)
         except BaseException:
             os.close(tmp_fd)
@@ -1699,8 +1778,9 @@ class TreeSync:
     def _put_in_place(self, tmp: bytes, dst_parent: int, dst_name: bytes) -> None:
         """A finished temp file takes its real name (the writer process
         leaves that to the walk: _complete_write)."""
-        os.rename(tmp, dst_name, src_dir_fd=dst_parent, dst_dir_fd=dst_parent)
-        faults.mutated("rename")
+        if tmp != dst_name:  # (else written in a shelter under its own name)
+            os.rename(tmp, dst_name, src_dir_fd=dst_parent, dst_dir_fd=dst_parent)
+            faults.mutated("rename")
         if self._made is not None:
             self._made_here(dst_parent, dst_name)
 
@@ -1739,7 +1819,8 @@ class TreeSync:
         return True
 
     def _queue_write(self, src_parent: int, name: bytes, st: os.stat_result, dst_parent: int,
-                     dst_path: tuple[bytes, ...], rel: bytes, source: _Source) -> None:
+                     dst_path: tuple[bytes, ...], rel: bytes, source: _Source,
+                     direct: bool) -> None:
         """The writer opens the source file and reads its attributes itself
         (the walk's share of a file is then little more than its lstat)."""
         batch, dst_name = self._batch, dst_path[-1]
@@ -1758,7 +1839,7 @@ class TreeSync:
         writer, src_path, size = self._writer, source.sender_path(rel), st.st_size
         batch.jobs.append(((st, dst_path), (
             writer.number(), name, dst_name, rel, src_path, size,
-            (st.st_mode, st.st_uid, st.st_gid, st.st_mtime_ns, st.st_dev))))
+            (st.st_mode, st.st_uid, st.st_gid, st.st_mtime_ns, st.st_dev), direct)))
         batch.size += 64 + len(name) + len(dst_name) + len(rel) + len(src_path)
         writer.pending_bytes += size
         if len(batch.jobs) == BATCH or batch.size >= BATCH_BYTES or not writer.unanswered:
@@ -1787,6 +1868,8 @@ class TreeSync:
                 self._batch = None
             self._writer.send(batch)
         self._writer.wait(batch)
+        if batch.answers is None:  # (the writer is gone: the walk writes them)
+            self._remove_orphans(batch, 0)
         answers = batch.answers or [None] * len(batch.jobs)
         done = 0
         try:
@@ -1800,12 +1883,12 @@ class TreeSync:
         """One file the writer wrote: its lines and flags, then its name.
         One it did not write (it left it to the walk, or it is gone) the
         walk transfers now, in its turn."""
-        (st, dst_path), (_, name, dst_name, rel, _, size, _) = job
+        (st, dst_path), (_, name, dst_name, rel, _, size, _, direct) = job
         dir_fd = batch.dir_fd
         self._writer.pending_bytes -= size
         if answer is None or answer[0] == SKIPPED:  # left to the walk (or the writer is gone)
             self._transfer_file(batch.src_dir, name, st, dir_fd, dst_name, rel, dst_path,
-                                batch.source, None, -1, None, deferred=True)
+                                batch.source, None, -1, None, deferred=True, direct=direct)
             return
         kind, tmp, lines, flags, copied, fatal = answer
         for stream, line in lines:
@@ -1830,21 +1913,27 @@ class TreeSync:
         completed (after an abort: once the writer has answered)."""
         if batch.sent and self._writer is not None:
             self._writer.wait(batch)
-        answers = batch.answers
-        if answers is None or completed < len(batch.jobs):  # (else nothing is left)
-            answers = answers or [None] * len(batch.jobs)
-            for index, ((_, message), answer) in enumerate(zip(batch.jobs, answers)):
-                if answer is None and batch.sent and self._writer is not None:
-                    orphan = self._writer.temp_of(message[0])  # (the writer died at it)
-                    if orphan is not None:
-                        unlink_quietly(batch.dir_fd, orphan)
-                elif index >= completed and answer is not None and answer[0] == OK:
+        if batch.answers is None:
+            self._remove_orphans(batch, completed)
+        elif completed < len(batch.jobs):
+            for (_, message), answer in zip(batch.jobs[completed:], batch.answers[completed:]):
+                if answer[0] == OK:
                     unlink_quietly(batch.dir_fd, answer[1])
-                if index >= completed and self._writer is not None:
-                    self._writer.pending_bytes -= message[5]
+        if self._writer is not None:
+            self._writer.pending_bytes -= sum(message[5] for _, message in batch.jobs[completed:])
         os.close(batch.src_dir)
         os.close(batch.dir_fd)
         batch.jobs = []
+
+    def _remove_orphans(self, batch: Batch, start: int) -> None:
+        """The files the writer made for the jobs of a batch it never
+        answered (it died), from job ``start`` on: whole or not, the walk
+        writes them again (in a shelter they have their real names)."""
+        if batch.sent and self._writer is not None:
+            for _, message in batch.jobs[start:]:
+                orphan = self._writer.temp_of(message[0])
+                if orphan is not None:
+                    unlink_quietly(batch.dir_fd, orphan)
 
     # -- copies behind the walk ------------------------------------------------------
     # A big file's data is copied by a thread (copy_file_range releases the
@@ -1911,7 +2000,7 @@ class TreeSync:
             return
         if isinstance(job, _TouchUp):
             try:
-                self._touch_up(job.dir_fd, job.name, job.frame)
+                self._dir_done(job.dir_fd, job.name, job.frame)
             finally:
                 os.close(job.dir_fd)
             return
@@ -1975,6 +2064,7 @@ class TreeSync:
             os.close(job.src_fd)
             os.close(job.tmp_fd)
             unlink_quietly(job.dst_parent, job.tmp)
+        self._publish_shelters()
 
     def _check_cancel(self) -> None:
         if self.cancel_event.is_set():
@@ -2196,7 +2286,9 @@ class TreeSync:
         if self._virtual and any(parts[:i] in self._virtual for i in range(len(parts) + 1)):
             return _VIRTUAL
         fd = self._root_fd
-        for part in parts:
+        for i, part in enumerate(parts):
+            if self._shelters:
+                part = self._shelters.get(parts[:i + 1], part)
             try:
                 next_fd = os.open(part, _PATH_FLAGS, dir_fd=fd)
             finally:

@@ -83,10 +83,15 @@ os.register_at_fork(after_in_child=_new_pool)
 _TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-def open_temp(dirfd: int, name: bytes, mode: int) -> tuple[int, bytes]:
+def open_temp(dirfd: int, name: bytes, mode: int, direct: bool = False) -> tuple[int, bytes]:
     """Create a fresh temp file for ``name`` in ``dirfd``: O_EXCL, never
     following a symlink, private mode ``(mode|0200)&0700`` until the real
-    mode is set.  Returns (fd, temp name)."""
+    mode is set.  Returns (fd, temp name).  ``direct``: in a dir no one
+    sees yet (a shelter), the file itself is made, under ``name``."""
+    if direct:
+        fd = os.open(name, _TEMP_FLAGS, (mode | 0o200) & 0o700, dir_fd=dirfd)
+        faults.mutated("create")
+        return fd, name
     while True:
         tmp = temp_name(name)
         try:

@@ -5,11 +5,14 @@ its data, owner, mode, mtime and xattrs.  The walk runs in one thread
 (Python holds the GIL), so it hands the new files of the dirs it made to a
 forked writer process and goes on walking.  The writer is a fork of the
 run, so it opens each file, reads its attributes and writes it with the
-run's own code (TreeSync._write_new): same temp name, same checks, same
-attributes, same messages.  It only leaves the temp file where it is: the
-walk renames it into place when the file's turn comes, so names appear in
-rsync's order, its messages are printed in that order, and an abort
-removes every temp file still waiting.  A file the writer cannot open, or
+run's own code (TreeSync._write_quick, _write_new): same temp name, same
+checks, same attributes, same messages.  It only leaves the temp file
+where it is: the walk renames it into place when the file's turn comes,
+so names appear in rsync's order, its messages are printed in that order,
+and an abort removes every temp file still waiting.  (In a new dir still
+under its temp name, a shelter -- see TreeSync._dir -- a file is written
+under its own name: no one sees it until the dir is complete and named.)
+A file the writer cannot open, or
 whose attributes it cannot read, it leaves to the walk, which tries again
 in its turn and reports the failure where rsync would.
 

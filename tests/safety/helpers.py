@@ -34,6 +34,12 @@ def is_temp(rel: bytes) -> bool:
     return TEMP_NAME.match(rel.rsplit(b"/", 1)[-1]) is not None
 
 
+def in_shelter(rel: bytes) -> bool:
+    """Whether the path lies in a dir that has a temp name (an initial
+    copy's new dir while it is filled: TreeSync._dir's shelter)."""
+    return any(TEMP_NAME.match(part) for part in rel.split(b"/")[:-1])
+
+
 # -- running ---------------------------------------------------------------------------
 
 def native(sources: list[bytes | str], dest: bytes | str, *, delete: bool = True,
@@ -146,13 +152,17 @@ def check_crash_state(old: dict[bytes, dict], new: dict[bytes, dict],
     has its new content has all its new attributes (it was renamed into
     place complete); a file or symlink that exists before and after is
     never missing (it is replaced by a rename); and the only other entries
-    are the engine's temp files.  Returns the violations."""
+    are the engine's temp files, and new dirs still under a temp name with
+    whatever is in them (no path in there is a real one).  Returns the
+    violations."""
     problems = []
     for rel, rec in crashed.items():
         if rel not in old and rel not in new:
+            if in_shelter(rel):
+                continue
             if not is_temp(rel):
                 problems.append(f"{rel!r}: neither old nor new, and not a temp name")
-            elif rec["type"] not in ("file", "symlink"):
+            elif rec["type"] not in ("file", "symlink", "dir"):
                 problems.append(f"{rel!r}: a temp name that is a {rec['type']}")
             continue
         choices = [r for r in (old.get(rel), new.get(rel)) if r is not None]

@@ -257,7 +257,8 @@ def test_sigkill_during_an_initial_copy(tmp_path):
     """The same, into a new destination: its small files are written by the
     writer process (treesync/writer.py), which dies with the run.  Every
     file is absent or complete; the only other entries are temp files (a
-    few dozen at most); a re-run converges."""
+    few dozen at most) and new dirs still under a temp name (files in them
+    have no real path yet); a re-run converges."""
     seed = int(os.environ.get("SYNCENGINE_SAFETY_SEED") or random.randrange(1 << 30))
     rng = random.Random(seed)
     build_tree(tmp_path, random_tree(rng, "src", 1500, big_files=2))
