@@ -30,7 +30,8 @@ from typing import Callable
 
 from . import acl as _acl
 from . import faults
-from .acl import ACCESS, DEFAULT, TYPE_NAMES, Acl, access_differs, access_to_set
+from .acl import (ACCESS, DEFAULT, GROUP_OBJ, MASK, OTHER, TYPE_NAMES, USER_OBJ, Acl,
+                  access_differs, access_to_set)
 from .xattrs import (ACL_ACCESS_XATTR, ACL_DEFAULT_XATTR, NO_XATTR_ERRNOS, Node,
                      read_xattrs, receiver_keeps, sender_keeps, xattr_changes)
 
@@ -461,12 +462,13 @@ def _set_attrs(ctx: MetaContext, node: Node, src: SrcMeta, dest: _Dest, role: st
     if node.is_link:
         return seen  # symlinks get no ACL and no chmod
     # 4. ACLs; writing the access ACL also writes the rwx bits
+    mode = st.st_mode
     if dest.acl_ok:
-        st, written = _set_acls(ctx, node, src, dest, st, role, rel)
+        mode, written = _set_acls(ctx, node, src, dest, st, role, rel)
         if written:  # rsync's stat buffer takes the rwx bits the ACL wrote
             seen.mode = (seen.mode & ~0o777) | (src.mode & 0o777)
     # 5. mode
-    if st.st_mode & _PERMS != src.mode & _PERMS:
+    if mode & _PERMS != src.mode & _PERMS:
         try:
             node.chmod(src.mode & _PERMS)
             faults.mutated("chmod")
@@ -544,48 +546,67 @@ def _restat(node: Node, st: os.stat_result) -> os.stat_result:
         return st
 
 
-def _acl_setter(node: Node, rel: bytes) -> str:
-    """The call rsync names when setting an ACL fails: xacl_set through a
-    held fd or the parent dir's fd and the name -- but DST itself, which
-    it has no parent fd for, by path (sys_acl_set_file) when it cannot
-    open it."""
+def _acl_node(node: Node, rel: bytes) -> tuple[Node, Node | None]:
+    """The node rsync sets ACLs through, and the one to close after:
+    xacl_set through a held fd or the parent dir's fd and the name -- but
+    DST itself, which it has no parent fd for, through an fd it opens once
+    for both ACLs (the default ACL still goes on after the access ACL took
+    away DST's search permission), or by path (sys_acl_set_file) when it
+    cannot open it."""
     if rel != b"." or node.fd is not None:
-        return "xacl_set"
+        return node, None
     try:
-        os.close(os.open(node.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
-                         dir_fd=node.dirfd))
+        fd = os.open(node.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                     dir_fd=node.dirfd)
     except OSError:
-        return "sys_acl_set_file"
-    return "xacl_set"
+        return node, None
+    held = Node(fd=fd, dirfd=node.dirfd, name=node.name, is_link=False)
+    return held, held
 
 
 def _set_acls(ctx: MetaContext, node: Node, src: SrcMeta, dest: _Dest,
-              st: os.stat_result, role: str, rel: bytes) -> tuple[os.stat_result, bool]:
-    """Returns the entry's stat afterwards and whether the access ACL (and
-    with it the rwx bits) was written."""
+              st: os.stat_result, role: str, rel: bytes) -> tuple[int, bool]:
+    """Returns the entry's mode afterwards (as rsync's stat buffer has it)
+    and whether the access ACL (and with it the rwx bits) was written."""
     backend = _acl.get_backend()
     shown = os.fsdecode(rel)
+    mode = st.st_mode
     written = False
-    if access_differs(src.acl_access, dest.acl_access):
-        try:
-            backend.write(node, ACCESS, access_to_set(src.acl_access, src.mode, st.st_mode))
-            faults.mutated("set access ACL")
-        except OSError as e:
-            # rsync gives up on the default ACL too when this fails.
-            ctx.report(role, "set_acl: %s(%s, %s)" % (_acl_setter(node, rel), shown,
-                                                      TYPE_NAMES[ACCESS]), e)
-            return st, False
-        st, written = _restat(node, st), True
-    if stat.S_ISDIR(st.st_mode) and src.acl_default != dest.acl_default:
-        try:
-            if src.acl_default is None:
-                backend.delete_default(node)
-            else:
-                backend.write(node, DEFAULT, src.acl_default)
-            faults.mutated("set default ACL")
-        except OSError as e:
-            what = ("set_acl: sys_acl_delete_def_file(%s)" % shown if src.acl_default is None
-                    else "set_acl: %s(%s, %s)" % (_acl_setter(node, rel), shown,
-                                                  TYPE_NAMES[DEFAULT]))
-            ctx.report(role, what, e)
-    return st, written
+    access = access_differs(src.acl_access, dest.acl_access)
+    default = stat.S_ISDIR(mode) and src.acl_default != dest.acl_default
+    if not access and not default:
+        return mode, False
+    node, held = _acl_node(node, rel)
+    setter = "sys_acl_set_file" if rel == b"." and node.fd is None else "xacl_set"
+    try:
+        if access:
+            acl = access_to_set(src.acl_access, src.mode, mode)
+            try:
+                backend.write(node, ACCESS, acl)
+                faults.mutated("set access ACL")
+            except OSError as e:
+                # rsync gives up on the default ACL too when this fails.
+                ctx.report(role, "set_acl: %s(%s, %s)" % (setter, shown, TYPE_NAMES[ACCESS]), e)
+                return mode, False
+            written = True
+            try:
+                mode = node.lstat().st_mode
+            except OSError:  # (by path, into a dir the ACL just shut)
+                g = acl.perms(MASK)
+                mode = (mode & ~0o777) | acl.perms(USER_OBJ) << 6 | \
+                    (acl.perms(GROUP_OBJ) if g is None else g) << 3 | acl.perms(OTHER)
+        if default:
+            try:
+                if src.acl_default is None:
+                    backend.delete_default(node)
+                else:
+                    backend.write(node, DEFAULT, src.acl_default)
+                faults.mutated("set default ACL")
+            except OSError as e:
+                what = ("set_acl: sys_acl_delete_def_file(%s)" % shown if src.acl_default is None
+                        else "set_acl: %s(%s, %s)" % (setter, shown, TYPE_NAMES[DEFAULT]))
+                ctx.report(role, what, e)
+        return mode, written
+    finally:
+        if held is not None:
+            os.close(held.fd)

@@ -495,3 +495,24 @@ def test_nobody_dry_run_names_an_unreadable_xattr_by_its_path_below_dst(nobody):
                             f("dst/src/dir", mode=0, xattrs={"user.empty": b""}, **NB),
                             src=b"src", delete=False, dry_run=True), nobody)
     assert any('lgetxattr("' in line and '/dst/src/dir"' in line for line in nat.err)
+
+
+@pytest.mark.parametrize("dst_mode, dst_default", [(0o755, None), (0o755, "u::rwx,g::---,o::---"),
+                                                   (0o300, None)])
+def test_nobody_dest_root_acls_go_through_one_fd_the_access_acl_cannot_shut(nobody, dst_mode,
+                                                                             dst_default):
+    """DST's access ACL can take away our search permission on it.  rsync
+    opens DST once and sets both ACLs through that fd (its default ACL goes
+    on); only when it cannot open DST does it go by path (the default ACL
+    then fails).  Either way it counts the mode the access ACL wrote as set
+    and does no chmod.  The native engine went by path through DST's fd,
+    so its default ACL failed ("sys_acl_set_file(., ACL_TYPE_DEFAULT)"),
+    and its stat of DST failed too, so it tried a chmod ("failed to set
+    permissions").  Found by the random suite; fixed in meta._set_acls."""
+    dst = d("dst", mode=dst_mode, acl="u::---,g::---,o::---,m::---,u:1234:---", **NB)
+    if dst_default:
+        dst["default_acl"] = dst_default
+    rs, nat = check(nb_case(d("src", mode=0o010, uid=0, gid=65534,
+                              default_acl="u::rwx,g::---,o::---"),
+                            fifo("src/a", **NB), dst, delete=False), nobody)
+    assert not any("failed to set permissions" in line for line in nat.err)
