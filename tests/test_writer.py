@@ -521,3 +521,45 @@ def test_a_run_stopped_in_a_shelter_leaves_only_whole_files_under_real_names(tmp
     assert run_rsync("-rlptgocAXH", "--delete", f"{src}/", str(ref)).returncode == 0
     assert no_link_times(dst) == no_link_times(ref)
     assert not [p for p in dst.rglob(".*")]
+
+
+def test_a_writer_that_dies_before_it_notes_a_file_in_a_shelter(tmp_path, monkeypatch, sent):
+    """Killed right after it made a file in a shelter (under the file's own
+    name) and before noting it: the walk still writes that file whole."""
+    src, dst, ref = tmp_path / "src", tmp_path / "dst", tmp_path / "ref"
+    make_tree(src)
+    run_pid = os.getpid()
+    calls = []
+    real = sync_module.open_temp
+
+    def dying(*args, **kw):
+        made = real(*args, **kw)
+        if os.getpid() != run_pid:
+            calls.append(1)
+            if len(calls) == 30:
+                os._exit(9)
+        return made
+    monkeypatch.setattr(sync_module, "open_temp", dying)
+    tree, lines = tree_sync(src, dst)
+    assert tree.run() == 0 and lines == []
+    assert run_rsync("-rlptgocAXH", "--delete", f"{src}/", str(ref)).returncode == 0
+    assert no_link_times(dst) == no_link_times(ref)
+
+
+def test_sources_that_share_a_dir_fill_it_one_after_the_other(tmp_path, sent):
+    """Two sources with a dir of the same name: the first one's shelter is
+    complete and named before the second goes into the dir."""
+    import subprocess
+    import sys
+    for side in ("ours", "real"):
+        (tmp_path / side).mkdir()
+        for source in ("a", "b"):
+            make_tree(tmp_path / side / source, dirs=2, files=30)
+            os.utime(tmp_path / side / source / "big", ns=(PAST, PAST))
+            os.utime(tmp_path / side / source, ns=(PAST, PAST))
+    argv = ["-rlptgocAXH", "--delete", "a/", "b/", "out"]
+    ours = subprocess.run([sys.executable, "-m", "syncengine", "rsync", *argv],
+                          cwd=tmp_path / "ours", capture_output=True)
+    real = run_rsync(*argv, cwd=tmp_path / "real")
+    assert (ours.returncode, ours.stderr) == (real.returncode, real.stderr) == (0, b"")
+    assert no_link_times(tmp_path / "ours" / "out") == no_link_times(tmp_path / "real" / "out")

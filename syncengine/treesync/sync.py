@@ -724,6 +724,10 @@ class TreeSync:
             self.meta.dest_root = self._curr_dir
             self._start_writer()
             for source in sources:
+                if source is not sources[0]:
+                    # (what the sources before it made is complete and named:
+                    # a later one may go into the same dirs)
+                    self._complete_pending()
                 if source.contents_form:
                     self._send_root_contents(source, root_fd)
                 else:
@@ -1928,10 +1932,12 @@ class TreeSync:
     def _remove_orphans(self, batch: Batch, start: int) -> None:
         """The files the writer made for the jobs of a batch it never
         answered (it died), from job ``start`` on: whole or not, the walk
-        writes them again (in a shelter they have their real names)."""
+        writes them again.  In a shelter a file has its own name (which
+        nothing else there holds), noted or not: it may have died between
+        making and noting it."""
         if batch.sent and self._writer is not None:
             for _, message in batch.jobs[start:]:
-                orphan = self._writer.temp_of(message[0])
+                orphan = message[2] if message[7] else self._writer.temp_of(message[0])
                 if orphan is not None:
                     unlink_quietly(batch.dir_fd, orphan)
 

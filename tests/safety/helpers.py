@@ -146,23 +146,23 @@ def without(rec: dict, *keys: str) -> dict:
 
 
 def check_crash_state(old: dict[bytes, dict], new: dict[bytes, dict],
-                      crashed: dict[bytes, dict]) -> list[str]:
+                      crashed: dict[bytes, dict], shelters: bool = False) -> list[str]:
     """What may be found in a destination after a crash: each path holds
     its old content or its new content, never anything else; a file that
     has its new content has all its new attributes (it was renamed into
     place complete); a file or symlink that exists before and after is
     never missing (it is replaced by a rename); and the only other entries
-    are the engine's temp files, and new dirs still under a temp name with
-    whatever is in them (no path in there is a real one).  Returns the
-    violations."""
+    are the engine's temp files, and (``shelters``: an initial copy) new
+    dirs still under a temp name with whatever is in them (no path in
+    there is a real one).  Returns the violations."""
     problems = []
     for rel, rec in crashed.items():
         if rel not in old and rel not in new:
-            if in_shelter(rel):
+            if shelters and in_shelter(rel):
                 continue
             if not is_temp(rel):
                 problems.append(f"{rel!r}: neither old nor new, and not a temp name")
-            elif rec["type"] not in ("file", "symlink", "dir"):
+            elif rec["type"] not in ("file", "symlink") + (("dir",) if shelters else ()):
                 problems.append(f"{rel!r}: a temp name that is a {rec['type']}")
             continue
         choices = [r for r in (old.get(rel), new.get(rel)) if r is not None]

@@ -273,13 +273,14 @@ def test_sigkill_during_an_initial_copy(tmp_path):
     assert proc.returncode == real.returncode, proc.stderr
     kills = _kill_at_random_moments(
         rng, f"seed {seed}", argv, (0.05, duration), {}, _Plain(tmp_path, expected),
-        prepare=lambda: shutil.rmtree(tmp_path / "dst"), most_temps=100)
+        prepare=lambda: shutil.rmtree(tmp_path / "dst"), most_temps=100, shelters=True)
     assert kills >= 3, "most runs should still be running when killed"
 
 
 def _kill_at_random_moments(rng: random.Random, seed: str, argv: list[str],
                             window: tuple[float, float], old: dict, sc: "_Plain", *,
-                            prepare, most_temps: int | None = None) -> int:
+                            prepare, most_temps: int | None = None,
+                            shelters: bool = False) -> int:
     """Six runs of the stand-in, each set up by ``prepare()`` and SIGKILLed
     at a random moment of ``window``: each leaves what a crash may leave
     (check_crash_state, at most ``most_temps`` temp files), and a re-run
@@ -295,7 +296,7 @@ def _kill_at_random_moments(rng: random.Random, seed: str, argv: list[str],
         kills += child.returncode == -signal.SIGKILL
         context = f"SIGKILL after {delay:.3f} s of {window[1]:.3f} s ({seed})"
         crashed = snapshot(sc.dst) if sc.dst.exists() else {}
-        problems = check_crash_state(old, sc.rsync_result, crashed)
+        problems = check_crash_state(old, sc.rsync_result, crashed, shelters)
         assert not problems, context + ":\n" + "\n".join(problems[:30])
         if most_temps is not None:
             assert sum(is_temp(rel) for rel in crashed) <= most_temps, context
