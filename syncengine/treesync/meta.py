@@ -35,8 +35,8 @@ from .acl import (ACCESS, DEFAULT, GROUP_OBJ, MASK, OTHER, TYPE_NAMES, USER_OBJ,
 from .xattrs import (ACL_ACCESS_XATTR, ACL_DEFAULT_XATTR, NO_XATTR_ERRNOS, Node,
                      read_xattrs, receiver_keeps, sender_keeps, xattr_changes)
 
-__all__ = ["SrcMeta", "MetaContext", "read_src_meta", "apply_meta", "itemize_meta",
-           "ITEMIZE_ATTRS", "UNCHANGED", "NEW", "rsync_escape"]
+__all__ = ["SrcMeta", "MetaContext", "read_src_meta", "apply_meta", "bare_transfer",
+           "itemize_meta", "ITEMIZE_ATTRS", "UNCHANGED", "NEW", "rsync_escape"]
 
 ITEMIZE_ATTRS = "tpoguax"
 UNCHANGED = "......."
@@ -333,17 +333,17 @@ def apply_meta(ctx: MetaContext, src: SrcMeta | None, dst_st: os.stat_result | N
     regular file).  ``is_new``: the caller just created it; a new regular
     file is a transfer's temp file.  ``path``: the entry's path below the
     destination root as rsync prints it (for a transfer, the temp file's),
-    default ``name``, or a function that makes it.  ``later``: where the receiver's xattr pass goes when
-    rsync's receiver, lagging behind its generator, would make it later
-    (the caller runs it while ``dirfd`` is still open).  Returns the
-    itemize columns (see the module doc).
+    default ``name``, or a function that makes it.  ``later``: where the
+    receiver's xattr pass goes when rsync's receiver, lagging behind its
+    generator, would make it later (the caller runs it while ``dirfd`` is
+    still open).  Returns the itemize columns (see the module doc).
     ``src`` None (its source could not be read) leaves the entry alone.
     """
     if src is None:
         return UNCHANGED
     transfer = is_new and stat.S_ISREG(src.mode)
     if transfer and fd is not None and not src.xattrs and src.acl_access is None and \
-            _bare_transfer(ctx, src, dst_st, fd, exact_time):
+            bare_transfer(ctx, src, dst_st, fd, exact_time):
         return NEW
     node = _node(src.mode, fd, dirfd, name)
     rel = (path() if callable(path) else path) if path is not None else name
@@ -375,8 +375,8 @@ def apply_meta(ctx: MetaContext, src: SrcMeta | None, dst_st: os.stat_result | N
         node.close()
 
 
-def _bare_transfer(ctx: MetaContext, src: SrcMeta, st: os.stat_result | None, fd: int,
-                   exact_time: bool) -> bool:
+def bare_transfer(ctx: MetaContext, src: SrcMeta, st: os.stat_result | None, fd: int,
+                  exact_time: bool) -> bool:
     """apply_meta for a transfer's temp file when neither side has an xattr
     (nor so an ACL): owner and group, mtime and mode, as _set_attrs sets
     them, through the fd itself (not a Node).  False if that does not hold

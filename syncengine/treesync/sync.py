@@ -48,7 +48,7 @@ from . import faults
 from .acl import ACCESS, DEFAULT, get_backend
 from .filters import FilterRules
 from .messages import locale_codec, rsync_escape, unescape
-from .meta import (ITEMIZE_ATTRS, UNCHANGED, MetaContext, SrcMeta, _bare_transfer, apply_meta,
+from .meta import (ITEMIZE_ATTRS, UNCHANGED, MetaContext, SrcMeta, apply_meta, bare_transfer,
                    itemize_meta, read_src_meta)
 from .transfer import (ReadError, WriteError, copy_data, open_temp, same_content,
                        same_size_content, temp_name, unlink_quietly)
@@ -642,7 +642,7 @@ class TreeSync:
             done = copied == before.st_size and (
                 after.st_size, after.st_mtime_ns, after.st_ctime_ns) == (
                 before.st_size, before.st_mtime_ns, before.st_ctime_ns) and \
-                _bare_transfer(self.meta, src_meta, None, tmp_fd, True)
+                bare_transfer(self.meta, src_meta, None, tmp_fd, True)
         except OSError:
             pass
         finally:

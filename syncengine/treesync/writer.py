@@ -85,8 +85,9 @@ class Batch:
     the run renames them there, and transfers a file the writer left to
     it, after the walk has closed both); ``jobs``: (what the run keeps of
     the file, the job as the writer gets it: number, source name, name,
-    rel, source path, size, attributes from the lstat); ``answers`` arrive
-    as one list when the writer is done."""
+    rel, source path, size, attributes from the lstat, and whether the dir
+    is in a shelter: see TreeSync._dir); ``answers`` arrive as one list
+    when the writer is done."""
 
     __slots__ = ("src_dir", "dir_fd", "key", "source", "jobs", "size", "sent", "answers",
                  "done")
