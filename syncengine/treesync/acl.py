@@ -73,6 +73,14 @@ class Acl:
                 return p
         return None
 
+    def mode_bits(self) -> int:
+        """The rwx bits of the file mode this access ACL sets: the owner's,
+        the mask's (the group's when there is none) and the others'."""
+        group = self.perms(MASK)
+        if group is None:
+            group = self.perms(GROUP_OBJ)
+        return self.perms(USER_OBJ) << 6 | group << 3 | self.perms(OTHER)
+
     def is_minimal(self) -> bool:
         """Only what the mode bits express (or nothing at all)."""
         return all(t in (USER_OBJ, GROUP_OBJ, OTHER) for t, _, _ in self.entries)

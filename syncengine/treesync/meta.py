@@ -30,8 +30,7 @@ from typing import Callable
 
 from . import acl as _acl
 from . import faults
-from .acl import (ACCESS, DEFAULT, GROUP_OBJ, MASK, OTHER, TYPE_NAMES, USER_OBJ, Acl,
-                  access_differs, access_to_set)
+from .acl import ACCESS, DEFAULT, TYPE_NAMES, Acl, access_differs, access_to_set
 from .xattrs import (ACL_ACCESS_XATTR, ACL_DEFAULT_XATTR, NO_XATTR_ERRNOS, Node,
                      read_xattrs, receiver_keeps, sender_keeps, xattr_changes)
 
@@ -592,9 +591,7 @@ def _set_acls(ctx: MetaContext, node: Node, src: SrcMeta, dest: _Dest,
             try:
                 mode = node.lstat().st_mode
             except OSError:  # (by path, into a dir the ACL just shut)
-                g = acl.perms(MASK)
-                mode = (mode & ~0o777) | acl.perms(USER_OBJ) << 6 | \
-                    (acl.perms(GROUP_OBJ) if g is None else g) << 3 | acl.perms(OTHER)
+                mode = (mode & ~0o777) | acl.mode_bits()
         if default:
             try:
                 if src.acl_default is None:

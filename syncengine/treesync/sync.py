@@ -119,6 +119,14 @@ def _join(rel: bytes, name: bytes) -> bytes:
     return rel + b"/" + name if rel and rel != b"." else name
 
 
+def _intact(copied: int, before: os.stat_result, after: os.stat_result) -> bool:
+    """Whether a source was copied whole and did not change meanwhile (its
+    fstat before and after the copy)."""
+    return copied == before.st_size and (
+        after.st_size, after.st_mtime_ns, after.st_ctime_ns) == (
+        before.st_size, before.st_mtime_ns, before.st_ctime_ns)
+
+
 def _sibling(rel: bytes, name: bytes) -> bytes:
     """The path of ``name`` in the dir of ``rel`` (a temp file's, say)."""
     return _join(rel.rpartition(b"/")[0], name)
@@ -638,10 +646,7 @@ class TreeSync:
         try:
             before = os.fstat(src_fd)
             copied = copy_data(src_fd, tmp_fd, before.st_size)
-            after = os.fstat(src_fd)
-            done = copied == before.st_size and (
-                after.st_size, after.st_mtime_ns, after.st_ctime_ns) == (
-                before.st_size, before.st_mtime_ns, before.st_ctime_ns) and \
+            done = _intact(copied, before, os.fstat(src_fd)) and \
                 bare_transfer(self.meta, src_meta, None, tmp_fd, True)
         except OSError:
             pass
@@ -1748,10 +1753,7 @@ class TreeSync:
         (False after the second attempt, None: copy it again).  Closes
         ``tmp_fd``."""
         try:
-            after = os.fstat(src_fd)
-            intact = copied == before.st_size and (
-                after.st_size, after.st_mtime_ns, after.st_ctime_ns) == (
-                before.st_size, before.st_mtime_ns, before.st_ctime_ns)
+            intact = _intact(copied, before, os.fstat(src_fd))
             if intact:
                 # (rsync's receiver sets the temp file's ACL through its open fd)
                 apply_meta(self.meta, src_meta, None, dirfd=dst_parent, name=tmp, fd=tmp_fd,
@@ -1785,8 +1787,7 @@ class TreeSync:
         if tmp != dst_name:  # (else written in a shelter under its own name)
             os.rename(tmp, dst_name, src_dir_fd=dst_parent, dst_dir_fd=dst_parent)
             faults.mutated("rename")
-        if self._made is not None:
-            self._made_here(dst_parent, dst_name)
+        self._made_here(dst_parent, dst_name)
 
     # -- the writer process (writer.py) ------------------------------------------------
     # New small files of the dirs this run made go to the writer in

@@ -12,19 +12,19 @@ so names appear in rsync's order, its messages are printed in that order,
 and an abort removes every temp file still waiting.  (In a new dir still
 under its temp name, a shelter -- see TreeSync._dir -- a file is written
 under its own name: no one sees it until the dir is complete and named.)
-A file the writer cannot open, or
-whose attributes it cannot read, it leaves to the walk, which tries again
-in its turn and reports the failure where rsync would.
+A file the writer cannot open, or whose attributes it cannot read, it
+leaves to the walk, which tries again in its turn and reports the failure
+where rsync would.
 
 Jobs go in batches of up to BATCH files of one source dir (for one
 destination dir) over a SOCK_SEQPACKET socket, with the fds of both dirs
 (SCM_RIGHTS), and come back as one answer per batch.  The writer notes
 in shared memory the temp file it is working on, so that if it dies the
-run removes it and writes the files itself.  It ignores SIGINT, SIGTERM and SIGHUP: the run
-tells it to stop (a flag in shared memory, then the end of its socket),
-and it dies with the run if the run is killed -- then, as with rsync, the
-temp files under way stay (up to a few dozen, where rsync leaves one; the
-next run deletes them).
+run removes it and writes the files itself.  It ignores SIGINT, SIGTERM
+and SIGHUP: the run tells it to stop (a flag in shared memory, then the
+end of its socket), and it dies with the run if the run is killed --
+then, as with rsync, the temp files under way stay (up to a few dozen,
+where rsync leaves one; the next run deletes them).
 
 One difference from rsync remains: a fatal write error in the writer (no
 space left -- the free space is checked, so in practice an I/O error)
