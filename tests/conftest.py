@@ -8,7 +8,12 @@ fixture (it returns rsync's path) or the marker::
 
 Both skip the test when ``rsync`` is not on PATH, unless the environment has
 ``SYNCENGINE_REQUIRE_RSYNC=1`` (CI sets it): then the test FAILS with a
-clear message, so a machine without rsync cannot pass by skipping.
+clear message, so a machine without rsync cannot pass by skipping.  That is
+the system's rsync, whatever its version: the rsync engine runs it.
+
+The oracle of the equivalence tests is another matter: ``run_rsync`` runs
+the reference rsync, Debian 13's build of rsync 3.5.0 (``tests/reference.py``
+says how it is found; the run's header names it with its sha256).
 """
 
 from __future__ import annotations
@@ -47,6 +52,18 @@ def rsync_required() -> str:
     return rsync_path_or_skip()
 
 
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    from tests.reference import Reference, find_reference
+    found = find_reference()
+    system = shutil.which("rsync")
+    version = "none"
+    if system:
+        proc = subprocess.run([system, "--version"], capture_output=True, text=True)
+        version = f"{system}: {(proc.stdout.splitlines() or ['?'])[0].strip()}"
+    return [found.describe() if isinstance(found, Reference) else f"reference rsync: none: {found}",
+            f"system rsync (the rsync engine's): {version}"]
+
+
 def pytest_runtest_setup(item: pytest.Item) -> None:
     if item.get_closest_marker("rsync") is not None:
         rsync_path_or_skip()
@@ -56,9 +73,10 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 def run_rsync(*args: str | bytes | os.PathLike, timeout: float = 60,
               cwd: str | os.PathLike | None = None) -> subprocess.CompletedProcess:
-    """Run the real rsync directly (the oracle), in its own session so that a
-    timeout can kill its helper processes too."""
-    argv = [rsync_path_or_skip(), *args]
+    """Run the reference rsync directly (the oracle), in its own session so
+    that a timeout can kill its helper processes too."""
+    from tests.reference import reference_rsync
+    argv = [reference_rsync(), *args]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             cwd=cwd, start_new_session=True)
     try:

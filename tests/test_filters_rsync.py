@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from syncengine.treesync.filters import MAX_PATTERN_LEN, FilterRules
-from tests.conftest import rsync_path_or_skip
+from tests.reference import reference_rsync
 
 from .test_filters import SPEC_DIRS, SPEC_FILES, SPEC_TABLE
 
@@ -40,7 +40,7 @@ Tree = dict[bytes, "Tree | None"]
 
 @pytest.fixture(scope="module")
 def rsync() -> str:
-    return rsync_path_or_skip()
+    return reference_rsync()
 
 
 @pytest.fixture(scope="module")

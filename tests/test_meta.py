@@ -43,7 +43,7 @@ from syncengine.treesync.meta import (NEW, UNCHANGED, MetaContext, SrcMeta, appl
                                       itemize_meta, read_src_meta, rsync_escape)
 from syncengine.treesync.xattrs import Node
 
-from .conftest import rsync_path_or_skip
+from .reference import reference_rsync
 
 NS = 1_000_000_000
 T0 = 1_600_000_000 * NS + 123_456_789      # 2020-09-13, well in the past
@@ -123,7 +123,7 @@ def snap(path: Path) -> dict:
 
 def run_rsync(src_root: Path, dst_root: Path, *, user: bool = False, groups=(),
               userns: bool = False) -> tuple[int, str, list[str]]:
-    argv = [rsync_path_or_skip(), "-rlptgocAXH", "-i", f"{src_root}/", f"{dst_root}/"]
+    argv = [reference_rsync(), "-rlptgocAXH", "-i", f"{src_root}/", f"{dst_root}/"]
     if user:
         argv = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}",
                 f"--groups={','.join(map(str, groups))}" if groups else "--clear-groups", *argv]

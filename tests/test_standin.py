@@ -11,7 +11,8 @@ import sys
 import pytest
 
 from syncengine.standin import UsageError, parse_argv
-from tests.conftest import rsync_path_or_skip, run_rsync
+from tests.conftest import run_rsync
+from tests.reference import reference_rsync
 from tests.snapshot import assert_same_tree
 
 SEED_FLAGS = ["-rlptgocAXH", "--info=progress2", "--no-inc-recursive"]
@@ -179,7 +180,7 @@ def test_a_reader_that_goes_away_is_met_as_rsync_meets_it(tmp_path, stream, sour
             os.utime(tmp_path / side / "src" / "sub" / f"f{i:03d}", ns=(PAST, PAST))
         os.utime(tmp_path / side / "src" / "sub", ns=(PAST, PAST))
     argv = ["-v", "--delete", *SEED_FLAGS, *sources, "dst"]
-    real = _with_a_closed(stream, [rsync_path_or_skip(), *argv], tmp_path / "real")
+    real = _with_a_closed(stream, [reference_rsync(), *argv], tmp_path / "real")
     ours = _with_a_closed(stream, [sys.executable, "-m", "syncengine", "rsync", *argv],
                           tmp_path / "ours")
     assert ours.returncode == real.returncode == (0 if stream == "stdout" else 13)

@@ -55,6 +55,7 @@ import pytest
 from fixtures.treespec import build_tree
 from syncengine.treesync.messages import rsync_escape
 from tests.snapshot import diff_snapshots, snapshot
+from tests.reference import reference_rsync
 
 __all__ = ["Case", "Outcome", "check", "normalize_line", "run_both", "rsync_binary",
            "RSYNC_FLAGS", "RSYNC_TIMEOUT"]
@@ -131,12 +132,8 @@ class Outcome:
 
 
 def rsync_binary() -> str:
-    path = shutil.which("rsync")
-    if path is None:
-        if os.environ.get("SYNCENGINE_REQUIRE_RSYNC") == "1":
-            pytest.fail("rsync is not on PATH and SYNCENGINE_REQUIRE_RSYNC=1", pytrace=False)
-        pytest.skip("rsync is not on PATH")
-    return path
+    """The oracle: the reference rsync (tests/reference.py)."""
+    return reference_rsync()
 
 
 def normalize_line(line: str, workdir: str) -> str:

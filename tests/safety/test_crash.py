@@ -413,9 +413,9 @@ class _SignalledRsync:
 
 def _signal_rsync(tmp_path: Path, signum: int) -> _SignalledRsync:
     import subprocess
-    from tests.conftest import rsync_path_or_skip
+    from tests.reference import reference_rsync
     dst = tmp_path / "real"
-    proc = subprocess.Popen([rsync_path_or_skip(), "-rlptgocAXH", "--delete", "--no-inc-recursive",
+    proc = subprocess.Popen([reference_rsync(), "-rlptgocAXH", "--delete", "--no-inc-recursive",
                              "--bwlimit=2000", f"{tmp_path}/src/", str(dst)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 20

@@ -29,7 +29,7 @@ from fixtures.treespec import build_tree
 from syncengine import SyncError
 from syncengine.treesync.filters import FilterRules
 from syncengine.treesync.sync import TreeSync
-from tests.conftest import rsync_path_or_skip
+from tests.reference import reference_rsync
 from tests.snapshot import diff_snapshots, snapshot
 
 from .helpers import FLAGS, is_temp, lines, rsync_tree, standin, t
@@ -83,7 +83,7 @@ def test_disk_full_is_exit_11_with_rsyncs_lines_and_no_partial_file(tmp_path, mo
             build_tree(dst, [{"path": "big", "content": "the old big, small\n", "mtime_ns": t(9)}])
         argv = [*FLAGS, "--delete", f"{tmp_path}/src/", str(dst)]
         if who == "rsync":
-            proc = subprocess.run([rsync_path_or_skip(), *argv], capture_output=True, timeout=60)
+            proc = subprocess.run([reference_rsync(), *argv], capture_output=True, timeout=60)
         else:
             proc = standin(*argv)
         snap = _tree_without_root_mtime(dst)
@@ -181,7 +181,7 @@ def _rsync_while(tmp_path: Path, change) -> tuple[int, list[str], Path]:
     is opened."""
     src, dst = tmp_path / "rsync-src", tmp_path / "rsync-dst"
     build_tree(src, CHANGING_SOURCE)
-    proc = subprocess.Popen([rsync_path_or_skip(), *FLAGS, "--delete", "--bwlimit=2000",
+    proc = subprocess.Popen([reference_rsync(), *FLAGS, "--delete", "--bwlimit=2000",
                              f"{src}/", str(dst)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     time.sleep(0.5)
     assert proc.poll() is None
@@ -247,7 +247,7 @@ def test_a_file_that_shrinks_while_read_is_redone_like_rsync(tmp_path, monkeypat
     between its open and its read)."""
     src = tmp_path / "rsync-src"
     build_tree(src, CHANGING_SOURCE)
-    proc = subprocess.Popen([rsync_path_or_skip(), *FLAGS, "--delete", "--bwlimit=2000",
+    proc = subprocess.Popen([reference_rsync(), *FLAGS, "--delete", "--bwlimit=2000",
                              f"{src}/", str(tmp_path / "rsync-dst")],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     time.sleep(2.0)  # "a" is done after 1.5 s: "z" is being sent
@@ -358,7 +358,7 @@ def _compare_on(tmp_path: Path, where: Path, prefix: list[str] = ()) -> tuple[in
         dst = where / "dst"
         argv = [*FLAGS, "--delete", f"{tmp_path}/src/", str(dst)]
         if who == "rsync":
-            proc = subprocess.run([*prefix, rsync_path_or_skip(), *argv], capture_output=True,
+            proc = subprocess.run([*prefix, reference_rsync(), *argv], capture_output=True,
                                   timeout=60)
         else:
             proc = subprocess.run([*prefix, *_standin_argv(), *argv], capture_output=True,
