@@ -583,7 +583,7 @@ def engines(json_out: bool) -> None:
         rsync = RsyncEngine()
         info = {
             "rsync": {"available": rsync.available(), "version": rsync.version(),
-                      "path": rsync.executable()},
+                      "path": rsync.executable(), "reason": rsync.unusable_reason()},
             "python": {"available": NativeEngine().available()},
             "auto": resolve_engine_name("auto"),
             "default": resolve_engine_name(None),
@@ -593,7 +593,8 @@ def engines(json_out: bool) -> None:
             return 0
         rs = info["rsync"]
         click.echo(f"rsync:  {'available' if rs['available'] else 'not available'}"
-                   + (f" (version {rs['version']}, {rs['path']})" if rs["available"] else ""))
+                   + (f" (version {rs['version']}, {rs['path']})" if rs["available"]
+                      else f" ({rs['reason']})"))
         click.echo(f"python: {'available' if info['python']['available'] else 'not available'}")
         click.echo(f"auto picks: {info['auto']}")
         return 0

@@ -79,7 +79,10 @@ def find_reference() -> Reference | str:
     if named:
         if not (os.path.isfile(named) and os.access(named, os.X_OK)):
             return f"{REFERENCE_ENV}={named} is not an executable file; {HOW_TO_GET}"
-        binary, package = _wrapped_binary(named)
+        if os.path.realpath(named) == "/usr/bin/rsync":      # the system's, named
+            binary, package = "/usr/bin/rsync", _system_package_version() or "unknown"
+        else:
+            binary, package = _wrapped_binary(named)
         if not fnmatch.fnmatchcase(package, PACKAGE_PATTERN):
             return (f"{REFERENCE_ENV}={named} is rsync {package}, not Debian 13's "
                     f"3.5.0; {HOW_TO_GET}")

@@ -21,8 +21,8 @@ from fixtures.treespec import build_tree, load_spec
 from syncengine import SyncError, SyncOptions, get_engine, resolve_engine_name, start_sync, sync
 from syncengine.engines.native import NativeEngine
 from syncengine.engines.rsync import (Progress2Parser, RsyncEngine, build_argv, parse_progress2,
-                                      rsync_version)
-from tests.conftest import SEED_FLAGS, env_without_rsync, run_rsync
+                                      rsync_version, version_tuple)
+from tests.conftest import SEED_FLAGS, env_without_rsync
 from tests.snapshot import assert_same_tree, snapshot
 
 FLAGS = list(SEED_FLAGS)
@@ -164,9 +164,10 @@ def _tree_facts(root: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def captured_progress(tmp_path_factory):
-    """rsync's exact stdout for a few-MB generated tree."""
+    """The system rsync's exact stdout for a few-MB generated tree (the engine
+    parses whatever rsync the system has)."""
     from tests.conftest import rsync_path_or_skip
-    rsync_path_or_skip()
+    rsync = rsync_path_or_skip()
     root = tmp_path_factory.mktemp("progress")
     spec = [{"path": f"big/f{i:02}.bin", "size": 250_000 + i, "seed": i} for i in range(16)]
     spec += [{"path": f"small/s{i:03}.txt", "content": f"small {i}\n" * (i + 1)} for i in range(60)]
@@ -176,7 +177,8 @@ def captured_progress(tmp_path_factory):
              {"path": "dangling", "target": "missing"},
              {"path": "small/hard-copy", "link": "big/f03.bin"}]
     build_tree(root / "src", spec)
-    proc = run_rsync(*FLAGS, f"{root}/src/", f"{root}/dst/")
+    proc = subprocess.run([rsync, *FLAGS, f"{root}/src/", f"{root}/dst/"], capture_output=True,
+                          timeout=120)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout, _tree_facts(root / "src")
 
@@ -375,6 +377,33 @@ def test_a_broken_rsync_fails_with_its_code_and_stderr(tmp_path):
     assert info.value.exit_code == 12
     assert "libfoo.so missing" in info.value.stderr
     assert "libfoo.so missing" in str(info.value)
+
+
+def test_an_rsync_older_than_3_1_is_refused_in_one_line(tmp_path, no_engine_env, monkeypatch):
+    """rsync 3.0.9 rejects --info=progress2: the engine says so before running it,
+    and auto falls back to the native engine."""
+    marker = tmp_path / "ran"
+    old = _script(tmp_path, "rsync",
+                  'if [ "$1" = --version ]; then echo "rsync  version 3.0.9  protocol version 30"; '
+                  f'exit 0; fi\ntouch {marker}\nexit 1\n')
+    engine = RsyncEngine(rsync=old)
+    assert engine.available() is False
+    reason = engine.unusable_reason()
+    assert reason is not None and "\n" not in reason
+    assert "rsync 3.0.9" in reason and "3.1.0 or newer" in reason
+    with pytest.raises(SyncError, match="3.1.0 or newer") as info:
+        engine.start(str(tmp_path), str(tmp_path / "dst"))
+    assert info.value.exit_code == 127 and not marker.exists()
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert resolve_engine_name("auto") == "python"
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("3.5.0", (3, 5, 0)), ("3.2.7", (3, 2, 7)), ("3.1.0pre1", (3, 1, 0)), ("3.0.9", (3, 0, 9)),
+    ("3.4.1dev", (3, 4, 1)),
+])
+def test_version_tuple_reads_rsyncs_version_strings(text, expected):
+    assert version_tuple(text) == expected
 
 
 def test_exit_24_is_a_warning_on_the_result_not_an_error(tmp_path):

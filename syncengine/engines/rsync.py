@@ -20,6 +20,8 @@ __all__ = ["RsyncEngine", "build_argv", "parse_progress2", "Progress2Parser", "r
 
 # The seed's flags, in the seed's order.
 RSYNC_FLAGS = ("-rlptgocAXH", "--info=progress2", "--no-inc-recursive")
+# --info=progress2 came with rsync 3.1.0; an older rsync rejects the seed's argv.
+MIN_VERSION = (3, 1, 0)
 
 # One progress2 record: "      5,000,000  99%  592.14MB/s    0:00:00 (xfr#1, to-chk=900/932)"
 # rsync picks its digit-group separator from the locale's decimal point
@@ -102,6 +104,19 @@ def rsync_version(rsync: str | None = None) -> str | None:
     return match[1].decode("ascii", "replace") if match else None
 
 
+def version_tuple(version: str) -> tuple[int, ...]:
+    """(3, 5, 0) for "3.5.0" (and for "3.5.0pre1"): the leading numbers."""
+    return tuple(int(part) for part in re.findall(r"\d+", version.split("pre")[0])[:3])
+
+
+def too_old(rsync: str, version: str) -> str | None:
+    """Why this rsync cannot run the seed's flags, or None when it can."""
+    if version_tuple(version) >= MIN_VERSION:
+        return None
+    wanted = ".".join(map(str, MIN_VERSION))
+    return f"{rsync} is rsync {version}; the seed's flags need rsync {wanted} or newer (--info=progress2)"
+
+
 class RsyncEngine:
     name = "rsync"
 
@@ -112,10 +127,26 @@ class RsyncEngine:
         return self._rsync or shutil.which("rsync")
 
     def available(self) -> bool:
-        return rsync_version(self.executable()) is not None
+        return self.unusable_reason() is None
 
     def version(self) -> str | None:
         return rsync_version(self.executable())
+
+    def unusable_reason(self) -> str | None:
+        """None when this rsync can run the seed's command line, else why not
+        (one line).  Asked once per engine object: it runs ``rsync --version``."""
+        if not hasattr(self, "_unusable"):
+            self._unusable = self._check_usable()
+        return self._unusable
+
+    def _check_usable(self) -> str | None:
+        rsync = self.executable()
+        if rsync is None:
+            return "rsync is not installed (not found on PATH)"
+        version = rsync_version(rsync)
+        if version is None:
+            return f"{rsync} does not answer --version"
+        return too_old(rsync, version)
 
     def start(self, src: str, dst: str, options: SyncOptions = SyncOptions(), *,
               on_progress: ProgressCallback | None = None, on_item: ItemCallback | None = None,
@@ -123,6 +154,9 @@ class RsyncEngine:
         rsync = self.executable()
         if rsync is None:
             raise SyncError("rsync engine: rsync is not installed (not found on PATH)", exit_code=127)
+        version = rsync_version(rsync)
+        if version is not None and too_old(rsync, version):
+            raise SyncError(f"rsync engine: {too_old(rsync, version)}", exit_code=127)
         argv = build_argv(os.fspath(src), os.fspath(dst), options, rsync,
                           itemize=on_item is not None, dry_run=dry_run)
         return RsyncJob(argv, os.fspath(src), os.fspath(dst), on_progress, on_item=on_item,
