@@ -1,17 +1,34 @@
-"""Benchmark: the native engine against rsync (and ``cp -a``) on one tree.
+"""Benchmark: the native engine against rsync (and ``cp -a``) on trees of
+every shape users have.
 
-    python bench/bench_engines.py                 # the default tree, 5 rounds
-    python bench/bench_engines.py --quick         # a tiny tree, 1 round (CI)
-    python bench/bench_engines.py --files 2000 --big 2 --rounds 3 --memory-entries 20000
-    python bench/bench_engines.py --xfs           # also: the initial copy on XFS (root)
+    python bench/bench_engines.py                     # every shape, every scenario, 5 rounds
+    python bench/bench_engines.py --shapes bench,wide --rounds 3
+    python bench/bench_engines.py --one-cpu           # everything pinned to CPU 0 (taskset -c 0)
+    python bench/bench_engines.py --scaling 20000,200000,1000000   # time and RSS per entry
+    python bench/bench_engines.py --quick             # tiny trees, 1 round (CI)
+    python bench/bench_engines.py --xfs               # also the initial copy on XFS (root)
+
+Shapes (``--shapes``, comma-separated): ``bench`` (20,000 files of 1-16 KiB
+in 200 dirs + 20 x 20 MiB, with a few xattrs, ACLs, hard links, symlinks),
+``mixed`` (20,000 files of 0-16 KiB, some empty, 2% hard-linked, 2%
+symlinks, + 20 x 8 MiB), ``wide`` (one directory of 200,000 entries of 0-64
+bytes), ``deep`` (20,000 files in a chain of 500 nested dirs), ``big`` (8 x
+64 MiB only) and ``corpus`` (a copy of this Python's standard library and
+site-packages: a tree nobody generated).  Scenarios: the initial copy (also
+timed for ``cp -a``), nothing changed, 1% of the files changed at the same
+size and mtime, 10% deleted.  One table: shape x scenario, medians, the
+ratios native / rsync and native / ``cp -a``; then peak RSS per shape
+(process tree, initial copy and re-run, measured in runs of their own).
 
 Each scenario runs the contestants alternately (A B A B ...) so that drift of
 the machine hits all of them, and every run writes into a fresh directory
 name (on ext4 without a journal, creating files right after deleting many is
-several times slower).  Prints medians and the ratio native / rsync.
-Both engines run as separate processes with the seed's command line:
-``rsync -rlptgocAXH --delete --info=progress2 --no-inc-recursive SRC/ DST``
-and ``python -m syncengine rsync`` with the same argv.
+several times slower).  Both engines run as separate processes with the
+seed's command line: ``rsync -rlptgocAXH --delete --info=progress2
+--no-inc-recursive SRC/ DST`` and ``python -m syncengine rsync`` with the
+same argv.  ``--one-cpu`` runs every contestant under ``taskset -c 0``: the
+native engine then sees one CPU and starts no helper processes, as in a
+small container.
 
 ``--xfs`` adds an initial copy inside a loop-mounted XFS image made with
 ``mkfs.xfs -m reflink=1`` (needs root and xfsprogs; the image lives in the
@@ -23,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import stat
 import platform
 import random
 import shutil
@@ -31,17 +49,19 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 SEED = ["-rlptgocAXH", "--delete", "--info=progress2", "--no-inc-recursive"]
 
 
-def contestants(with_cp: bool) -> dict[str, list[str]]:
-    found = {"native": [sys.executable, "-m", "syncengine", "rsync", *SEED]}
+def contestants(with_cp: bool, one_cpu: bool = False) -> dict[str, list[str]]:
+    pin = ["taskset", "-c", "0"] if one_cpu else []
+    found = {"native": [*pin, sys.executable, "-m", "syncengine", "rsync", *SEED]}
     if shutil.which("rsync"):
-        found["rsync"] = ["rsync", *SEED]
+        found["rsync"] = [*pin, "rsync", *SEED]
     if with_cp:
-        found["cp -a"] = ["cp", "-a"]
+        found["cp -a"] = [*pin, "cp", "-a"]
     return found
 
 
@@ -69,13 +89,7 @@ def make_tree(root: Path, files: int, dirs: int, big: int, big_size: int, seed: 
             os.link(p, d / f"hard{i:06d}.dat")
         if i % 400 == 2:
             os.symlink(p.name, d / f"link{i:06d}")
-    for i in range(big):
-        p = root / f"big{i:02d}.bin"
-        with open(p, "wb") as f:
-            chunk = os.urandom(1 << 20)
-            for _ in range(big_size >> 20):
-                f.write(chunk)
-        os.utime(p, ns=(past, past))
+    _big_files(root, big, big_size)
     for d in dir_paths:
         os.utime(d, ns=(past, past))
 
@@ -88,14 +102,117 @@ def _acl_user(uid: int) -> bytes:
     return struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *e) for e in entries)
 
 
+PAST = 1_600_000_000_000_000_000
+
+
+def _small_files(root: Path, dirs: list[Path], files: int, rng: random.Random, *,
+                 sizes: tuple[int, int], empty_every: int = 0, hard_every: int = 0,
+                 link_every: int = 0) -> None:
+    """`files` files spread over `dirs`, sizes drawn from `sizes`; every
+    `empty_every`-th empty, every `hard_every`-th followed by a hard link to
+    it, every `link_every`-th by a symlink to it (0: none)."""
+    blob = os.urandom(sizes[1] + 4096)
+    for i in range(files):
+        d = dirs[i % len(dirs)]
+        size = 0 if empty_every and i % empty_every == 0 else rng.randint(*sizes)
+        start = rng.randint(0, 4096)
+        p = d / f"f{i:07d}.dat"
+        p.write_bytes(blob[start:start + size])
+        os.utime(p, ns=(PAST + i, PAST + i * 1_000_003))
+        if hard_every and i % hard_every == 1:
+            os.link(p, d / f"hard{i:07d}.dat")
+        if link_every and i % link_every == 2:
+            os.symlink(p.name, d / f"link{i:07d}")
+    for d in dirs:
+        os.utime(d, ns=(PAST, PAST))
+
+
+def _big_files(root: Path, count: int, size: int) -> None:
+    for i in range(count):
+        p = root / f"big{i:02d}.bin"
+        with open(p, "wb") as f:
+            chunk = os.urandom(1 << 20)
+            for _ in range(size >> 20):
+                f.write(chunk)
+        os.utime(p, ns=(PAST, PAST))
+
+
+def make_mixed(root: Path, files: int, big: int) -> None:
+    root.mkdir(parents=True)
+    dirs = [root / f"d{i:03d}" for i in range(max(1, files // 100))]
+    for d in dirs:
+        d.mkdir()
+    _small_files(root, dirs, files, random.Random(2), sizes=(0, 16 * 1024), empty_every=17,
+                 hard_every=50, link_every=50)
+    _big_files(root, big, 8 << 20)
+
+
+def make_wide(root: Path, entries: int) -> None:
+    root.mkdir(parents=True)
+    _small_files(root, [root], entries, random.Random(3), sizes=(0, 64))
+
+
+def make_deep(root: Path, files: int, depth: int) -> None:
+    dirs, d = [], root
+    for level in range(depth):
+        d = d / f"l{level:03d}"
+        dirs.append(d)
+    dirs[-1].mkdir(parents=True)
+    _small_files(root, dirs, files, random.Random(4), sizes=(1024, 16 * 1024))
+    os.utime(root, ns=(PAST, PAST))
+
+
+def make_big(root: Path, count: int, size: int) -> None:
+    root.mkdir(parents=True)
+    _big_files(root, count, size)
+
+
+def make_corpus(root: Path, quick: bool) -> None:
+    """A copy of this Python's standard library with its site-packages (or,
+    ``quick``, of its ``json`` package): real names, sizes and layout."""
+    import sysconfig
+    stdlib, purelib = Path(sysconfig.get_paths()["stdlib"]), Path(sysconfig.get_paths()["purelib"])
+    root.mkdir(parents=True)
+    if quick:
+        subprocess.run(["cp", "-a", str(stdlib / "json"), str(root / "json")], check=True)
+        return
+    subprocess.run(["cp", "-a", str(stdlib), str(root / "stdlib")], check=True)
+    if purelib.is_dir() and not purelib.is_relative_to(stdlib):
+        subprocess.run(["cp", "-a", str(purelib), str(root / "site-packages")], check=True)
+
+
+def shape_makers(quick: bool) -> dict[str, "Callable[[Path], None]"]:
+    """Each shape's builder, full size or (``quick``) tiny."""
+    q = quick
+    return {
+        "bench": lambda r: make_tree(r, 300 if q else 20_000, 6 if q else 200, 1 if q else 20,
+                                     (1 if q else 20) << 20),
+        "mixed": lambda r: make_mixed(r, 300 if q else 20_000, 1 if q else 20),
+        "wide": lambda r: make_wide(r, 2_000 if q else 200_000),
+        "deep": lambda r: make_deep(r, 300 if q else 20_000, 30 if q else 500),
+        "big": lambda r: make_big(r, 2 if q else 8, (1 if q else 64) << 20),
+        "corpus": lambda r: make_corpus(r, q),
+    }
+
+
 def all_files(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*.dat") if p.is_file() and not p.is_symlink())
+    """The regular files of a tree that are not hard links of another (each
+    inode once), in a stable order."""
+    seen, found = set(), []
+    for p in sorted(root.rglob("*")):
+        st = p.lstat()
+        if stat.S_ISREG(st.st_mode) and (st.st_dev, st.st_ino) not in seen:
+            seen.add((st.st_dev, st.st_ino))
+            found.append(p)
+    return found
 
 
 def rewrite_same_size_and_time(paths: list[Path]) -> None:
     for p in paths:
         st = p.stat()
         data = bytearray(p.read_bytes())
+        if not data:
+            continue
         data[0] ^= 0xFF
         p.write_bytes(bytes(data))
         os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))
@@ -136,19 +253,20 @@ def timed_run(argv: list[str], sample_memory: bool = False) -> tuple[float, int]
 
 
 class Bench:
-    def __init__(self, work: Path, rounds: int, with_cp: bool) -> None:
+    def __init__(self, work: Path, rounds: int, one_cpu: bool = False) -> None:
         self.work = work
         self.rounds = rounds
-        self.runners = contestants(with_cp)
+        self.runners = contestants(True, one_cpu)
         self.counter = 0
-        self.rows: list[tuple[str, dict[str, float]]] = []
+        self.rows: list[tuple[str, str, dict[str, float]]] = []
+        self.memory_rows: list[tuple[str, dict[str, tuple[float, float]]]] = []
 
     def fresh(self, stem: str, where: Path | None = None) -> Path:
         self.counter += 1
         return (where or self.work) / f"{stem}{self.counter:04d}"
 
-    def scenario(self, name: str, src: Path, prepare=None, with_cp: bool = False,
-                 where: Path | None = None) -> None:
+    def scenario(self, shape: str, name: str, src: Path, prepare=None, with_cp: bool = False,
+                 where: Path | None = None) -> dict[str, float]:
         """Run each contestant `rounds` times, alternating; `prepare(dst)` makes
         the destination's starting state (untimed)."""
         times: dict[str, list[float]] = {}
@@ -164,42 +282,123 @@ class Bench:
                 times.setdefault(who, []).append(seconds)
                 shutil.rmtree(dst)
         medians = {who: statistics.median(v) for who, v in times.items()}
-        self.rows.append((name, medians))
-        print(f"  {name}: " + ", ".join(f"{w} {t:.3f}s" for w, t in medians.items()), flush=True)
+        self.rows.append((shape, name, medians))
+        print(f"  {shape}, {name}: " + ", ".join(f"{w} {t:.3f}s" for w, t in medians.items()),
+              flush=True)
+        return medians
+
+    def memory(self, shape: str, src: Path) -> None:
+        """Peak RSS of each engine's process tree: an initial copy, then a
+        re-run with nothing changed (runs of their own: sampling costs time)."""
+        peaks = {}
+        for who in ("native", "rsync"):
+            if who not in self.runners:
+                continue
+            dst = self.fresh("mem", None)
+            argv = self.runners[who] + [str(src) + "/", str(dst)]
+            _, first = timed_run(argv, sample_memory=True)
+            _, again = timed_run(argv, sample_memory=True)
+            peaks[who] = (first / 1024, again / 1024)
+            shutil.rmtree(dst)
+        self.memory_rows.append((shape, peaks))
 
     def report(self) -> str:
         names = list(self.runners)
-        lines = ["| scenario | " + " | ".join(names) + " | native / rsync |",
-                 "|---|" + "---|" * len(names) + "---|"]
-        for name, medians in self.rows:
+        lines = ["| shape | scenario | " + " | ".join(names) + " | native / rsync | native / cp -a |",
+                 "|---|---|" + "---|" * len(names) + "---|---|"]
+        for shape, name, medians in self.rows:
             cells = [f"{medians[w]:.3f} s" if w in medians else "" for w in names]
-            ratio = (f"{medians['native'] / medians['rsync']:.2f}"
-                     if "rsync" in medians and medians.get("rsync") else "n/a")
-            lines.append(f"| {name} | " + " | ".join(cells) + f" | {ratio} |")
+            lines.append(f"| {shape} | {name} | " + " | ".join(cells)
+                         + f" | {_ratio(medians, 'rsync')} | {_ratio(medians, 'cp -a')} |")
+        if self.memory_rows:
+            lines += ["", "| peak RSS, MiB | native initial | native re-run | rsync initial | "
+                      "rsync re-run |", "|---|---|---|---|---|"]
+            for shape, peaks in self.memory_rows:
+                cells = [f"{peaks[w][k]:.1f}" if w in peaks else "" for w in ("native", "rsync")
+                         for k in (0, 1)]
+                lines.append(f"| {shape} | " + " | ".join(cells) + " |")
         return "\n".join(lines)
 
 
-def memory(work: Path, entries: int, runners: dict[str, list[str]]) -> str:
-    src = work / "mem-src"
-    make_tree(src, files=entries, dirs=max(1, entries // 100), big=0, big_size=0, seed=7)
-    lines = ["| peak RSS, %d entries | initial copy, MiB | re-run, nothing changed, MiB |"
-             % entries, "|---|---|---|"]
-    for who in ("native", "rsync"):
-        if who not in runners:
-            continue
-        dst = work / f"mem-dst-{who}"
-        argv = runners[who] + [str(src) + "/", str(dst)]
-        _, peak = timed_run(argv, sample_memory=True)
-        _, again = timed_run(argv, sample_memory=True)
-        lines.append(f"| {who} | {peak / 1024:.1f} | {again / 1024:.1f} |")
-        shutil.rmtree(dst)
+def _ratio(medians: dict[str, float], other: str) -> str:
+    if not medians.get(other) or "native" not in medians:
+        return ""
+    return f"{medians['native'] / medians[other]:.2f}"
+
+
+def bench_shape(bench: Bench, shape: str, make: Callable[[Path], None], only: set[str],
+                with_memory: bool) -> None:
+    """Every scenario on one shape of tree."""
+    src = bench.work / f"src-{shape}"
+    make(src)
+    seed_copy = bench.runners.get("rsync", bench.runners["native"])
+
+    def synced(dst: Path) -> None:
+        subprocess.run(seed_copy + [str(src) + "/", str(dst)], check=True,
+                       stdout=subprocess.DEVNULL)
+
+    files = all_files(src)
+    print(f"{shape}: {sum(1 for _ in src.rglob('*'))} entries, {len(files)} distinct files, "
+          f"{sum(p.lstat().st_size for p in files) / (1 << 20):.1f} MiB", flush=True)
+    if "initial" in only:
+        bench.scenario(shape, "initial copy", src, with_cp=True)
+    if "unchanged" in only:
+        bench.scenario(shape, "nothing changed", src, prepare=synced)
+    changed = [p for p in files if p.lstat().st_size][::100]
+    rewrite_same_size_and_time(changed)
+    # The destination holds the old bytes: prepare from a pristine copy.
+    if "changed" in only:
+        bench.scenario(shape, "1% changed (same size and mtime)", src,
+                       prepare=lambda dst: (synced(dst), rewrite_same_size_and_time(
+                           [dst / p.relative_to(src) for p in changed])))
+    victims = files[5::10]
+    for p in victims:
+        p.unlink()
+    doomed = [p.relative_to(src) for p in victims]
+
+    def with_extra(dst: Path) -> None:
+        synced(dst)
+        for rel in doomed:  # the destination still has the files deleted at the source
+            (dst / rel).write_bytes(b"x" * 4096)
+
+    if "deleted" in only:
+        bench.scenario(shape, "10% deleted", src, prepare=with_extra)
+    if with_memory:
+        bench.memory(shape, src)
     shutil.rmtree(src)
+
+
+def scaling(bench: Bench, sizes: list[int]) -> str:
+    """Time per entry of an initial copy and a re-run at each tree size (files
+    of 0-256 bytes, 100 a directory), and peak RSS: does the cost grow
+    linearly, and does memory stay flat?"""
+    lines = ["| entries | who | initial copy, us/entry | re-run, us/entry | peak RSS initial, MiB "
+             "| peak RSS re-run, MiB |", "|---|---|---|---|---|---|"]
+    for n in sizes:
+        src = bench.work / f"scale-{n}"
+        src.mkdir()
+        dirs = [src / f"d{i:05d}" for i in range(max(1, n // 100))]
+        for d in dirs:
+            d.mkdir()
+        _small_files(src, dirs, n - len(dirs), random.Random(5), sizes=(0, 256))
+        for who in ("native", "rsync"):
+            if who not in bench.runners:
+                continue
+            dst = bench.fresh("scale-dst")
+            argv = bench.runners[who] + [str(src) + "/", str(dst)]
+            first, first_rss = timed_run(argv, sample_memory=True)
+            again, again_rss = timed_run(argv, sample_memory=True)
+            lines.append(f"| {n:,} | {who} | {first / n * 1e6:.1f} | {again / n * 1e6:.1f} | "
+                         f"{first_rss / 1024:.1f} | {again_rss / 1024:.1f} |")
+            print("  " + lines[-1], flush=True)
+            shutil.rmtree(dst)
+        shutil.rmtree(src)
     return "\n".join(lines)
 
 
-def xfs_scenario(bench: Bench, work: Path, src: Path, size_mib: int) -> None:
-    """The initial copy inside a reflink XFS loop mount (skipped, with a
-    note, where that cannot be had)."""
+def xfs_scenario(bench: Bench, work: Path, size_mib: int) -> None:
+    """The bench shape's initial copy inside a reflink XFS loop mount
+    (skipped, with a note, where that cannot be had)."""
     image, mount = work / "xfs.img", work / "xfs"
     mkfs = shutil.which("mkfs.xfs")
     if mkfs is None or os.geteuid() != 0:
@@ -219,8 +418,8 @@ def xfs_scenario(bench: Bench, work: Path, src: Path, size_mib: int) -> None:
         return
     try:
         xsrc = mount / "src"
-        subprocess.run(["cp", "-a", str(src), str(xsrc)], check=True)
-        bench.scenario("initial copy, XFS reflink", xsrc, with_cp=True, where=mount)
+        make_tree(xsrc, 20_000, 200, 20, 20 << 20)
+        bench.scenario("bench on XFS", "initial copy, reflink", xsrc, with_cp=True, where=mount)
     finally:
         subprocess.run(["umount", str(mount)], check=False)
         mount.rmdir()
@@ -229,73 +428,46 @@ def xfs_scenario(bench: Bench, work: Path, src: Path, size_mib: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--files", type=int, default=20_000)
-    ap.add_argument("--dirs", type=int, default=200)
-    ap.add_argument("--big", type=int, default=20, help="number of big files")
-    ap.add_argument("--big-mib", type=int, default=20, help="size of each big file")
-    ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--memory-entries", type=int, default=200_000,
-                    help="entries in the peak-memory tree (0: skip)")
-    ap.add_argument("--work", type=Path, default=None, help="scratch dir (default: a temp dir)")
-    ap.add_argument("--quick", action="store_true", help="a tiny run that checks the bench works")
+    ap.add_argument("--shapes", default="bench,mixed,wide,deep,big,corpus",
+                    help="tree shapes, comma-separated (default: all)")
     ap.add_argument("--only", default="initial,unchanged,changed,deleted",
                     help="scenarios to run, comma-separated (default: all four)")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--no-memory", action="store_true", help="skip the peak-RSS runs")
+    ap.add_argument("--scaling", default="",
+                    help="entry counts for the time-per-entry table, e.g. 20000,200000,1000000")
+    ap.add_argument("--one-cpu", action="store_true",
+                    help="pin every contestant to CPU 0 (the native engine then runs no helpers)")
+    ap.add_argument("--work", type=Path, default=None, help="scratch dir (default: a temp dir)")
+    ap.add_argument("--quick", action="store_true", help="tiny trees, 1 round: checks the bench works")
     ap.add_argument("--xfs", action="store_true",
                     help="also the initial copy on a reflink XFS loop mount (root, xfsprogs)")
     args = ap.parse_args(argv)
     if args.quick:
-        args.files, args.dirs, args.big, args.big_mib = 300, 6, 1, 1
-        args.rounds, args.memory_entries = 1, 2000
+        args.rounds = 1
+    makers = shape_makers(args.quick)
+    shapes = [s for s in args.shapes.split(",") if s]
+    unknown = [s for s in shapes if s not in makers]
+    if unknown:
+        ap.error(f"unknown shape(s): {', '.join(unknown)} (choose from {', '.join(makers)})")
 
     work = Path(tempfile.mkdtemp(prefix="syncengine-bench-", dir=args.work))
     try:
         print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, "
-              f"Python {platform.python_version()}, {platform.system()} {platform.release()}")
-        src = work / "src"
-        make_tree(src, args.files, args.dirs, args.big, args.big_mib << 20)
-        bench = Bench(work, args.rounds, with_cp=True)
-        seed_copy = bench.runners.get("rsync", bench.runners["native"])
-
-        def synced(dst: Path) -> None:
-            subprocess.run(seed_copy + [str(src) + "/", str(dst)], check=True,
-                           stdout=subprocess.DEVNULL)
-
-        print(f"tree: {args.files} files in {args.dirs} dirs + {args.big} x {args.big_mib} MiB; "
-              f"{args.rounds} rounds")
-        only = set(args.only.split(","))
-        if "initial" in only:
-            bench.scenario("initial copy", src, with_cp=True)
-        if "unchanged" in only:
-            bench.scenario("nothing changed", src, prepare=synced)
-        changed = all_files(src)[:: 100]
-
-        rewrite_same_size_and_time(changed)
-        # The destination holds the old bytes: prepare from a pristine copy.
-        if "changed" in only:
-            bench.scenario("1% changed (same size and mtime)", src,
-                           prepare=lambda dst: (synced(dst), rewrite_same_size_and_time(
-                               [dst / p.relative_to(src) for p in changed])))
-        victims = all_files(src)[5:: 10]
-
-        for p in victims:
-            p.unlink()
-        doomed = [p.relative_to(src) for p in victims]
-
-        def with_extra(dst: Path) -> None:
-            synced(dst)
-            for rel in doomed:  # the destination still has the files deleted at the source
-                (dst / rel).write_bytes(b"x" * 4096)
-
-        if "deleted" in only:
-            bench.scenario("10% deleted", src, prepare=with_extra)
+              f"Python {platform.python_version()}, {platform.system()} {platform.release()}; "
+              f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {args.rounds} rounds"
+              + ("; every contestant pinned to CPU 0" if args.one_cpu else ""), flush=True)
+        bench = Bench(work, args.rounds, one_cpu=args.one_cpu)
+        for shape in shapes:
+            bench_shape(bench, shape, makers[shape], set(args.only.split(",")),
+                        with_memory=not args.no_memory)
         if args.xfs:
-            tree_mib = sum(p.stat().st_size for p in src.rglob("*") if p.is_file()) >> 20
-            xfs_scenario(bench, work, src, max(300, tree_mib * 4 + 200))
+            xfs_scenario(bench, work, 1200)
         print()
         print(bench.report())
-        if args.memory_entries:
+        if args.scaling:
             print()
-            print(memory(work, args.memory_entries, bench.runners))
+            print(scaling(bench, [int(n) for n in args.scaling.split(",")]))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0
