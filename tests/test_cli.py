@@ -224,6 +224,18 @@ def test_engines_without_rsync_as_a_subprocess(tmp_path):
     assert info["auto"] == "python"
 
 
+def test_engines_says_why_an_old_rsync_is_not_used(tmp_path):
+    env = env_without_rsync(tmp_path)
+    old = tmp_path / "no-rsync-bin" / "rsync"
+    old.write_text('#!/bin/sh\necho "rsync  version 3.0.9  protocol version 30"\n')
+    old.chmod(0o755)
+    info = json.loads(run("engines", "--json", how="module", env=env).stdout)
+    assert info["rsync"]["available"] is False and info["auto"] == "python"
+    assert "rsync 3.0.9" in info["rsync"]["reason"] and "3.1.0 or newer" in info["rsync"]["reason"]
+    text = run("engines", how="module", env=env).stdout
+    assert f"rsync:  not available ({info['rsync']['reason']})" in text.splitlines()
+
+
 def test_engine_env_sets_the_default(monkeypatch):
     monkeypatch.setenv("SYNCENGINE_ENGINE", "python")
     info = json.loads(invoke("engines", "--json").stdout)

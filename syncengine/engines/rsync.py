@@ -130,20 +130,18 @@ class RsyncEngine:
         return self.unusable_reason() is None
 
     def version(self) -> str | None:
-        return rsync_version(self.executable())
+        """rsync's version, asked once per engine object (``rsync --version``)."""
+        if not hasattr(self, "_version"):
+            rsync = self.executable()
+            self._version = rsync_version(rsync) if rsync else None
+        return self._version
 
     def unusable_reason(self) -> str | None:
         """None when this rsync can run the seed's command line, else why not
-        (one line).  Asked once per engine object: it runs ``rsync --version``."""
-        if not hasattr(self, "_unusable"):
-            self._unusable = self._check_usable()
-        return self._unusable
-
-    def _check_usable(self) -> str | None:
-        rsync = self.executable()
+        (one line)."""
+        rsync, version = self.executable(), self.version()
         if rsync is None:
             return "rsync is not installed (not found on PATH)"
-        version = rsync_version(rsync)
         if version is None:
             return f"{rsync} does not answer --version"
         return too_old(rsync, version)
@@ -154,7 +152,9 @@ class RsyncEngine:
         rsync = self.executable()
         if rsync is None:
             raise SyncError("rsync engine: rsync is not installed (not found on PATH)", exit_code=127)
-        version = rsync_version(rsync)
+        # Only a version that answers can be too old: an rsync that does not
+        # answer is run all the same, and its own failure reported.
+        version = self.version()
         if version is not None and too_old(rsync, version):
             raise SyncError(f"rsync engine: {too_old(rsync, version)}", exit_code=127)
         argv = build_argv(os.fspath(src), os.fspath(dst), options, rsync,
