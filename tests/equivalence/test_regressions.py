@@ -15,6 +15,7 @@ import pytest
 
 from syncengine.treesync.messages import rsync_escape
 
+from . import harness
 from .harness import Case, check, rsync_binary
 
 pytestmark = [pytest.mark.rsync, pytest.mark.skipif(os.geteuid() != 0, reason="needs root")]
@@ -333,10 +334,13 @@ def test_nobody_no_u_w_fix_when_a_symlink_makes_way(nobody):
                       f("dst/x/f", **NB), delete=True), nobody)
 
 
-def test_deep_tree(base):
+def test_deep_tree(base, monkeypatch):
     """The walk recursed past Python's default limit at a few hundred
     levels (RecursionError); rsync goes as deep as a path fits in 4096
     bytes."""
+    # rsync resolves each of its 600-component paths from the top: seconds
+    # of system time on a busy machine, past the harness's hang timeout.
+    monkeypatch.setattr(harness, "RSYNC_TIMEOUT", 120)
     path, entries = "src", [d("src")]
     for _ in range(600):
         path += "/d"
