@@ -113,6 +113,34 @@ def test_build_layout_commit_and_listing(tmp_path):
     assert list_snapshots(tmp_path) == [snap] and latest_snapshot(tmp_path) == snap
 
 
+def test_mirror_paths_map_into_the_build_and_its_base(tmp_path):
+    base = make_snapshot(tmp_path, T0)
+    build = begin_snapshot(tmp_path, now=at(T0))
+    mirror = f"{tmp_path}/volumes/main/"           # a BackupSync's backup_path
+    assert build.path_for(mirror) == build.volume_path("main")
+    assert build.path_for("volumes/main") == build.path + "/volumes/main"
+    assert build.path_for(f"{tmp_path}/db/x/") == build.path + "/db/x/"
+    assert build.link_dest_for(mirror) == base.volume_path("main")
+    assert base.path_for(mirror) == base.volume_path("main")
+    assert build.link_dest_for(f"{tmp_path}/db/") is None
+    for bad in ("/elsewhere/volumes/main/", f"{tmp_path}/snapshots/x/", "snapshots/x",
+                "../up", "", str(tmp_path), "volumes/../../x"):
+        with pytest.raises(ValueError):
+            build.path_for(bad)
+    with pytest.raises(ValueError, match="invalid volume name"):
+        build.volume_path("a/b")
+    build.abandon()
+
+
+def test_snapshots_are_refused_where_hard_links_do_not_work(tmp_path, monkeypatch):
+    from syncengine.snapshots import store
+    monkeypatch.setattr(store, "hard_link_problem",
+                        lambda root: f"hard links do not work in {root}: Operation not permitted")
+    with pytest.raises(SnapshotError, match="^cannot keep snapshots: hard links do not work in "):
+        begin_snapshot(tmp_path)
+    assert os.listdir(tmp_path) == []
+
+
 def test_a_committed_build_is_never_written_again(tmp_path):
     build = begin_snapshot(tmp_path, now=at(T0))
     build.commit()
@@ -324,6 +352,28 @@ def test_a_killed_delete_is_not_listed_and_is_removed_later(tmp_path):
     gone = make_snapshot(tmp_path, T0 + datetime.timedelta(days=1))
     # What a prune killed after its rename leaves: a .deleting- dir nobody locks.
     os.rename(gone.path, snapdir(tmp_path) / f".deleting-{gone.id}.0123abcd")
+    assert list_snapshots(tmp_path) == [keep]
+    assert remove_leftovers(tmp_path) == 1
+    assert names(tmp_path) == [keep.id]
+
+
+def test_a_prune_killed_mid_delete_never_leaves_a_listed_half_snapshot(tmp_path):
+    keep = make_snapshot(tmp_path, T0)
+    gone = make_snapshot(tmp_path, T0 + datetime.timedelta(days=1), {"a": b"1", "b": b"2"})
+    proc = _run_child(f"""
+        import os, signal, sys
+        from syncengine.snapshots import Snapshot, delete_snapshot, fsops
+        real = os.unlink
+        def unlink_then_die(*args, **kwargs):   # killed after the first file
+            real(*args, **kwargs)
+            os.kill(os.getpid(), signal.SIGKILL)
+        os.unlink = unlink_then_die
+        delete_snapshot(Snapshot(sys.argv[1], {gone.id!r}))
+    """, tmp_path)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    left = [n for n in names(tmp_path) if n.startswith(".deleting-")]
+    assert len(left) == 1 and left[0].startswith(f".deleting-{gone.id}.")
+    assert len(os.listdir(snapdir(tmp_path) / left[0] / "volumes" / "main")) == 1  # half gone
     assert list_snapshots(tmp_path) == [keep]
     assert remove_leftovers(tmp_path) == 1
     assert names(tmp_path) == [keep.id]

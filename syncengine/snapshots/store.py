@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from ..fsutil import atomic_write_text
 from . import fsops
 from .ids import SnapshotId, parse_id
+from .probe import hard_link_problem
 
 __all__ = ["SNAPSHOTS_DIR", "VOLUMES_DIR", "DATA_VERSION_FILE", "SnapshotError", "Snapshot",
            "SnapshotBuild", "begin_snapshot", "list_snapshots", "latest_snapshot",
@@ -56,13 +57,26 @@ def _utcnow() -> datetime.datetime:
     return datetime.datetime.now(datetime.timezone.utc)
 
 
-def _join(base: str, rel: str) -> str:
-    """``base/rel`` for a relative path below a snapshot, refusing escapes;
-    a trailing slash is kept (rsync reads it)."""
+def _relocate(backup_root: str, base: str, path: str) -> str:
+    """Where ``path`` of the mirror layout goes below ``base`` (a snapshot
+    of ``backup_root``): ``path`` is relative to the backup root, or an
+    absolute path strictly inside it (a BackupSync's backup_path).  A
+    trailing slash is kept (rsync reads it)."""
+    if not isinstance(path, str) or "\0" in path:
+        raise ValueError(f"not a usable path: {path!r}")
+    rel = path
+    if path.startswith("/"):
+        root = os.path.normpath(backup_root)
+        norm = os.path.normpath(path)
+        if not norm.startswith(root.rstrip("/") + "/"):
+            raise ValueError(f"{path!r} is not inside the backup root {backup_root!r}")
+        rel = norm[len(root.rstrip("/")) + 1:] + ("/" if path.endswith("/") else "")
     parts = [p for p in rel.split("/") if p not in ("", ".")]
-    if rel.startswith("/") or "\0" in rel or ".." in parts:
-        raise ValueError(f"not a plain relative path: {rel!r}")
-    return "/".join([base, *parts]) + ("/" if rel.endswith("/") and parts else "")
+    if not parts or ".." in parts:
+        raise ValueError(f"not a path below the backup root: {path!r}")
+    if parts[0] == SNAPSHOTS_DIR:
+        raise ValueError(f"{path!r} is inside {SNAPSHOTS_DIR}/: a snapshot cannot hold snapshots")
+    return "/".join([base, *parts]) + ("/" if rel.endswith("/") else "")
 
 
 def _volume_rel(name: str) -> str:
@@ -99,11 +113,12 @@ class Snapshot:
 
     def volume_path(self, name: str) -> str:
         """``…/volumes/<name>/`` (with the slash: its contents, for rsync)."""
-        return _join(self.path, _volume_rel(name))
+        return self.path_for(_volume_rel(name))
 
-    def path_for(self, rel: str) -> str:
-        """Where ``BACKUP_ROOT/<rel>`` of the mirror layout is in this snapshot."""
-        return _join(self.path, rel)
+    def path_for(self, path: str) -> str:
+        """Where ``path`` of the mirror layout (relative to the backup root,
+        or absolute inside it) is in this snapshot: what a restore reads."""
+        return _relocate(self.backup_root, self.path, path)
 
     @property
     def data_version_path(self) -> str:
@@ -324,11 +339,13 @@ class SnapshotBuild:
         return f"{self.path}/{VOLUMES_DIR}"
 
     def volume_path(self, name: str) -> str:
-        return _join(self.path, _volume_rel(name))
+        return self.path_for(_volume_rel(name))
 
-    def path_for(self, rel: str) -> str:
-        """Where ``BACKUP_ROOT/<rel>`` of the mirror layout goes in this build."""
-        return _join(self.path, rel)
+    def path_for(self, path: str) -> str:
+        """Where ``path`` of the mirror layout (relative to the backup root,
+        or absolute inside it: a BackupSync's backup_path) goes in this
+        build: the destination of that sync."""
+        return _relocate(self.backup_root, self.path, path)
 
     @property
     def data_version_path(self) -> str:
@@ -340,16 +357,18 @@ class SnapshotBuild:
         (rsync warns about a missing --link-dest dir)."""
         return self.link_dest_for(_volume_rel(name))
 
-    def link_dest_for(self, rel: str) -> str | None:
+    def link_dest_for(self, path: str) -> str | None:
+        """The base snapshot's copy of ``path`` (as for :meth:`path_for`),
+        None without a base or when the base has no such directory."""
         if self.base is None:
             return None
-        path = self.base.path_for(rel)
+        in_base = self.base.path_for(path)
         try:
-            fd = fsops.open_dir_at(None, path)
+            fd = fsops.open_dir_at(None, in_base)
         except OSError:
             return None
         os.close(fd)
-        return path
+        return in_base
 
     def write_data_version(self, version: str) -> None:
         self._check_open()
@@ -404,10 +423,16 @@ class SnapshotBuild:
 
 
 def begin_snapshot(backup_root: str | os.PathLike, *,
-                   now: Callable[[], datetime.datetime] = _utcnow) -> SnapshotBuild:
-    """Start a snapshot of ``backup_root``: remove dead runs' leftovers,
-    take the next ID and make ``snapshots/.partial-<ID>/volumes/``."""
+                   now: Callable[[], datetime.datetime] = _utcnow,
+                   check_hard_links: bool = True) -> SnapshotBuild:
+    """Start a snapshot of ``backup_root``: refuse (SnapshotError, one
+    line) where hard links do not work, remove dead runs' leftovers, take
+    the next ID and make ``snapshots/.partial-<ID>/volumes/``."""
     root = os.fspath(backup_root)
+    if check_hard_links and os.path.isdir(root):
+        problem = hard_link_problem(root)
+        if problem is not None:
+            raise SnapshotError(f"cannot keep snapshots: {problem}")
     sfd = _open_snapshots(root, create=True)
     fd = None
     try:
