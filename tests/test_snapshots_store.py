@@ -398,3 +398,50 @@ def test_deleting_a_snapshot_that_is_not_there(tmp_path):
     delete_snapshot(snap)
     with pytest.raises(SnapshotError, match="no snapshot"):
         delete_snapshot(snap)
+
+
+NOBODY = 65534
+
+
+def _as_nobody(fn) -> int:
+    """Run ``fn`` in a forked child that dropped to nobody; its exit status."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 1
+        try:
+            os.setgroups([])
+            os.setresgid(NOBODY, NOBODY, NOBODY)
+            os.setresuid(NOBODY, NOBODY, NOBODY)
+            fn()
+            code = 0
+        except BaseException as e:  # report, never return into pytest
+            os.write(2, f"{type(e).__name__}: {e}\n".encode())
+        finally:
+            os._exit(code)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to become nobody")
+def test_an_unprivileged_owner_deletes_its_read_only_directories():
+    import shutil
+    import tempfile
+    base = Path(tempfile.mkdtemp(prefix="snapshots-nobody-"))
+    try:
+        os.chmod(base, 0o755)
+        root = base / "backup"
+        root.mkdir()
+        snap = make_snapshot(root, T0)
+        vol = Path(snap.volume_path("main"))
+        (vol / "ro" / "sub").mkdir(parents=True)
+        (vol / "ro" / "sub" / "f").write_text("x")
+        (vol / "closed").mkdir()
+        (vol / "closed" / "g").write_text("y")
+        for path in [root, *root.rglob("*")]:
+            os.chown(path, NOBODY, NOBODY, follow_symlinks=False)
+        os.chmod(vol / "ro" / "sub", 0o500)   # rsync keeps the source's modes
+        os.chmod(vol / "ro", 0o555)
+        os.chmod(vol / "closed", 0o000)
+        assert _as_nobody(lambda: delete_snapshot(snap)) == 0
+        assert os.listdir(root / "snapshots") == []
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
