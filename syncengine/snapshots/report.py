@@ -140,20 +140,47 @@ def iter_snapshot_changes(old: Snapshot, new: Snapshot) -> Iterator[ItemChange]:
     prints (the same set of lines; the order is the walk's): ``>f+++…`` for
     a new file, ``*deleting`` for a removed entry, ``.f..t......`` for a
     changed mtime, ``hf`` for a new hard link.  The comparison is
-    :func:`syncengine.verify.iter_differences` (SRC = new, DST = old)."""
+    :func:`syncengine.verify.iter_differences` (SRC = new, DST = old).
+
+    One liberty: of a hard-link group, rsync transfers one name and links
+    the others to it, choosing by its file-list order and by which name
+    is up to date already (hlink.c); we name the first in sorted order."""
     from ..verify import iter_differences  # its imports are heavier than ours
 
     group: list = []
+    leaders = _LinkLeaders(new)
     for diff in iter_differences(new.volumes_dir + "/", old.volumes_dir + "/"):
         if group and group[0].path != diff.path:
-            yield from _changes_of(group, old, new)
+            yield from _changes_of(group, old, new, leaders)
             group = []
         group.append(diff)
     if group:
-        yield from _changes_of(group, old, new)
+        yield from _changes_of(group, old, new, leaders)
 
 
-def _changes_of(diffs: list, old: Snapshot, new: Snapshot) -> Iterator[ItemChange]:
+class _LinkLeaders:
+    """The first name (in rsync's file-list order: sorted, depth first) of
+    each inode with several names in a snapshot: what rsync -H transfers,
+    the others being itemized ``hf… NAME => FIRST``.  Read on first need
+    only: new files are rarely hard-linked."""
+
+    def __init__(self, snap: Snapshot) -> None:
+        self.snap = snap
+        self._first: dict[tuple[int, int], bytes] | None = None
+
+    def leader(self, path: bytes, st: os.stat_result) -> bytes:
+        if st.st_nlink < 2:
+            return path
+        if self._first is None:
+            self._first = {}
+            for rel, entry in _subtree(self.snap, b"."):
+                if not stat.S_ISDIR(entry.st_mode) and entry.st_nlink > 1:
+                    self._first.setdefault((entry.st_dev, entry.st_ino), rel)
+        return self._first.get((st.st_dev, st.st_ino), path)
+
+
+def _changes_of(diffs: list, old: Snapshot, new: Snapshot, leaders: _LinkLeaders
+                ) -> Iterator[ItemChange]:
     """The itemize lines of one entry's differences."""
     path = diffs[0].path
     by_attr = {d.attribute: d for d in diffs if d.attribute != "xattr"}
@@ -163,15 +190,15 @@ def _changes_of(diffs: list, old: Snapshot, new: Snapshot) -> Iterator[ItemChang
         yield from _deleted(old, path)
         return
     if "missing" in by_attr:
-        yield from _created(new, path)
+        yield from _created(new, path, leaders)
         return
     if "type" in by_attr:
         # rsync itemizes the removal of what was below a replaced entry,
         # not of the entry itself.
         yield from _deleted(old, path, include_top=False)
-        yield from _created(new, path)
+        yield from _created(new, path, leaders)
         return
-    kind = _kind_at(new, path)
+    kind = _kind(os.lstat(_abs(new, path)))
     links = by_attr.get("links")
     if links is not None and links.src is not None:
         yield ItemChange("h" + _TYPE_LETTERS[kind] + " " * 9, _name(path, kind),
@@ -197,8 +224,8 @@ def _abs(snap: Snapshot, path: bytes) -> bytes:
     return base if path == b"." else base + b"/" + path
 
 
-def _kind_at(snap: Snapshot, path: bytes) -> str:
-    mode = os.lstat(_abs(snap, path)).st_mode
+def _kind(st: os.stat_result) -> str:
+    mode = st.st_mode
     return ("dir" if stat.S_ISDIR(mode) else "symlink" if stat.S_ISLNK(mode)
             else "file" if stat.S_ISREG(mode) else "fifo")
 
@@ -213,21 +240,26 @@ def _target(snap: Snapshot, path: bytes) -> bytes:
     return os.readlink(_abs(snap, path))
 
 
-def _subtree(snap: Snapshot, path: bytes) -> Iterator[tuple[bytes, str]]:
-    """(path, kind) of ``path`` and everything below it, parents first,
+def _subtree(snap: Snapshot, path: bytes) -> Iterator[tuple[bytes, os.stat_result]]:
+    """(path, lstat) of ``path`` and everything below it, parents first,
     names in sorted order (as rsync's file list has them)."""
     stack = [path]
     while stack:
         rel = stack.pop()
-        kind = _kind_at(snap, rel)
-        yield rel, kind
-        if kind == "dir":
+        st = os.lstat(_abs(snap, rel))
+        yield rel, st
+        if stat.S_ISDIR(st.st_mode):
             children = sorted(os.listdir(_abs(snap, rel)), reverse=True)
             stack.extend(rel + b"/" + c if rel != b"." else c for c in children)
 
 
-def _created(snap: Snapshot, path: bytes) -> Iterator[ItemChange]:
-    for rel, kind in _subtree(snap, path):
+def _created(snap: Snapshot, path: bytes, leaders: _LinkLeaders) -> Iterator[ItemChange]:
+    for rel, st in _subtree(snap, path):
+        kind = _kind(st)
+        leader = rel if kind == "dir" else leaders.leader(rel, st)
+        if leader != rel:
+            yield ItemChange("h" + _TYPE_LETTERS[kind] + NEW_COLUMNS, rel, hardlink_to=leader)
+            continue
         first = ">" if kind == "file" else "c"
         target = _target(snap, rel) if kind == "symlink" else None
         yield ItemChange(first + _TYPE_LETTERS[kind] + NEW_COLUMNS, _name(rel, kind), target)
@@ -235,6 +267,6 @@ def _created(snap: Snapshot, path: bytes) -> Iterator[ItemChange]:
 
 def _deleted(snap: Snapshot, path: bytes, include_top: bool = True) -> Iterator[ItemChange]:
     # rsync deletes a directory's contents before it: children first.
-    for rel, kind in reversed(list(_subtree(snap, path))):
+    for rel, st in reversed(list(_subtree(snap, path))):
         if include_top or rel != path:
-            yield ItemChange("*deleting", _name(rel, kind))
+            yield ItemChange("*deleting", _name(rel, _kind(st)))
