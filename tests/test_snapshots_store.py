@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from syncengine.snapshots import (Snapshot, SnapshotError, begin_snapshot, delete_snapshot,
+from syncengine.snapshots import (Snapshot, SnapshotBusy, SnapshotError, begin_snapshot, delete_snapshot,
                                   find_snapshot, format_id, id_sort_key, latest_snapshot,
                                   list_snapshots, parse_id, remove_leftovers)
 from syncengine.snapshots import fsops
@@ -391,6 +391,19 @@ def test_a_delete_in_progress_is_left_to_its_owner(tmp_path):
     finally:
         os.close(fd)
     assert remove_leftovers(tmp_path) == 1
+
+
+def test_the_base_of_a_running_build_is_not_deleted(tmp_path):
+    base = make_snapshot(tmp_path, T0)
+    build = begin_snapshot(tmp_path, now=at(T0 + datetime.timedelta(hours=1)))
+    assert build.base == base
+    newer = make_snapshot(tmp_path, T0 + datetime.timedelta(hours=2))  # another run's
+    with pytest.raises(SnapshotBusy, match="is in use"):
+        delete_snapshot(base)
+    assert list_snapshots(tmp_path) == [base, newer]
+    build.abandon()                                  # the lock goes with the build
+    delete_snapshot(base)
+    assert list_snapshots(tmp_path) == [newer]
 
 
 def test_deleting_a_snapshot_that_is_not_there(tmp_path):

@@ -19,12 +19,13 @@ from .report import SnapshotInfo, describe_snapshots, iter_snapshot_changes, pru
 from .retention import (RULES, Decision, RetentionError, RetentionPolicy, plan_retention,
                         policy_from_table)
 from .store import (DATA_VERSION_FILE, SNAPSHOTS_DIR, VOLUMES_DIR, Snapshot, SnapshotBuild,
-                    SnapshotError, begin_snapshot, delete_snapshot, find_snapshot, latest_snapshot,
-                    list_snapshots, remove_leftovers)
+                    SnapshotBusy, SnapshotError, begin_snapshot, delete_snapshot, find_snapshot,
+                    latest_snapshot, list_snapshots, remove_leftovers)
 
 __all__ = [
     "DATA_VERSION_FILE", "SNAPSHOTS_DIR", "VOLUMES_DIR", "RULES",
-    "Decision", "RetentionError", "RetentionPolicy", "Snapshot", "SnapshotBuild", "SnapshotError",
+    "Decision", "RetentionError", "RetentionPolicy", "Snapshot", "SnapshotBuild", "SnapshotBusy",
+    "SnapshotError",
     "SnapshotId", "SnapshotInfo",
     "begin_snapshot", "delete_snapshot", "describe_snapshots", "find_snapshot", "format_id",
     "hard_link_problem", "id_sort_key", "is_snapshot_id", "iter_snapshot_changes",

@@ -31,12 +31,14 @@ def open_dir_at(dir_fd: int | None, name: str | bytes) -> int:
     return os.open(name, OPEN_DIR, dir_fd=dir_fd)
 
 
-def try_lock(fd: int, *, wait: bool = False) -> bool | None:
-    """flock(LOCK_EX) ``fd``: True when held, False when another open file
-    holds it (without ``wait``), None when the filesystem cannot lock.  A
-    lock dies with its process, which is how a dead run is told apart."""
+def try_lock(fd: int, *, wait: bool = False, shared: bool = False) -> bool | None:
+    """flock(LOCK_EX, or LOCK_SH when ``shared``) ``fd``: True when held,
+    False when another open file holds a conflicting lock (without
+    ``wait``), None when the filesystem cannot lock.  A lock dies with its
+    process, which is how a dead run is told apart."""
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+                    | (0 if wait else fcntl.LOCK_NB))
     except BlockingIOError:
         return False
     except OSError as e:

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from ..itemize import NEW_COLUMNS, ItemChange
 from . import fsops
 from .retention import Decision, RetentionPolicy, plan_retention
-from .store import Snapshot, SnapshotError, delete_snapshot, list_snapshots, remove_leftovers
+from .store import (Snapshot, SnapshotBusy, SnapshotError, delete_snapshot, list_snapshots,
+                    remove_leftovers)
 
 __all__ = ["SnapshotInfo", "describe_snapshots", "prune_snapshots", "iter_snapshot_changes"]
 
@@ -111,18 +112,25 @@ def prune_snapshots(backup_root: str | os.PathLike, policy: RetentionPolicy, *,
                     on_delete: Callable[[Decision], None] | None = None) -> list[Decision]:
     """Delete the complete snapshots ``policy`` does not keep (oldest
     first; ``on_delete`` is told before each), and what dead runs left.
-    ``dry_run`` only returns the decisions (oldest first)."""
+    A snapshot in use (a running backup links against it) stays: its
+    decision comes back with the reason ``"in use"``.  ``dry_run`` only
+    returns the decisions.  Decisions come oldest first."""
     decisions = plan_retention([s.id for s in list_snapshots(backup_root)], policy)
     if dry_run:
         return decisions
     remove_leftovers(backup_root)
     root = os.fspath(backup_root)
+    out = []
     for decision in decisions:
         if not decision.keep:
             if on_delete is not None:
                 on_delete(decision)
-            delete_snapshot(Snapshot(root, decision.id))
-    return decisions
+            try:
+                delete_snapshot(Snapshot(root, decision.id))
+            except SnapshotBusy:
+                decision = Decision(decision.id, "in use")
+        out.append(decision)
+    return out
 
 
 # -- diff --------------------------------------------------------------------------

@@ -38,7 +38,8 @@ from . import fsops
 from .ids import SnapshotId, parse_id
 from .probe import hard_link_problem
 
-__all__ = ["SNAPSHOTS_DIR", "VOLUMES_DIR", "DATA_VERSION_FILE", "SnapshotError", "Snapshot",
+__all__ = ["SNAPSHOTS_DIR", "VOLUMES_DIR", "DATA_VERSION_FILE", "SnapshotError", "SnapshotBusy",
+           "Snapshot",
            "SnapshotBuild", "begin_snapshot", "list_snapshots", "latest_snapshot",
            "find_snapshot", "delete_snapshot", "remove_leftovers"]
 
@@ -51,6 +52,11 @@ DELETING_PREFIX = ".deleting-"
 
 class SnapshotError(Exception):
     """A snapshot operation that cannot be done: one line, for the user."""
+
+
+class SnapshotBusy(SnapshotError):
+    """The snapshot is in use: a running backup links against it, or
+    another process is deleting it."""
 
 
 def _utcnow() -> datetime.datetime:
@@ -218,11 +224,13 @@ def find_snapshot(backup_root: str | os.PathLike, snapshot_id: str) -> Snapshot:
 
 # -- leftovers and deletion --------------------------------------------------------
 
-def _claim(sfd: int, name: str) -> tuple[int, str] | None:
+def _claim(sfd: int, name: str, *, unlocked_ok: bool = False) -> tuple[int, str] | None:
     """Under the ``snapshots/`` lock: take the lock of the directory
-    ``name`` and rename it to a fresh ``.deleting-`` name; None when its
-    owner still runs (or it changed under us).  Returns (its fd, new name):
-    the caller removes it, holding the lock, after releasing ``snapshots/``."""
+    ``name`` and rename it to a fresh ``.deleting-`` name; None when
+    another process holds a lock on it (its owner runs, or a backup links
+    against it), or it changed under us, or (unless ``unlocked_ok``) the
+    filesystem cannot lock.  Returns (its fd, new name): the caller
+    removes it, holding the lock, after releasing ``snapshots/``."""
     try:
         fd = fsops.open_dir_at(sfd, name)
     except OSError:
@@ -230,7 +238,9 @@ def _claim(sfd: int, name: str) -> tuple[int, str] | None:
     try:
         st = os.fstat(fd)
         now = os.stat(name, dir_fd=sfd, follow_symlinks=False)
-        if fsops.try_lock(fd) is not True or (st.st_dev, st.st_ino) != (now.st_dev, now.st_ino):
+        held = fsops.try_lock(fd)
+        if held is False or (held is None and not unlocked_ok) \
+                or (st.st_dev, st.st_ino) != (now.st_dev, now.st_ino):
             os.close(fd)
             return None
         base = name[len(DELETING_PREFIX):] if name.startswith(DELETING_PREFIX) else name.lstrip(".")
@@ -242,10 +252,16 @@ def _claim(sfd: int, name: str) -> tuple[int, str] | None:
     return fd, new
 
 
-def _remove_claimed(sfd: int, claimed: list[tuple[int, str]]) -> None:
+def _remove_claimed(sfd: int, claimed: list[tuple[int, str]], *, strict: bool = True) -> None:
+    """Remove claimed directories; unless ``strict``, one that cannot be
+    removed (a mount point below it, say) stays for a later try."""
     try:
         for _fd, name in claimed:
-            fsops.remove_tree(sfd, name)
+            try:
+                fsops.remove_tree(sfd, name)
+            except OSError:
+                if strict:
+                    raise
     finally:
         for fd, _name in claimed:
             os.close(fd)
@@ -291,9 +307,10 @@ def delete_snapshot(snapshot: Snapshot) -> None:
             if not _entries(sfd).get(snapshot.id):
                 raise SnapshotError(f"no snapshot {snapshot.id!r} in "
                                     f"{_snapshots_path(snapshot.backup_root)}")
-            claimed = _claim(sfd, snapshot.id)
+            claimed = _claim(sfd, snapshot.id, unlocked_ok=True)
             if claimed is None:
-                raise SnapshotError(f"snapshot {snapshot.id} is being deleted by another process")
+                raise SnapshotBusy(f"snapshot {snapshot.id} is in use (a running backup links "
+                                   "against it, or another process deletes it)")
         fsops.fsync_dir(sfd)
         _remove_claimed(sfd, [claimed])
     finally:
@@ -328,6 +345,7 @@ class SnapshotBuild:
     base: Snapshot | None                  # the link base: newest complete at begin
     _sfd: int = field(repr=False)
     _fd: int = field(repr=False)           # the build's dir, locked while we live
+    _base_fd: int | None = field(default=None, repr=False)  # the base, share-locked
     _done: bool = field(default=False, repr=False)
 
     @property
@@ -412,8 +430,9 @@ class SnapshotBuild:
     def _close(self) -> None:
         if not self._done:
             self._done = True
-            os.close(self._fd)
-            os.close(self._sfd)
+            for fd in (self._fd, self._sfd, self._base_fd):
+                if fd is not None:
+                    os.close(fd)
 
     def __enter__(self) -> "SnapshotBuild":
         return self
@@ -434,12 +453,16 @@ def begin_snapshot(backup_root: str | os.PathLike, *,
         if problem is not None:
             raise SnapshotError(f"cannot keep snapshots: {problem}")
     sfd = _open_snapshots(root, create=True)
-    fd = None
+    fd = base_fd = None
     try:
         with fsops.locked(sfd) as can_lock:
             claimed = _claim_leftovers(sfd) if can_lock else []
             entries = _entries(sfd)
             base_ids = _complete_ids(entries)
+            if base_ids:
+                # Share-locked while we link against it: a prune leaves it.
+                base_fd = fsops.open_dir_at(sfd, str(base_ids[-1]))
+                fsops.try_lock(base_fd, shared=True)
             sid = _next_id(entries, now())
             while True:
                 try:
@@ -450,17 +473,14 @@ def begin_snapshot(backup_root: str | os.PathLike, *,
             fd = fsops.open_dir_at(sfd, PARTIAL_PREFIX + str(sid))
             fsops.try_lock(fd)
         os.mkdir(VOLUMES_DIR, dir_fd=fd)
-        _remove_claimed(sfd, claimed)
-    except OSError as e:
-        if fd is not None:
-            os.close(fd)
-        os.close(sfd)
-        raise SnapshotError(f"cannot start a snapshot in {_snapshots_path(root)}: "
-                            f"{e.strerror or e}") from None
-    except BaseException:
-        if fd is not None:
-            os.close(fd)
-        os.close(sfd)
+        _remove_claimed(sfd, claimed, strict=False)  # housekeeping: never fails a backup
+    except BaseException as e:
+        for open_fd in (fd, base_fd, sfd):
+            if open_fd is not None:
+                os.close(open_fd)
+        if isinstance(e, OSError):
+            raise SnapshotError(f"cannot start a snapshot in {_snapshots_path(root)}: "
+                                f"{e.strerror or e}") from None
         raise
     base = Snapshot(root, str(base_ids[-1])) if base_ids else None
-    return SnapshotBuild(root, str(sid), base, sfd, fd)
+    return SnapshotBuild(root, str(sid), base, sfd, fd, base_fd)
