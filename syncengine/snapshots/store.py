@@ -19,9 +19,11 @@ snapshots, so a failed or killed run is never listed nor used as a base.
 Who may touch what is settled with flock(2): every temporary directory
 is locked by its owner for its lifetime, so a leftover whose lock can be
 taken belongs to a dead run (the kernel drops a lock with its process);
-and every rename in ``snapshots/`` happens under a lock on ``snapshots/``
+a build share-locks its link base, so a prune leaves that one alone; and
+every rename in ``snapshots/`` happens under a lock on ``snapshots/``
 itself, held for a moment.  IDs only grow: a new one is later than every
-ID there, complete or in progress.
+ID there, complete or in progress.  Where the filesystem cannot lock,
+leftovers are left in place (they could be a live run's).
 """
 
 from __future__ import annotations
@@ -39,8 +41,7 @@ from .ids import SnapshotId, parse_id
 from .probe import hard_link_problem
 
 __all__ = ["SNAPSHOTS_DIR", "VOLUMES_DIR", "DATA_VERSION_FILE", "SnapshotError", "SnapshotBusy",
-           "Snapshot",
-           "SnapshotBuild", "begin_snapshot", "list_snapshots", "latest_snapshot",
+           "Snapshot", "SnapshotBuild", "begin_snapshot", "list_snapshots", "latest_snapshot",
            "find_snapshot", "delete_snapshot", "remove_leftovers"]
 
 SNAPSHOTS_DIR = "snapshots"
