@@ -167,10 +167,10 @@ def iter_snapshot_changes(old: Snapshot, new: Snapshot) -> Iterator[ItemChange]:
 
 
 class _LinkLeaders:
-    """The first name (in rsync's file-list order: sorted, depth first) of
-    each inode with several names in a snapshot: what rsync -H transfers,
-    the others being itemized ``hf… NAME => FIRST``.  Read on first need
-    only: new files are rarely hard-linked."""
+    """The first name (sorted, depth first) of each inode with several
+    links in a snapshot: the name itemized as transferred, the others as
+    ``hf… NAME => FIRST``.  Read on first need only (a new file with more
+    than one link is rare); it then holds every such inode of the tree."""
 
     def __init__(self, snap: Snapshot) -> None:
         self.snap = snap
