@@ -213,6 +213,13 @@ def test_a_stricter_policy_never_keeps_more(ids, a, b):
 def test_policy_from_table():
     assert policy_from_table({"keep_last": 3, "keep_daily": 7}) == RetentionPolicy(last=3, daily=7)
     assert policy_from_table({"keep_yearly": 2}) == RetentionPolicy(yearly=2)
+    assert policy_from_table({}) is None                   # no retention configured
+    assert policy_from_table({"enabled": True, "keep_last": 1},
+                             other_keys=("enabled",)) == RetentionPolicy(last=1)
+    with pytest.raises(RetentionError, match=r"^x: unknown key \(known: keep_last, .*, enabled\)$"):
+        policy_from_table({"x": 1}, other_keys=("enabled",))
+    with pytest.raises(RetentionError, match="must be a table, not an array"):
+        policy_from_table([1])
 
 
 @pytest.mark.parametrize("table, message", [
@@ -222,7 +229,6 @@ def test_policy_from_table():
     ({"keep_daily": 7.0}, "keep_daily: must be an integer, not a float"),
     ({"keep_daily": True}, "keep_daily: must be an integer, not a boolean"),
     ({"keep_daily": [7]}, "keep_daily: must be an integer, not an array"),
-    ({}, "the policy keeps nothing"),
     ({"keep_last": 0}, "the policy keeps nothing"),
     ({"keep_weekly": -1}, "keep_weekly: must be 0 or more, not -1"),
 ])

@@ -26,7 +26,7 @@ snapshots can share a second), and the newest snapshot is always kept.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 
@@ -132,22 +132,27 @@ def _apply_rule(rule: str, n: int, newest_first: list[str], parsed: dict[str, Sn
         reasons[oldest] = f"{rule}[oldest]"
 
 
-def policy_from_table(table: Mapping[str, object]) -> RetentionPolicy:
+def policy_from_table(table: Mapping[str, object], *,
+                      other_keys: Collection[str] = ()) -> RetentionPolicy | None:
     """The policy of a config's ``[snapshots]`` table: ``keep_last``,
     ``keep_hourly``, ``keep_daily``, ``keep_weekly``, ``keep_monthly``,
-    ``keep_yearly`` (integers).  A bad key or value is a RetentionError
-    naming it in one line."""
+    ``keep_yearly`` (integers); None when it names none of them (no
+    retention configured).  ``other_keys`` are keys the caller reads
+    itself.  A bad key or value is a RetentionError naming it in one line."""
     if not isinstance(table, Mapping):
-        raise RetentionError("", f"must be a table, not {type(table).__name__}")
+        raise RetentionError("", f"must be a table, not {_kind(table)}")
     known = [f"keep_{rule}" for rule in RULES]
     values = {}
     for key, value in table.items():
+        if key in other_keys:
+            continue
         if key not in known:
-            raise RetentionError(str(key), f"unknown key (known: {', '.join(known)})")
+            names = ", ".join([*known, *other_keys])
+            raise RetentionError(str(key), f"unknown key (known: {names})")
         if isinstance(value, bool) or not isinstance(value, int):
             raise RetentionError(key, f"must be an integer, not {_kind(value)}")
         values[key[len("keep_"):]] = value
-    return RetentionPolicy(**values)
+    return RetentionPolicy(**values) if values else None
 
 
 def _kind(value: object) -> str:
