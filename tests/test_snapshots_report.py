@@ -9,6 +9,7 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -268,6 +269,20 @@ def _name_of(line: str) -> str:
 
 def _drop(lines, names: set[str]) -> set[str]:
     return {line for line in lines if _name_of(line) not in names}
+
+
+def test_diff_of_a_damaged_snapshot_is_one_line(tmp_path):
+    import shutil
+    from syncengine.snapshots import SnapshotError
+    root = tmp_path / "backup"
+    root.mkdir()
+    src = tmp_path / "src"
+    src.mkdir()
+    old = snapshot_of(root, src, T0)
+    new = snapshot_of(root, src, T0 + datetime.timedelta(hours=1))
+    shutil.rmtree(new.volumes_dir)
+    with pytest.raises(SnapshotError, match=f"^cannot compare snapshots {old.id} and {new.id}: "):
+        list(iter_snapshot_changes(old, new))
 
 
 # -- the hard-link probe --------------------------------------------------------------

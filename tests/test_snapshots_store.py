@@ -406,6 +406,26 @@ def test_the_base_of_a_running_build_is_not_deleted(tmp_path):
     assert list_snapshots(tmp_path) == [newer]
 
 
+def test_a_delete_that_cannot_finish_is_one_line_and_unlisted(tmp_path, monkeypatch):
+    snap = make_snapshot(tmp_path, T0)
+
+    def busy(*args):
+        raise OSError(16, "Device or resource busy")
+
+    monkeypatch.setattr(fsops, "remove_tree", busy)
+    with pytest.raises(SnapshotError, match=r"no longer listed, but removing .*/\.deleting-"
+                                            r".*: Device or resource busy \(the next run retries\)"):
+        delete_snapshot(snap)
+    assert list_snapshots(tmp_path) == []
+    monkeypatch.undo()
+    assert remove_leftovers(tmp_path) == 1 and names(tmp_path) == []
+
+
+def test_the_clock_must_be_timezone_aware(tmp_path):
+    with pytest.raises(ValueError, match="timezone-aware"):
+        begin_snapshot(tmp_path, now=lambda: datetime.datetime(2026, 1, 1))
+
+
 def test_deleting_a_snapshot_that_is_not_there(tmp_path):
     snap = make_snapshot(tmp_path, T0)
     delete_snapshot(snap)

@@ -153,17 +153,21 @@ def iter_snapshot_changes(old: Snapshot, new: Snapshot) -> Iterator[ItemChange]:
     One liberty: of a hard-link group, rsync transfers one name and links
     the others to it, choosing by its file-list order and by which name
     is up to date already (hlink.c); we name the first in sorted order."""
-    from ..verify import iter_differences  # its imports are heavier than ours
+    from ..verify import VerifyError, iter_differences  # heavier imports than ours
 
     group: list = []
     leaders = _LinkLeaders(new)
-    for diff in iter_differences(new.volumes_dir + "/", old.volumes_dir + "/"):
-        if group and group[0].path != diff.path:
+    try:
+        for diff in iter_differences(new.volumes_dir + "/", old.volumes_dir + "/"):
+            if group and group[0].path != diff.path:
+                yield from _changes_of(group, old, new, leaders)
+                group = []
+            group.append(diff)
+        if group:
             yield from _changes_of(group, old, new, leaders)
-            group = []
-        group.append(diff)
-    if group:
-        yield from _changes_of(group, old, new, leaders)
+    except (OSError, VerifyError) as e:
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        raise SnapshotError(f"cannot compare snapshots {old.id} and {new.id}: {reason}") from None
 
 
 class _LinkLeaders:

@@ -313,7 +313,12 @@ def delete_snapshot(snapshot: Snapshot) -> None:
                 raise SnapshotBusy(f"snapshot {snapshot.id} is in use (a running backup links "
                                    "against it, or another process deletes it)")
         fsops.fsync_dir(sfd)
-        _remove_claimed(sfd, [claimed])
+        try:
+            _remove_claimed(sfd, [claimed])
+        except OSError as e:
+            raise SnapshotError(f"snapshot {snapshot.id} is no longer listed, but removing "
+                                f"{_snapshots_path(snapshot.backup_root)}/{claimed[1]} failed: "
+                                f"{e.strerror or e} (the next run retries)") from None
     finally:
         os.close(sfd)
 
@@ -327,6 +332,8 @@ def _next_id(entries: dict[str, bool], now: datetime.datetime) -> SnapshotId:
     taken = [p for name in entries
              if (p := parse_id(name[len(PARTIAL_PREFIX):] if name.startswith(PARTIAL_PREFIX)
                                else name)) is not None]
+    if now.tzinfo is None:
+        raise ValueError("the snapshot clock must give timezone-aware times")
     second = now.astimezone(datetime.timezone.utc).replace(microsecond=0)
     newest = max(taken, default=None)
     if newest is None or second > newest.time:
