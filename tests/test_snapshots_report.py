@@ -177,6 +177,7 @@ def test_diff_itemizes_as_rsync_does(tmp_path):
 
 
 _NAMES = ["a", "b", "c"]
+_STAMPS = st.sampled_from([1_600_000_000, 1_700_000_000])
 
 
 def _tree(depth: int):
@@ -189,7 +190,7 @@ def _tree(depth: int):
         return leaf
     node = st.tuples(st.just("dir"), st.dictionaries(st.sampled_from(_NAMES), _tree(depth - 1),
                                                      max_size=3),
-                     st.sampled_from([0o755, 0o700]), st.sampled_from([1_600_000_000, 1_700_000_000]))
+                     st.sampled_from([0o755, 0o700]), _STAMPS)
     return leaf | node
 
 
@@ -224,7 +225,8 @@ def _link(top: Path, pairs: list[tuple[int, int]]) -> None:
 _pairs = st.lists(st.tuples(st.integers(0, 20), st.integers(0, 20)), max_size=3)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.dictionaries(st.sampled_from(_NAMES), _tree(2), max_size=3), _pairs,
        st.dictionaries(st.sampled_from(_NAMES), _tree(2), max_size=3), _pairs)
 def test_diff_lines_are_rsyncs_on_generated_trees(tmp_path_factory, old_tree, old_links,

@@ -112,7 +112,8 @@ def test_decisions_come_oldest_first():
 # -- invariants on generated snapshot lists --------------------------------------------
 
 _times = st.lists(
-    st.datetimes(min_value=datetime.datetime(2025, 12, 20), max_value=datetime.datetime(2026, 3, 10),
+    st.datetimes(min_value=datetime.datetime(2025, 12, 20),
+                 max_value=datetime.datetime(2026, 3, 10),
                  timezones=st.just(UTC)),
     min_size=0, max_size=40)
 _counts = st.integers(min_value=0, max_value=6)

@@ -42,7 +42,8 @@ def snapshot_backup(layout: Layout, effects, when: datetime.datetime, *, fail: b
         syncs = [BackupSync(layout.volume_path(v), build.path_for(layout.volume_backup_path(v)))
                  for v in ("main", "logs")]
         if fail:
-            syncs.append(BackupSync(f"{layout.volumes_root}/missing/", build.path_for("volumes/x/")))
+            syncs.append(BackupSync(f"{layout.volumes_root}/missing/",
+                                    build.path_for("volumes/x/")))
         Backups.of_syncs(*syncs, layout=layout, engine="python").create_backup(effects)
         build.write_data_version(effects.get_data_version())
         return build.commit()
