@@ -142,6 +142,26 @@ def test_snapshots_are_refused_where_hard_links_do_not_work(tmp_path, monkeypatc
     assert os.listdir(tmp_path) == []
 
 
+def test_no_data_version_no_file(tmp_path):
+    build = begin_snapshot(tmp_path, now=at(T0))
+    build.write_data_version(None)
+    build.write_data_version("")
+    snap = build.commit()
+    assert snap.data_version() is None
+    assert os.listdir(snap.path) == ["volumes"]
+
+
+def test_a_commit_that_cannot_rename_is_one_line_and_leaves_nothing_listed(tmp_path, monkeypatch):
+    def refused(*args):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(fsops, "rename_noreplace", refused)
+    with pytest.raises(SnapshotError, match="^cannot complete snapshot .*: Permission denied$"):
+        with begin_snapshot(tmp_path, now=at(T0)) as build:
+            build.commit()
+    assert list_snapshots(tmp_path) == [] and names(tmp_path) == []
+
+
 def test_a_committed_build_is_never_written_again(tmp_path):
     build = begin_snapshot(tmp_path, now=at(T0))
     build.commit()

@@ -396,24 +396,31 @@ class SnapshotBuild:
         os.close(fd)
         return in_base
 
-    def write_data_version(self, version: str) -> None:
+    def write_data_version(self, version: str | None) -> None:
+        """Record the data version in the build (atomically); nothing for
+        None or "" (as the mirror layout's backup does)."""
         self._check_open()
-        atomic_write_text(self.data_version_path, version)
+        if version:
+            atomic_write_text(self.data_version_path, str(version))
 
     def commit(self) -> Snapshot:
         """Flush the build to disk and rename it into place under its ID
         (the next free one, should another process have taken it); from
         then on it is listed, used as a base, and never written again."""
         self._check_open()
-        fsops.sync_filesystem(self._fd)
-        with fsops.locked(self._sfd):
-            final = parse_id(self.id)
-            while True:
-                try:
-                    fsops.rename_noreplace(self._sfd, PARTIAL_PREFIX + self.id, str(final))
-                    break
-                except FileExistsError:
-                    final = _next_id(_entries(self._sfd), final.time)
+        try:
+            fsops.sync_filesystem(self._fd)
+            with fsops.locked(self._sfd):
+                final = parse_id(self.id)
+                while True:
+                    try:
+                        fsops.rename_noreplace(self._sfd, PARTIAL_PREFIX + self.id, str(final))
+                        break
+                    except FileExistsError:
+                        final = _next_id(_entries(self._sfd), final.time)
+        except OSError as e:
+            raise SnapshotError(f"cannot complete snapshot {self.id} in "
+                                f"{_snapshots_path(self.backup_root)}: {e.strerror or e}") from None
         fsops.fsync_dir(self._sfd)
         self._close()
         return Snapshot(self.backup_root, str(final))
