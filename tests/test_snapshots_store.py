@@ -12,8 +12,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from syncengine.snapshots import (Snapshot, SnapshotBusy, SnapshotError, begin_snapshot,
                                   delete_snapshot, find_snapshot, format_id, id_sort_key,
@@ -499,3 +500,85 @@ def test_an_unprivileged_owner_deletes_its_read_only_directories():
         assert os.listdir(root / "snapshots") == []
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+# -- a random life of a backup root ------------------------------------------------
+
+
+class BackupRootLife(RuleBasedStateMachine):
+    """Runs begin, commit, fail, die (a killed run: its fds closed, nothing
+    cleaned) and deletions in any order, with a clock that may stand
+    still or go back; the listing is always exactly the committed
+    snapshots not deleted, and nothing else stays behind for long."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        import tempfile
+        self.root = Path(tempfile.mkdtemp(prefix="snapshots-life-"))
+        self.clock = T0
+        self.live: list = []
+        self.complete: list[str] = []
+        self.dead = 0
+
+    def teardown(self) -> None:
+        import shutil
+        for build in self.live:
+            build.abandon()
+        shutil.rmtree(self.root)
+
+    @rule(step=st.sampled_from([0, 0, 1, 3600, -7200]))
+    def tick(self, step):
+        self.clock += datetime.timedelta(seconds=step)
+
+    @rule()
+    def begin(self):
+        before = [parse_id(n) for n in self.complete] + [parse_id(b.id) for b in self.live]
+        build = begin_snapshot(self.root, now=at(self.clock))
+        assert all(parse_id(build.id) > other for other in before)
+        expected_base = max(self.complete, key=id_sort_key) if self.complete else None
+        assert (build.base.id if build.base else None) == expected_base
+        self.dead = 0                       # begin removed what dead runs left
+        self.live.append(build)
+
+    @precondition(lambda self: self.live)
+    @rule(i=st.integers(0, 9))
+    def commit(self, i):
+        build = self.live.pop(i % len(self.live))
+        os.mkdir(build.volume_path("main"))
+        self.complete.append(build.commit().id)
+
+    @precondition(lambda self: self.live)
+    @rule(i=st.integers(0, 9), killed=st.booleans())
+    def fail(self, i, killed):
+        build = self.live.pop(i % len(self.live))
+        if killed:
+            build._close()                  # what a SIGKILL leaves: an unlocked partial
+            self.dead += 1
+        else:
+            build.abandon()
+
+    @precondition(lambda self: self.complete)
+    @rule(i=st.integers(0, 9))
+    def delete(self, i):
+        victim = self.complete[i % len(self.complete)]
+        bases = {b.base.id for b in self.live if b.base is not None}
+        if victim in bases:
+            with pytest.raises(SnapshotBusy):
+                delete_snapshot(Snapshot(str(self.root), victim))
+        else:
+            delete_snapshot(Snapshot(str(self.root), victim))
+            self.complete.remove(victim)
+
+    @invariant()
+    def listing_is_the_committed_snapshots(self):
+        assert [s.id for s in list_snapshots(self.root)] == sorted(self.complete, key=id_sort_key)
+        if not (self.root / "snapshots").exists():
+            return
+        on_disk = os.listdir(self.root / "snapshots")
+        partials = [n for n in on_disk if n.startswith(".partial-")]
+        assert len(partials) == len(self.live) + self.dead
+        assert not [n for n in on_disk if n.startswith(".deleting-")]
+
+
+TestBackupRootLife = BackupRootLife.TestCase
+TestBackupRootLife.settings = settings(max_examples=60, stateful_step_count=25, deadline=None)
