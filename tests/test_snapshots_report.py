@@ -76,7 +76,10 @@ def test_list_counts_entries_and_the_bytes_each_snapshot_adds(tmp_path):
         "id": first.id, "time": "2026-12-06T15:17:00Z", "data_version": "1.0",
         "entries": infos[0].entries, "unshared_bytes": 1350,
         "unshared_disk_bytes": infos[0].unshared_disk_bytes}
-    assert infos[0].line().startswith(f"{first.id}  2026-12-06 15:17:00 UTC  version 1.0  ")
+    assert infos[0].line() == (f"{first.id}  2026-12-06 15:17:00 UTC  version 1.0  "
+                               f"{infos[0].entries} entries  1350 bytes unshared")
+    # a, d, d/b, d/b2, d/e, d/e/c, l and the volume itself:
+    assert infos[2].line().endswith("  version -  8 entries  4321 bytes unshared")
 
 
 def test_list_of_a_root_without_snapshots(tmp_path):

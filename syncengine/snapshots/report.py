@@ -49,8 +49,9 @@ class SnapshotInfo:
         return self.time.strftime("%Y-%m-%d %H:%M:%S UTC")
 
     def line(self) -> str:
+        entries = f"{self.entries} entr{'y' if self.entries == 1 else 'ies'}"
         return (f"{self.id}  {self.time_text}  version {self.data_version or '-'}  "
-                f"{self.entries} entries  {self.unshared_bytes} bytes unshared")
+                f"{entries}  {self.unshared_bytes} bytes unshared")
 
     def as_dict(self) -> dict:
         return {"id": self.id, "time": self.time.strftime("%Y-%m-%dT%H:%M:%SZ"),
