@@ -285,6 +285,13 @@ def _letters(ctx: MetaContext, src: SrcMeta, dest: _Dest, seen: "_Seen | None" =
     return "".join(c if f else "." for c, f in zip(ITEMIZE_ATTRS, flags))
 
 
+def stat_letters(ctx: MetaContext, src: SrcMeta, dst_st: os.stat_result) -> str:
+    """The itemize columns of what the entry's lstat alone tells (ACL and
+    xattr columns blank): for an entry whose ACLs and xattrs rsync does not
+    read."""
+    return _letters(ctx, src, _Dest(dst_st, None, False))
+
+
 @dataclass(slots=True)
 class _Seen:
     """rsync's view of the entry after set_file_attrs(), which it itemizes

@@ -49,7 +49,7 @@ from .acl import ACCESS, DEFAULT, get_backend
 from .filters import FilterRules
 from .messages import locale_codec, rsync_escape, unescape
 from .meta import (ITEMIZE_ATTRS, UNCHANGED, MetaContext, SrcMeta, apply_meta, bare_transfer,
-                   itemize_meta, read_src_meta)
+                   itemize_meta, read_src_meta, stat_letters)
 from .transfer import (ReadError, WriteError, copy_data, open_temp, same_content,
                        same_size_content, temp_name, unlink_quietly)
 from .writer import (BATCH, BATCH_BYTES, FAILED, FATAL, IN_FLIGHT, OK, SKIPPED, Batch, Writer,
@@ -2256,15 +2256,27 @@ class TreeSync:
                    dst_name: bytes, rel: bytes, *, linked: bool) -> str | None:
         """The itemize code of a member made a link (``linked``) or found
         linked already, from what its name held before (None when not
-        itemizing)."""
-        if self.on_item is None or group.meta is None:
+        itemizing).  rsync's generator itemizes such a member whether or not
+        -i asks (protocol >= 29): it reads the entry's ACLs and xattrs, and
+        says so when it cannot, either way.  It reads the old entry in a dry
+        run and when found linked; a new link only once it is made (it is
+        the leader's inode then, with the source's attributes)."""
+        if group.meta is None:
             return None
         if dst_st is None:
-            return "hf" + NEW_COLUMNS
-        resized = "." if dst_st.st_size == group.size else "s"
+            return None if self.on_item is None else "hf" + NEW_COLUMNS
         src_meta = self._acl_blind(group.meta, dst_parent, dst_name, rel)
-        letters = self._letters_of(src_meta, dst_st, dst_parent, dst_name, rel)
         kind = stat.S_IFMT(dst_st.st_mode)
+        if (linked and not self.dry_run) or \
+                kind not in (stat.S_IFREG, stat.S_IFDIR, stat.S_IFLNK):
+            # (nor does it read a special file's or device's, without -D)
+            letters = stat_letters(self.meta, src_meta, dst_st)
+        else:
+            letters = itemize_meta(self.meta, src_meta, dst_st, dirfd=dst_parent, name=dst_name,
+                                   path=self._drel(rel))
+        if self.on_item is None:
+            return None
+        resized = "." if dst_st.st_size == group.size else "s"
         if kind not in (stat.S_IFREG, stat.S_IFDIR):
             # rsync reads no ACL for a symlink, special file or device (by
             # the type the name had, even once the link is there) ...

@@ -520,3 +520,30 @@ def test_nobody_dest_root_acls_go_through_one_fd_the_access_acl_cannot_shut(nobo
                               default_acl="u::rwx,g::---,o::---"),
                             fifo("src/a", **NB), dst, delete=False), nobody)
     assert not any("failed to set permissions" in line for line in nat.err)
+
+
+DST_A = {"linked": {"path": "dst/a", "link": "dst/b"}, "missing": None,
+         "separate": f("dst/a", mode=0o644, uid=0, gid=65534, xattrs={"user.a": b""}),
+         "separate, unreadable": f("dst/a", mode=0o644, uid=0, gid=65534, xattrs={"user.a": b""},
+                                   acl="u::---,g::---,o::---,m::---,u:1234:---")}
+
+
+@pytest.mark.parametrize("dry_run", [True, False])
+@pytest.mark.parametrize("itemize", [True, False])
+@pytest.mark.parametrize("dst_a", list(DST_A))
+def test_nobody_each_member_of_a_linked_dest_group_has_its_xattrs_read(nobody, dry_run, itemize,
+                                                                       dst_a):
+    """A hard-link group whose DST file's xattrs nobody cannot read: rsync's
+    generator itemizes every member it checks whether or not -i asks (and
+    reads its xattrs, saying lgetxattr failed); the native engine read them
+    for the first member only when the group was linked already (found by
+    the random suite, seed 822059466).  Also: the member missing, or a
+    separate file, in DST."""
+    acl = "u::---,g::---,o::---,m::---,u:1234:---"
+    entries = [d("src", **NB), f("src/b", mode=0o644, uid=0, gid=65534, acl=acl),
+               {"path": "src/a", "link": "src/b"}, d("dst", **NB),
+               f("dst/b", mode=0o644, uid=0, gid=65534, acl=acl, xattrs={"user.a": b""})]
+    if DST_A[dst_a] is not None:
+        entries.append(DST_A[dst_a])
+    check(nb_case(*entries, excludes=[b"!"], delete=False, dry_run=dry_run, itemize=itemize),
+          nobody)
