@@ -282,6 +282,7 @@ def _facade(ctx: click.Context, config: Config | None, entries: list[ConfigEntry
         backups = Backups.with_options(SyncOptions(delete=not no_delete, exclude=excludes),
                                        layout=layout, engine=engine)
         for entry in entries:
+            assert entry.name is not None  # (_plan without a config: volumes)
             backups.add_volume(entry.name)
     else:
         override: dict[str, Any] = {}
@@ -374,7 +375,7 @@ def backup(ctx: click.Context, volumes: tuple[str, ...], config_path: str | None
         _require_dir(layout.backup_root, "backup root")
         _require_writable(layout.backup_root, "backup root")
         entries = _plan(config, volumes, lambda: _list_volumes(layout.volumes_root, "volumes root"))
-        _check_volumes([e.name for e in entries if e.kind == "volume"], layout.volumes_root,
+        _check_volumes([e.name for e in entries if e.kind == "volume" and e.name is not None], layout.volumes_root,
                        "in the volumes root", layout.backup_root, layout.volume_backup_path)
         backups = _facade(ctx, config, entries, layout, engine, excludes, no_delete, output)
         observer = CliObserver(output, verify, [e.name or e.key for e in entries])
@@ -429,7 +430,7 @@ def restore(ctx: click.Context, volumes: tuple[str, ...], config_path: str | Non
         _require_writable(layout.volumes_root, "volumes root")
         in_backup = os.path.join(layout.backup_root, "volumes")
         entries = _plan(config, volumes, lambda: _list_volumes(in_backup, "backup volumes directory"))
-        _check_volumes([e.name for e in entries if e.kind == "volume"], in_backup,
+        _check_volumes([e.name for e in entries if e.kind == "volume" and e.name is not None], in_backup,
                        "in the backup", layout.volumes_root, layout.volume_path)
         backups = _facade(ctx, config, entries, layout, engine, excludes, no_delete, output)
         observer = CliObserver(output, verify, [e.name or e.key for e in entries])
@@ -581,7 +582,7 @@ def engines(json_out: bool) -> None:
 
     def body() -> int:
         rsync = RsyncEngine()
-        info = {
+        info: dict[str, Any] = {
             "rsync": {"available": rsync.available(), "version": rsync.version(),
                       "path": rsync.executable()},
             "python": {"available": NativeEngine().available()},

@@ -35,8 +35,7 @@ from .. import Progress, SyncError, SyncResult
 from ..itemize import ItemChange
 from ..treesync.messages import rsync_escape
 from ..verify import Difference, VerifyStats, display_name, json_name
-from .display import (REDRAW_INTERVAL, ProgressDisplay, emit_json, estimate, human_bytes,
-                      sync_progress_line)
+from .display import REDRAW_INTERVAL, ProgressDisplay, emit_json, estimate, human_bytes, sync_progress_line
 
 __all__ = ["Output", "json_clean"]
 

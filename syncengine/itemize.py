@@ -73,10 +73,10 @@ class ItemChange:
             return self.name_text()
         return None
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, str]:
         """JSON-ready: text fields, with a base64 twin for names that are
         not UTF-8."""
-        out: dict = {"code": self.code}
+        out: dict[str, str] = {"code": self.code}
         for key, raw in (("path", self.path), ("symlink_target", self.symlink_target),
                          ("hardlink_to", self.hardlink_to)):
             if raw is None:

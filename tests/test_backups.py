@@ -19,11 +19,9 @@ import pytest
 import syncengine.backups as backups_module
 import syncengine.fsutil as fsutil_module
 from fixtures.treespec import build_tree, load_spec
-from syncengine import (Backups, BackupSync, FileEffects, Layout, SyncError, SyncObserver, SyncOptions,
-                        SyncResult)
+from syncengine import Backups, BackupSync, FileEffects, Layout, SyncError, SyncObserver, SyncOptions, SyncResult
 from tests.conftest import RecordingEffects, run_rsync
 from tests.snapshot import assert_same_tree, diff_snapshots, snapshot
-
 
 # -- a recording engine ------------------------------------------------------------
 

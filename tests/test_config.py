@@ -193,7 +193,7 @@ pre_backup = "echo pre_backup $SYNCENGINE_HOOK $(test -e {bk}/volumes/main/hello
 post_backup = "echo post_backup $(test -e {bk}/volumes/main/hello.txt && echo copied || echo empty) >> {log}"
 pre_restore = "echo pre_restore >> {log}"
 post_restore = "echo post_restore $(cat {vols}/main/hello.txt | head -c 5) >> {log}"
-"""
+"""  # noqa: E501
 
 
 @pytest.mark.rsync

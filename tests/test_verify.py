@@ -15,8 +15,7 @@ import pytest
 
 from fixtures.treespec import build_tree, load_spec
 from syncengine.treesync.acl import Acl
-from syncengine.verify import (Difference, VerifyError, VerifyStats, display_name,
-                               iter_differences, verify_trees)
+from syncengine.verify import Difference, VerifyError, VerifyStats, display_name, iter_differences, verify_trees
 from tests.conftest import run_rsync
 
 pytestmark = pytest.mark.rsync
@@ -66,7 +65,7 @@ class kept_mtime:
         self.saved = [os.lstat(p).st_mtime_ns for p in self.paths]
 
     def __exit__(self, *exc):
-        for path, mtime in zip(self.paths, self.saved):
+        for path, mtime in zip(self.paths, self.saved, strict=True):
             os.utime(path, ns=(mtime, mtime), follow_symlinks=False)
 
 
