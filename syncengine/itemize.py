@@ -54,6 +54,10 @@ class ItemChange:
         """rsync's ``%i %n%L`` line (unescaped: names through os.fsdecode)."""
         return f"{self.code:<11} {self.name_text()}"
 
+    def __str__(self) -> str:
+        """The rsync line, so that ``on_item=print`` prints what ``-i`` does."""
+        return self.line()
+
     def name_text(self) -> str:
         """rsync's ``%n%L``: what ``-v`` prints for the entry."""
         text = self.path.decode("utf-8", "surrogateescape")
