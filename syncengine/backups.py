@@ -272,7 +272,7 @@ class Backups:
             if not dry_run:
                 version = await _resolve(effects.get_data_version())
                 if version:
-                    atomic_write_text(self.layout.data_version_path, str(version))
+                    atomic_write_text(self.layout.data_version_path, f"{version}\n")
         finally:
             await self._hook("post_backup", self._post_backup, effects, run)
         return results
@@ -364,6 +364,8 @@ class _Run:
 
 
 def read_data_version(layout: Layout) -> str | None:
+    """The backup's data version: the file's one line (older backups have
+    no newline after it), None without one."""
     try:
         with open(layout.data_version_path, encoding="utf-8") as f:
             text = f.read().strip()

@@ -40,4 +40,4 @@ class FileEffects:
         return text or None
 
     def set_data_version(self, version: str) -> None:
-        atomic_write_text(self.path, version)
+        atomic_write_text(self.path, f"{version}\n")  # (read back with or without it)

@@ -90,7 +90,7 @@ def test_backup_of_the_sample_volumes_equals_a_direct_rsync(sample, tmp_path):
     assert result.stdout == ""
     assert result.stderr.startswith("backup: 2 sync(s), ")
     assert sorted(os.listdir(bk / "volumes")) == ["config", "main"]
-    assert (bk / "dataVersion.txt").read_text() == "1.4.2"
+    assert (bk / "dataVersion.txt").read_text() == "1.4.2\n"
     for name in ("config", "main"):
         _direct(f"{vols}/{name}/", f"{tmp_path}/direct/{name}/")
         assert_same_tree(bk / "volumes" / name, tmp_path / "direct" / name)
