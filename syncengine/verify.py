@@ -53,10 +53,12 @@ from .treesync.xattrs import ACL_ACCESS_XATTR, ACL_DEFAULT_XATTR, NO_XATTR_ERRNO
 __all__ = ["Difference", "VerifyStats", "VerifyError", "IGNORABLE", "iter_differences",
            "verify_trees", "display_name", "json_name"]
 
-# What ``ignore=`` may name.  "extra" drops entries only in DST (a sync
-# without --delete leaves them); "content" covers size and content; "acl"
-# covers both ACLs.
-IGNORABLE = ("mode", "uid", "gid", "mtime", "content", "target", "xattr", "acl", "links", "extra")
+# What ``ignore=`` may name: every attribute a difference names.  "extra"
+# drops entries only in DST (a sync without --delete leaves them);
+# "content" covers size and content, "size" only the size (files of other
+# sizes are then told apart by their content); "acl" covers both ACLs.
+IGNORABLE = ("mode", "uid", "gid", "mtime", "size", "content", "target", "xattr", "acl", "links",
+             "extra")
 
 _TYPE_NAMES = {stat.S_IFREG: "file", stat.S_IFDIR: "dir", stat.S_IFLNK: "symlink",
                stat.S_IFIFO: "fifo", stat.S_IFSOCK: "socket", stat.S_IFCHR: "chardev",
@@ -135,7 +137,7 @@ def _show_delta(ns: int) -> str:
 # -- differences --------------------------------------------------------------------
 
 _LABELS = {"type": "type", "mode": "mode", "uid": "owner (uid)", "gid": "group (gid)",
-           "mtime": "mtime", "size": "size", "content": "content (same size)",
+           "mtime": "mtime", "size": "size", "content": "content",
            "target": "symlink target", "acl": "ACL", "default_acl": "default ACL",
            "links": "hard links"}
 _PLURAL = frozenset({"links"})
@@ -486,7 +488,7 @@ class _Walk:
 
     def _content(self, rel: bytes, s: _Entry, d: _Entry) -> Iterator[Difference]:
         ss, ds = s.st, d.st
-        if ss.st_size != ds.st_size:
+        if ss.st_size != ds.st_size and "size" not in self.ignore:
             yield Difference(rel, "size", ss.st_size, ds.st_size)
             return
         if (ss.st_dev, ss.st_ino) == (ds.st_dev, ds.st_ino):
