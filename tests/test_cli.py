@@ -338,7 +338,7 @@ def test_missing_rsync_is_one_clear_line(sample, tmp_path):
 def test_usage_errors_exit_2(args, env, tmp_path):
     result = invoke(*args, env=env)
     assert result.exit_code == 2
-    assert "Error" in result.stderr and "Traceback" not in result.stderr
+    assert result.stderr.startswith("syncengine: error: ") and len(result.stderr.splitlines()) == 1
     assert result.stdout == ""
 
 
