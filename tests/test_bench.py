@@ -12,6 +12,7 @@ import pytest
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 
 
+@pytest.mark.slow
 @pytest.mark.rsync
 def test_engine_bench_quick_run_reports_every_scenario(tmp_path):
     proc = subprocess.run([sys.executable, str(BENCH / "bench_engines.py"), "--quick",

@@ -474,6 +474,7 @@ def test_version_and_help_as_a_subprocess(how):
 
 # -- packaging ---------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_the_wheel_installs_syncengine_cli_and_no_top_level_cli(tmp_path):
     src = tmp_path / "src"
     shutil.copytree(REPO, src, symlinks=True, ignore=shutil.ignore_patterns(

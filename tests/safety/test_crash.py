@@ -181,6 +181,7 @@ def converge_and_settle(sc: Scenario, context: str) -> None:
     assert ctimes(sc.dst) == before, f"{context}: ctimes moved on a run that had nothing to do"
 
 
+@pytest.mark.slow
 def test_every_crash_point_leaves_old_or_new_and_converges(scenario):
     sc = scenario
     sources, dest = sc.args()
@@ -204,6 +205,7 @@ def test_every_crash_point_leaves_old_or_new_and_converges(scenario):
     assert tried == total
 
 
+@pytest.mark.slow
 def test_crash_hook_through_the_command_line(scenario):
     """SYNCENGINE_CRASH_AFTER reaches the stand-in: it dies with 137 and
     leaves a temp file behind (no cleanup ran), and a rerun converges."""
@@ -236,6 +238,7 @@ def _temp_after(sc: Scenario, n: int) -> bool:
 
 # -- real SIGKILLs ------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_sigkill_at_random_moments(tmp_path):
     """A larger tree (files of 4 MB among a thousand small entries, updates,
     deletions, type swaps) synced by the stand-in, killed with SIGKILL at
@@ -266,6 +269,7 @@ def test_sigkill_at_random_moments(tmp_path):
     assert snapshot(tmp_path / "src") == src_before, "the source changed"
 
 
+@pytest.mark.slow
 def test_sigkill_during_an_initial_copy(tmp_path):
     """The same, into a new destination: its small files are written by the
     writer process (treesync/writer.py), which dies with the run.  Every
