@@ -40,10 +40,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import stat
 import platform
 import random
 import shutil
+import stat
 import statistics
 import subprocess
 import sys
@@ -181,7 +181,7 @@ def make_corpus(root: Path, quick: bool) -> None:
         subprocess.run(["cp", "-a", str(purelib), str(root / "site-packages")], check=True)
 
 
-def shape_makers(quick: bool) -> dict[str, "Callable[[Path], None]"]:
+def shape_makers(quick: bool) -> dict[str, Callable[[Path], None]]:
     """Each shape's builder, full size or (``quick``) tiny."""
     q = quick
     return {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import click
@@ -163,15 +163,25 @@ def verify_flag(f: Callable) -> Callable:
                              "after it finishes.")(f)
 
 
-def dry_run_options(f: Callable) -> Callable:
+def _dry_run_options(f: Callable, facade_note: str = "") -> Callable:
     f = click.option("-i", "--itemize-changes", "itemize", is_flag=True,
                      help="Print each change as rsync -i does (>f+++++++++ new-file, "
                           ".d..t...... dir/, *deleting   gone); with --json, itemize "
                           "events.")(f)
     f = click.option("-n", "--dry-run", "dry_run", is_flag=True,
-                     help="Change nothing: show what would be done (with -i, each change). "
-                          "Hooks do not run and no data version is written.")(f)
+                     help="Change nothing: show what would be done (with -i, each change)."
+                          + facade_note)(f)
     return f
+
+
+def dry_run_options(f: Callable) -> Callable:
+    """-n and -i of backup and restore (which have hooks and a data version)."""
+    return _dry_run_options(f, " Hooks do not run and no data version is written.")
+
+
+def sync_dry_run_options(f: Callable) -> Callable:
+    """-n and -i of sync: one tree, no hooks, no data version."""
+    return _dry_run_options(f)
 
 
 def _no_verify_in_dry_run(verify: bool, dry_run: bool) -> None:
@@ -180,7 +190,37 @@ def _no_verify_in_dry_run(verify: bool, dry_run: bool) -> None:
                             "verify)", USAGE_ERROR)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+# (click >= 8.2 raises it for a group run without a command)
+_NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+
+class _OneLineErrors(click.Group):
+    """click, but a usage error is one line, ``syncengine: error: …``
+    (exit 2), as every other error is: not click's usage block."""
+
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
+             complete_var: str | None = None, standalone_mode: bool = True, **extra: Any) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, False, **extra)
+        except _NO_ARGS_IS_HELP as exc:  # `syncengine` alone: the help, on stderr
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            message = " ".join(exc.format_message().splitlines())
+            ctx = getattr(exc, "ctx", None)
+            if isinstance(exc, click.UsageError) and ctx is not None:
+                message += f" (see '{ctx.command_path} --help')"
+            click.echo(f"syncengine: error: {message}", err=True)
+            sys.exit(exc.exit_code)
+        except click.exceptions.Abort:
+            click.echo("syncengine: error: interrupted", err=True)
+            sys.exit(INTERRUPTED)
+        sys.exit(code if isinstance(code, int) else 0)  # (--help, --version: 0)
+
+
+@click.group(cls=_OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="syncengine-backups", prog_name="syncengine")
 def app() -> None:
     """Back up and restore data volumes with rsync's exact semantics, with
@@ -282,6 +322,7 @@ def _facade(ctx: click.Context, config: Config | None, entries: list[ConfigEntry
         backups = Backups.with_options(SyncOptions(delete=not no_delete, exclude=excludes),
                                        layout=layout, engine=engine)
         for entry in entries:
+            assert entry.name is not None  # (_plan without a config: volumes)
             backups.add_volume(entry.name)
     else:
         override: dict[str, Any] = {}
@@ -374,7 +415,7 @@ def backup(ctx: click.Context, volumes: tuple[str, ...], config_path: str | None
         _require_dir(layout.backup_root, "backup root")
         _require_writable(layout.backup_root, "backup root")
         entries = _plan(config, volumes, lambda: _list_volumes(layout.volumes_root, "volumes root"))
-        _check_volumes([e.name for e in entries if e.kind == "volume"], layout.volumes_root,
+        _check_volumes([e.name for e in entries if e.kind == "volume" and e.name is not None], layout.volumes_root,
                        "in the volumes root", layout.backup_root, layout.volume_backup_path)
         backups = _facade(ctx, config, entries, layout, engine, excludes, no_delete, output)
         observer = CliObserver(output, verify, [e.name or e.key for e in entries])
@@ -429,7 +470,7 @@ def restore(ctx: click.Context, volumes: tuple[str, ...], config_path: str | Non
         _require_writable(layout.volumes_root, "volumes root")
         in_backup = os.path.join(layout.backup_root, "volumes")
         entries = _plan(config, volumes, lambda: _list_volumes(in_backup, "backup volumes directory"))
-        _check_volumes([e.name for e in entries if e.kind == "volume"], in_backup,
+        _check_volumes([e.name for e in entries if e.kind == "volume" and e.name is not None], in_backup,
                        "in the backup", layout.volumes_root, layout.volume_path)
         backups = _facade(ctx, config, entries, layout, engine, excludes, no_delete, output)
         observer = CliObserver(output, verify, [e.name or e.key for e in entries])
@@ -456,7 +497,7 @@ def restore(ctx: click.Context, volumes: tuple[str, ...], config_path: str | Non
 @click.option("--delete/--no-delete", default=True, show_default=True,
               help="Delete destination entries that are not in the source.")
 @verify_flag
-@dry_run_options
+@sync_dry_run_options
 @engine_option
 @output_options
 def sync_command(src: str, dst: str, excludes: tuple[str, ...], delete: bool, verify: bool,
@@ -581,7 +622,7 @@ def engines(json_out: bool) -> None:
 
     def body() -> int:
         rsync = RsyncEngine()
-        info = {
+        info: dict[str, Any] = {
             "rsync": {"available": rsync.available(), "version": rsync.version(),
                       "path": rsync.executable(), "reason": rsync.unusable_reason()},
             "python": {"available": NativeEngine().available()},

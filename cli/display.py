@@ -65,8 +65,9 @@ def sync_progress_line(label: str, sample: Progress, elapsed: float) -> tuple[st
 
 class ProgressDisplay:
     """One live line on a terminal (stderr), redrawn at most ten times a
-    second and cut to the terminal's width; ``clear()`` removes it before
-    other output, ``end()`` when the work is done."""
+    second and cut to the terminal's width (a pipe or file, with
+    ``--progress``, gets it whole); ``clear()`` removes it before other
+    output, ``end()`` when the work is done."""
 
     def __init__(self, stream: TextIO | None = None, enabled: bool | None = None) -> None:
         # Looked up at call time, not import time: click's CliRunner and
@@ -77,12 +78,16 @@ class ProgressDisplay:
         self._last = 0.0
         self._lock = threading.Lock()
 
-    def _columns(self) -> int:
+    def _columns(self) -> int | None:
+        """The terminal's width; None when the stream is no terminal (a
+        line cut there would only lose its end)."""
+        if not _isatty(self.stream):
+            return None
         try:
             columns = os.get_terminal_size(self.stream.fileno()).columns
         except (OSError, ValueError, AttributeError):
             columns = 0
-        if not columns:  # not a terminal, or one that does not know its size
+        if not columns:  # a terminal that does not know its size
             try:
                 columns = int(os.environ.get("COLUMNS", ""))
             except ValueError:
@@ -99,12 +104,16 @@ class ProgressDisplay:
             if not force and self._shown and now - self._last < REDRAW_INTERVAL:
                 return
             self._last = now
-            width = self._columns() - 1
+            columns = self._columns()
             line = fixed
-            room = width - len(line) - 2
-            if tail and room > 3:
-                line += "  " + (tail if len(tail) <= room else "…" + tail[-(room - 1):])
-            line = line[:width]
+            if columns is None:
+                line += "  " + tail if tail else ""
+            else:
+                width = columns - 1
+                room = width - len(line) - 2
+                if tail and room > 3:
+                    line += "  " + (tail if len(tail) <= room else "…" + tail[-(room - 1):])
+                line = line[:width]
             self.stream.write("\r" + line.ljust(self._shown))
             self.stream.flush()
             self._shown = max(self._shown, len(line))
@@ -130,11 +139,14 @@ def summary_line(verb: str, results: list[SyncResult], duration: float) -> str:
     files = sum(r.files_transferred for r in results)
     size = sum(r.bytes_transferred for r in results)
     engines = ", ".join(sorted({r.engine for r in results})) or "none"
+    # Devices, fifos and sockets are not copied (no -D): say how many.
+    skipped = sum(r.files_skipped for r in results)
+    skipped_text = f", {skipped} special file(s) skipped" if skipped else ""
     if any(r.dry_run for r in results):
         return (f"{verb} (dry run, nothing changed): {len(results)} sync(s), {files} file(s) "
-                f"would be transferred, {human_bytes(size)} in {duration:.2f} s "
+                f"would be transferred{skipped_text}, {human_bytes(size)} in {duration:.2f} s "
                 f"(engine: {engines})")
-    return (f"{verb}: {len(results)} sync(s), {files} file(s) transferred, "
+    return (f"{verb}: {len(results)} sync(s), {files} file(s) transferred{skipped_text}, "
             f"{human_bytes(size)} in {duration:.2f} s (engine: {engines})")
 
 

@@ -35,8 +35,7 @@ from .. import Progress, SyncError, SyncResult
 from ..itemize import ItemChange
 from ..treesync.messages import rsync_escape
 from ..verify import Difference, VerifyStats, display_name, json_name
-from .display import (REDRAW_INTERVAL, ProgressDisplay, emit_json, estimate, human_bytes,
-                      sync_progress_line)
+from .display import REDRAW_INTERVAL, ProgressDisplay, emit_json, estimate, human_bytes, sync_progress_line
 
 __all__ = ["Output", "json_clean"]
 
@@ -77,6 +76,7 @@ class Output:
         self._lock = threading.Lock()
         self._label = ""
         self._index: int | None = None
+        self._header = ""             # the sync's header line, until its first -i line
         self._sync_started = self.started
         self._last_event = 0.0
         self.failed_sync: SyncError | None = None
@@ -106,6 +106,10 @@ class Output:
             self._index, self._label = index, label
             self._sync_started = time.monotonic()
             self._last_event = 0.0
+            # With several syncs, -i lines are relative to which one? A
+            # header says (the JSON events carry the index instead).
+            self._header = (f"[{index}/{count}] {label + ': ' if label else ''}"
+                            f"{rsync_escape(src)} -> {rsync_escape(dst)}") if count > 1 else ""
         self.emit({"event": "sync_start", "index": index, "count": count,
                    **json_name("src", src), **json_name("dst", dst)})
 
@@ -127,6 +131,9 @@ class Output:
             self.emit({"event": "itemize", "index": self._index, **change.as_dict()})
             return
         self.bar.clear()
+        if self._header:
+            click.echo(self._header)
+            self._header = ""
         click.echo(rsync_escape(change.line()))
 
     def progress(self, sample: Progress) -> None:

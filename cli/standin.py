@@ -27,10 +27,11 @@ class _PassThrough(click.Command):
 
 # The argv goes to the stand-in untouched: click must not parse options
 # (help_option_names=[] keeps --help in ARGV too; it is handled below).
-@click.command(name="rsync", cls=_PassThrough, short_help="Stand in for rsync: the seed's rsync command line on the native engine.",
+@click.command(name="rsync", cls=_PassThrough,
+               short_help="Stand in for rsync: the seed's rsync command line on the native engine.",
                context_settings={"ignore_unknown_options": True,
-                                               "allow_interspersed_args": False,
-                                               "help_option_names": []},
+                                 "allow_interspersed_args": False,
+                                 "help_option_names": []},
                options_metavar="")
 @click.argument("argv", nargs=-1, type=click.UNPROCESSED, metavar="[RSYNC-OPTION]... SRC... DST")
 @click.pass_context

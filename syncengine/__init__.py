@@ -8,7 +8,9 @@ if TYPE_CHECKING:
     from .effects import Effects, FileEffects
     from .engines import get_engine, resolve_engine_name, start_sync, sync
     from .engines.base import Progress, SyncError, SyncJob, SyncResult
+    from .itemize import ItemChange
     from .options import SyncOptions, merge_options
+    from .verify import Difference, verify_trees
 
 # The public names are imported on first use (PEP 562), so that
 # ``syncengine rsync`` and the native engine do not pay for the facade's
@@ -21,10 +23,12 @@ _LAZY = {
     "Progress": "engines.base", "SyncError": "engines.base", "SyncJob": "engines.base",
     "SyncResult": "engines.base",
     "SyncOptions": "options", "merge_options": "options",
+    "ItemChange": "itemize",
+    "Difference": "verify", "verify_trees": "verify",
 }
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> object:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -41,8 +45,10 @@ def __dir__() -> list[str]:
 __all__ = [
     "Backups",
     "BackupSync",
+    "Difference",
     "Effects",
     "FileEffects",
+    "ItemChange",
     "Layout",
     "Progress",
     "SyncError",
@@ -55,6 +61,7 @@ __all__ = [
     "resolve_engine_name",
     "start_sync",
     "sync",
+    "verify_trees",
 ]
 
 __version__ = "0.1.0"

@@ -16,9 +16,9 @@ import inspect
 import os
 import posixpath
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from .effects import Effects
 from .engines import check_arguments, start_sync
@@ -27,6 +27,8 @@ from .fsutil import atomic_write_text
 from .options import OptionsLike, SyncOptions, merge_options, normalize_partial
 
 __all__ = ["Backups", "BackupSync", "Hook", "Layout", "SyncObserver", "DATA_VERSION_FILE"]
+
+_T = TypeVar("_T")
 
 DATA_VERSION_FILE = "dataVersion.txt"
 
@@ -125,15 +127,15 @@ class SyncObserver:
     you need).  ``index`` counts from 1; ``sync`` is the BackupSync and
     ``src``/``dst``/``options`` what this direction runs."""
 
-    def sync_started(self, index: int, total: int, sync: "BackupSync", src: str, dst: str,
+    def sync_started(self, index: int, total: int, sync: BackupSync, src: str, dst: str,
                      options: SyncOptions) -> None:
         pass
 
-    def sync_finished(self, index: int, sync: "BackupSync", src: str, dst: str,
+    def sync_finished(self, index: int, sync: BackupSync, src: str, dst: str,
                       options: SyncOptions, result: SyncResult) -> None:
         pass
 
-    def sync_failed(self, index: int, sync: "BackupSync", error: SyncError) -> None:
+    def sync_failed(self, index: int, sync: BackupSync, error: SyncError) -> None:
         pass
 
     def hook_skipped(self, hook: str) -> None:
@@ -159,7 +161,7 @@ class Backups:
     # -- construction ------------------------------------------------------
     @classmethod
     def of_volumes(cls, *volumes: str, layout: Layout | None = None,
-                   engine: str | None = None) -> "Backups":
+                   engine: str | None = None) -> Backups:
         backups = cls(layout=layout, engine=engine)
         for volume in volumes:
             backups.add_volume(volume)
@@ -167,7 +169,7 @@ class Backups:
 
     @classmethod
     def of_syncs(cls, *syncs: BackupSync, layout: Layout | None = None,
-                 engine: str | None = None) -> "Backups":
+                 engine: str | None = None) -> Backups:
         backups = cls(layout=layout, engine=engine)
         for item in syncs:
             backups.add_sync(item)
@@ -175,46 +177,46 @@ class Backups:
 
     @classmethod
     def with_options(cls, options: OptionsLike = None, *, layout: Layout | None = None,
-                     engine: str | None = None) -> "Backups":
+                     engine: str | None = None) -> Backups:
         return cls(layout=layout, engine=engine, options=options)
 
-    def set_options(self, options: OptionsLike = None) -> "Backups":
+    def set_options(self, options: OptionsLike = None) -> Backups:
         self._options.update(normalize_partial(options))
         return self
 
-    def set_backup_options(self, options: OptionsLike = None) -> "Backups":
+    def set_backup_options(self, options: OptionsLike = None) -> Backups:
         self._backup_options.update(normalize_partial(options))
         return self
 
-    def set_restore_options(self, options: OptionsLike = None) -> "Backups":
+    def set_restore_options(self, options: OptionsLike = None) -> Backups:
         self._restore_options.update(normalize_partial(options))
         return self
 
-    def set_pre_backup(self, fn: Hook) -> "Backups":
+    def set_pre_backup(self, fn: Hook) -> Backups:
         self._pre_backup = _check_hook(fn)
         return self
 
-    def set_post_backup(self, fn: Hook) -> "Backups":
+    def set_post_backup(self, fn: Hook) -> Backups:
         self._post_backup = _check_hook(fn)
         return self
 
-    def set_pre_restore(self, fn: Hook) -> "Backups":
+    def set_pre_restore(self, fn: Hook) -> Backups:
         self._pre_restore = _check_hook(fn)
         return self
 
-    def set_post_restore(self, fn: Hook) -> "Backups":
+    def set_post_restore(self, fn: Hook) -> Backups:
         self._post_restore = _check_hook(fn)
         return self
 
     def add_volume(self, volume: str, *, options: OptionsLike = None,
                    backup_options: OptionsLike = None,
-                   restore_options: OptionsLike = None) -> "Backups":
+                   restore_options: OptionsLike = None) -> Backups:
         return self.add_sync(BackupSync(
             data_path=self.layout.volume_path(volume),
             backup_path=self.layout.volume_backup_path(volume),
             options=options, backup_options=backup_options, restore_options=restore_options))
 
-    def add_sync(self, sync: BackupSync) -> "Backups":
+    def add_sync(self, sync: BackupSync) -> Backups:
         if not isinstance(sync, BackupSync):
             raise ValueError(f"add_sync takes a BackupSync, not {type(sync).__name__}")
         sync.check(self.layout)
@@ -270,7 +272,7 @@ class Backups:
             if not dry_run:
                 version = await _resolve(effects.get_data_version())
                 if version:
-                    atomic_write_text(self.layout.data_version_path, str(version))
+                    atomic_write_text(self.layout.data_version_path, f"{version}\n")
         finally:
             await self._hook("post_backup", self._post_backup, effects, run)
         return results
@@ -292,7 +294,7 @@ class Backups:
         return results
 
     @staticmethod
-    async def _hook(name: str, fn: Hook, effects: Effects, run: "_Run") -> None:
+    async def _hook(name: str, fn: Hook, effects: Effects, run: _Run) -> None:
         if run.dry_run:
             if fn is not _noop:
                 run.observer.hook_skipped(name)
@@ -325,7 +327,7 @@ class Backups:
                                     exit_code=3)
                 path = posixpath.dirname(path)
 
-    async def _run_plan(self, plan: list[_Step], run: "_Run") -> list[SyncResult]:
+    async def _run_plan(self, plan: list[_Step], run: _Run) -> list[SyncResult]:
         results = []
         observer = run.observer
         for index, (item, src, dst, options) in enumerate(plan, 1):
@@ -362,6 +364,8 @@ class _Run:
 
 
 def read_data_version(layout: Layout) -> str | None:
+    """The backup's data version: the file's one line (older backups have
+    no newline after it), None without one."""
     try:
         with open(layout.data_version_path, encoding="utf-8") as f:
             text = f.read().strip()
@@ -384,7 +388,7 @@ async def _call_hook(fn: Hook, effects: Any) -> None:
     await _resolve(fn(effects))
 
 
-def _run_blocking(coro: Awaitable[Any]) -> Any:
+def _run_blocking(coro: Coroutine[Any, Any, _T]) -> _T:
     """Run a coroutine to completion from synchronous code, also when the
     calling thread already runs an event loop (then in a helper thread)."""
     try:
@@ -404,4 +408,4 @@ def _run_blocking(coro: Awaitable[Any]) -> Any:
     thread.join()
     if "error" in outcome:
         raise outcome["error"]
-    return outcome["value"]
+    return cast(_T, outcome["value"])

@@ -159,8 +159,10 @@ class Config:
                       "restore_options": {**entry.restore_options, **top}}
             try:
                 if entry.kind == "volume":
+                    assert entry.name is not None  # (read_config: a volume has one)
                     backups.add_volume(entry.name, **layers)
                 else:
+                    assert entry.data_path is not None and entry.backup_path is not None
                     backups.add_sync(BackupSync(
                         data_path=_under(layout.volumes_root, entry.data_path),
                         backup_path=_under(layout.backup_root, entry.backup_path), **layers))
@@ -299,7 +301,7 @@ class _Reader:
         except ValueError as exc:
             raise self.fail(key, str(exc)) from None
 
-    def layers(self, table: dict[str, Any], key: str) -> dict[str, dict[str, Any]]:
+    def layers(self, table: dict[str, Any], key: str) -> dict[str, Any]:
         return {layer: self.options(table[layer], f"{key}.{layer}" if key else layer)
                 for layer in OPTION_LAYERS if layer in table}
 
@@ -308,7 +310,7 @@ class _Reader:
         return os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(self.path)), text))
 
 
-def read_config(path: str | os.PathLike) -> Config:
+def read_config(path: str | os.PathLike[str]) -> Config:
     """Read and validate a config file (see the module doc)."""
     path = os.fspath(path)
     reader = _Reader(path)
@@ -378,12 +380,12 @@ def read_config(path: str | os.PathLike) -> Config:
         for required in ("data_path", "backup_path"):
             if required not in table:
                 raise reader.fail(key, f"missing key {required!r}")
-        name = None
+        sync_name: str | None = None
         if "name" in table:
-            name = reader.string(table["name"], f"{key}.name")
-            claim(name, key)
+            sync_name = reader.string(table["name"], f"{key}.name")
+            claim(sync_name, key)
         entries.append(ConfigEntry(
-            "sync", key, name=name,
+            "sync", key, name=sync_name,
             data_path=reader.string(table["data_path"], f"{key}.data_path", "a path"),
             backup_path=reader.string(table["backup_path"], f"{key}.backup_path", "a path"),
             **reader.layers(table, key)))
@@ -391,7 +393,7 @@ def read_config(path: str | os.PathLike) -> Config:
     return Config(**kw)
 
 
-def load_config(path: str | os.PathLike, **build_kw: Any) -> tuple[Backups, Config]:
+def load_config(path: str | os.PathLike[str], **build_kw: Any) -> tuple[Backups, Config]:
     """Read a config file and build its facade: ``(backups, config)``.
     ``build_kw`` goes to :meth:`Config.build` (roots, engine, override...)."""
     config = read_config(path)

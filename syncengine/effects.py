@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -15,16 +16,17 @@ __all__ = ["Effects", "FileEffects"]
 class Effects(Protocol):
     """What the facade needs from its host."""
 
-    def get_data_version(self) -> str | None: ...
+    # Either may be a coroutine function: the facade awaits what it returns.
+    def get_data_version(self) -> str | None | Awaitable[str | None]: ...
 
-    def set_data_version(self, version: str) -> None: ...
+    def set_data_version(self, version: str) -> None | Awaitable[None]: ...
 
 
 class FileEffects:
     """Effects backed by a file: the data version lives in ``path`` (for the
     CLI: ``<volumes_root>/dataVersion.txt`` unless told otherwise)."""
 
-    def __init__(self, path: str | os.PathLike, version: str | None = None) -> None:
+    def __init__(self, path: str | os.PathLike[str], version: str | None = None) -> None:
         self.path = Path(path)
         self._override = version
 
@@ -38,4 +40,4 @@ class FileEffects:
         return text or None
 
     def set_data_version(self, version: str) -> None:
-        atomic_write_text(self.path, version)
+        atomic_write_text(self.path, f"{version}\n")  # (read back with or without it)

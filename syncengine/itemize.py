@@ -54,6 +54,10 @@ class ItemChange:
         """rsync's ``%i %n%L`` line (unescaped: names through os.fsdecode)."""
         return f"{self.code:<11} {self.name_text()}"
 
+    def __str__(self) -> str:
+        """The rsync line, so that ``on_item=print`` prints what ``-i`` does."""
+        return self.line()
+
     def name_text(self) -> str:
         """rsync's ``%n%L``: what ``-v`` prints for the entry."""
         text = self.path.decode("utf-8", "surrogateescape")
@@ -73,10 +77,10 @@ class ItemChange:
             return self.name_text()
         return None
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, str]:
         """JSON-ready: text fields, with a base64 twin for names that are
         not UTF-8."""
-        out: dict = {"code": self.code}
+        out: dict[str, str] = {"code": self.code}
         for key, raw in (("path", self.path), ("symlink_target", self.symlink_target),
                          ("hardlink_to", self.hardlink_to)):
             if raw is None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Any, Union
+from typing import Any
 
 __all__ = ["SyncOptions", "OptionsLike", "merge_options"]
 
@@ -41,7 +41,7 @@ class SyncOptions:
         return {"delete": self.delete, "exclude": list(self.exclude)}
 
 
-OptionsLike = Union[SyncOptions, Mapping[str, Any], None]
+OptionsLike = SyncOptions | Mapping[str, Any] | None
 
 _KEYS = frozenset(f.name for f in fields(SyncOptions))
 

@@ -39,6 +39,7 @@ import base64
 import datetime
 import errno
 import hashlib
+import io
 import os
 import stat
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -47,16 +48,17 @@ from typing import Any
 
 from .treesync.acl import Acl, access_differs
 from .treesync.filters import FilterRules
-from .treesync.xattrs import (ACL_ACCESS_XATTR, ACL_DEFAULT_XATTR, NO_XATTR_ERRNOS, Node,
-                              receiver_keeps, sender_keeps)
+from .treesync.xattrs import ACL_ACCESS_XATTR, ACL_DEFAULT_XATTR, NO_XATTR_ERRNOS, Node, receiver_keeps, sender_keeps
 
 __all__ = ["Difference", "VerifyStats", "VerifyError", "IGNORABLE", "iter_differences",
            "verify_trees", "display_name", "json_name"]
 
-# What ``ignore=`` may name.  "extra" drops entries only in DST (a sync
-# without --delete leaves them); "content" covers size and content; "acl"
-# covers both ACLs.
-IGNORABLE = ("mode", "uid", "gid", "mtime", "content", "target", "xattr", "acl", "links", "extra")
+# What ``ignore=`` may name: every attribute a difference names.  "extra"
+# drops entries only in DST (a sync without --delete leaves them);
+# "content" covers size and content, "size" only the size (files of other
+# sizes are then told apart by their content); "acl" covers both ACLs.
+IGNORABLE = ("mode", "uid", "gid", "mtime", "size", "content", "target", "xattr", "acl", "links",
+             "extra")
 
 _TYPE_NAMES = {stat.S_IFREG: "file", stat.S_IFDIR: "dir", stat.S_IFLNK: "symlink",
                stat.S_IFIFO: "fifo", stat.S_IFSOCK: "socket", stat.S_IFCHR: "chardev",
@@ -120,7 +122,7 @@ def _show_bytes(value: bytes) -> str:
 
 def _show_time(ns: int) -> str:
     seconds, frac = divmod(ns, 1_000_000_000)
-    when = datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc)
+    when = datetime.datetime.fromtimestamp(seconds, datetime.UTC)
     return f"{when:%Y-%m-%dT%H:%M:%S}.{frac:09d}Z"
 
 
@@ -135,7 +137,7 @@ def _show_delta(ns: int) -> str:
 # -- differences --------------------------------------------------------------------
 
 _LABELS = {"type": "type", "mode": "mode", "uid": "owner (uid)", "gid": "group (gid)",
-           "mtime": "mtime", "size": "size", "content": "content (same size)",
+           "mtime": "mtime", "size": "size", "content": "content",
            "target": "symlink target", "acl": "ACL", "default_acl": "default ACL",
            "links": "hard links"}
 _PLURAL = frozenset({"links"})
@@ -174,7 +176,8 @@ class Difference:
             side, message = ("SRC", s) if s is not None else ("DST", d)
             return f"{where}: cannot read in {side}: {message}"
         if a == "xattr":
-            show = lambda v: "(absent)" if v is None else _show_bytes(v)  # noqa: E731
+            def show(v: bytes | None) -> str:
+                return "(absent)" if v is None else _show_bytes(v)
             return (f"{where}: xattr {display_name(self.name or b'')} differs: "
                     f"SRC {show(s)}, DST {show(d)}")
         if a == "mode":
@@ -255,7 +258,7 @@ class _Entry:
             raise OSError(errno.ESTALE, "changed during the comparison")
         return fd
 
-    def open_file(self):
+    def open_file(self) -> io.BufferedReader:
         if self.fd is not None:
             fd = os.open(f"/proc/self/fd/{self.fd}", os.O_RDONLY | os.O_CLOEXEC)
         else:
@@ -311,9 +314,13 @@ def _read_acl(node: Node, xname: bytes) -> Acl | None:
         raise OSError(errno.EINVAL, f"unreadable ACL: {e}") from None
 
 
-def _digest(f) -> str:
+def _digest(f: io.BufferedReader) -> str:
     f.seek(0)
     return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+# One name to compare: (path, SRC entry, DST entry); a side is None when absent.
+_Pair = tuple[bytes, _Entry | None, _Entry | None]
 
 
 # -- the walk ------------------------------------------------------------------------
@@ -328,7 +335,7 @@ class _Walk:
         self.am_root = os.geteuid() == 0
         # Hard-link bookkeeping: (dev, ino) -> first path with that inode,
         # per side, for entries with more than one link.
-        self.leaders: tuple[dict, dict] = ({}, {})
+        self.leaders: tuple[dict[tuple[int, int], bytes], dict[tuple[int, int], bytes]] = ({}, {})
         self.compared: set[tuple[int, int, int, int]] = set()
 
     # Each side's entries of one directory, as {name: lstat}.
@@ -352,10 +359,10 @@ class _Walk:
         into directories present on both sides."""
         yield from self._pairs(top, None)
 
-    def _pairs(self, items, frame_fds) -> Iterator[Difference]:
+    def _pairs(self, items: Iterable[_Pair], frame_fds: list[int] | None) -> Iterator[Difference]:
         # An explicit stack of (iterator over pairs, fds to close when done):
         # depth costs two descriptors per level, no Python recursion.
-        stack = [(iter(items), frame_fds)]
+        stack: list[tuple[Iterator[_Pair], list[int] | None]] = [(iter(items), frame_fds)]
         try:
             while stack:
                 it, fds = stack[-1]
@@ -366,14 +373,16 @@ class _Walk:
                         os.close(fd)
                     continue
                 rel, s, d = item
-                child = None
+                child: tuple[Iterator[_Pair], list[int]] | None = None
                 for diff in self._compare(rel, s, d):
                     if diff is _DESCEND:
-                        child = self._open_children(rel, s, d)
-                        if isinstance(child, Difference):
+                        assert s is not None and d is not None  # (_DESCEND: a dir on both sides)
+                        opened = self._open_children(rel, s, d)
+                        if isinstance(opened, Difference):
                             self.stats.differences += 1
-                            yield child
-                            child = None
+                            yield opened
+                        else:
+                            child = opened
                     else:
                         self.stats.differences += 1
                         yield diff
@@ -384,8 +393,9 @@ class _Walk:
                 for fd in fds or ():
                     os.close(fd)
 
-    def _open_children(self, rel: bytes, s: _Entry, d: _Entry):
-        fds = []
+    def _open_children(self, rel: bytes, s: _Entry, d: _Entry
+                       ) -> Difference | tuple[Iterator[_Pair], list[int]]:
+        fds: list[int] = []
         try:
             for side, entry in (("SRC", s), ("DST", d)):
                 try:
@@ -406,7 +416,7 @@ class _Walk:
         sfd, dfd = fds
         prefix = b"" if rel == b"." else rel + b"/"
 
-        def pairs():
+        def pairs() -> Iterator[_Pair]:
             for name in sorted(s_list.keys() | d_list.keys()):
                 crel = prefix + name
                 sst, dst_ = s_list.get(name), d_list.get(name)
@@ -425,12 +435,12 @@ class _Walk:
         stats.current = rel
         if s is not None and s.fmt in _SPECIAL:
             return  # rsync without -D skips it and leaves DST's entry alone
+        if s is None:
+            if d is not None and "extra" not in self.ignore:
+                yield Difference(rel, "extra", None, _TYPE_NAMES.get(d.fmt, "unknown"))
+            return
         if d is None:
             yield Difference(rel, "missing", _TYPE_NAMES.get(s.fmt, "unknown"), None)
-            return
-        if s is None:
-            if "extra" not in self.ignore:
-                yield Difference(rel, "extra", None, _TYPE_NAMES.get(d.fmt, "unknown"))
             return
         stats.entries += 1
         if self.on_progress is not None:
@@ -465,11 +475,11 @@ class _Walk:
                     yield Difference(rel, "target", targets[0], targets[1])
         yield from self._attributes(rel, s, d)
         if s.fmt != stat.S_IFDIR and "links" not in ignore:
-            leaders = []
-            for side, st in ((0, ss), (1, ds)):
+            leaders: list[bytes | None] = []
+            for i, st in ((0, ss), (1, ds)):
                 leader = None
                 if st.st_nlink > 1:
-                    leader = self.leaders[side].setdefault((st.st_dev, st.st_ino), rel)
+                    leader = self.leaders[i].setdefault((st.st_dev, st.st_ino), rel)
                 leaders.append(None if leader == rel else leader)
             if leaders[0] != leaders[1]:
                 yield Difference(rel, "links", leaders[0], leaders[1])
@@ -478,7 +488,7 @@ class _Walk:
 
     def _content(self, rel: bytes, s: _Entry, d: _Entry) -> Iterator[Difference]:
         ss, ds = s.st, d.st
-        if ss.st_size != ds.st_size:
+        if ss.st_size != ds.st_size and "size" not in self.ignore:
             yield Difference(rel, "size", ss.st_size, ds.st_size)
             return
         if (ss.st_dev, ss.st_ino) == (ds.st_dev, ds.st_ino):
@@ -543,7 +553,7 @@ def _error(rel: bytes, side: str, err: OSError) -> Difference:
 
 # -- the roots ----------------------------------------------------------------------
 
-def _fs(path: str | bytes | os.PathLike) -> bytes:
+def _fs(path: str | bytes | os.PathLike[str]) -> bytes:
     return os.fsencode(path)
 
 
@@ -553,9 +563,10 @@ def _contents_form(src: bytes) -> bool:
     return src.endswith(b"/") or src == b"." or src.endswith(b"/.")
 
 
-def _top(src: bytes, dst: bytes) -> tuple[list, list[int]]:
+def _top(src: bytes, dst: bytes) -> tuple[list[_Pair], list[int]]:
     """The top-level pair(s) to compare, and the fds opened for them."""
     fds: list[int] = []
+    dst_st: os.stat_result | None
 
     def open_dir(path: bytes, follow: bool = True) -> int:
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
@@ -622,7 +633,7 @@ def _top(src: bytes, dst: bytes) -> tuple[list, list[int]]:
         raise
 
 
-def iter_differences(src: str | bytes | os.PathLike, dst: str | bytes | os.PathLike,
+def iter_differences(src: str | bytes | os.PathLike[str], dst: str | bytes | os.PathLike[str],
                      excludes: Sequence[str | bytes] = (), *, ignore: Iterable[str] = (),
                      on_progress: Callable[[VerifyStats], None] | None = None,
                      stats: VerifyStats | None = None) -> Iterator[Difference]:
@@ -645,7 +656,7 @@ def iter_differences(src: str | bytes | os.PathLike, dst: str | bytes | os.PathL
     top, fds = _top(src_b, dst_b)
     try:
         rel, s, _d = top[0]
-        if rel != b"." and rules.excluded(rel, stat.S_ISDIR(s.st.st_mode)):
+        if rel != b"." and s is not None and rules.excluded(rel, stat.S_ISDIR(s.st.st_mode)):
             return  # rsync sends nothing and touches nothing
         yield from walk.run(top)
     finally:
@@ -656,7 +667,7 @@ def iter_differences(src: str | bytes | os.PathLike, dst: str | bytes | os.PathL
                 pass
 
 
-def verify_trees(src: str | bytes | os.PathLike, dst: str | bytes | os.PathLike,
+def verify_trees(src: str | bytes | os.PathLike[str], dst: str | bytes | os.PathLike[str],
                  excludes: Sequence[str | bytes] = (), *, ignore: Iterable[str] = (),
                  on_progress: Callable[[VerifyStats], None] | None = None) -> list[Difference]:
     """Every difference between SRC and DST (``[]``: DST is what

@@ -31,8 +31,8 @@ import hashlib
 import os
 import stat
 import struct
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 __all__ = ["snapshot", "diff_snapshots", "assert_same_tree", "decode_acl", "ATTRS"]
 

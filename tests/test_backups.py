@@ -19,11 +19,10 @@ import pytest
 import syncengine.backups as backups_module
 import syncengine.fsutil as fsutil_module
 from fixtures.treespec import build_tree, load_spec
-from syncengine import (Backups, BackupSync, FileEffects, Layout, SyncError, SyncObserver, SyncOptions,
-                        SyncResult)
+from syncengine import Backups, BackupSync, FileEffects, Layout, SyncError, SyncObserver, SyncOptions, SyncResult
+from syncengine.backups import read_data_version
 from tests.conftest import RecordingEffects, run_rsync
 from tests.snapshot import assert_same_tree, diff_snapshots, snapshot
-
 
 # -- a recording engine ------------------------------------------------------------
 
@@ -392,7 +391,7 @@ def test_restore_refuses_a_volume_missing_from_the_backup(layout, fake_engine, l
 
 def test_data_version_is_written_into_the_backup_root(layout, fake_engine):
     Backups.of_volumes("main", layout=layout).create_backup(RecordingEffects("1.2.3:0"))
-    assert Path(layout.backup_root, "dataVersion.txt").read_text(encoding="utf-8") == "1.2.3:0"
+    assert Path(layout.backup_root, "dataVersion.txt").read_text(encoding="utf-8") == "1.2.3:0\n"
     # Atomic write: no temporary file is left beside it.
     assert sorted(os.listdir(layout.backup_root)) == ["dataVersion.txt", "volumes"]
 
@@ -416,7 +415,7 @@ def test_an_async_get_data_version_is_awaited(layout, fake_engine):
     effects = AsyncEffects()
     backups = Backups.of_volumes("main", layout=layout)
     backups.create_backup(effects)
-    assert Path(layout.data_version_path).read_text() == "async-1"
+    assert Path(layout.data_version_path).read_text() == "async-1\n"
     backups.restore_backup(effects)
     assert effects.got == "async-1"
 
@@ -434,7 +433,7 @@ def test_data_version_replacement_is_atomic(layout, fake_engine, monkeypatch, lo
         lambda effects: log.append("post_backup"))
     with pytest.raises(OSError, match="No space"):
         backups.create_backup(RecordingEffects("new"))
-    assert Path(layout.data_version_path).read_text() == "old"
+    assert Path(layout.data_version_path).read_text() == "old"  # (untouched)
     assert sorted(os.listdir(layout.backup_root)) == ["dataVersion.txt", "volumes"]
     assert log[-1] == "post_backup"
 
@@ -451,8 +450,10 @@ def test_file_effects_round_trip(tmp_path):
     effects = FileEffects(path)
     assert effects.get_data_version() is None
     effects.set_data_version("4.5.6")
-    assert path.read_text() == "4.5.6"
+    assert path.read_text() == "4.5.6\n"  # a text file: a line ends with a newline
     assert FileEffects(path).get_data_version() == "4.5.6"
+    path.write_text("4.5.7")  # as older versions wrote it
+    assert FileEffects(path).get_data_version() == "4.5.7"
     assert FileEffects(path, version="override").get_data_version() == "override"
 
 
@@ -490,7 +491,7 @@ def test_the_async_api_and_the_blocking_api_inside_a_running_loop(layout, fake_e
     asyncio.run(main())
     assert [c["src"] for c in fake_engine.calls] == [
         layout.volume_path("main"), layout.volume_backup_path("main"), layout.volume_path("main")]
-    assert Path(layout.data_version_path).read_text() == "b"
+    assert Path(layout.data_version_path).read_text() == "b\n"
 
 
 # -- through the real rsync, compared with a direct rsync ------------------------------
@@ -547,7 +548,7 @@ def test_backup_and_restore_match_a_direct_rsync_attribute_by_attribute(tmp_path
     results = backups.create_backup(RecordingEffects("5.0.1"))
     assert [r.exit_code for r in results] == [0, 0]
     assert [r.engine for r in results] == ["rsync", "rsync"]
-    assert (bk / "dataVersion.txt").read_text() == "5.0.1"
+    assert (bk / "dataVersion.txt").read_text() == "5.0.1\n"
 
     for name in ("main", "config"):
         _direct_rsync(f"{vols}/{name}/", f"{direct}/backup/{name}/")
@@ -692,3 +693,11 @@ def test_an_observer_hears_of_a_failed_sync(layout, fake_engine, log):
             RecordingEffects(None, log), observer=RecordingObserver(events))
     assert [e[0] for e in events] == ["started", "finished", "started", "failed"]
     assert events[-1] == ("failed", 2, 23)
+
+
+@pytest.mark.parametrize("text", ["2.0.1\n", "2.0.1"])
+def test_a_backups_data_version_reads_with_or_without_its_newline(layout, text):
+    """Backups made before the newline was written have none."""
+    os.makedirs(layout.backup_root, exist_ok=True)
+    Path(layout.data_version_path).write_text(text, encoding="utf-8")
+    assert read_data_version(layout) == "2.0.1"

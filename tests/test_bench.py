@@ -17,6 +17,7 @@ SCENARIOS = ("initial copy", "nothing changed", "1% changed (same size and mtime
 SECONDS = r"\d+\.\d{3} s"
 
 
+@pytest.mark.slow
 @pytest.mark.rsync
 def test_engine_bench_quick_run_reports_every_shape_and_scenario(tmp_path):
     proc = subprocess.run([sys.executable, str(BENCH / "bench_engines.py"), "--quick",
@@ -39,6 +40,7 @@ def test_engine_bench_quick_run_reports_every_shape_and_scenario(tmp_path):
     assert not list(tmp_path.iterdir()), "the bench leaves its scratch dir behind"
 
 
+@pytest.mark.slow
 @pytest.mark.rsync
 def test_engine_bench_scaling_and_one_cpu(tmp_path):
     proc = subprocess.run([sys.executable, str(BENCH / "bench_engines.py"), "--quick", "--one-cpu",

@@ -20,11 +20,11 @@ import pytest
 from click.testing import CliRunner
 
 from fixtures.treespec import build_tree
-from tests.conftest import PAST_NS, copy_sample_volumes
 from syncengine import Progress
 from syncengine.cli.app import _os_error, app
 from syncengine.cli.display import ProgressDisplay
 from syncengine.cli.output import Output
+from tests.conftest import PAST_NS, copy_sample_volumes
 
 REPO = Path(__file__).resolve().parent.parent
 COMMANDS = ["backup", "restore", "sync", "verify", "engines", "rsync"]
@@ -229,7 +229,7 @@ def test_progress_events_are_throttled(capsys):
     time.sleep(0.12)
     output.progress(sample)
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 2 and all(json.loads(l)["event"] == "progress" for l in lines)
+    assert len(lines) == 2 and all(json.loads(line)["event"] == "progress" for line in lines)
     bar = io.StringIO()
     display = ProgressDisplay(bar, enabled=True)
     for i in range(500):

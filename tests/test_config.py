@@ -193,7 +193,7 @@ pre_backup = "echo pre_backup $SYNCENGINE_HOOK $(test -e {bk}/volumes/main/hello
 post_backup = "echo post_backup $(test -e {bk}/volumes/main/hello.txt && echo copied || echo empty) >> {log}"
 pre_restore = "echo pre_restore >> {log}"
 post_restore = "echo post_restore $(cat {vols}/main/hello.txt | head -c 5) >> {log}"
-"""
+"""  # noqa: E501
 
 
 @pytest.mark.rsync
@@ -212,7 +212,7 @@ exclude = ["ideas.md"]
     result = invoke("backup", "--config", str(config))
     assert result.exit_code == 0, result.output
     assert log.read_text() == "pre_backup pre_backup empty\npost_backup copied\n"
-    assert (bk / "dataVersion.txt").read_text() == "5.1"
+    assert (bk / "dataVersion.txt").read_text() == "5.1\n"
     assert sorted(os.listdir(bk / "volumes")) == ["main"]
     assert not (bk / "volumes" / "main" / "notes" / "ideas.md").exists()
     err = result.stderr.splitlines()

@@ -495,12 +495,14 @@ names = st.lists(
 ).map(lambda parts: "/".join(parts).encode("latin-1"))
 
 
+@pytest.mark.slow
 @settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(patterns, texts)
 def test_wildmatch_agrees_with_reference(pattern: bytes, text: bytes) -> None:
     assert wildmatch(pattern, text) == Reference.wildmatch(pattern, text)
 
 
+@pytest.mark.slow
 @settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(patterns.filter(bool), names, st.booleans())
 def test_rules_agree_with_reference(pattern: bytes, name: bytes, is_dir: bool) -> None:

@@ -248,6 +248,7 @@ def cases(draw: st.DrawFn) -> tuple[Tree, list[bytes]]:
     return tree, draw(st.lists(rules(paths), min_size=1, max_size=4))
 
 
+@pytest.mark.slow
 @settings(
     max_examples=EXAMPLES,
     deadline=None,

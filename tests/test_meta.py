@@ -39,8 +39,16 @@ from hypothesis import strategies as st
 from syncengine.treesync import acl as aclmod
 from syncengine.treesync import meta as metamod
 from syncengine.treesync.acl import Acl
-from syncengine.treesync.meta import (NEW, UNCHANGED, MetaContext, SrcMeta, apply_meta,
-                                      itemize_meta, read_src_meta, rsync_escape)
+from syncengine.treesync.meta import (
+    NEW,
+    UNCHANGED,
+    MetaContext,
+    SrcMeta,
+    apply_meta,
+    itemize_meta,
+    read_src_meta,
+    rsync_escape,
+)
 from syncengine.treesync.xattrs import Node
 
 from .reference import reference_rsync
@@ -325,7 +333,7 @@ def check_case(base: Path, case: Case, *, dest_fs: Path | None = None) -> None:
         shutil.rmtree(src_n)
         src_n = src_root  # one source serves both sides
 
-        def run():
+        def run(src_n=src_n, dst_n=dst_n, use_fd=use_fd, backend=backend):
             fn = lambda: native_entry(bytes(src_n), bytes(dst_n), rel.encode(),  # noqa: E731
                                       use_fd=use_fd, backend=backend)
             if case.user:

@@ -136,6 +136,7 @@ def test_source_is_never_modified(tmp_path):
     assert snapshot(src) == before
 
 
+@pytest.mark.slow
 def test_walk_streams_instead_of_holding_the_tree(tmp_path):
     """Python-side memory stays far below what per-entry records for the
     whole tree would take."""

@@ -8,9 +8,9 @@ import os
 
 import pytest
 
+from syncengine.treesync import precheck as precheck_module
 from syncengine.treesync import sync as sync_module
 from syncengine.treesync.filters import FilterRules
-from syncengine.treesync import precheck as precheck_module
 from syncengine.treesync.precheck import Precheck
 from tests.snapshot import snapshot
 
@@ -124,6 +124,7 @@ def test_same_size_content_buffers_are_per_thread(tmp_path):
     comparison sees only its own files (a shared buffer could make two
     different files compare equal)."""
     import threading
+
     from syncengine.treesync.transfer import same_size_content
     size = 3 << 20
     pairs = {}
@@ -206,8 +207,9 @@ def test_every_file_gets_one_verdict_from_the_worker_or_the_walk(tmp_path):
 
 
 def test_claims_cover_every_index_once_when_taken_in_turns():
-    from syncengine.treesync.precheck import _Claims
     import random
+
+    from syncengine.treesync.precheck import _Claims
     rng = random.Random(5)
     for files in (0, 1, 2, 7, 64):
         claims = _Claims()
@@ -253,6 +255,7 @@ def test_stalled_workers_are_given_up_on(tmp_path, monkeypatch):
     walk does everything itself."""
     import threading
     import time
+
     from syncengine.treesync import precheck as precheck_module
     src, dst = tmp_path / "src", tmp_path / "dst"
     make_tree(src, dirs=1, files=3)
@@ -284,6 +287,7 @@ def test_a_long_compare_keeps_the_workers_alive(tmp_path, monkeypatch):
     waits for its verdict however long the file takes."""
     import threading
     import time
+
     from syncengine.treesync import precheck as precheck_module
     src, dst = tmp_path / "src", tmp_path / "dst"
     src.mkdir()

@@ -4,6 +4,7 @@ and engine selection."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import stat
@@ -20,10 +21,16 @@ from hypothesis import strategies as st
 from fixtures.treespec import build_tree, load_spec
 from syncengine import SyncError, SyncOptions, get_engine, resolve_engine_name, start_sync, sync
 from syncengine.engines.native import NativeEngine
-from syncengine.engines.rsync import (Progress2Parser, RsyncEngine, build_argv, parse_progress2,
-                                      rsync_version, version_tuple)
+from syncengine.engines.rsync import (
+    Progress2Parser,
+    RsyncEngine,
+    build_argv,
+    parse_progress2,
+    rsync_version,
+    version_tuple,
+)
 from tests.conftest import SEED_FLAGS, env_without_rsync
-from tests.snapshot import assert_same_tree, snapshot
+from tests.snapshot import assert_same_tree
 
 FLAGS = list(SEED_FLAGS)
 
@@ -200,7 +207,7 @@ def test_real_rsync_stream_parses_completely(captured_progress):
     assert final.total_entries == facts["entries"]
     assert final.to_check == 0
     assert final.bytes_done == facts["bytes"]
-    for before, after in zip(samples, samples[1:]):
+    for before, after in itertools.pairwise(samples):
         assert after.percent >= before.percent
         assert after.bytes_done >= before.bytes_done
         assert after.files_transferred >= before.files_transferred
@@ -211,7 +218,7 @@ def test_real_rsync_stream_parses_completely(captured_progress):
 def test_real_stream_split_anywhere_gives_the_same_records(captured_progress, data):
     stream, _ = captured_progress
     cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=40)))
-    chunks = [stream[a:b] for a, b in zip([0, *cuts], [*cuts, len(stream)])]
+    chunks = [stream[a:b] for a, b in zip([0, *cuts], [*cuts, len(stream)], strict=True)]
     whole = _feed_all([stream])
     assert _feed_all(chunks) == whole
 

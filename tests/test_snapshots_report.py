@@ -13,13 +13,21 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from syncengine.snapshots import (RetentionPolicy, Snapshot, begin_snapshot, describe_snapshots,
-                                  hard_link_problem, iter_snapshot_changes, list_snapshots,
-                                  probe_hard_links, prune_snapshots)
+from syncengine.snapshots import (
+    RetentionPolicy,
+    Snapshot,
+    begin_snapshot,
+    describe_snapshots,
+    hard_link_problem,
+    iter_snapshot_changes,
+    list_snapshots,
+    probe_hard_links,
+    prune_snapshots,
+)
 from syncengine.snapshots import probe as probe_module
 from tests.reference import reference_rsync
 
-UTC = datetime.timezone.utc
+UTC = datetime.UTC
 T0 = datetime.datetime(2026, 12, 6, 15, 17, tzinfo=UTC)
 FLAGS = "-rlptgocAXH"
 
@@ -239,7 +247,7 @@ def test_diff_lines_are_rsyncs_on_generated_trees(tmp_path_factory, old_tree, ol
     root.mkdir()
     snaps = []
     for i, (tree, links) in enumerate(((old_tree, old_links), (new_tree, new_links))):
-        build = begin_snapshot(root, now=lambda: T0 + datetime.timedelta(hours=i))
+        build = begin_snapshot(root, now=lambda i=i: T0 + datetime.timedelta(hours=i))
         top = Path(build.volume_path("main").rstrip("/"))
         _build(top, ("dir", tree, 0o755, 1_700_000_000))
         _link(top, links)
@@ -278,6 +286,7 @@ def _drop(lines, names: set[str]) -> set[str]:
 
 def test_diff_of_a_damaged_snapshot_is_one_line(tmp_path):
     import shutil
+
     from syncengine.snapshots import SnapshotError
     root = tmp_path / "backup"
     root.mkdir()

@@ -13,10 +13,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from syncengine.snapshots import (RULES, RetentionError, RetentionPolicy, format_id, parse_id,
-                                  plan_retention, policy_from_table)
+from syncengine.snapshots import (
+    RULES,
+    RetentionError,
+    RetentionPolicy,
+    format_id,
+    parse_id,
+    plan_retention,
+    policy_from_table,
+)
 
-UTC = datetime.timezone.utc
+UTC = datetime.UTC
 
 
 def ids_at(*stamps: str) -> list[str]:

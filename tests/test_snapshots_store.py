@@ -16,12 +16,23 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from syncengine.snapshots import (Snapshot, SnapshotBusy, SnapshotError, begin_snapshot,
-                                  delete_snapshot, find_snapshot, format_id, id_sort_key,
-                                  latest_snapshot, list_snapshots, parse_id, remove_leftovers)
-from syncengine.snapshots import fsops
+from syncengine.snapshots import (
+    Snapshot,
+    SnapshotBusy,
+    SnapshotError,
+    begin_snapshot,
+    delete_snapshot,
+    find_snapshot,
+    format_id,
+    fsops,
+    id_sort_key,
+    latest_snapshot,
+    list_snapshots,
+    parse_id,
+    remove_leftovers,
+)
 
-UTC = datetime.timezone.utc
+UTC = datetime.UTC
 T0 = datetime.datetime(2026, 12, 6, 15, 17, 0, 250000, tzinfo=UTC)
 REPO = Path(__file__).resolve().parent.parent
 

@@ -16,7 +16,7 @@ from syncengine import Backups, BackupSync, FileEffects, Layout, SyncError
 from syncengine.snapshots import begin_snapshot, describe_snapshots, latest_snapshot, list_snapshots
 from tests.snapshot import assert_same_tree
 
-UTC = datetime.timezone.utc
+UTC = datetime.UTC
 T0 = datetime.datetime(2026, 12, 6, 15, 17, tzinfo=UTC)
 
 

@@ -123,8 +123,8 @@ def test_runs_and_exit_codes_match_rsync(tmp_path, src, dst, pre):
     real = run_rsync(*argv, cwd=tmp_path / "real")
     ours = standin(*argv, cwd=tmp_path / "ours")
     assert ours.returncode == real.returncode, ours.stderr
-    real_err = [l.replace(str(tmp_path / "real"), "ROOT") for l in normalized(real.stderr)]
-    ours_err = [l.replace(str(tmp_path / "ours"), "ROOT") for l in normalized(ours.stderr)]
+    real_err = [line.replace(str(tmp_path / "real"), "ROOT") for line in normalized(real.stderr)]
+    ours_err = [line.replace(str(tmp_path / "ours"), "ROOT") for line in normalized(ours.stderr)]
     assert ours_err == real_err
     # A destination dir made by the run has "now" as its time on both sides.
     made_now = {"dst", "miss"} - {pre}

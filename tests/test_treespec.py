@@ -16,7 +16,8 @@ import subprocess
 import pytest
 
 from fixtures.treespec import build_tree, generated_content, load_spec, spec_names
-from tests.conftest import rsync_path_or_skip as require_rsync, run_rsync
+from tests.conftest import rsync_path_or_skip as require_rsync
+from tests.conftest import run_rsync
 from tests.snapshot import assert_same_tree, diff_snapshots, snapshot
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (owners, trusted.*, devices)")

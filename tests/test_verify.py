@@ -12,11 +12,21 @@ import shutil
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+import syncengine.verify as verify_module
 from fixtures.treespec import build_tree, load_spec
+from syncengine.cli.app import app
 from syncengine.treesync.acl import Acl
-from syncengine.verify import (Difference, VerifyError, VerifyStats, display_name,
-                               iter_differences, verify_trees)
+from syncengine.verify import (
+    IGNORABLE,
+    Difference,
+    VerifyError,
+    VerifyStats,
+    display_name,
+    iter_differences,
+    verify_trees,
+)
 from tests.conftest import run_rsync
 
 pytestmark = pytest.mark.rsync
@@ -66,7 +76,7 @@ class kept_mtime:
         self.saved = [os.lstat(p).st_mtime_ns for p in self.paths]
 
     def __exit__(self, *exc):
-        for path, mtime in zip(self.paths, self.saved):
+        for path, mtime in zip(self.paths, self.saved, strict=True):
             os.utime(path, ns=(mtime, mtime), follow_symlinks=False)
 
 
@@ -402,3 +412,24 @@ def test_an_unreadable_directory_is_reported_and_the_walk_goes_on(copied, monkey
     assert found == [Difference(b"a.txt", "mode", 0o644, 0o600),
                      Difference(b"sub", "error", None, "Permission denied")]
     assert str(found[1]) == "sub: cannot read in DST: Permission denied"
+
+
+def test_ignore_size(copied):
+    """Every attribute a difference names can be ignored: ``size`` alone
+    leaves the content to tell the files apart; with ``content`` too,
+    nothing is compared."""
+    src, dst = copied
+    with kept_mtime(dst / "a.txt"):
+        (dst / "a.txt").write_bytes((src / "a.txt").read_bytes() + b"more")
+    (found,) = verify_trees(f"{src}/", dst)
+    assert (found.path, found.attribute) == (b"a.txt", "size")
+    (found,) = verify_trees(f"{src}/", dst, ignore=["size"])
+    assert (found.path, found.attribute) == (b"a.txt", "content")
+    assert verify_trees(f"{src}/", dst, ignore=["size", "content"]) == []
+    result = CliRunner().invoke(app, ["verify", f"{src}/", str(dst), "--ignore", "size"])
+    assert result.exit_code == 1 and "a.txt: content differs" in result.output
+
+
+def test_every_compared_attribute_can_be_ignored():
+    # (type is what an entry is; default_acl goes with "acl")
+    assert set(verify_module._LABELS) - {"type", "default_acl"} <= set(IGNORABLE)

@@ -498,6 +498,7 @@ def _real_files_complete(src, dst):
     return checked
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", ["SIGKILL", "SIGTERM"])
 def test_a_run_stopped_in_a_shelter_leaves_only_whole_files_under_real_names(tmp_path,
                                                                             signum):

@@ -89,7 +89,7 @@ def check_source_kind(src: str | bytes) -> os.stat_result | None:
     return st
 
 
-def start_sync(src: str | os.PathLike, dst: str | os.PathLike, options: OptionsLike = None, *,
+def start_sync(src: str | os.PathLike[str], dst: str | os.PathLike[str], options: OptionsLike = None, *,
                engine: str | None = None, on_progress: ProgressCallback | None = None,
                on_item: ItemCallback | None = None, dry_run: bool = False) -> SyncJob:
     """Start syncing SRC to DST (rsync argument semantics) and return the job.
@@ -104,7 +104,7 @@ def start_sync(src: str | os.PathLike, dst: str | os.PathLike, options: OptionsL
                         dry_run=dry_run)
 
 
-def sync(src: str | os.PathLike, dst: str | os.PathLike, options: OptionsLike = None, *,
+def sync(src: str | os.PathLike[str], dst: str | os.PathLike[str], options: OptionsLike = None, *,
          engine: str | None = None, on_progress: ProgressCallback | None = None,
          on_item: ItemCallback | None = None, dry_run: bool = False) -> SyncResult:
     """Sync SRC to DST and block until done.  Raises SyncError on failure

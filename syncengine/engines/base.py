@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from ..itemize import ItemChange
 from ..options import SyncOptions
@@ -106,7 +106,7 @@ class SyncResult:
         """Non-fatal problems: set when the exit code is 24."""
         return self.errors if self.exit_code in WARNING_EXIT_CODES else ()
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {
             "engine": self.engine,
             "src": self.src,
@@ -140,7 +140,7 @@ class SyncError(Exception):
         self.result = result
 
     @classmethod
-    def from_result(cls, result: SyncResult) -> "SyncError":
+    def from_result(cls, result: SyncResult) -> SyncError:
         meaning = EXIT_MESSAGES.get(result.exit_code, "unknown error")
         tail = "\n".join(result.errors[-20:])
         message = (f"{result.engine} sync {result.src!s} -> {result.dst!s} failed "
@@ -173,7 +173,7 @@ class SyncJob:
         self._thread = threading.Thread(target=self._main, name=self.id, daemon=True)
 
     # -- for subclasses -------------------------------------------------
-    def _launch(self) -> "SyncJob":
+    def _launch(self) -> SyncJob:
         self._thread.start()
         return self
 

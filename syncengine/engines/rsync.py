@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import shutil
@@ -10,6 +11,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from typing import cast
 
 from ..itemize import parse_line
 from ..options import SyncOptions
@@ -194,15 +196,16 @@ class RsyncJob(SyncJob):
 
     def _run(self) -> SyncResult:
         stderr_chunks: list[bytes] = []
-        reader = threading.Thread(target=lambda: stderr_chunks.append(self._proc.stderr.read()),
-                                  daemon=True)
+        # Popen(..., stdout=PIPE, stderr=PIPE) without text: buffered readers.
+        stdout = cast(io.BufferedReader, self._proc.stdout)
+        stderr = cast(io.BufferedReader, self._proc.stderr)
+        reader = threading.Thread(target=lambda: stderr_chunks.append(stderr.read()), daemon=True)
         reader.start()
         messages: list[str] = []
         last: Progress | None = None
         parser = Progress2Parser()
-        assert self._proc.stdout is not None
         try:
-            for chunk in iter(lambda: self._proc.stdout.read1(65536), b""):
+            for chunk in iter(lambda: stdout.read1(65536), b""):
                 for sample, record in parser.feed(chunk):
                     last = self._note(sample, record, messages) or last
             for sample, record in parser.flush():
@@ -214,10 +217,10 @@ class RsyncJob(SyncJob):
             self._proc.wait()
             raise
         finally:
-            self._proc.stdout.close()
+            stdout.close()
         exit_code = self._proc.wait()
         reader.join()
-        self._proc.stderr.close()
+        stderr.close()
         if exit_code < 0:  # killed by a signal rsync did not handle
             exit_code = 20 if self.cancelled else 128 - exit_code
         errors = tuple(os.fsdecode(line) for line in b"".join(stderr_chunks).splitlines() if line)
@@ -235,13 +238,14 @@ class RsyncJob(SyncJob):
         if sample is None:
             # With -i, rsync's itemized lines (names \#ooo-escaped) go to
             # on_item; everything else on stdout is a message.
+            on_item = self._on_item
             item = parse_line(os.fsencode(unescape(os.fsdecode(record)))) \
-                if self._on_item is not None else None
-            if item is None:
+                if on_item is not None else None
+            if item is None or on_item is None:
                 messages.append(os.fsdecode(record))
             else:
                 self._deleted += item.deleted
-                self._on_item(item)
+                on_item(item)
             return None
         self._report(sample)
         return sample

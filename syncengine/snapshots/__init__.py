@@ -16,11 +16,22 @@ hard links).  No engine code here: the facade and the CLI drive it.
 from .ids import SnapshotId, format_id, id_sort_key, is_snapshot_id, parse_id
 from .probe import hard_link_problem, probe_hard_links
 from .report import SnapshotInfo, describe_snapshots, iter_snapshot_changes, prune_snapshots
-from .retention import (RULES, Decision, RetentionError, RetentionPolicy, plan_retention,
-                        policy_from_table)
-from .store import (DATA_VERSION_FILE, SNAPSHOTS_DIR, VOLUMES_DIR, Snapshot, SnapshotBuild,
-                    SnapshotBusy, SnapshotError, begin_snapshot, delete_snapshot, find_snapshot,
-                    latest_snapshot, list_snapshots, remove_leftovers)
+from .retention import RULES, Decision, RetentionError, RetentionPolicy, plan_retention, policy_from_table
+from .store import (
+                        DATA_VERSION_FILE,
+                        SNAPSHOTS_DIR,
+                        VOLUMES_DIR,
+                        Snapshot,
+                        SnapshotBuild,
+                        SnapshotBusy,
+                        SnapshotError,
+                        begin_snapshot,
+                        delete_snapshot,
+                        find_snapshot,
+                        latest_snapshot,
+                        list_snapshots,
+                        remove_leftovers,
+)
 
 __all__ = [
     "DATA_VERSION_FILE", "SNAPSHOTS_DIR", "VOLUMES_DIR", "RULES",

@@ -49,7 +49,7 @@ def parse_id(text: str) -> SnapshotId | None:
         when = datetime.datetime.strptime(match[1], _TIME_FORMAT)
     except ValueError:  # a 13th month, a 61st second...
         return None
-    parsed = SnapshotId(when.replace(tzinfo=datetime.timezone.utc), int(match[2] or 1))
+    parsed = SnapshotId(when.replace(tzinfo=datetime.UTC), int(match[2] or 1))
     return parsed if str(parsed) == text else None
 
 
@@ -67,4 +67,4 @@ def id_sort_key(text: str) -> SnapshotId:
 def _utc_second(when: datetime.datetime) -> datetime.datetime:
     if when.tzinfo is None:
         raise ValueError("a snapshot time must be timezone-aware")
-    return when.astimezone(datetime.timezone.utc).replace(microsecond=0)
+    return when.astimezone(datetime.UTC).replace(microsecond=0)

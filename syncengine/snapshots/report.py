@@ -18,8 +18,7 @@ from dataclasses import dataclass
 from ..itemize import NEW_COLUMNS, ItemChange
 from . import fsops
 from .retention import Decision, RetentionPolicy, plan_retention
-from .store import (Snapshot, SnapshotBusy, SnapshotError, delete_snapshot, list_snapshots,
-                    remove_leftovers)
+from .store import Snapshot, SnapshotBusy, SnapshotError, delete_snapshot, list_snapshots, remove_leftovers
 
 __all__ = ["SnapshotInfo", "describe_snapshots", "prune_snapshots", "iter_snapshot_changes"]
 

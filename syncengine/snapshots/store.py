@@ -61,7 +61,7 @@ class SnapshotBusy(SnapshotError):
 
 
 def _utcnow() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc)
+    return datetime.datetime.now(datetime.UTC)
 
 
 def _relocate(backup_root: str, base: str, path: str) -> str:
@@ -334,7 +334,7 @@ def _next_id(entries: dict[str, bool], now: datetime.datetime) -> SnapshotId:
                                else name)) is not None]
     if now.tzinfo is None:
         raise ValueError("the snapshot clock must give timezone-aware times")
-    second = now.astimezone(datetime.timezone.utc).replace(microsecond=0)
+    second = now.astimezone(datetime.UTC).replace(microsecond=0)
     newest = max(taken, default=None)
     if newest is None or second > newest.time:
         return SnapshotId(second, 1)
@@ -412,6 +412,7 @@ class SnapshotBuild:
             fsops.sync_filesystem(self._fd)
             with fsops.locked(self._sfd):
                 final = parse_id(self.id)
+                assert final is not None  # (begin_snapshot made it)
                 while True:
                     try:
                         fsops.rename_noreplace(self._sfd, PARTIAL_PREFIX + self.id, str(final))
@@ -449,7 +450,7 @@ class SnapshotBuild:
                 if fd is not None:
                     os.close(fd)
 
-    def __enter__(self) -> "SnapshotBuild":
+    def __enter__(self) -> SnapshotBuild:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -468,6 +469,7 @@ def begin_snapshot(backup_root: str | os.PathLike, *,
         if problem is not None:
             raise SnapshotError(f"cannot keep snapshots: {problem}")
     sfd = _open_snapshots(root, create=True)
+    assert sfd is not None  # (create=True makes it, or raises)
     fd = base_fd = None
     try:
         with fsops.locked(sfd) as can_lock:

@@ -44,11 +44,11 @@ class Acl:
     entries: tuple[tuple[int, int, int], ...]
 
     @classmethod
-    def of(cls, entries) -> "Acl":
+    def of(cls, entries) -> Acl:
         return cls(tuple(sorted((t, i if t in _NAMED else -1, p & 7) for t, i, p in entries)))
 
     @classmethod
-    def from_text(cls, text: str) -> "Acl":
+    def from_text(cls, text: str) -> Acl:
         """Short text with numeric ids: ``"u::rw-,u:1:r--,g::r--,m::r--,o::---"``."""
         tags = {("u", False): USER_OBJ, ("u", True): USER, ("g", False): GROUP_OBJ,
                 ("g", True): GROUP, ("m", False): MASK, ("o", False): OTHER}
@@ -57,13 +57,13 @@ class Acl:
             if not item.strip():
                 continue
             tag, qual, perms = item.strip().split(":")
-            bits = sum(b for c, b in zip(perms, (4, 2, 1)) if c != "-")
+            bits = sum(b for c, b in zip(perms, (4, 2, 1), strict=True) if c != "-")
             entries.append((tags[tag[0], bool(qual)], int(qual) if qual else -1, bits))
         return cls.of(entries)
 
     def text(self) -> str:
         def rwx(p: int) -> str:
-            return "".join(c if p & b else "-" for c, b in zip("rwx", (4, 2, 1)))
+            return "".join(c if p & b else "-" for c, b in zip("rwx", (4, 2, 1), strict=True))
         return ",".join("%s:%s:%s" % (_TEXT_TAG[t], "" if i < 0 else i, rwx(p))
                         for t, i, p in self.entries)
 
@@ -79,7 +79,9 @@ class Acl:
         group = self.perms(MASK)
         if group is None:
             group = self.perms(GROUP_OBJ)
-        return self.perms(USER_OBJ) << 6 | group << 3 | self.perms(OTHER)
+        owner, other = self.perms(USER_OBJ), self.perms(OTHER)
+        assert owner is not None and group is not None and other is not None  # (a valid access ACL)
+        return owner << 6 | group << 3 | other
 
     def is_minimal(self) -> bool:
         """Only what the mode bits express (or nothing at all)."""
@@ -92,7 +94,7 @@ class Acl:
 
     # -- kernel xattr form --------------------------------------------------
     @classmethod
-    def from_xattr(cls, data: bytes) -> "Acl":
+    def from_xattr(cls, data: bytes) -> Acl:
         if len(data) < 4 or (len(data) - 4) % 8:
             raise ValueError("bad POSIX ACL xattr length %d" % len(data))
         (version,) = struct.unpack_from("<I", data)
@@ -197,10 +199,10 @@ class LibaclBackend:
                 return None
             raise
         entries = []
-        for e in sys_acl:
-            tag = e.tag_type
-            perms = sum(b for flag, b in self._bit if e.permset.test(flag))
-            entries.append((tag, e.qualifier if tag in _NAMED else -1, perms))
+        for entry in sys_acl:
+            tag = entry.tag_type
+            perms = sum(b for flag, b in self._bit if entry.permset.test(flag))
+            entries.append((tag, entry.qualifier if tag in _NAMED else -1, perms))
         return _normal_or_empty(Acl.of(entries), kind)
 
     def write(self, node: Node, kind: str, acl: Acl) -> None:

@@ -49,6 +49,10 @@ def _filtered(run: bytes, out: bytearray) -> None:
 _UTF8_MIN = {2: 0x80, 3: 0x800, 4: 0x10000, 5: 0x200000, 6: 0x4000000}
 
 
+# A lead byte's range and the length of the sequence it starts.
+_UTF8_LEADS = ((2, 0xC0, 0xDF), (3, 0xE0, 0xEF), (4, 0xF0, 0xF7), (5, 0xF8, 0xFB), (6, 0xFC, 0xFD))
+
+
 def _utf8_char_len(raw: bytes, i: int) -> int:
     """Length of the character at ``raw[i]`` as glibc's UTF-8 iconv accepts
     it (the old 5- and 6-byte forms and values above U+10FFFF included;
@@ -56,11 +60,8 @@ def _utf8_char_len(raw: bytes, i: int) -> int:
     lead = raw[i]
     if lead < 0x80:
         return 1
-    for size, low, high in ((2, 0xC0, 0xDF), (3, 0xE0, 0xEF), (4, 0xF0, 0xF7),
-                            (5, 0xF8, 0xFB), (6, 0xFC, 0xFD)):
-        if low <= lead <= high:
-            break
-    else:
+    size = next((n for n, low, high in _UTF8_LEADS if low <= lead <= high), 0)
+    if not size:
         return 0
     tail = raw[i + 1:i + size]
     if len(tail) != size - 1 or any(not 0x80 <= c <= 0xBF for c in tail):

@@ -25,14 +25,22 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from . import acl as _acl
 from . import faults
 from .acl import ACCESS, DEFAULT, TYPE_NAMES, Acl, access_differs, access_to_set
-from .xattrs import (ACL_ACCESS_XATTR, ACL_DEFAULT_XATTR, NO_XATTR_ERRNOS, Node,
-                     read_xattrs, receiver_keeps, sender_keeps, xattr_changes)
+from .xattrs import (
+    ACL_ACCESS_XATTR,
+    ACL_DEFAULT_XATTR,
+    NO_XATTR_ERRNOS,
+    Node,
+    read_xattrs,
+    receiver_keeps,
+    sender_keeps,
+    xattr_changes,
+)
 
 __all__ = ["SrcMeta", "MetaContext", "read_src_meta", "apply_meta", "bare_transfer",
            "itemize_meta", "ITEMIZE_ATTRS", "UNCHANGED", "NEW", "rsync_escape"]
@@ -178,12 +186,14 @@ def read_src_meta(st: os.stat_result, *, fd: int | None, dirfd: int, name: bytes
         try:
             names = ctx.list_xattr_names(node, st)
         except OSError as e:
-            return _source_failed(ctx, 'get_xattr_names: llistxattr("%s",1024) failed' % shown(), e)
+            _source_failed(ctx, 'get_xattr_names: llistxattr("%s",1024) failed' % shown(), e)
+            return None
         try:
             xattrs = read_xattrs(node, names, sender_keeps)
         except OSError as e:
-            return _source_failed(ctx, 'get_xattr_data: lgetxattr("%s","%s",0) failed' % (
-                shown(), os.fsdecode(e.xattr_name)), e)
+            _source_failed(ctx, 'get_xattr_data: lgetxattr("%s","%s",0) failed' % (
+                shown(), os.fsdecode(e.xattr_name)), e)  # type: ignore[attr-defined]
+            return None
         acls: dict[str, Acl | None] = {ACCESS: None, DEFAULT: None}
         for kind, xname in ((ACCESS, ACL_ACCESS_XATTR), (DEFAULT, ACL_DEFAULT_XATTR)):
             # Only a listed ACL xattr is worth a read; symlinks have none.
@@ -192,8 +202,9 @@ def read_src_meta(st: os.stat_result, *, fd: int | None, dirfd: int, name: bytes
                 try:
                     acls[kind] = _acl.get_backend().read(node, kind)
                 except OSError as e:
-                    return _source_failed(ctx, "get_acl: xacl_get(%s, %s)" % (
+                    _source_failed(ctx, "get_acl: xacl_get(%s, %s)" % (
                         shown(), TYPE_NAMES[kind]), e)
+                    return None
     finally:
         node.close()
     return SrcMeta(st.st_mode, st.st_uid, st.st_gid, st.st_mtime_ns,
@@ -259,7 +270,7 @@ def _mtime_differs(have_ns: int, want_ns: int, exact: bool) -> bool:
     return have_ns // _NS != want_ns // _NS
 
 
-def _letters(ctx: MetaContext, src: SrcMeta, dest: _Dest, seen: "_Seen | None" = None) -> str:
+def _letters(ctx: MetaContext, src: SrcMeta, dest: _Dest, seen: _Seen | None = None) -> str:
     """The itemize columns.  ``seen``: what rsync's stat buffer holds after
     its generator pass (see _Seen); None compares with the entry as it was."""
     st = dest.st
@@ -282,7 +293,7 @@ def _letters(ctx: MetaContext, src: SrcMeta, dest: _Dest, seen: "_Seen | None" =
     )
     if not any(flags):
         return UNCHANGED
-    return "".join(c if f else "." for c, f in zip(ITEMIZE_ATTRS, flags))
+    return "".join(c if f else "." for c, f in zip(ITEMIZE_ATTRS, flags, strict=True))
 
 
 def stat_letters(ctx: MetaContext, src: SrcMeta, dst_st: os.stat_result) -> str:
@@ -415,7 +426,7 @@ def _receiver_pass(ctx: MetaContext, node: Node | None, src: SrcMeta, exact_time
     """rsync's receiver sets the xattrs and redoes set_file_attrs (on
     ``node``, or on ``name`` in ``dirfd`` when it comes later)."""
     own = node is None
-    if own:
+    if node is None:
         node = _node(src.mode, None, dirfd, name)
     try:
         try:
@@ -612,5 +623,5 @@ def _set_acls(ctx: MetaContext, node: Node, src: SrcMeta, dest: _Dest,
                 ctx.report(role, what, e)
         return mode, written
     finally:
-        if held is not None:
+        if held is not None and held.fd is not None:
             os.close(held.fd)

@@ -176,7 +176,7 @@ class _Worker:
         while 0 <= (index := self.claims.take(slot, self.index)) < len(files):
             name = files[index]
             verdict = verdicts[name] = self.check(src_fd, dst_fd, name)
-            size += verdict[0] if verdict != -1 else 0
+            size += verdict[0] if isinstance(verdict, tuple) else 0
             if size >= _BATCH_BYTES or len(verdicts) >= _BATCH_FILES:
                 self._send(rel, verdicts, False)
                 verdicts, size = {}, 0
@@ -344,7 +344,7 @@ class Precheck:
         if own:
             verdict = own.pop(name, None)
             if verdict is not None:
-                return None if verdict == -1 else verdict
+                return verdict if isinstance(verdict, tuple) else None
         while True:
             waiting = []
             for index, dirs in enumerate(self.dirs):
@@ -352,7 +352,7 @@ class Precheck:
                 if known is not None:
                     verdict = known[0].pop(name, None)
                     if verdict is not None:
-                        return None if verdict == -1 else verdict
+                        return verdict if isinstance(verdict, tuple) else None
                     if known[1]:
                         continue  # done with the dir: it has nothing on the name
                 if self.fds[index] >= 0:

@@ -48,12 +48,28 @@ from . import faults
 from .acl import ACCESS, DEFAULT, get_backend
 from .filters import FilterRules
 from .messages import locale_codec, rsync_escape, unescape
-from .meta import (ITEMIZE_ATTRS, UNCHANGED, MetaContext, SrcMeta, apply_meta, bare_transfer,
-                   itemize_meta, read_src_meta, stat_letters)
-from .transfer import (ReadError, WriteError, copy_data, open_temp, same_content,
-                       same_size_content, temp_name, unlink_quietly)
-from .writer import (BATCH, BATCH_BYTES, FAILED, FATAL, IN_FLIGHT, OK, SKIPPED, Batch, Writer,
-                     note_temp, serve)
+from .meta import (
+    ITEMIZE_ATTRS,
+    UNCHANGED,
+    MetaContext,
+    SrcMeta,
+    apply_meta,
+    bare_transfer,
+    itemize_meta,
+    read_src_meta,
+    stat_letters,
+)
+from .transfer import (
+    ReadError,
+    WriteError,
+    copy_data,
+    open_temp,
+    same_content,
+    same_size_content,
+    temp_name,
+    unlink_quietly,
+)
+from .writer import BATCH, BATCH_BYTES, FAILED, FATAL, IN_FLIGHT, OK, SKIPPED, Batch, Writer, note_temp, serve
 from .xattrs import Node, chmod_nofollow, read_xattrs, receiver_keeps
 
 if TYPE_CHECKING:
@@ -203,8 +219,9 @@ def _reserve(fd: int, size: int, am_root: bool, pending: int) -> bool:
     running out of space: a full disk must stop the run before the next
     entry, as in rsync.  Root (whom quotas do not limit) with room to spare
     on the filesystem for this and the ``pending`` bytes still being copied
-    goes ahead; otherwise the blocks are allocated up front.  False when that fails: the caller copies in its own turn then
-    (and meets the full disk there)."""
+    goes ahead; otherwise the blocks are allocated up front.  False when
+    that fails: the caller copies in its own turn then (and meets the full
+    disk there)."""
     try:
         if am_root:
             fs = os.fstatvfs(fd)
@@ -491,7 +508,7 @@ class TreeSync:
         except FileNotFoundError:
             dst_st = None
         except OSError as exc:
-            raise Fatal(3, f"ERROR: cannot stat destination {_abs(self.dest)}: {_strerror(exc)}")
+            raise Fatal(3, f"ERROR: cannot stat destination {_abs(self.dest)}: {_strerror(exc)}") from exc
         if total == 0:
             # Nothing to send: rsync still chdir()s into an existing DST, and
             # creates a missing one given with a trailing slash.
@@ -518,7 +535,7 @@ class TreeSync:
                 os.close(os.open(b".", os.O_PATH | os.O_CLOEXEC, dir_fd=parent_fd))
             except OSError as exc:
                 raise Fatal(3, f'rsync: [Receiver] change_dir#3 "{_abs(parent or b".")}" failed: '
-                               f"{_strerror(exc)}")
+                               f"{_strerror(exc)}") from exc
             self._curr_dir = os.path.abspath(parent or b".")
             self.meta.dest_root = self._curr_dir
             try:
@@ -668,7 +685,7 @@ class TreeSync:
                 faults.mutated("mkdir")
             except OSError as exc:
                 raise Fatal(11, f'rsync: [Receiver] mkdir "{_abs(self.dest)}" failed: '
-                                f"{_strerror(exc)}")
+                                f"{_strerror(exc)}") from exc
             self._made_here(None, self.dest)
         if self.on_item is not None:
             self.out(f"created directory {os.fsdecode(self.dest.rstrip(b'/') or b'/')}")
@@ -716,14 +733,14 @@ class TreeSync:
                 root_fd = os.open(self.dest, _PATH_FOLLOW)
             except OSError as exc:
                 raise Fatal(3, f'rsync: [Receiver] {how} "{self._dest_arg_full()}" failed: '
-                               f"{_strerror(exc)}")
+                               f"{_strerror(exc)}") from exc
         try:
             try:  # rsync chdir()s into DST: that needs search permission
                 if root_fd != _VIRTUAL:
                     os.close(os.open(b".", os.O_PATH | os.O_CLOEXEC, dir_fd=root_fd))
             except OSError as exc:
                 raise Fatal(3, f'rsync: [Receiver] {how} "{self._dest_arg_full()}" failed: '
-                               f"{_strerror(exc)}")
+                               f"{_strerror(exc)}") from exc
             self._root_fd = root_fd
             self._curr_dir = os.path.abspath(self.dest)
             self.meta.dest_root = self._curr_dir
@@ -1878,7 +1895,7 @@ class TreeSync:
         answers = batch.answers or [None] * len(batch.jobs)
         done = 0
         try:
-            for job, answer in zip(batch.jobs, answers):
+            for job, answer in zip(batch.jobs, answers, strict=True):
                 done += 1
                 self._complete_write(batch, job, answer)
         finally:
@@ -1921,7 +1938,7 @@ class TreeSync:
         if batch.answers is None:
             self._remove_orphans(batch, completed)
         elif completed < len(batch.jobs):
-            for (_, message), answer in zip(batch.jobs[completed:], batch.answers[completed:]):
+            for answer in batch.answers[completed:]:
                 if answer[0] == OK:
                     unlink_quietly(batch.dir_fd, answer[1])
         if self._writer is not None:
@@ -1956,7 +1973,7 @@ class TreeSync:
         return writer + sum(job.before.st_size for job in self._pending
                             if isinstance(job, _CopyJob))
 
-    def _copy_behind(self, job: "_CopyJob") -> None:
+    def _copy_behind(self, job: _CopyJob) -> None:
         try:
             self._send_batch()  # (it comes before this one)
         except BaseException:
@@ -2001,7 +2018,7 @@ class TreeSync:
         finally:
             self._completing = False
 
-    def _complete(self, job: "_CopyJob | Batch | _TouchUp | _DeleteCheck") -> None:
+    def _complete(self, job: _CopyJob | Batch | _TouchUp | _DeleteCheck) -> None:
         if isinstance(job, Batch):
             self._complete_batch(job)
             return

@@ -43,7 +43,7 @@ import signal
 import struct
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .procs import fork_helper, kill_and_reap
 
@@ -52,7 +52,7 @@ if TYPE_CHECKING:
 
 # The socket module's C core: the module itself takes 4 ms to import (enums,
 # selectors), a tenth of the start of a small run, for four calls.
-_socket = None
+_socket: Any = None
 
 
 def _sockets():

@@ -153,7 +153,7 @@ def read_xattrs(node: Node, names: list[bytes], keep) -> dict[bytes, bytes]:
         except OSError as e:
             if e.errno == errno.ENODATA:
                 continue
-            e.xattr_name = n
+            e.xattr_name = n  # type: ignore[attr-defined]  # (for the caller's message)
             raise
     return out
 

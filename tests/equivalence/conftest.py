@@ -9,7 +9,6 @@ import sys
 import pytest
 from hypothesis import HealthCheck, settings
 
-
 # The native engine raises Python's recursion limit for deep trees; raise it
 # before hypothesis starts, which otherwise warns that it changed.
 sys.setrecursionlimit(max(sys.getrecursionlimit(), 20_000))

@@ -50,12 +50,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from fixtures.treespec import build_tree
 from syncengine.treesync.messages import rsync_escape
-from tests.snapshot import diff_snapshots, snapshot
 from tests.reference import reference_rsync
+from tests.snapshot import diff_snapshots, snapshot
 
 __all__ = ["Case", "Outcome", "check", "normalize_line", "run_both", "rsync_binary",
            "RSYNC_FLAGS", "RSYNC_TIMEOUT"]

@@ -54,6 +54,7 @@ from .strategies import cases
 pytestmark = [pytest.mark.rsync, pytest.mark.skipif(os.geteuid() != 0, reason="needs root")]
 
 
+@pytest.mark.slow
 @seed(SEED)
 @settings(PROFILE)
 @given(case=cases())
@@ -61,3 +62,16 @@ def test_equivalence(case, workbase):
     note(f"run seed {SEED}: rerun with SYNCENGINE_EQUIV_SEED={SEED}")
     check(case, workbase)
 
+
+
+# `pytest -m "not slow"`: a short run of the same property (a developer's
+# minute), each run on a new seed like the full one.
+QUICK_EXAMPLES = int(os.environ.get("SYNCENGINE_EQUIV_QUICK_EXAMPLES", 25))
+
+
+@seed(SEED)
+@settings(PROFILE, max_examples=min(QUICK_EXAMPLES, PROFILE.max_examples))
+@given(case=cases())
+def test_equivalence_quick(case, workbase):
+    note(f"run seed {SEED}: rerun with SYNCENGINE_EQUIV_SEED={SEED}")
+    check(case, workbase)

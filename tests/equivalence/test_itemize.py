@@ -112,7 +112,7 @@ def test_parse_line_reads_rsyncs_own_lines(tmp_path):
     rs, _ = check(case(*SCENARIOS["type changes"], *SCENARIOS["hard links"][1:6],
                        delete=True, itemize=True), tmp_path)
     items = [parse_line(line.encode()) for line in rs.out]
-    parsed = [(line, item) for line, item in zip(rs.out, items) if item is not None]
+    parsed = [(line, item) for line, item in zip(rs.out, items, strict=True) if item is not None]
     assert len(parsed) >= 8
     for line, item in parsed:
         assert isinstance(item, ItemChange) and item.line() == line

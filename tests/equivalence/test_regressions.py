@@ -334,6 +334,7 @@ def test_nobody_no_u_w_fix_when_a_symlink_makes_way(nobody):
                       f("dst/x/f", **NB), delete=True), nobody)
 
 
+@pytest.mark.slow
 def test_deep_tree(base, monkeypatch):
     """The walk recursed past Python's default limit at a few hundred
     levels (RecursionError); rsync goes as deep as a path fits in 4096

@@ -43,6 +43,7 @@ def nb_case(*entries, **kw) -> Case:
                 dest=kw.pop("dest", b"dst"), unprivileged=True, **kw)
 
 
+@pytest.mark.slow
 @seed(SEED)
 @settings(PROFILE, max_examples=max(20, PROFILE.max_examples // 3))
 @given(case=cases(nobody=True))

@@ -270,12 +270,13 @@ def test_cli_refuses_bad_input_as_a_process(work, case, request):
 
 
 @pytest.mark.parametrize("argv", CLICK_USAGE, ids=lambda a: "-".join(a))
-def test_cli_usage_errors_are_clicks_message_and_exit_2(work, argv):
+def test_cli_usage_errors_are_one_line_and_exit_2(work, argv):
     before = state(work)
     result = CliRunner().invoke(app, argv, catch_exceptions=False)
     assert result.exit_code == 2
     assert "Traceback" not in result.stderr
-    assert result.stderr.splitlines()[-1].startswith("Error: ")
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert result.stderr.startswith("syncengine: error: ")
     assert_unchanged(before, work)
 
 

@@ -38,9 +38,22 @@ from fixtures.treespec import build_tree
 from syncengine.fsutil import atomic_write_text
 from tests.snapshot import diff_snapshots, snapshot
 
-from .helpers import (check_crash_state, copy_tree, count_mutations, ctimes, is_temp, lines,
-                      mutate_tree, native, native_forked, random_tree, rsync_tree, standin,
-                      standin_popen, t)
+from .helpers import (
+    check_crash_state,
+    copy_tree,
+    count_mutations,
+    ctimes,
+    is_temp,
+    lines,
+    mutate_tree,
+    native,
+    native_forked,
+    random_tree,
+    rsync_tree,
+    standin,
+    standin_popen,
+    t,
+)
 
 pytestmark = pytest.mark.rsync
 
@@ -168,6 +181,7 @@ def converge_and_settle(sc: Scenario, context: str) -> None:
     assert ctimes(sc.dst) == before, f"{context}: ctimes moved on a run that had nothing to do"
 
 
+@pytest.mark.slow
 def test_every_crash_point_leaves_old_or_new_and_converges(scenario):
     sc = scenario
     sources, dest = sc.args()
@@ -191,6 +205,7 @@ def test_every_crash_point_leaves_old_or_new_and_converges(scenario):
     assert tried == total
 
 
+@pytest.mark.slow
 def test_crash_hook_through_the_command_line(scenario):
     """SYNCENGINE_CRASH_AFTER reaches the stand-in: it dies with 137 and
     leaves a temp file behind (no cleanup ran), and a rerun converges."""
@@ -223,6 +238,7 @@ def _temp_after(sc: Scenario, n: int) -> bool:
 
 # -- real SIGKILLs ------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_sigkill_at_random_moments(tmp_path):
     """A larger tree (files of 4 MB among a thousand small entries, updates,
     deletions, type swaps) synced by the stand-in, killed with SIGKILL at
@@ -253,6 +269,7 @@ def test_sigkill_at_random_moments(tmp_path):
     assert snapshot(tmp_path / "src") == src_before, "the source changed"
 
 
+@pytest.mark.slow
 def test_sigkill_during_an_initial_copy(tmp_path):
     """The same, into a new destination: its small files are written by the
     writer process (treesync/writer.py), which dies with the run.  Every
@@ -285,7 +302,7 @@ def _window(start: float, duration: float) -> tuple[float, float]:
 
 
 def _kill_at_random_moments(rng: random.Random, seed: str, argv: list[str],
-                            window: tuple[float, float], old: dict, sc: "_Plain", *,
+                            window: tuple[float, float], old: dict, sc: _Plain, *,
                             prepare, most_temps: int | None = None,
                             shelters: bool = False) -> int:
     """Six runs of the stand-in, each set up by ``prepare()`` and SIGKILLed
@@ -293,7 +310,7 @@ def _kill_at_random_moments(rng: random.Random, seed: str, argv: list[str],
     (check_crash_state, at most ``most_temps`` temp files), and a re-run
     converges.  Returns how many were still running when killed."""
     kills = 0
-    for attempt in range(6):
+    for _ in range(6):
         prepare()
         delay = rng.uniform(*window)
         child = standin_popen(*argv)
@@ -413,6 +430,7 @@ class _SignalledRsync:
 
 def _signal_rsync(tmp_path: Path, signum: int) -> _SignalledRsync:
     import subprocess
+
     from tests.reference import reference_rsync
     dst = tmp_path / "real"
     proc = subprocess.Popen([reference_rsync(), "-rlptgocAXH", "--delete", "--no-inc-recursive",
@@ -466,6 +484,7 @@ def test_a_signal_while_the_file_list_is_built_stops_before_any_write(tmp_path):
     """Cancelled during the census (a big tree's first phase): exit 20 with
     rsync's line, and the destination is not even created."""
     import threading
+
     from syncengine.treesync.filters import FilterRules
     from syncengine.treesync.sync import TreeSync
     build_tree(tmp_path / "src", [{"path": f"d{i}/f", "content": "x"} for i in range(20)])

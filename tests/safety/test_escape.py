@@ -239,6 +239,7 @@ def _settle(dst_dir: Path) -> None:
         os.unlink(dst_dir)
 
 
+@pytest.mark.slow
 def test_a_dir_swapped_with_a_symlink_during_syncs(tmp_path):
     seed = int(os.environ.get("SYNCENGINE_SAFETY_SEED") or random.randrange(1 << 30))
     build_tree(tmp_path / "outside", OUTSIDE)
@@ -263,6 +264,7 @@ def test_a_dir_swapped_with_a_symlink_during_syncs(tmp_path):
     assert diff_snapshots(snapshot(real), snapshot(dst)) == []
 
 
+@pytest.mark.slow
 def test_facade_restore_while_a_dir_is_swapped(tmp_path):
     seed = int(os.environ.get("SYNCENGINE_SAFETY_SEED") or random.randrange(1 << 30))
     build_tree(tmp_path / "outside", OUTSIDE)

@@ -32,7 +32,7 @@ from syncengine.treesync.sync import TreeSync
 from tests.reference import reference_rsync
 from tests.snapshot import diff_snapshots, snapshot
 
-from .helpers import FLAGS, is_temp, lines, rsync_tree, standin, t
+from .helpers import FLAGS, is_temp, lines, standin, t
 
 pytestmark = pytest.mark.rsync
 

@@ -68,7 +68,7 @@ def test_soak_rounds_match_rsync_and_memory_stays_flat(tmp_path):
     finally:
         tracemalloc.stop()
     report = ", ".join(f"{c / MiB:.2f}/{p / MiB:.2f} MiB in {s:.2f} s"
-                       for c, p, s in zip(currents, peaks, timings))
+                       for c, p, s in zip(currents, peaks, timings, strict=True))
     print(f"\nsoak: {ENTRIES} entries, {ROUNDS} rounds: {report}")
     # Nothing accumulates from run to run (the first run may fill caches)...
     assert max(currents[1:]) <= 256 * 1024, f"runs leave memory behind: {report}"
