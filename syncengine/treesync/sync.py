@@ -484,9 +484,10 @@ class TreeSync:
         self._guard_dest_in_a_source()
         self._start_precheck()
         self._census()
-        self.stats.entries_total = sum(s.entries for s in self.sources)
+        # rsync's list counts the duplicates it drops: nothing to do for them
+        self.stats.entries_total = sum(s.entries for s in self.sources) + self._dups
         self.stats.bytes_total = sum(s.size for s in self.sources)
-        self.stats.bytes_seen = self._dup_bytes  # (nothing to do for them)
+        self.stats.entries_done, self.stats.bytes_seen = self._dups, self._dup_bytes
         self._transfer()
         if self.on_progress is not None:
             self.on_progress(self.stats)
@@ -579,8 +580,7 @@ class TreeSync:
 
     def _transfer(self) -> None:
         sources = [s for s in self.sources if s.entries]
-        # (rsync's file_total counts the duplicates it is yet to drop)
-        total = self.stats.entries_total + self._dups
+        total = self.stats.entries_total  # (rsync's file_total: duplicates too)
         try:
             dst_st = os.stat(self.dest)  # the root may be a symlink to a dir: followed
         except FileNotFoundError:
