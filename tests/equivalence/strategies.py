@@ -24,7 +24,7 @@ What the generators cover (issue 4, "equivalence suite"):
 - exclude lists built from the names in play (see :func:`exclude_lists`);
 - both trailing-slash forms of SRC, DST with and without a slash, with and
   without ``--delete``;
-- several sources (a third of the cases, see :func:`source_lists`): a
+- several sources (about a quarter of the cases, see :func:`source_lists`): a
   second tree ``src2`` that is a drifted copy of ``src`` (so names clash
   as file/dir/symlink in both orders, dirs merge) or an unrelated one,
   hard links across the two, each given as ``X/``, ``X`` or an entry in
@@ -396,8 +396,6 @@ def _literal_names(rules: list[bytes]) -> tuple[bytes, ...]:
     return tuple(dict.fromkeys(out))
 
 
-# -- whole cases -------------------------------------------------------------------------------
-
 # -- several sources ----------------------------------------------------------------------------
 
 def _source_arg(draw, prefix: bytes, tree: Tree) -> bytes:
@@ -451,8 +449,7 @@ def _place(tree: Tree, arg: bytes, prefix: bytes) -> Tree:
 
 def _overlay(layers: list[Tree]) -> Tree:
     """The layers on top of each other, the first one winning, kept
-    buildable: no entry below a non-dir, no hard link (each becomes a
-    copy of what it linked to when that is known, else is dropped)."""
+    buildable: no entry below a non-dir, and no hard links (dropped)."""
     out: Tree = {}
     for layer in layers:
         for path in sorted(layer, key=depth):
@@ -515,6 +512,8 @@ def _cross_links(draw, src: Tree, src2: Tree) -> list[dict[str, Any]]:
     return links
 
 
+# -- whole cases -------------------------------------------------------------------------------
+
 def _avoid_rsync_race(spec: list[dict[str, Any]]) -> None:
     """Runs as nobody keep clear of a race inside rsync: a dir lacking some
     of u+rwx whose xattrs change gets a second attribute pass from rsync's
@@ -546,7 +545,7 @@ CANARY = [
 def cases(draw, *, nobody: bool = False) -> Case:
     src = draw(trees(nobody=nobody))
     src_paths = [p for p in src if p]
-    # A third of the cases have several sources (see source_lists).
+    # Some cases have several sources (see source_lists).
     several = draw(st.sampled_from([False, False, True]))
     src2 = draw(second_trees(src, nobody=nobody)) if several else None
     extra_paths = [p for p in src2 if p] + [b"src2"] if src2 is not None else []

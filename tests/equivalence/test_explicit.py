@@ -179,6 +179,24 @@ def test_a_source_that_cannot_be_read_stops_deletion(base, missing):
         assert ("IO error encountered -- skipping file deletion" in nat.out) == kept
 
 
+@pytest.mark.parametrize("second", [b"src2/", b"src2/sub", b"src2/sub/"])
+def test_as_nobody_a_source_it_cannot_enter_stops_deletion(nobody_base, second):
+    """As nobody, a second source it cannot enter (mode 000): rsync cannot
+    chdir into src2/ or into src2 to find src2/sub -- no deletion at all,
+    exit 23 --, and when it can enter src2 but not list src2/sub, that is
+    an opendir failure, which stops deletion as well."""
+    nb = {"uid": 65534, "gid": 65534}
+    locked = {"src2/": "src2", "src2/sub": "src2", "src2/sub/": "src2/sub"}[second.decode()]
+    spec = [{**ROOT, **nb}, d("src", **nb), f("src/f", **nb), d("src2", **nb),
+            d("src2/sub", **nb), f("src2/sub/g", **nb), d("dst", **nb), f("dst/junk", **nb)]
+    spec = [{**e, "mode": 0o000} if e["path"] == locked else e for e in spec]
+    rs, nat = check(Case(spec=spec, sources=[b"src/", second], dest=b"dst", unprivileged=True),
+                    nobody_base)
+    assert nat.code == 23
+    assert "IO error encountered -- skipping file deletion" in nat.out
+    assert os.path.exists(os.path.join(nobody_base, "b", "dst", "junk"))
+
+
 def test_the_same_source_twice_is_listed_once(base):
     """`-n -i src/ src/ dst/` printed every line twice: rsync drops the
     duplicates from its list."""
