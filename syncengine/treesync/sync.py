@@ -1357,7 +1357,7 @@ class TreeSync:
             entries = self._read_source_dir(src_fd, rel, source, precheck=precheck, names=names)
         changes = faults.changes  # (see _recheck)
         dst_stats = None
-        if frame.fresh:
+        if frame.fresh and not self._solo_unreadable(frame):
             # Nothing to delete in a dir this run made: only the warning.  A
             # file before it still with the writer may yet turn out to be
             # unreadable (see _complete_write): then it waits its turn.
@@ -1430,6 +1430,13 @@ class TreeSync:
         for name, st, fd, src, more in dirs:
             self._entry(fd, name, st, dst_fd, name, _join(rel, name), dst_path + (name,), src,
                         None, more)
+
+    def _solo_unreadable(self, frame: _DirFrame) -> bool:
+        """A dir that is DST itself, made by this run for a non-root user
+        whose mode denies u+r: rsync's delete pass opendir()s every dir,
+        even a new one, and fails there (only this one gets no u+rwx while
+        it is filled)."""
+        return bool(self._solo) and not self.am_root and not frame.mode & stat.S_IRUSR
 
     def _read_source_dir(self, src_fd: int, rel: bytes, source: _Source,
                          quiet: bool = False, precheck: Precheck | None = None,

@@ -197,6 +197,24 @@ def test_as_nobody_a_source_it_cannot_enter_stops_deletion(nobody_base, second):
     assert os.path.exists(os.path.join(nobody_base, "b", "dst", "junk"))
 
 
+@pytest.mark.parametrize("contents", [False, True], ids=["empty", "with-a-file"])
+def test_as_nobody_a_new_dst_dir_it_cannot_read_fails_its_delete_pass(nobody_base, contents):
+    """As nobody, `rsync --delete src dst` makes dst itself (a single item
+    onto a new name) with src's mode 070, which denies it u+r; rsync's
+    delete pass opendir()s even a dir it just made and fails ("opendir
+    ... failed: Permission denied", exit 23).  The native engine skipped
+    the listing of a new dir and exited 0.  Found by the random suite."""
+    nb = {"uid": 65534, "gid": 65534}
+    spec = [{**ROOT, **nb}, d("src", mode=0o070, uid=0, gid=65534)]
+    if contents:
+        spec.append(f("src/f", **nb))
+    for dry_run in (False, True):
+        rs, nat = check(Case(spec=spec, sources=[b"src"], dest=b"dst", unprivileged=True,
+                             dry_run=dry_run), nobody_base)
+        # (with a file in it, two entries go, and dst/src is made: no solo)
+        assert nat.code == (0 if dry_run or contents else 23)
+
+
 def test_the_same_source_twice_is_listed_once(base):
     """`-n -i src/ src/ dst/` printed every line twice: rsync drops the
     duplicates from its list."""
