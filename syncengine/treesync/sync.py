@@ -8,7 +8,9 @@ Two passes over the source, both streaming directory by directory:
    be read (unlistable dirs, entries whose attributes cannot be read: those
    are left out), and notes for each hard-link group which member comes
    last.  With ``--no-inc-recursive`` any such error suppresses every
-   deletion, so it must be known before the first one.
+   deletion, so it must be known before the first one.  Several sources
+   make one list: their entries for the same path are merged as rsync
+   merges them (filelist.py), in both passes.
 2. ``TreeSync`` is rsync's generator and receiver: it walks source and
    destination side by side in rsync's order (in each dir the non-dirs
    sorted bytewise, then each subdir with its subtree).  A dir gets its
