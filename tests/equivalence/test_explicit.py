@@ -225,17 +225,21 @@ def test_the_same_source_twice_is_listed_once(base):
 
 def test_hard_links_across_sources_skip_the_dropped_duplicates(base):
     """-H links the members of a group found in any source; a duplicate
-    dropped from the list is no member (src2/a, a link of src2/c, loses to
-    src/a: dst/c is no link)."""
+    dropped from the list is no member: where src/a wins, src2/a (a link
+    of src2/c) is none, and dst/a is linked to dst/b (src/a's link in
+    src2), not to dst/c; where src2/a wins, the other way round.  The
+    native engine linked the dropped duplicates too."""
     links = [d("src"), f("src/a", b"1\n"), f("src/z", b"3\n"), d("src2"),
              {"path": "src2/b", "link": "src/a"}, f("src2/a", b"2\n"),
              {"path": "src2/c", "link": "src2/a"}, {"path": "src2/zz", "link": "src/z"},
              {"path": "src2/aa", "link": "src/z"}]
-    for sources in ((b"src/", b"src2/"), (b"src2/", b"src/")):
+    for sources, partner, alone in (((b"src/", b"src2/"), "b", "c"),
+                                    ((b"src2/", b"src/"), "c", "b")):
         check(case(*links, sources=sources, itemize=True), base)
-    dst = base / "b" / "dst"
-    assert (dst / "a").stat().st_ino == (dst / "c").stat().st_ino  # (src2/a won)
-    assert (dst / "b").stat().st_nlink == 1
+        dst = base / "b" / "dst"
+        assert (dst / "a").stat().st_ino == (dst / partner).stat().st_ino
+        assert (dst / alone).stat().st_nlink == 1
+        assert (dst / "z").stat().st_nlink == 3
 
 
 @pytest.mark.parametrize("dest", [b"dst", b"dst/"])
