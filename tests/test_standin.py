@@ -53,6 +53,38 @@ def test_several_sources():
     assert args.sources == ["a", "b", "c"] and args.dest == "dest"
 
 
+@pytest.mark.rsync
+def test_several_sources_run_as_rsync_runs_them(tmp_path):
+    """`syncengine rsync --delete src/ src2/ dst/` against rsync: one
+    merged list (the first source wins a clash, --delete spares the names
+    of both), and progress2's last record counts the list as rsync does,
+    dropped duplicates too (issue 14)."""
+    for side in ("real", "ours"):
+        root = tmp_path / side
+        for src, sizes in (("src", (1000, 0, 700)), ("src2", (3000, 500, 900))):
+            (root / src / "d").mkdir(parents=True)
+            for name, size in zip(("a", "b", "d/x"), sizes):
+                if size:
+                    (root / src / name).write_bytes(bytes([len(src)]) * size)
+            for p in ("a", "b", "d/x", "d", "."):
+                if (root / src / p).exists():
+                    os.utime(root / src / p, ns=(PAST, PAST))
+        (root / "dst").mkdir()
+        (root / "dst" / "old").write_bytes(b"old")
+        os.utime(root / "dst", ns=(PAST, PAST))
+    argv = ["--delete", *SEED_FLAGS, "src/", "src2/", "dst/"]
+    real = run_rsync(*argv, cwd=tmp_path / "real")
+    ours = standin(*argv, cwd=tmp_path / "ours")
+    assert (ours.returncode, normalized(ours.stderr)) == (real.returncode, normalized(real.stderr))
+    last = {side: proc.stdout.decode().rstrip("\n").split("\r")[-1]
+            for side, proc in (("real", real), ("ours", ours))}
+    counts = {side: re.search(r"(\d[\d,]*)\s+(\d+)%.*\((xfr#\d+, to-chk=\d+/\d+)\)",
+                              text).groups() for side, text in last.items()}
+    assert counts["ours"] == counts["real"]
+    assert_same_tree(tmp_path / "real" / "dst", tmp_path / "ours" / "dst", root_mtime=False)
+    assert (tmp_path / "ours" / "dst" / "a").read_bytes() == b"\x03" * 1000
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--foo", "-rlptgocAXH", "a", "b"], "rsync: --foo: unknown option"),
     (["-rlptgocAXHZ", "a", "b"], "rsync: -rlptgocAXHZ: unknown option"),

@@ -8,7 +8,9 @@ Two passes over the source, both streaming directory by directory:
    be read (unlistable dirs, entries whose attributes cannot be read: those
    are left out), and notes for each hard-link group which member comes
    last.  With ``--no-inc-recursive`` any such error suppresses every
-   deletion, so it must be known before the first one.
+   deletion, so it must be known before the first one.  Several sources
+   make one list: their entries for the same path are merged as rsync
+   merges them (filelist.py), in both passes.
 2. ``TreeSync`` is rsync's generator and receiver: it walks source and
    destination side by side in rsync's order (in each dir the non-dirs
    sorted bytewise, then each subdir with its subtree).  A dir gets its
@@ -46,6 +48,7 @@ from typing import TYPE_CHECKING
 from ..itemize import NEW_COLUMNS, ItemChange
 from . import faults
 from .acl import ACCESS, DEFAULT, get_backend
+from .filelist import Merged, merge_listings
 from .filters import FilterRules
 from .messages import locale_codec, rsync_escape, unescape
 from .meta import (
@@ -253,6 +256,7 @@ class _Source:
     st: os.stat_result | None = None
     entries: int = 0
     size: int = 0
+    index: int = 0         # its place among the SRC arguments (the first wins a clash)
     # Found by the census (pass 1); only entries with errors are kept.
     dropped: set[bytes] = field(default_factory=set)     # left out of the list
     unlistable: set[bytes] = field(default_factory=set)  # dirs whose contents could not be read
@@ -290,6 +294,25 @@ def _parse_source(arg: bytes) -> _Source:
         return _Source(arg, arg, b".", b".")
     parent, name = os.path.split(arg)
     return _Source(arg, parent or b".", name, name)
+
+
+@dataclass(frozen=True)
+class _Layer:
+    """Another source's part in an entry of the merged file list (see
+    filelist.py): a dir of the same path, whose contents merge with the
+    winner's; or, at the top, a SRC argument's own entry (``top``), which
+    goes into the listing of DST's "." (the first SRC/)."""
+
+    parent: int            # fd of the source dir that holds it
+    source: _Source
+    name: bytes
+    st: os.stat_result | None
+    top: bool = False
+
+
+def _more_layers(entry: Merged) -> tuple[_Layer, ...]:
+    """The dirs that merge into a merged entry (layers: (dir fd, source))."""
+    return tuple(_Layer(parent, source, entry.name, st) for (parent, source), st in entry.more)
 
 
 @dataclass
@@ -363,7 +386,8 @@ class TreeSync:
                  cancel: threading.Event | None = None,
                  on_item: Callable[[ItemChange], None] | None = None,
                  dry_run: bool = False) -> None:
-        self.sources = [_parse_source(os.fsencode(s)) for s in sources]
+        self.sources = [replace(_parse_source(os.fsencode(s)), index=i)
+                        for i, s in enumerate(sources)]
         self.dest = os.fsencode(dest)
         self.delete = delete
         self.rules = rules
@@ -395,6 +419,10 @@ class TreeSync:
         self.vanished = False
         self._warned_no_delete = False
         self._groups: dict[tuple[int, int], _LinkGroup] = {}  # -H, from the census on
+        # Entries of several sources that name the same path: all but one
+        # are dropped from the list (filelist.py); their count and bytes.
+        self._dups = 0
+        self._dup_bytes = 0
         self._late_touchups: list[_DirFrame] = []
         # dirs a link went into after their touch-up (rsync's touch-up of
         # every dir comes at the very end): path -> source mtime
@@ -474,14 +502,83 @@ class TreeSync:
     def _run(self) -> int:
         self._guard_dest_in_a_source()
         self._start_precheck()
-        for source in self.sources:
-            _Census(self, source).run()
-        self.stats.entries_total = sum(s.entries for s in self.sources)
+        self._census()
+        # rsync's list counts the duplicates it drops: nothing to do for them
+        self.stats.entries_total = sum(s.entries for s in self.sources) + self._dups
         self.stats.bytes_total = sum(s.size for s in self.sources)
+        self.stats.entries_done, self.stats.bytes_seen = self._dups, self._dup_bytes
         self._transfer()
         if self.on_progress is not None:
             self.on_progress(self.stats)
         return self._exit_code()
+
+    # -- pass 1: the file list --------------------------------------------------
+    def _census(self) -> None:
+        """rsync's sender building one file list from every source: each
+        source's entries counted (_Census), those of several sources for
+        the same path merged as rsync merges them (filelist.py)."""
+        censuses = [_Census(self, source) for source in self.sources]
+        try:
+            tops = [census for census in censuses if census.top()]
+            roots = [census for census in tops if census.source.contents_form]
+            if roots:
+                roots[0]._count(b".", roots[0].source.st)
+                self._dups += len(roots) - 1  # (their "." is a duplicate)
+            if len(tops) == 1 and roots:
+                roots[0].list_root()  # (the common case: one SRC/)
+                return
+            listings = [(census, census.fd, [(census.source.name, census.source.st)])
+                        for census in tops if not census.source.contents_form]
+            fds = []
+            try:
+                for census in roots:
+                    fd, entries = census.root_entries()
+                    if fd >= 0:
+                        fds.append(fd)
+                        listings.append((census, fd, entries))
+                listings.sort(key=lambda listing: listing[0].source.index)
+                self._census_merged(listings, b".")
+            finally:
+                for fd in fds:
+                    os.close(fd)
+        finally:
+            for census in censuses:
+                census.close()
+
+    def _census_merged(self, listings: list[tuple[_Census, int, list]], rel: bytes) -> None:
+        """Count one dir of the merged list: ``listings`` are the sources'
+        (census, dir fd, entries) for it, in the order of the arguments."""
+        merged, dropped = merge_listings([((census, fd), entries)
+                                          for census, fd, entries in listings])
+        for (census, _fd), _name, st in dropped:
+            self._dups += 1
+            if not stat.S_ISDIR(st.st_mode):  # (rsync's total size counts them too)
+                census.source.size += st.st_size
+                self._dup_bytes += st.st_size
+        for entry in merged:
+            entry.layer[0]._count(_join(rel, entry.name), entry.st)
+        for entry in merged:
+            if not stat.S_ISDIR(entry.st.st_mode):
+                continue
+            child = _join(rel, entry.name)
+            (census, parent), name = entry.layer, entry.name
+            if not entry.more:
+                census._list(lambda: _open_listable(name, parent), child)
+                continue
+            inner = []
+            try:
+                for census, parent in [entry.layer, *(layer for layer, _ in entry.more)]:
+                    try:
+                        fd = _open_listable(name, parent)
+                    except OSError as exc:
+                        census._unlistable(child, exc)
+                        continue
+                    inner.append((census, fd, []))
+                    inner[-1] = (census, fd, census._entries(fd, child))
+                self._census_merged(inner, child)
+            finally:
+                for _census, fd, _entries in inner:
+                    os.close(fd)
 
     def _exit_code(self) -> int:
         if self.partial or self.meta.had_error:
@@ -502,7 +599,7 @@ class TreeSync:
 
     def _transfer(self) -> None:
         sources = [s for s in self.sources if s.entries]
-        total = self.stats.entries_total
+        total = self.stats.entries_total  # (rsync's file_total: duplicates too)
         try:
             dst_st = os.stat(self.dest)  # the root may be a symlink to a dir: followed
         except FileNotFoundError:
@@ -745,15 +842,7 @@ class TreeSync:
             self._curr_dir = os.path.abspath(self.dest)
             self.meta.dest_root = self._curr_dir
             self._start_writer()
-            for source in sources:
-                if source is not sources[0]:
-                    # (what the sources before it made is complete and named:
-                    # a later one may go into the same dirs)
-                    self._complete_pending()
-                if source.contents_form:
-                    self._send_root_contents(source, root_fd)
-                else:
-                    self._send_top(source, root_fd, source.name)
+            self._send_tops(sources, root_fd)
             self._finish()
         except BaseException as exc:
             self._unwind(exc)  # (while its dir is open)
@@ -770,18 +859,41 @@ class TreeSync:
         finally:
             os.close(src_parent)
 
-    def _send_root_contents(self, source: _Source, dst_fd: int) -> None:
-        """SRC/ into an existing dir: its contents, and its attributes on DST."""
+    def _send_tops(self, sources: list[_Source], dst_fd: int) -> None:
+        """The merged list into DST: with a SRC/ among the sources, DST is
+        its "." (the first SRC/'s attributes), whose entries are the SRC/s'
+        contents and the other SRC arguments; otherwise just those."""
+        fds = []
         try:
-            src_parent = os.open(source.arg, _PATH_FOLLOW)
-        except OSError as exc:  # gone since the census
-            self._scan_failed(f'rsync: [sender] change_dir "{_abs(source.arg)}" failed: '
-                              f"{_strerror(exc)}")
-            return
-        try:
-            self._dir(src_parent, b".", source.st, dst_fd, b".", b".", (), source)
+            roots, tops = [], []
+            for source in sources:
+                try:
+                    fd = os.open(source.arg if source.contents_form else source.parent,
+                                 _PATH_FOLLOW)
+                except OSError as exc:  # gone since the census
+                    self._scan_failed(f'rsync: [sender] change_dir "{_abs(source.arg)}" '
+                                      f"failed: {_strerror(exc)}")
+                    continue
+                fds.append(fd)
+                if source.contents_form:
+                    roots.append(_Layer(fd, source, b".", source.st))
+                else:
+                    tops.append(_Layer(fd, source, source.name, source.st, top=True))
+            if roots:
+                root = roots[0]
+                self._dir(root.parent, b".", root.st, dst_fd, b".", b".", (), root.source,
+                          (*roots[1:], *tops))
+                return
+            merged, _ = merge_listings([((layer.parent, layer.source), [(layer.name, layer.st)])
+                                        for layer in tops])
+            # (in rsync's order: the files, then each dir with its contents)
+            for entry in sorted(merged, key=lambda entry: stat.S_ISDIR(entry.st.st_mode)):
+                (parent, source), name = entry.layer, entry.name
+                self._entry(parent, name, entry.st, dst_fd, name, name, (name,), source, None,
+                            _more_layers(entry))
         finally:
-            os.close(src_parent)
+            for fd in fds:
+                os.close(fd)
 
     def _sent(self, group: _LinkGroup, index: int, failure: OSError | None) -> None:
         """A hard-link member went to rsync's sender and receiver.  Their
@@ -824,7 +936,7 @@ class TreeSync:
     # -- one entry ----------------------------------------------------------
     def _entry(self, src_parent: int, name: bytes, st: os.stat_result, dst_parent: int,
                dst_name: bytes, rel: bytes, dst_path: tuple[bytes, ...], source: _Source,
-               frame: _DirFrame | None = None) -> None:
+               frame: _DirFrame | None = None, more: tuple[_Layer, ...] = ()) -> None:
         if self.cancel_event.is_set():
             raise Cancelled()
         if rel in source.dropped:
@@ -832,7 +944,7 @@ class TreeSync:
         self.stats.current = rel
         kind = stat.S_IFMT(st.st_mode)
         if kind == stat.S_IFDIR:
-            self._dir(src_parent, name, st, dst_parent, dst_name, rel, dst_path, source)
+            self._dir(src_parent, name, st, dst_parent, dst_name, rel, dst_path, source, more)
             return
         if kind == stat.S_IFREG:
             self._file(src_parent, name, st, dst_parent, dst_name, rel, dst_path, source, frame)
@@ -872,9 +984,10 @@ class TreeSync:
 
     # -- directories ----------------------------------------------------------
     def _dir(self, src_parent: int, name: bytes, st: os.stat_result, dst_parent: int,
-             dst_name: bytes, rel: bytes, dst_path: tuple[bytes, ...], source: _Source) -> None:
-        """rsync's recv_generator for a dir, then its contents, then the
-        touch-up."""
+             dst_name: bytes, rel: bytes, dst_path: tuple[bytes, ...], source: _Source,
+             more: tuple[_Layer, ...] = ()) -> None:
+        """rsync's recv_generator for a dir, then its contents (with those
+        of the other sources' dirs ``more``), then the touch-up."""
         src_meta = self._src_meta(st, src_parent, name, rel, source)
         if src_meta is None:  # unreadable attributes: the sender left it out
             self._done_entry(st)
@@ -882,7 +995,7 @@ class TreeSync:
         dst_st, _ = _lstat_at(dst_parent, dst_name)
         if dst_st is not None and not stat.S_ISDIR(dst_st.st_mode):
             if not self._make_way(dst_parent, dst_name, dst_st, stat.S_IFDIR, self._drel(rel)):
-                self._skip_contents(src_parent, name, st, rel, dst_path, source)
+                self._skip_contents(src_parent, name, st, rel, dst_path, source, more)
                 return
             dst_st = None
         created = False
@@ -927,7 +1040,7 @@ class TreeSync:
                     # rsync's receiver still comes to set the new dir's xattrs
                     self._fail(f"rsync: [receiver] stat {self._full(rel)} failed: "
                                f"No such file or directory (2)")
-                self._skip_contents(src_parent, name, st, rel, dst_path, source)
+                self._skip_contents(src_parent, name, st, rel, dst_path, source, more)
                 return
         mode = stat.S_IMODE(st.st_mode)
         frame = _DirFrame(dst_path, mode, st.st_mtime_ns, virtual=created and self.dry_run,
@@ -947,11 +1060,13 @@ class TreeSync:
             self._item("cd" + NEW_COLUMNS, rel, is_dir=True)  # DST, made by this run
         elif dst_st is not None and letters != UNCHANGED:
             self._item(".d.." + letters, rel, is_dir=True)
-        if rel in source.unlistable:
+        if rel in source.unlistable and all(rel in layer.source.unlistable and not layer.top
+                                            for layer in more):
             if self.delete:
                 self._delete_extraneous(dst_parent, dst_name, rel, None, frame.virtual)
         else:
-            self._fill_dir(src_parent, name, dst_parent, dst_name, rel, dst_path, source, frame)
+            self._fill_dir(src_parent, name, dst_parent, dst_name, rel, dst_path, source, frame,
+                           more)
         if self._writer is not None and self._pending and not self.dry_run:
             self._send_batch()  # (after the files the writer has for it)
             self._pending.append(_TouchUp(os.dup(dst_parent), dst_name, frame))
@@ -1030,13 +1145,10 @@ class TreeSync:
 
     def _fill_dir(self, src_parent: int, name: bytes, dst_parent: int, dst_name: bytes,
                   rel: bytes, dst_path: tuple[bytes, ...], source: _Source,
-                  frame: _DirFrame) -> None:
+                  frame: _DirFrame, more: tuple[_Layer, ...] = ()) -> None:
         """The dir's contents: deletions, then its entries."""
-        try:
-            src_fd = _open_listable(name, src_parent)
-        except OSError as exc:  # it could be listed a moment ago
-            self._scan_failed(f'rsync: [sender] opendir "{source.opendir_shown(rel)}" '
-                              f"failed: {_strerror(exc)}")
+        layers, src_fds = self._open_layers(src_parent, name, rel, source, more)
+        if not layers:
             return
         try:
             try:
@@ -1050,8 +1162,7 @@ class TreeSync:
                            f"{_strerror(exc)}")
                 return
             try:
-                self._dir_contents(src_fd, dst_parent, dst_name, dst_fd, rel, dst_path, source,
-                                   frame)
+                self._dir_contents(layers, dst_parent, dst_name, dst_fd, rel, dst_path, frame)
                 if self._pending:  # before the dir's fd closes and its mtime is set
                     self._complete_pending(dst_fd)
             except BaseException as exc:
@@ -1060,10 +1171,54 @@ class TreeSync:
             finally:
                 self._close_dir(dst_fd)
         finally:
-            os.close(src_fd)
+            for fd in src_fds:
+                os.close(fd)
+
+    def _open_layers(self, src_parent: int, name: bytes, rel: bytes, source: _Source,
+                     more: tuple[_Layer, ...], quiet: bool = False,
+                     ) -> tuple[list[tuple[int, _Source, list | None]], list[int]]:
+        """The sources' dirs whose contents make up a dir of the merged list,
+        opened to be listed: [(fd, source, None)]; a SRC argument's own
+        entry at the top (a top _Layer) comes as [(its dir's fd, source,
+        [(name, lstat)])].  Also the fds opened here, to close."""
+        layers: list[tuple[int, _Source, list | None]] = []
+        fds: list[int] = []
+        for layer in (_Layer(src_parent, source, name, None), *more):
+            if layer.top:
+                layers.append((layer.parent, layer.source, [(layer.name, layer.st)]))
+                continue
+            if rel in layer.source.unlistable:
+                continue  # (reported by the census)
+            try:
+                fd = _open_listable(name, layer.parent)
+            except OSError as exc:  # it could be listed a moment ago
+                if not quiet:
+                    self._scan_failed(f'rsync: [sender] opendir '
+                                      f'"{layer.source.opendir_shown(rel)}" '
+                                      f"failed: {_strerror(exc)}")
+                continue
+            fds.append(fd)
+            layers.append((fd, layer.source, None))
+        return layers, fds
+
+    def _merged_dir(self, layers: list[tuple[int, _Source, list | None]], rel: bytes,
+                    quiet: bool = False) -> tuple[list[tuple[bytes, os.stat_result]],
+                                                  dict[bytes, tuple[int, _Source,
+                                                                    tuple[_Layer, ...]]]]:
+        """A dir's entries from several sources, merged as in the census
+        (filelist.py): sorted (name, lstat) pairs, and for each name the
+        source dir's fd, the source, and the other sources' dirs that
+        merge into it."""
+        merged, _ = merge_listings([
+            ((fd, source), fixed if fixed is not None else
+             self._read_source_dir(fd, rel, source, quiet=quiet))
+            for fd, source, fixed in sorted(layers, key=lambda layer: layer[1].index)])
+        return ([(entry.name, entry.st) for entry in merged],
+                {entry.name: (*entry.layer, _more_layers(entry)) for entry in merged})
 
     def _skip_contents(self, src_parent: int, name: bytes, st: os.stat_result, rel: bytes,
-                       dst_path: tuple[bytes, ...], source: _Source) -> None:
+                       dst_path: tuple[bytes, ...], source: _Source,
+                       more: tuple[_Layer, ...] = ()) -> None:
         """rsync's "*** Skipping any contents from this failed directory ***":
         nothing below the dir is written, but each hard-linked file below it
         is a skipped member of its group (rsync's handle_skipped_hlink(): if
@@ -1071,14 +1226,9 @@ class TreeSync:
         instead)."""
         self.err(_SKIP_DIR)
         self._done_entry(st)
-        if rel in source.unlistable:
-            return
+        layers, fds = self._open_layers(src_parent, name, rel, source, more, quiet=True)
         try:
-            fd = _open_listable(name, src_parent)
-        except OSError:
-            return
-        try:
-            entries = self._read_source_dir(fd, rel, source, quiet=True)
+            entries, origin = self._listing(layers, rel, quiet=True)
             dirs = []
             for child, child_st in entries:
                 child_rel = _join(rel, child)
@@ -1089,24 +1239,39 @@ class TreeSync:
                 group = (self._groups.get((child_st.st_dev, child_st.st_ino))
                          if stat.S_ISREG(child_st.st_mode) and child_st.st_nlink > 1 else None)
                 if group is not None:
+                    child_source = origin[child][1] if origin else layers[0][1]
                     index = len(group.members)
                     group.members.append(_Member(child_rel, dst_path + (child,),
-                                                 source.sender_path(child_rel), index - 1,
+                                                 child_source.sender_path(child_rel), index - 1,
                                                  first=index == 0,
                                                  last=child_rel == group.last))
                     self._skipped_hard_link(group, index, None)
             for child, child_st in dirs:
+                fd, child_source, child_more = origin[child] if origin else (*layers[0][:2], ())
                 self._skip_contents_quietly(fd, child, child_st, _join(rel, child),
-                                            dst_path + (child,), source)
+                                            dst_path + (child,), child_source, child_more)
         finally:
-            os.close(fd)
+            for fd in fds:
+                os.close(fd)
+
+    def _listing(self, layers: list[tuple[int, _Source, list | None]], rel: bytes,
+                 quiet: bool = False,
+                 ) -> tuple[list[tuple[bytes, os.stat_result]], dict[bytes, tuple] | None]:
+        """A dir's entries: from one source dir as _read_source_dir lists
+        it (origin None: each comes from there), or merged (_merged_dir)."""
+        if not layers:
+            return [], None
+        if len(layers) == 1 and layers[0][2] is None:
+            return self._read_source_dir(layers[0][0], rel, layers[0][1], quiet=quiet), None
+        return self._merged_dir(layers, rel, quiet)
 
     def _skip_contents_quietly(self, src_parent: int, name: bytes, st: os.stat_result,
-                               rel: bytes, dst_path: tuple[bytes, ...], source: _Source) -> None:
+                               rel: bytes, dst_path: tuple[bytes, ...], source: _Source,
+                               more: tuple[_Layer, ...] = ()) -> None:
         """A subdir of a skipped dir: as above, without rsync's line."""
         err, self.err = self.err, lambda line: None
         try:
-            self._skip_contents(src_parent, name, st, rel, dst_path, source)
+            self._skip_contents(src_parent, name, st, rel, dst_path, source, more)
         finally:
             self.err = err
 
@@ -1190,20 +1355,28 @@ class TreeSync:
             except OSError:
                 pass
 
-    def _dir_contents(self, src_fd: int, dst_parent: int, dst_name: bytes, dst_fd: int,
-                      rel: bytes, dst_path: tuple[bytes, ...], source: _Source,
+    def _dir_contents(self, layers: list[tuple[int, _Source, list | None]], dst_parent: int,
+                      dst_name: bytes, dst_fd: int, rel: bytes, dst_path: tuple[bytes, ...],
                       frame: _DirFrame) -> None:
-        precheck = None if frame.fresh else self._precheck
+        """``layers``: the source dirs whose entries make up this dir's
+        list (see _open_layers); mostly one."""
+        src_fd, source, _ = layers[0]
+        origin = None  # (merged: each entry's source dir, see _merged_dir)
+        if len(layers) > 1 or layers[0][2] is not None:
+            entries, origin = self._merged_dir(layers, rel)
+            precheck = None
+        else:
+            precheck = None if frame.fresh else self._precheck
+            names = None
+            if precheck is not None and dst_fd != _VIRTUAL:
+                try:
+                    names = precheck.share(rel, src_fd, dst_fd)
+                except OSError:
+                    pass  # (the listing fails again below, and is reported there)
+            entries = self._read_source_dir(src_fd, rel, source, precheck=precheck, names=names)
         changes = faults.changes  # (see _recheck)
-        names = None
-        if precheck is not None and dst_fd != _VIRTUAL:
-            try:
-                names = precheck.share(rel, src_fd, dst_fd)
-            except OSError:
-                pass  # (the listing fails again below, and is reported there)
-        entries = self._read_source_dir(src_fd, rel, source, precheck=precheck, names=names)
         dst_stats = None
-        if frame.fresh:
+        if frame.fresh and not self._solo_unreadable(frame):
             # Nothing to delete in a dir this run made: only the warning.  A
             # file before it still with the writer may yet turn out to be
             # unreadable (see _complete_write): then it waits its turn.
@@ -1232,8 +1405,11 @@ class TreeSync:
         # straight to the writer (as _entry, _file and _transfer_file would
         # send it, in fewer steps: most files of an initial copy are such).
         writer = self._writer if frame.fresh and deferred is None else None
+        fd, src, more = src_fd, source, ()
         try:
             for name, st in entries:
+                if origin is not None:
+                    fd, src, more = origin[name]
                 if st.__class__ is _InSync and faults.changes != changes:
                     st = self._recheck(src_fd, dst_fd, name, _join(rel, name), source, st)
                     if st is None:
@@ -1244,20 +1420,20 @@ class TreeSync:
                         raise Cancelled()
                     self._done(st.size)
                 elif stat.S_ISDIR(st.st_mode):
-                    dirs.append((name, st))
+                    dirs.append((name, st, fd, src, more))
                 elif writer is not None and st.st_nlink == 1 and st.st_size < _BEHIND_MIN and \
                         stat.S_ISREG(st.st_mode) and self._writer_takes(st.st_size, dst_fd):
                     if self.cancel_event.is_set():
                         raise Cancelled()
                     child = _join(rel, name)
-                    if child not in source.dropped:
+                    if child not in src.dropped:
                         self.stats.current = child
-                        self._queue_write(src_fd, name, st, dst_fd, dst_path + (name,), child,
-                                          source, frame.sheltered)
+                        self._queue_write(fd, name, st, dst_fd, dst_path + (name,), child,
+                                          src, frame.sheltered)
                         self._done(st.st_size)
                 else:
-                    self._entry(src_fd, name, st, dst_fd, name, _join(rel, name),
-                                dst_path + (name,), source, frame)
+                    self._entry(fd, name, st, dst_fd, name, _join(rel, name),
+                                dst_path + (name,), src, frame)
         finally:
             self._deferred = self._receiver_later = None
             self._dst_stats, self._fresh = None, False
@@ -1270,8 +1446,16 @@ class TreeSync:
             receiver_pass()
         for args in deferred or ():
             self._transfer_file(*args)
-        for name, st in dirs:
-            self._entry(src_fd, name, st, dst_fd, name, _join(rel, name), dst_path + (name,), source)
+        for name, st, fd, src, more in dirs:
+            self._entry(fd, name, st, dst_fd, name, _join(rel, name), dst_path + (name,), src,
+                        None, more)
+
+    def _solo_unreadable(self, frame: _DirFrame) -> bool:
+        """A dir that is DST itself, made by this run for a non-root user
+        whose mode denies u+r: rsync's delete pass opendir()s every dir,
+        even a new one, and fails there (only this one gets no u+rwx while
+        it is filled)."""
+        return bool(self._solo) and not self.am_root and not frame.mode & stat.S_IRUSR
 
     def _read_source_dir(self, src_fd: int, rel: bytes, source: _Source,
                          quiet: bool = False, precheck: Precheck | None = None,
@@ -2547,7 +2731,8 @@ class _Copier:
 class _Census:
     """Pass 1, rsync's sender building the file list for one source: count
     it, report what cannot be read (and leave it out), and find the last
-    member of each hard-link group in the order the walk will take."""
+    member of each hard-link group in the order the walk will take.
+    TreeSync._census merges the sources' lists (filelist.py)."""
 
     def __init__(self, run: TreeSync, source: _Source) -> None:
         self.run_ = run
@@ -2555,51 +2740,68 @@ class _Census:
         # As root nothing keeps attributes from being read; otherwise they
         # are read here once to find entries the sender must leave out.
         self.check_meta = not run.am_root
+        # Open while the census runs: the SRC/ dir itself, or the dir that
+        # holds a SRC argument's entry.
+        self.fd = -1
 
-    def run(self) -> None:
+    def top(self) -> bool:
+        """Look up the source's own entry; whether it is in the list."""
         source, run = self.source, self.run_
         if source.contents_form:
             try:
-                fd = os.open(source.arg, _PATH_FOLLOW)
+                self.fd = os.open(source.arg, _PATH_FOLLOW)
             except OSError as exc:
                 self._top_failed("change_dir", exc)
-                return
-            try:
-                try:  # rsync's sender chdir()s into SRC/
-                    os.close(os.open(b".", os.O_PATH | os.O_CLOEXEC, dir_fd=fd))
-                except OSError as exc:
-                    self._top_failed("change_dir", exc)
-                    return
-                source.st = os.fstat(fd)
-                if not self._keep(source.st, fd, b".", b"."):
-                    return
-                self._count(b".", source.st)
-                self._list(lambda: os.open(b".", _LIST_FLAGS, dir_fd=fd), b".")
-            finally:
-                os.close(fd)
-            return
+                return False
+            try:  # rsync's sender chdir()s into SRC/
+                os.close(os.open(b".", os.O_PATH | os.O_CLOEXEC, dir_fd=self.fd))
+            except OSError as exc:
+                self._top_failed("change_dir", exc)
+                return False
+            source.st = os.fstat(self.fd)
+            return self._keep(source.st, self.fd, b".", b".")
+        try:  # rsync's sender chdir()s into the dir that holds SRC
+            self.fd = os.open(source.parent, _PATH_FOLLOW)
+            os.close(os.open(b".", os.O_PATH | os.O_CLOEXEC, dir_fd=self.fd))
+        except OSError as exc:
+            self._top_failed("change_dir", exc, source.parent)
+            return False
         try:
-            source.st = os.stat(source.arg.rstrip(b"/") or source.arg, follow_symlinks=False)
+            source.st = os.stat(source.name, dir_fd=self.fd, follow_symlinks=False)
         except OSError as exc:
             self._top_failed("link_stat", exc)
-            return
+            return False
         if run.rules.excluded(source.rel, stat.S_ISDIR(source.st.st_mode)):
-            return
-        parent = os.open(source.parent, _PATH_FOLLOW)
-        try:
-            if not self._keep(source.st, parent, source.name, source.rel):
-                return
-            self._count(source.rel, source.st)
-            if stat.S_ISDIR(source.st.st_mode):
-                self._list(lambda: _open_listable(source.name, parent), source.rel)
-        finally:
-            os.close(parent)
+            return False
+        return self._keep(source.st, self.fd, source.name, source.rel)
 
-    def _top_failed(self, verb: str, exc: OSError) -> None:
+    def list_root(self) -> None:
+        """The whole list of a SRC/ whose contents merge with no other's."""
+        self._list(lambda: os.open(b".", _LIST_FLAGS, dir_fd=self.fd), b".")
+
+    def root_entries(self) -> tuple[int, list[tuple[bytes, os.stat_result]]]:
+        """A SRC/'s top listing, to merge with others': (its fd, entries)."""
+        try:
+            fd = os.open(b".", _LIST_FLAGS, dir_fd=self.fd)
+        except OSError as exc:
+            self._unlistable(b".", exc)
+            return -1, []
+        return fd, self._entries(fd, b".")
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def _top_failed(self, verb: str, exc: OSError, path: bytes | None = None) -> None:
         source, run = self.source, self.run_
         source.st = None
-        run._fail(f'rsync: [sender] {verb} "{_abs(source.arg)}" failed: {_strerror(exc)}')
-        if exc.errno != errno.ENOENT:
+        run._fail(f'rsync: [sender] {verb} "{_abs(path or source.arg)}" failed: '
+                  f"{_strerror(exc)}")
+        # rsync's send_file_list(): a SRC/ (or a SRC's dir) it cannot chdir
+        # into stops every deletion; a missing SRC (link_stat, ENOENT) does
+        # not.
+        if verb == "change_dir" or exc.errno != errno.ENOENT:
             run.scan_error = True
 
     def _keep(self, st: os.stat_result, dirfd: int, name: bytes, rel: bytes) -> bool:
@@ -2639,6 +2841,35 @@ class _Census:
             self._unlistable(rel, exc)
             return
         self._walk(fd, rel)
+
+    def _entries(self, fd: int, rel: bytes) -> list[tuple[bytes, os.stat_result]]:
+        """One dir's listing as _walk sees it, to merge with other sources'
+        (it counts nothing)."""
+        rules = self.run_.rules
+        if self.run_.cancel_event.is_set():
+            raise Cancelled()
+        try:
+            names = _list_names(fd)
+        except OSError as exc:
+            self._unlistable(rel, exc)
+            return []
+        entries = []
+        for name in sorted(names):
+            child = _join(rel, name)
+            try:
+                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                if not (rules.excluded(child, False) or rules.excluded(child, True)):
+                    self.source.dropped.add(child)
+                    self.run_._lstat_failed(self.source, child, exc)
+                continue
+            if rules.excluded(child, stat.S_ISDIR(st.st_mode)) or \
+                    self.check_meta and not self._keep(st, fd, name, child):
+                continue
+            entries.append((name, st))
+        return entries
 
     def _walk(self, fd: int, rel: bytes) -> None:
         """One directory's listing in the walk's order (non-dirs sorted, then

@@ -23,7 +23,13 @@ What the generators cover (issue 4, "equivalence suite"):
   unrelated tree (see :func:`dest_trees`);
 - exclude lists built from the names in play (see :func:`exclude_lists`);
 - both trailing-slash forms of SRC, DST with and without a slash, with and
-  without ``--delete``.
+  without ``--delete``;
+- several sources (about a quarter of the cases, see :func:`source_lists`): a
+  second tree ``src2`` that is a drifted copy of ``src`` (so names clash
+  as file/dir/symlink in both orders, dirs merge) or an unrelated one,
+  hard links across the two, each given as ``X/``, ``X`` or an entry in
+  it (a file, a dir's contents, a file with a trailing slash), in either
+  order, sometimes twice, sometimes with a missing ``nosuch``/``nosuch/``.
 """
 
 from __future__ import annotations
@@ -390,6 +396,122 @@ def _literal_names(rules: list[bytes]) -> tuple[bytes, ...]:
     return tuple(dict.fromkeys(out))
 
 
+# -- several sources ----------------------------------------------------------------------------
+
+def _source_arg(draw, prefix: bytes, tree: Tree) -> bytes:
+    """One SRC argument for a tree under ``prefix``: its contents, the
+    tree itself, or one of its entries (a dir's contents with a slash, a
+    file now and then with a slash, which rsync cannot chdir into)."""
+    form = draw(st.sampled_from(["contents", "contents", "contents", "name", "entry"]))
+    entries = [p for p, e in tree.items() if p and "link" not in e]
+    if form == "contents" or form == "entry" and not entries:
+        return prefix + b"/"
+    if form == "name":
+        return prefix
+    path = draw(st.sampled_from(sorted(entries)))
+    kind = tree[path]["type"]
+    # (never a symlink with a slash: rsync would follow it, to / maybe)
+    slash = kind != "symlink" and (kind == "dir" and draw(st.booleans()) or
+                                   draw(st.integers(0, 5)) == 0)
+    return join(prefix, path) + (b"/" if slash else b"")
+
+
+@st.composite
+def source_lists(draw, src: Tree, src2: Tree) -> list[bytes]:
+    """SRC... for two trees: each in one of its forms, in either order;
+    sometimes one given twice, sometimes a missing one among them."""
+    args = [_source_arg(draw, b"src", src), _source_arg(draw, b"src2", src2)]
+    if draw(st.booleans()):
+        args.reverse()
+    if draw(st.sampled_from([False] * 5 + [True])):
+        args.insert(draw(st.integers(0, len(args))), draw(st.sampled_from(args)))
+    if draw(st.sampled_from([False] * 5 + [True])):
+        args.insert(draw(st.integers(0, len(args))), draw(st.sampled_from([b"nosuch",
+                                                                          b"nosuch/"])))
+    return args
+
+
+def _place(tree: Tree, arg: bytes, prefix: bytes) -> Tree:
+    """Where an argument's entries land in DST (roughly: for a pre-state)."""
+    rel = arg[len(prefix):].strip(b"/")
+    if arg.endswith(b"/") or arg == prefix:
+        base = rel
+        at = b"" if arg.endswith(b"/") else prefix.rsplit(b"/", 1)[-1]
+    else:
+        base, at = rel, rel.rsplit(b"/", 1)[-1]
+    placed: Tree = {}
+    for path, entry in tree.items():
+        if path == base or base == b"" or path.startswith(base + b"/"):
+            inner = path[len(base):].lstrip(b"/") if base else path
+            placed[join(at, inner) if inner else at] = entry
+    return placed
+
+
+def _overlay(layers: list[Tree]) -> Tree:
+    """The layers on top of each other, the first one winning, kept
+    buildable: no entry below a non-dir, and no hard links (dropped)."""
+    out: Tree = {}
+    for layer in layers:
+        for path in sorted(layer, key=depth):
+            entry = layer[path]
+            if "link" in entry:
+                continue
+            parent = path.rpartition(b"/")[0] if path else None
+            if path in out or parent is not None and out.get(parent, {}).get("type") != "dir":
+                continue
+            out[path] = copy.deepcopy(entry)
+    return out
+
+
+@st.composite
+def several_dest(draw, trees_by_prefix: dict[bytes, Tree], sources: list[bytes], *,
+                 nobody: bool, protect_names: tuple[bytes, ...]) -> Tree | None:
+    """DST before a run with several sources: missing, empty, unrelated, or
+    a drifted copy of what the sources would make of it."""
+    state = draw(st.sampled_from(["missing", "empty", "copy", "copy", "copy", "unrelated"]))
+    if state == "missing":
+        return None
+    root = {"type": "dir", **draw(attrs("dir", nobody))}
+    if nobody:
+        root["uid"] = NOBODY
+    if state == "empty":
+        return {b"": root}
+    if state == "unrelated":
+        return draw(trees(max_entries=6, max_links=1, nobody=nobody, extra_names=protect_names))
+    layers = [{b"": root}]
+    for arg in sources:
+        prefix = arg.split(b"/", 1)[0]
+        if prefix in trees_by_prefix:
+            layers.append(_place(trees_by_prefix[prefix], arg, prefix))
+    return draw(drift(_overlay(layers), prefix_depth=1, nobody=nobody,
+                      protect_names=protect_names))
+
+
+@st.composite
+def second_trees(draw, src: Tree, *, nobody: bool) -> Tree:
+    """``src2``: mostly a drifted copy of ``src`` (the same names, some of
+    them of another type, other contents and attributes, some gone, some
+    new), else a tree of its own that borrows src's names."""
+    if draw(st.integers(0, 3)):
+        return draw(drift(src, prefix_depth=1, nobody=nobody, protect_names=()))
+    borrowed = tuple(dict.fromkeys(p.rsplit(b"/", 1)[-1] for p in src if p))
+    return draw(trees(max_entries=7, nobody=nobody, extra_names=borrowed))
+
+
+def _cross_links(draw, src: Tree, src2: Tree) -> list[dict[str, Any]]:
+    """Hard links in src2 to files of src (a group that spans sources)."""
+    files = sorted(p for p, e in src.items() if e.get("type") == "file")
+    dirs = sorted(p for p, e in src2.items() if e.get("type") == "dir")
+    links = []
+    if files and dirs:
+        for _ in range(draw(st.integers(0, 2))):
+            path = join(draw(st.sampled_from(dirs)), draw(names))
+            if path not in src2 and all(join(b"src2", path) != e["path"] for e in links):
+                links.append({"path": join(b"src2", path),
+                              "link": join(b"src", draw(st.sampled_from(files)))})
+    return links
+
+
 # -- whole cases -------------------------------------------------------------------------------
 
 def _avoid_rsync_race(spec: list[dict[str, Any]]) -> None:
@@ -401,10 +523,10 @@ def _avoid_rsync_race(spec: list[dict[str, Any]]) -> None:
     outcome): no user.* xattrs on such dirs."""
     def rel(path) -> bytes:
         p = path.encode() if isinstance(path, str) else path
-        for prefix in (b"dst/src/", b"src/", b"dst/"):
+        for prefix in (b"dst/src/", b"dst/src2/", b"src/", b"src2/", b"dst/"):
             if p.startswith(prefix):
                 return p[len(prefix):]
-        return b"" if p in (b"src", b"dst", b"dst/src") else p
+        return b"" if p in (b"src", b"src2", b"dst", b"dst/src", b"dst/src2") else p
     locked = {rel(e["path"]) for e in spec
               if "mode" in e and e.get("type") == "dir" and e["mode"] & 0o700 != 0o700}
     for e in spec:
@@ -423,13 +545,25 @@ CANARY = [
 def cases(draw, *, nobody: bool = False) -> Case:
     src = draw(trees(nobody=nobody))
     src_paths = [p for p in src if p]
-    excludes = draw(exclude_lists(src_paths + [b"src"]))
-    slash = draw(st.booleans())
-    dst = draw(dest_trees(src, slash=slash, nobody=nobody,
-                          protect_names=_literal_names(excludes)))
+    # Some cases have several sources (see source_lists).
+    several = draw(st.sampled_from([False, False, True]))
+    src2 = draw(second_trees(src, nobody=nobody)) if several else None
+    extra_paths = [p for p in src2 if p] + [b"src2"] if src2 is not None else []
+    excludes = draw(exclude_lists(src_paths + [b"src"] + extra_paths))
+    protect = _literal_names(excludes)
+    if src2 is None:
+        slash = draw(st.booleans())
+        sources = [b"src/" if slash else b"src"]
+        dst = draw(dest_trees(src, slash=slash, nobody=nobody, protect_names=protect))
+    else:
+        sources = draw(source_lists(src, src2))
+        dst = draw(several_dest({b"src": src, b"src2": src2}, sources, nobody=nobody,
+                                protect_names=protect))
     root = {"path": ".", "mode": 0o755, "uid": NOBODY if nobody else 0, "gid": 0,
             "mtime_ns": 1_500_000_000_500_000_000}
     spec = [root, *copy.deepcopy(CANARY), *to_spec(src, b"src")]
+    if src2 is not None:
+        spec += to_spec(src2, b"src2") + _cross_links(draw, src, src2)
     if dst is not None:
         spec += to_spec(dst, b"dst")
     if nobody:
@@ -437,7 +571,7 @@ def cases(draw, *, nobody: bool = False) -> Case:
     dest = b"dst/" if draw(st.booleans()) else b"dst"
     # A quarter of the root runs use the ACL path without pylibacl.
     backend = None if nobody or draw(st.integers(0, 3)) else "raw"
-    return Case(spec=spec, sources=[b"src/" if slash else b"src"], dest=dest,
+    return Case(spec=spec, sources=sources, dest=dest,
                 delete=draw(st.booleans()), excludes=excludes, unprivileged=nobody,
                 acl_backend=backend, itemize=draw(st.booleans()),
                 dry_run=draw(st.integers(0, 3)) == 0)

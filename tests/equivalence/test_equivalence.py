@@ -1,9 +1,10 @@
 """The equivalence suite: the native engine against the real rsync.
 
 Each example draws a whole work dir (a source tree, a destination pre-state,
-an ``outside`` canary), an exclude list, the trailing-slash forms and
-``--delete`` or not (``strategies.cases``); builds it twice; runs
-``rsync -rlptgocAXH [--delete] [--exclude=P]... --no-inc-recursive SRC DST``
+an ``outside`` canary; in a share of the examples a second source tree), an
+exclude list, the trailing-slash forms (or, for several sources, a list of
+arguments) and ``--delete`` or not (``strategies.cases``); builds it twice;
+runs ``rsync -rlptgocAXH [--delete] [--exclude=P]... --no-inc-recursive SRC... DST``
 on one copy and the native engine on the other; and compares exit codes,
 messages and full snapshots, and checks that the sources did not change
 (``harness.check``).  A failure shrinks to a minimal tree; the falsifying

@@ -114,6 +114,134 @@ def test_src_dst_errors(base, sources, dest, pre, code, lines):
         assert not (base / "b" / "dst").exists()  # DST not created
 
 
+# -- several sources: one merged file list (issue 14, items 1, 2 and 9) ----------------------
+
+# Two sources whose names clash in every way: file/file, dir/dir (other
+# modes, other contents, a file/dir clash inside), file/dir in both orders,
+# symlink/file, symlink/dir, and a dir that only one has.
+CLASHING = [
+    d("src", mode=0o750), f("src/both", b"first\n"), d("src/d", mode=0o701),
+    f("src/d/a", b"first a\n"), f("src/d/x", b"file in src\n"), f("src/fd", b"file\n"),
+    d("src/df"), f("src/df/in"), ln("src/lf", "both"), ln("src/ld", "d"), d("src/only1"),
+    f("src/only1/z"),
+    d("src2", mode=0o700), f("src2/both", b"second, longer\n"), d("src2/d", mode=0o702),
+    f("src2/d/a", b"second a\n"), f("src2/d/b"), d("src2/d/x"), f("src2/d/x/deep"),
+    d("src2/fd"), f("src2/fd/in"), f("src2/df", b"file\n"), f("src2/lf", b"a file\n"),
+    d("src2/ld", mode=0o711), f("src2/ld/y"), f("src2/h", b"h\n"),
+    d("src2/src"), f("src2/src/both", b"in src2/src\n"), f("src2/src/extra"),
+]
+# DST with entries of each source, of neither, and an earlier copy's drift.
+CLASH_DST = [d("dst", mode=0o755), f("dst/old"), f("dst/both", b"stale\n"), d("dst/d"),
+             f("dst/d/b", b"stale b\n"), f("dst/d/old"), f("dst/h", b"stale h\n"), d("dst/src"),
+             f("dst/src/old"), d("dst/only1"), f("dst/only1/old")]
+
+SOURCE_LISTS = [(b"src/", b"src2/"), (b"src2/", b"src/"), (b"src", b"src2/"), (b"src2/", b"src"),
+                (b"src2/h", b"src/"), (b"src/", b"src2/h"), (b"src/", b"src2/", b"src/d/"),
+                (b"src2/d", b"src/d", b"src2/h")]
+
+
+@pytest.mark.parametrize("delete", [True, False], ids=["delete", "no-delete"])
+@pytest.mark.parametrize("sources", SOURCE_LISTS, ids=[b" ".join(s).decode() for s in SOURCE_LISTS])
+def test_several_sources_are_merged_into_one_list(base, sources, delete):
+    """rsync sends one sorted list for all its sources (flist.c
+    clean_flist): of two entries with one path the first wins, a dir beats
+    a non-dir, two dirs merge (the first one's attributes), and --delete
+    spares every name any source has.  The native engine synced the
+    sources one after another, each with its own --delete."""
+    for dry_run in (True, False):
+        rs, nat = check(case(*CLASHING, *CLASH_DST, sources=sources, delete=delete,
+                             itemize=True, dry_run=dry_run), base)
+        assert rs.code == 0, rs.err
+    if sources[:2] == (b"src/", b"src2/"):  # (from first principles, too)
+        dst = base / "b" / "dst"
+        assert (dst / "both").read_bytes() == b"first\n"
+        assert stat.S_IMODE(dst.stat().st_mode) == 0o750
+        assert stat.S_IMODE((dst / "d").stat().st_mode) == 0o701
+        assert (dst / "d" / "b").exists() and (dst / "d" / "x" / "deep").exists()
+        assert (dst / "fd" / "in").exists() and (dst / "df" / "in").exists()
+        assert os.readlink(dst / "lf") == "both" and (dst / "ld" / "y").exists()
+
+
+@pytest.mark.parametrize("missing", [b"nosuch/", b"nosuch", b"src2/h/", b"nosuch/x", b"src2/h/x"])
+def test_a_source_that_cannot_be_read_stops_deletion(base, missing):
+    """rsync's sender sets its io_error when it cannot chdir into a SRC/,
+    or into the dir that holds a SRC (missing, or a file), and then
+    deletes nothing ("IO error encountered -- skipping file deletion",
+    exit 23); a missing SRC in a dir that is there is only a failed
+    link_stat (ENOENT): deletions go on.  The native engine deleted
+    dst/old for nosuch/ and for DIR/x in a missing DIR."""
+    for first in (True, False):
+        sources = (b"src/", missing) if first else (missing, b"src/")
+        rs, nat = check(case(*CLASHING, *CLASH_DST, sources=sources, itemize=True), base)
+        assert nat.code == 23
+        kept = (base / "b" / "dst" / "old").exists()
+        assert kept == (missing != b"nosuch")
+        assert ("IO error encountered -- skipping file deletion" in nat.out) == kept
+
+
+@pytest.mark.parametrize("second", [b"src2/", b"src2/sub", b"src2/sub/"])
+def test_as_nobody_a_source_it_cannot_enter_stops_deletion(nobody_base, second):
+    """As nobody, a second source it cannot enter (mode 000): rsync cannot
+    chdir into src2/ or into src2 to find src2/sub -- no deletion at all,
+    exit 23 --, and when it can enter src2 but not list src2/sub, that is
+    an opendir failure, which stops deletion as well."""
+    nb = {"uid": 65534, "gid": 65534}
+    locked = {"src2/": "src2", "src2/sub": "src2", "src2/sub/": "src2/sub"}[second.decode()]
+    spec = [{**ROOT, **nb}, d("src", **nb), f("src/f", **nb), d("src2", **nb),
+            d("src2/sub", **nb), f("src2/sub/g", **nb), d("dst", **nb), f("dst/junk", **nb)]
+    spec = [{**e, "mode": 0o000} if e["path"] == locked else e for e in spec]
+    rs, nat = check(Case(spec=spec, sources=[b"src/", second], dest=b"dst", unprivileged=True),
+                    nobody_base)
+    assert nat.code == 23
+    assert "IO error encountered -- skipping file deletion" in nat.out
+    assert os.path.exists(os.path.join(nobody_base, "b", "dst", "junk"))
+
+
+@pytest.mark.parametrize("contents", [False, True], ids=["empty", "with-a-file"])
+def test_as_nobody_a_new_dst_dir_it_cannot_read_fails_its_delete_pass(nobody_base, contents):
+    """As nobody, `rsync --delete src dst` makes dst itself (a single item
+    onto a new name) with src's mode 070, which denies it u+r; rsync's
+    delete pass opendir()s even a dir it just made and fails ("opendir
+    ... failed: Permission denied", exit 23).  The native engine skipped
+    the listing of a new dir and exited 0.  Found by the random suite."""
+    nb = {"uid": 65534, "gid": 65534}
+    spec = [{**ROOT, **nb}, d("src", mode=0o070, uid=0, gid=65534)]
+    if contents:
+        spec.append(f("src/f", **nb))
+    for dry_run in (False, True):
+        rs, nat = check(Case(spec=spec, sources=[b"src"], dest=b"dst", unprivileged=True,
+                             dry_run=dry_run), nobody_base)
+        # (with a file in it, two entries go, and dst/src is made: no solo)
+        assert nat.code == (0 if dry_run or contents else 23)
+
+
+def test_the_same_source_twice_is_listed_once(base):
+    """`-n -i src/ src/ dst/` printed every line twice: rsync drops the
+    duplicates from its list."""
+    rs, nat = check(case(*CLASHING, *CLASH_DST, sources=(b"src/", b"src/"), itemize=True,
+                         dry_run=True), base)
+    assert len(nat.out) == len(set(nat.out)) and nat.out
+
+
+def test_hard_links_across_sources_skip_the_dropped_duplicates(base):
+    """-H links the members of a group found in any source; a duplicate
+    dropped from the list is no member: where src/a wins, src2/a (a link
+    of src2/c) is none, and dst/a is linked to dst/b (src/a's link in
+    src2), not to dst/c; where src2/a wins, the other way round.  The
+    native engine linked the dropped duplicates too."""
+    links = [d("src"), f("src/a", b"1\n"), f("src/z", b"3\n"), d("src2"),
+             {"path": "src2/b", "link": "src/a"}, f("src2/a", b"2\n"),
+             {"path": "src2/c", "link": "src2/a"}, {"path": "src2/zz", "link": "src/z"},
+             {"path": "src2/aa", "link": "src/z"}]
+    for sources, partner, alone in (((b"src/", b"src2/"), "b", "c"),
+                                    ((b"src2/", b"src/"), "c", "b")):
+        check(case(*links, sources=sources, itemize=True), base)
+        dst = base / "b" / "dst"
+        assert (dst / "a").stat().st_ino == (dst / partner).stat().st_ino
+        assert (dst / alone).stat().st_nlink == 1
+        assert (dst / "z").stat().st_nlink == 3
+
+
 @pytest.mark.parametrize("dest", [b"dst", b"dst/"])
 def test_dst_symlink_to_a_dir_is_followed(base, dest):
     pre = [d("real"), f("real/junk"), ln("dst", "real")]
