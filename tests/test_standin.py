@@ -63,7 +63,7 @@ def test_several_sources_run_as_rsync_runs_them(tmp_path):
         root = tmp_path / side
         for src, sizes in (("src", (1000, 0, 700)), ("src2", (3000, 500, 900))):
             (root / src / "d").mkdir(parents=True)
-            for name, size in zip(("a", "b", "d/x"), sizes):
+            for name, size in zip(("a", "b", "d/x"), sizes, strict=True):
                 if size:
                     (root / src / name).write_bytes(bytes([len(src)]) * size)
             for p in ("a", "b", "d/x", "d", "."):

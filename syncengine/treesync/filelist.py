@@ -15,6 +15,7 @@ every name that any source has there.
 
 from __future__ import annotations
 
+import os
 import stat
 from collections.abc import Sequence
 from typing import Generic, TypeVar
@@ -30,7 +31,8 @@ class Merged(Generic[L]):
 
     __slots__ = ("name", "st", "layer", "more")
 
-    def __init__(self, name: bytes, st, layer: L, more: list[tuple[L, object]]) -> None:
+    def __init__(self, name: bytes, st: os.stat_result, layer: L,
+                 more: list[tuple[L, os.stat_result]]) -> None:
         self.name = name
         self.st = st
         self.layer = layer
@@ -40,19 +42,19 @@ class Merged(Generic[L]):
         return f"Merged({self.name!r}, {self.layer!r}, more={[m[0] for m in self.more]!r})"
 
 
-def merge_listings(listings: Sequence[tuple[L, Sequence[tuple[bytes, object]]]],
-                   ) -> tuple[list[Merged[L]], list[tuple[L, bytes, object]]]:
+def merge_listings(listings: Sequence[tuple[L, Sequence[tuple[bytes, os.stat_result]]]],
+                   ) -> tuple[list[Merged[L]], list[tuple[L, bytes, os.stat_result]]]:
     """Merge each layer's listing of a dir (``(name, lstat)`` pairs, any
     order), layers in the order of the SRC arguments.  Returns the merged
     entries sorted bytewise by name, and the entries dropped as duplicates
     (``(layer, name, lstat)``; a dir merged into another one is among them:
     its own entry is dropped, not its contents)."""
-    by_name: dict[bytes, list[tuple[L, object]]] = {}
+    by_name: dict[bytes, list[tuple[L, os.stat_result]]] = {}
     for layer, entries in listings:
         for name, st in entries:
             by_name.setdefault(name, []).append((layer, st))
     merged: list[Merged[L]] = []
-    dropped: list[tuple[L, bytes, object]] = []
+    dropped: list[tuple[L, bytes, os.stat_result]] = []
     for name in sorted(by_name):
         candidates = by_name[name]
         dirs = [i for i, (_, st) in enumerate(candidates) if stat.S_ISDIR(st.st_mode)]

@@ -563,7 +563,7 @@ class TreeSync:
             child = _join(rel, entry.name)
             (census, parent), name = entry.layer, entry.name
             if not entry.more:
-                census._list(lambda: _open_listable(name, parent), child)
+                census._list(lambda name=name, parent=parent: _open_listable(name, parent), child)
                 continue
             inner = []
             try:
