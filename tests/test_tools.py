@@ -45,10 +45,12 @@ def test_lint_fails_on_a_finding_and_names_it(tmp_path, path, planted, finding):
     assert finding in found.stdout
 
 
-def test_test_interpreters_skips_a_missing_python_with_a_line():
+@pytest.mark.parametrize("optional, code", [("", 1), ("1", 0)])
+def test_test_interpreters_skips_a_missing_python_with_a_line(optional, code):
     proc = subprocess.run([str(REPO / "tools" / "test-interpreters")], capture_output=True, text=True,
                           timeout=60, env={"PATH": "/usr/bin:/bin", "SYNCENGINE_INTERPRETERS": "3.99 2.1",
-                                           "PYENV_ROOT": "/nonexistent", "HOME": "/nonexistent"})
+                                           "PYENV_ROOT": "/nonexistent", "HOME": "/nonexistent",
+                                           "SYNCENGINE_INTERPRETERS_OPTIONAL": optional})
     assert proc.stdout.splitlines() == ["test-interpreters: python3.99: not installed, skipped",
                                         "test-interpreters: python2.1: not installed, skipped"]
-    assert proc.returncode == 1 and "none of 3.99 2.1 is installed" in proc.stderr
+    assert proc.returncode == code and "none of 3.99 2.1 is installed" in proc.stderr
