@@ -498,13 +498,16 @@ def sync_command(src: str, dst: str, excludes: tuple[str, ...], delete: bool, ve
         # Overlapping trees, special files, bad exclude rules: ValueError, exit 2.
         check_arguments(real_src, real_dst, options)
         output.sync_start(1, 1, src, dst)
-        job = start_sync(real_src, real_dst, options, engine=engine, on_progress=output.progress,
-                         on_item=output.item if itemize else None, dry_run=dry_run)
+        job = None
         try:
+            job = start_sync(real_src, real_dst, options, engine=engine,
+                             on_progress=output.progress,
+                             on_item=output.item if itemize else None, dry_run=dry_run)
             result = job.result()
         except KeyboardInterrupt:
-            job.cancel()  # stop the engine (rsync too) before leaving
-            job.result()
+            if job is not None:  # (a start-up cut short cancels its own job)
+                job.cancel()  # stop the engine (rsync too) before leaving
+                job.result()
             raise
         output.sync_end(1, result)
         mismatches = 0
