@@ -43,6 +43,7 @@ def run_guarded(action: Callable[[], int], output: Output) -> None:
     """Run a command body; turn every expected failure into one line on
     stderr (and a JSON summary with --json) and its exit code."""
     try:
+        _interrupt_on_stop_signals()
         code = action()
     except CommandFailed as exc:
         message, code = str(exc), exc.exit_code
@@ -603,9 +604,20 @@ def engines(json_out: bool) -> None:
     run_guarded(body, output)
 
 
+_owns_signals = False  # set by main(): the command owns the process (not so in a test)
+
+
+def _interrupt_on_stop_signals() -> None:
+    """From the moment a command body runs, SIGINT, SIGTERM and SIGHUP
+    stop it as Ctrl-C does: the running sync is cancelled (its temp file
+    removed) and the exit code is 20, rsync's.  (Before that, the entry
+    point's handler exits at once with the same line: see __main__.)"""
+    if _owns_signals:
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, signal.default_int_handler)
+
+
 def main() -> None:
-    # SIGTERM and SIGHUP stop a command as Ctrl-C does: the running sync is
-    # cancelled (its temp file removed) and the exit code is 20, rsync's.
-    for signum in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, signal.default_int_handler)
+    global _owns_signals
+    _owns_signals = True
     app(prog_name="syncengine")

@@ -126,3 +126,47 @@ def test_ctrl_c_at_any_moment_of_an_rsync_sync_stops_rsync(tmp_path, slow_rsync_
         for pid in processes_with(marker):
             os.kill(pid, signal.SIGKILL)
         pytest.fail("rsync ran on after syncengine said 'interrupted'")
+
+
+# -- 6. a signal while the command starts ---------------------------------------------------------
+
+def _python_start_time() -> float:
+    """How long this machine takes to start Python and exit (the slowest
+    of three): before that a signal may find no Python code to handle it."""
+    times = []
+    for _ in range(3):
+        started = time.monotonic()
+        subprocess.run([sys.executable, "-c", "pass"], check=True)
+        times.append(time.monotonic() - started)
+    return max(times)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_while_the_command_starts_is_the_interrupted_line_and_exit_20(
+        tmp_path, slow_rsync_path, signum):
+    build_tree(tmp_path / "src", [{"path": "big", "size": 2_000_000, "seed": 3}])
+    python_up = _python_start_time()
+    outcomes = []
+    for after in (0.03, 0.06, 0.1, 0.15, 0.2, 0.3):   # while Python imports click and the facade
+        proc = syncengine_popen("sync", f"{tmp_path}/src/", str(tmp_path / "dst"), "--engine",
+                                "rsync", env={"PATH": slow_rsync_path})
+        time.sleep(python_up + after)
+        proc.send_signal(signum)
+        out, err = proc.communicate(timeout=30)
+        outcomes.append((after, proc.returncode, err))
+    for after, code, err in outcomes:
+        assert (code, error_lines(err)) == (20, ["syncengine: error: interrupted"]), \
+            f"signal {python_up + after:.2f} s after the start: exit {code}, stderr {err!r}"
+    assert wait_until(lambda: not processes_with(str(tmp_path / "src")), 10)
+
+
+def test_a_signal_while_the_json_command_starts_still_ends_with_a_summary(tmp_path,
+                                                                          slow_rsync_path):
+    build_tree(tmp_path / "src", [{"path": "big", "size": 2_000_000, "seed": 3}])
+    proc = syncengine_popen("sync", "--json", f"{tmp_path}/src/", str(tmp_path / "dst"),
+                            "--engine", "rsync", env={"PATH": slow_rsync_path})
+    time.sleep(_python_start_time() + 0.03)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert (proc.returncode, error_lines(err)) == (20, ["syncengine: error: interrupted"])
+    assert json.loads(out.splitlines()[-1])["exit_code"] == 20
