@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from .fsutil import atomic_write_text
+from .fsutil import atomic_write_text, read_version_file
 
 __all__ = ["Effects", "FileEffects"]
 
@@ -31,11 +31,7 @@ class FileEffects:
     def get_data_version(self) -> str | None:
         if self._override is not None:
             return self._override
-        try:
-            text = self.path.read_text(encoding="utf-8").strip()
-        except FileNotFoundError:
-            return None
-        return text or None
+        return read_version_file(self.path)  # (a link, fifo or device: DataVersionError)
 
     def set_data_version(self, version: str) -> None:
         atomic_write_text(self.path, version)
