@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -18,6 +19,12 @@ from pathlib import Path
 import pytest
 
 from fixtures.treespec import build_tree
+from syncengine import Backups, FileEffects, Layout
+from syncengine.backups import EmptySourceError
+from syncengine.fsutil import DataVersionError
+from syncengine.rootlock import BackupRootBusy
+from tests.conftest import RecordingEffects
+from tests.snapshot import diff_snapshots, snapshot
 
 from .helpers import t
 
@@ -25,7 +32,13 @@ from .helpers import t
 def syncengine(*argv: str, env: dict[str, str] | None = None, timeout: float = 60
                ) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "syncengine", *argv], capture_output=True,
-                          text=True, env={**os.environ, **(env or {})}, timeout=timeout)
+                          text=True, env={**os.environ, **(env or {})}, timeout=timeout,
+                          preexec_fn=_limit_memory)
+
+
+def _limit_memory() -> None:
+    """A run that reads without end (/dev/zero) fails in the child, not the machine."""
+    resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
 
 
 def syncengine_popen(*argv: str, env: dict[str, str] | None = None) -> subprocess.Popen:
@@ -170,3 +183,270 @@ def test_a_signal_while_the_json_command_starts_still_ends_with_a_summary(tmp_pa
     out, err = proc.communicate(timeout=30)
     assert (proc.returncode, error_lines(err)) == (20, ["syncengine: error: interrupted"])
     assert json.loads(out.splitlines()[-1])["exit_code"] == 20
+
+
+# -- 1. an empty source (an unmounted volume) never wipes its copy ------------------------------
+
+def _unmount(volume: Path) -> None:
+    """What an unmounted volume looks like: its mount point, an empty dir."""
+    os.rename(volume, volume.with_name(volume.name + ".away"))
+    volume.mkdir()
+
+
+def _config_with_marker_hooks(tmp_path: Path, roots, **extra: str) -> Path:
+    """A config file whose every hook appends its name to tmp_path/hooks."""
+    hooks = "\n".join(f'{name} = "echo {name} >> {tmp_path}/hooks"'
+                      for name in ("pre_backup", "post_backup", "pre_restore", "post_restore"))
+    lines = [f"{key} = {value}" for key, value in extra.items()]
+    config = tmp_path / "c.toml"
+    config.write_text("\n".join(lines) + f'\n[layout]\nvolumes_root = "{roots[0]}"\n'
+                      f'backup_root = "{roots[1]}"\n[hooks]\n{hooks}\n')
+    return config
+
+
+@pytest.mark.parametrize("engine", ["python", "rsync"])
+def test_a_backup_of_an_unmounted_volume_is_refused_and_deletes_nothing(
+        tmp_path, roots, engine, rsync_required):
+    config = _config_with_marker_hooks(tmp_path, roots)
+    assert syncengine("backup", "--config", str(config), "--engine", engine).returncode == 0
+    (tmp_path / "hooks").unlink()
+    _unmount(roots[0] / "main")
+    before = snapshot(roots[1])
+    proc = syncengine("backup", "--config", str(config), "--engine", engine)
+    assert proc.returncode != 0
+    [line] = error_lines(proc.stderr)
+    assert line.startswith("syncengine: error: refusing to back up volume 'main': ")
+    assert f"{roots[0]}/main/" in line and f"{roots[1]}/volumes/main/" in line
+    assert "--allow-empty-source" in line
+    assert diff_snapshots(before, snapshot(roots[1])) == [], "the backup changed"
+    assert not (tmp_path / "hooks").exists(), "a hook ran"
+    # An emptied volume goes through when the user says so.
+    proc = syncengine("backup", "--config", str(config), "--engine", engine,
+                      "--allow-empty-source")
+    assert proc.returncode == 0, proc.stderr
+    assert list((roots[1] / "volumes" / "main").iterdir()) == []
+
+
+def test_a_restore_from_an_empty_backup_copy_is_refused(tmp_path, roots):
+    assert syncengine("backup", *roots_args(roots)).returncode == 0
+    _unmount(roots[1] / "volumes" / "logs")
+    before = snapshot(roots[0])
+    proc = syncengine("restore", "logs", *roots_args(roots))
+    assert proc.returncode != 0
+    [line] = error_lines(proc.stderr)
+    assert line.startswith("syncengine: error: refusing to restore volume 'logs': ")
+    assert f"{roots[1]}/volumes/logs/" in line and f"{roots[0]}/logs/" in line
+    assert diff_snapshots(before, snapshot(roots[0])) == []
+    assert syncengine("restore", "logs", *roots_args(roots),
+                      "--allow-empty-source").returncode == 0
+    assert list((roots[0] / "logs").iterdir()) == []
+
+
+def test_the_library_and_the_config_file_refuse_an_empty_source_unless_allowed(tmp_path, roots):
+    layout = Layout(volumes_root=str(roots[0]), backup_root=str(roots[1]))
+    Backups.of_volumes("main", layout=layout).create_backup(RecordingEffects())
+    _unmount(roots[0] / "main")
+    hooks: list[str] = []
+    backups = Backups.of_volumes("main", layout=layout).set_pre_backup(
+        lambda effects: hooks.append("pre_backup"))
+    with pytest.raises(EmptySourceError, match="volume 'main'"):
+        backups.create_backup(RecordingEffects())
+    assert hooks == [] and (roots[1] / "volumes" / "main" / "a").exists()
+    backups.set_allow_empty_source().create_backup(RecordingEffects())
+    assert hooks == ["pre_backup"] and not (roots[1] / "volumes" / "main" / "a").exists()
+    # The config file's key, and the refusal it turns off.
+    (roots[0] / "main" / "a").write_text("back")
+    Backups.of_volumes("main", layout=layout).create_backup(RecordingEffects())
+    (roots[0] / "main" / "a").unlink()
+    config = _config_with_marker_hooks(tmp_path, roots)
+    assert syncengine("backup", "main", "--config", str(config)).returncode != 0
+    config = _config_with_marker_hooks(tmp_path, roots, allow_empty_source="true")
+    assert syncengine("backup", "main", "--config", str(config)).returncode == 0
+    assert list((roots[1] / "volumes" / "main").iterdir()) == []
+
+
+# -- 2. one run at a time per backup root -----------------------------------------------------------
+
+def test_a_second_run_on_a_busy_backup_root_fails_at_once_and_a_killed_run_never_blocks(
+        tmp_path, roots):
+    hooks = (f'[hooks]\npre_backup = "touch {tmp_path}/started; sleep 60"\n')
+    config = tmp_path / "c.toml"
+    config.write_text(f'volumes = ["main"]\n[layout]\nvolumes_root = "{roots[0]}"\n'
+                      f'backup_root = "{roots[1]}"\n{hooks}')
+    assert syncengine("backup", "main", *roots_args(roots)).returncode == 0
+    first = syncengine_popen("backup", "--config", str(config))
+    try:
+        assert wait_until(lambda: (tmp_path / "started").exists(), 20), "the first run stalled"
+        for argv in (["backup", "logs"], ["restore", "main"], ["backup", "-n", "logs"]):
+            started = time.monotonic()
+            proc = syncengine(*argv, *roots_args(roots), timeout=30)
+            assert time.monotonic() - started < 10, "the second run waited"
+            assert proc.returncode != 0, argv
+            [line] = error_lines(proc.stderr)
+            assert line.startswith(f"syncengine: error: backup root {roots[1]} is in use by "
+                                   f"another run (pid {first.pid}: ")
+            assert "syncengine backup --config" in line and "running since " in line
+        assert not (roots[1] / "volumes" / "logs").exists()
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)   # the run and its hook: no cleanup at all
+        first.wait()
+    proc = syncengine("backup", *roots_args(roots))
+    assert proc.returncode == 0, proc.stderr
+    assert (roots[1] / "volumes" / "logs" / "l").read_text() == "log"
+
+
+def test_the_library_holds_the_lock_across_the_hooks_and_the_syncs(roots):
+    layout = Layout(volumes_root=str(roots[0]), backup_root=str(roots[1]))
+    inner: list[BaseException] = []
+
+    def second_run(effects) -> None:
+        for run in (lambda: Backups.of_volumes("logs", layout=layout).create_backup(effects),
+                    lambda: Backups.of_volumes("main", layout=layout).restore_backup(effects)):
+            try:
+                run()
+            except BackupRootBusy as exc:
+                inner.append(exc)
+
+    backups = Backups.of_volumes("main", layout=layout).set_post_backup(second_run)
+    backups.create_backup(RecordingEffects())
+    assert len(inner) == 2 and all(f"pid {os.getpid()}" in str(e) for e in inner)
+    assert not (roots[1] / "volumes" / "logs").exists()
+    # Held no longer: the next run goes ahead, and no file was left in the root.
+    Backups.of_volumes("logs", layout=layout).create_backup(RecordingEffects())
+    assert sorted(p.name for p in roots[1].iterdir()) == ["volumes"]
+
+
+# -- 3. dataVersion.txt is a small regular file, or an error --------------------------------------
+
+def _plant(path: Path, kind: str, secret: Path) -> None:
+    if kind == "symlink to a secret":
+        os.symlink(secret, path)
+    elif kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "symlink to /dev/zero":
+        os.symlink("/dev/zero", path)
+    elif kind == "a huge file":
+        with open(path, "wb") as f:
+            f.truncate(1 << 30)
+    elif kind == "a directory":
+        path.mkdir()
+
+
+PLANTED = ["symlink to a secret", "fifo", "symlink to /dev/zero", "a huge file", "a directory"]
+
+
+@pytest.mark.parametrize("kind", PLANTED)
+def test_a_planted_data_version_file_is_one_error_line_before_anything_runs(
+        tmp_path, roots, kind):
+    secret = tmp_path / "secret"
+    secret.write_text("TOP-SECRET-PASSWORD")
+    assert syncengine("backup", *roots_args(roots)).returncode == 0
+    _plant(roots[1] / "dataVersion.txt", kind, secret)
+    (roots[0] / "main" / "a").write_text("changed since the backup")
+    before = snapshot(roots[0])
+    config = _config_with_marker_hooks(tmp_path, roots)
+    proc = syncengine("restore", "--config", str(config), timeout=20)
+    assert proc.returncode != 0
+    [line] = error_lines(proc.stderr)
+    assert line.startswith(f"syncengine: error: {roots[1]}/dataVersion.txt: ")
+    assert "TOP-SECRET" not in proc.stdout + proc.stderr
+    assert diff_snapshots(before, snapshot(roots[0])) == [] and not (tmp_path / "hooks").exists()
+
+
+LIBRARY_RESTORE = """
+import json, sys
+from syncengine import Backups, FileEffects, Layout
+from tests.conftest import RecordingEffects
+layout = Layout(volumes_root=sys.argv[1], backup_root=sys.argv[2])
+effects = RecordingEffects()
+outcome = {}
+for what, call in (("restore", lambda: Backups.of_volumes("main", layout=layout)
+                               .restore_backup(effects)),
+                   ("file_effects", lambda: FileEffects(layout.data_version_path)
+                                    .get_data_version())):
+    try:
+        outcome[what] = repr(call())
+    except ValueError as exc:
+        outcome[what] = type(exc).__name__ + ": " + str(exc)
+outcome["set_versions"] = effects.set_versions
+print(json.dumps(outcome))
+"""
+
+
+@pytest.mark.parametrize("kind", PLANTED)
+def test_the_library_never_hands_a_planted_data_version_on(tmp_path, roots, kind):
+    secret = tmp_path / "secret"
+    secret.write_text("TOP-SECRET-PASSWORD")
+    layout = Layout(volumes_root=str(roots[0]), backup_root=str(roots[1]))
+    Backups.of_volumes("main", layout=layout).create_backup(RecordingEffects("1.0"))
+    os.unlink(roots[1] / "dataVersion.txt")
+    _plant(roots[1] / "dataVersion.txt", kind, secret)
+    # In a process of its own: what this guards against blocks or eats memory.
+    proc = subprocess.run([sys.executable, "-c", LIBRARY_RESTORE, str(roots[0]), str(roots[1])],
+                          capture_output=True, text=True, timeout=20, preexec_fn=_limit_memory,
+                          cwd=Path(__file__).parents[2])
+    outcome = json.loads(proc.stdout)
+    assert outcome["set_versions"] == []
+    for what in ("restore", "file_effects"):
+        assert outcome[what].startswith(f"DataVersionError: {roots[1]}/dataVersion.txt: ")
+    assert "TOP-SECRET" not in proc.stdout
+
+
+def test_a_regular_data_version_file_still_reads(tmp_path, roots):
+    layout = Layout(volumes_root=str(roots[0]), backup_root=str(roots[1]))
+    Backups.of_volumes("main", layout=layout).create_backup(RecordingEffects("2.5.1"))
+    effects = RecordingEffects()
+    Backups.of_volumes("main", layout=layout).restore_backup(effects)
+    assert effects.set_versions == ["2.5.1"]
+
+
+# -- 7. nothing to do is an error ---------------------------------------------------------------------
+
+def test_a_backup_of_an_empty_volumes_root_is_an_error_and_writes_nothing(tmp_path):
+    (tmp_path / "volumes").mkdir()
+    (tmp_path / "backup").mkdir()
+    proc = syncengine("backup", "--volumes-root", str(tmp_path / "volumes"), "--backup-root",
+                      str(tmp_path / "backup"), "--data-version", "1.0")
+    assert proc.returncode != 0
+    [line] = error_lines(proc.stderr)
+    assert line.startswith("syncengine: error: no volumes in volumes root ")
+    assert list((tmp_path / "backup").iterdir()) == []
+
+
+def test_a_restore_from_a_backup_without_volumes_is_an_error(tmp_path, roots):
+    (roots[1] / "volumes").mkdir()
+    before = snapshot(roots[0])
+    proc = syncengine("restore", *roots_args(roots))
+    assert proc.returncode != 0
+    [line] = error_lines(proc.stderr)
+    assert line.startswith("syncengine: error: no volumes in backup volumes directory ")
+    assert diff_snapshots(before, snapshot(roots[0])) == []
+
+
+def test_the_library_refuses_a_backup_or_restore_of_nothing(roots):
+    layout = Layout(volumes_root=str(roots[0]), backup_root=str(roots[1]))
+    with pytest.raises(ValueError, match="nothing to back up"):
+        Backups(layout=layout).create_backup(RecordingEffects("1.0"))
+    with pytest.raises(ValueError, match="nothing to restore"):
+        Backups(layout=layout).restore_backup(RecordingEffects())
+    assert list(roots[1].iterdir()) == []
+
+
+# -- 8. a volume that is a symlink is named, not skipped silently -------------------------------------
+
+def test_a_symlink_among_the_volumes_is_skipped_with_one_warning_each(tmp_path, roots):
+    build_tree(tmp_path / "elsewhere", [{"path": "private", "content": "not a volume"}])
+    os.symlink(tmp_path / "elsewhere", roots[0] / "link1")
+    os.symlink("main", roots[0] / "link2")
+    proc = syncengine("backup", *roots_args(roots))
+    assert proc.returncode == 0, proc.stderr
+    warnings = [line for line in error_lines(proc.stderr) if "warning" in line]
+    assert warnings == [f"syncengine: warning: skipping {roots[0]}/{name}: a symlink is not "
+                        "a volume (name the volume to follow it)" for name in ("link1", "link2")]
+    assert sorted(p.name for p in (roots[1] / "volumes").iterdir()) == ["logs", "main"]
+    # A restore says the same of a symlink in the backup.
+    os.symlink(tmp_path / "elsewhere", roots[1] / "volumes" / "link3")
+    proc = syncengine("restore", *roots_args(roots))
+    assert proc.returncode == 0, proc.stderr
+    assert f"syncengine: warning: skipping {roots[1]}/volumes/link3: a symlink" in proc.stderr
+    assert not (roots[0] / "link3").exists()
