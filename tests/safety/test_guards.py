@@ -450,3 +450,73 @@ def test_a_symlink_among_the_volumes_is_skipped_with_one_warning_each(tmp_path, 
     assert proc.returncode == 0, proc.stderr
     assert f"syncengine: warning: skipping {roots[1]}/volumes/link3: a symlink" in proc.stderr
     assert not (roots[0] / "link3").exists()
+
+
+# -- 4. a fifo swapped in for a source file never blocks a run ------------------------------------
+
+def _swap_for_fifos(paths: list[Path]) -> None:
+    for path in paths:
+        fifo = path.with_name(f".fifo-{path.name}")
+        os.mkfifo(fifo)
+        os.rename(fifo, path)
+
+
+def test_fifos_swapped_in_after_the_walk_are_skipped_not_waited_for(tmp_path):
+    names = [f"f{i:02d}" for i in range(20)]
+    build_tree(tmp_path / "src", [{"path": name, "content": name} for name in names])
+    # The engine stalls after its second change to the destination (the
+    # file list is built by then, few files or none are copied): every file
+    # becomes a fifo meanwhile.
+    proc = syncengine_popen("rsync", "-rlptgocAXH", "--delete", f"{tmp_path}/src/",
+                            str(tmp_path / "dst"),
+                            env={"SYNCENGINE_STALL_AFTER": "2", "SYNCENGINE_STALL_SECONDS": "1.5"})
+    assert wait_until(lambda: (tmp_path / "dst").exists(), 20)
+    _swap_for_fifos([tmp_path / "src" / name for name in names])
+    try:
+        out, err = proc.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        pytest.fail("the run blocked opening a fifo")
+    assert proc.returncode == 0, err
+    # Each file was copied before the swap, or is reported as rsync reports
+    # a fifo it lists.
+    copied = sorted(p.name for p in (tmp_path / "dst").iterdir())
+    assert out.splitlines() == [f'skipping non-regular file "{name}"'
+                                for name in sorted(set(names) - set(copied))]
+    assert len(copied) < len(names) / 2
+
+
+SWAPPER = """
+import os, sys, time
+root, stop = sys.argv[1], sys.argv[2]
+names = sorted(os.listdir(root))
+while not os.path.exists(stop):
+    for name in names:                      # every file a fifo for a while...
+        os.mkfifo(os.path.join(root, ".swap"))
+        os.rename(os.path.join(root, ".swap"), os.path.join(root, name))
+    time.sleep(0.02)
+    for name in names:                      # ...and a file again
+        with open(os.path.join(root, ".swap"), "w") as f:
+            f.write(name)
+        os.rename(os.path.join(root, ".swap"), os.path.join(root, name))
+    time.sleep(0.02)
+"""
+
+
+def test_a_process_swapping_fifos_for_source_files_never_hangs_a_backup(tmp_path, roots):
+    names = [f"f{i:03d}" for i in range(100)]
+    build_tree(roots[0] / "swapped", [{"path": name, "content": name} for name in names])
+    stop = tmp_path / "stop"
+    swapper = subprocess.Popen([sys.executable, "-c", SWAPPER, str(roots[0] / "swapped"),
+                                str(stop)])
+    try:
+        for _ in range(5):
+            proc = syncengine("backup", "swapped", *roots_args(roots), "--engine", "python",
+                              timeout=60)
+            # (24: the swapper's ".swap" was listed, then gone)
+            assert proc.returncode in (0, 24), proc.stderr
+        assert swapper.poll() is None, "the swapper stopped"
+    finally:
+        stop.touch()
+        swapper.wait(timeout=30)
