@@ -122,7 +122,7 @@ def test_sigkill_of_a_backup_kills_every_rsync_process(roots, slow_rsync_path):
                                    if p.name.startswith(".big.")], 5)
 
 
-@pytest.mark.parametrize("delay", [0.0, 0.002, 0.01, 0.05, 0.3])
+@pytest.mark.parametrize("delay", [0.0, 0.005, 0.05, 0.3])
 def test_ctrl_c_at_any_moment_of_an_rsync_sync_stops_rsync(tmp_path, slow_rsync_path, delay):
     build_tree(tmp_path / "src", [{"path": "big", "size": 3_000_000, "seed": 3}])
     proc = syncengine_popen("sync", f"{tmp_path}/src/", str(tmp_path / "dst"), "--engine",
@@ -160,7 +160,7 @@ def test_a_signal_while_the_command_starts_is_the_interrupted_line_and_exit_20(
     build_tree(tmp_path / "src", [{"path": "big", "size": 2_000_000, "seed": 3}])
     python_up = _python_start_time()
     outcomes = []
-    for after in (0.03, 0.06, 0.1, 0.15, 0.2, 0.3):   # while Python imports click and the facade
+    for after in (0.03, 0.08, 0.15, 0.25):   # while Python imports click and the facade
         proc = syncengine_popen("sync", f"{tmp_path}/src/", str(tmp_path / "dst"), "--engine",
                                 "rsync", env={"PATH": slow_rsync_path})
         time.sleep(python_up + after)
