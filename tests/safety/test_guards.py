@@ -7,6 +7,7 @@ while the command starts, nothing to do, and volumes that are symlinks."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
@@ -24,6 +25,7 @@ from syncengine.backups import EmptySourceError
 from syncengine.fsutil import DataVersionError
 from syncengine.rootlock import BackupRootBusy
 from tests.conftest import RecordingEffects
+from tests.reference import reference_rsync
 from tests.snapshot import diff_snapshots, snapshot
 
 from .helpers import t
@@ -63,7 +65,7 @@ def processes_with(marker: str) -> list[int]:
             state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
         except OSError:
             continue
-        if marker.encode() in cmdline and b"syncengine" not in cmdline and state != "Z":
+        if marker.encode() in cmdline and b"-m\0syncengine\0" not in cmdline and state != "Z":
             found.append(int(entry))
     return found
 
@@ -357,6 +359,7 @@ LIBRARY_RESTORE = """
 import json, sys
 from syncengine import Backups, FileEffects, Layout
 from tests.conftest import RecordingEffects
+from tests.reference import reference_rsync
 layout = Layout(volumes_root=sys.argv[1], backup_root=sys.argv[2])
 effects = RecordingEffects()
 outcome = {}
@@ -485,6 +488,33 @@ def test_fifos_swapped_in_after_the_walk_are_skipped_not_waited_for(tmp_path):
     assert out.splitlines() == [f'skipping non-regular file "{name}"'
                                 for name in sorted(set(names) - set(copied))]
     assert len(copied) < len(names) / 2
+
+
+def test_rsync_itself_blocks_on_a_fifo_swapped_in_for_a_source_file(tmp_path):
+    """What rsync does (the Known difference): its sender, slowed so that
+    "a_big" takes 2 s, opens "b" after it without O_NONBLOCK and waits
+    there for a writer that never comes."""
+    build_tree(tmp_path / "src", [{"path": "a_big", "size": 300_000, "seed": 1},
+                                  {"path": "b", "content": "small"}])
+    proc = subprocess.Popen([reference_rsync(), "-rlptgocAXH", "--delete", "--bwlimit=150",
+                             f"{tmp_path}/src/", str(tmp_path / "dst")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        time.sleep(0.5)                                  # the file list is sent by now
+        _swap_for_fifos([tmp_path / "src" / "b"])
+        marker = str(tmp_path / "src")
+
+        def blocked_in_a_fifo_open() -> bool:
+            for pid in processes_with(marker):
+                with contextlib.suppress(OSError):
+                    if Path(f"/proc/{pid}/wchan").read_text() == "wait_for_partner":
+                        return True
+            return False
+        assert wait_until(blocked_in_a_fifo_open, 15), "rsync did not block on the fifo"
+        assert proc.poll() is None
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
 
 
 SWAPPER = """
