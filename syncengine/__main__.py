@@ -4,10 +4,9 @@
 times: it skips click (and the facade's imports) unless help is asked for,
 which click renders."""
 
+import _signal  # (the C module: `signal` would import enum first)
 import os
 import sys
-
-import _signal  # (the C module: `signal` would import enum first)
 
 _STOP_SIGNALS = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP)
 

@@ -20,9 +20,8 @@ from pathlib import Path
 import pytest
 
 from fixtures.treespec import build_tree
-from syncengine import Backups, FileEffects, Layout
+from syncengine import Backups, Layout
 from syncengine.backups import EmptySourceError
-from syncengine.fsutil import DataVersionError
 from syncengine.rootlock import BackupRootBusy
 from tests.conftest import RecordingEffects
 from tests.reference import reference_rsync
@@ -359,7 +358,6 @@ LIBRARY_RESTORE = """
 import json, sys
 from syncengine import Backups, FileEffects, Layout
 from tests.conftest import RecordingEffects
-from tests.reference import reference_rsync
 layout = Layout(volumes_root=sys.argv[1], backup_root=sys.argv[2])
 effects = RecordingEffects()
 outcome = {}
