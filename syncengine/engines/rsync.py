@@ -166,12 +166,12 @@ class RsyncJob(SyncJob):
             proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                     stderr=subprocess.PIPE, start_new_session=True,
                                     preexec_fn=dies_with_this_thread(signal.SIGTERM))
+            self.pid, self._proc = proc.pid, proc
         except OSError as exc:
             raise SyncError(f"rsync engine: cannot run {self.argv[0]}: {exc.strerror}",
                             exit_code=127) from exc
         finally:
-            self._spawned.set()
-        self.pid, self._proc = proc.pid, proc
+            self._spawned.set()  # (after _proc is set: _launch looks at it)
         if self.cancelled:  # cancel() came before there was a process to signal
             self._signal_group(signal.SIGTERM)
         return proc
