@@ -12,7 +12,7 @@ import click
 from click.core import ParameterSource
 from click.shell_completion import CompletionItem
 
-from .. import Backups, FileEffects, Layout, SyncError, SyncOptions, SyncResult, start_sync
+from .. import Backups, Layout, SyncError, SyncOptions, SyncResult, start_sync
 from ..backups import check_volume_name, read_data_version
 from ..config import Config, ConfigEntry, HookError, read_config
 from ..engines import ENGINE_NAMES, check_arguments, check_source_kind, resolve_engine_name
@@ -43,6 +43,7 @@ def run_guarded(action: Callable[[], int], output: Output) -> None:
     """Run a command body; turn every expected failure into one line on
     stderr (and a JSON summary with --json) and its exit code."""
     try:
+        _interrupt_on_stop_signals()
         code = action()
     except CommandFailed as exc:
         message, code = str(exc), exc.exit_code
@@ -184,6 +185,13 @@ def sync_dry_run_options(f: Callable) -> Callable:
     return _dry_run_options(f)
 
 
+def allow_empty_source_option(f: Callable) -> Callable:
+    return click.option("--allow-empty-source", is_flag=True,
+                        help="Let an empty source directory replace a copy that is not empty. "
+                             "Refused by default: an unmounted volume is an empty directory, "
+                             "and --delete would wipe its copy.")(f)
+
+
 def _no_verify_in_dry_run(verify: bool, dry_run: bool) -> None:
     if verify and dry_run:
         raise CommandFailed("--verify cannot be used with --dry-run (nothing is copied to "
@@ -265,10 +273,22 @@ def _require_dir_destination(path: str, root: str) -> None:
         path = os.path.dirname(path)
 
 
-def _list_volumes(root: str, what: str) -> list[str]:
+def _list_volumes(root: str, what: str, output: Output) -> list[str]:
+    """The volumes under ``root``: its directories.  A symlink is not a
+    volume (it would lead the backup anywhere): each one is named in a
+    warning.  None at all is an error: there would be nothing to do."""
     _require_dir(root, what)
-    return sorted(entry.name for entry in os.scandir(root)
-                  if entry.is_dir(follow_symlinks=False))
+    names = []
+    for entry in sorted(os.scandir(root), key=lambda e: e.name):
+        if entry.is_symlink():
+            output.warning(f"syncengine: warning: skipping {entry.path}: a symlink is not a "
+                           "volume (name the volume to follow it)")
+        elif entry.is_dir(follow_symlinks=False):
+            names.append(entry.name)
+    if not names:
+        raise CommandFailed(f"no volumes in {what} {root}: nothing to do (a volume is a "
+                            "directory there)", USAGE_ERROR)
+    return names
 
 
 def _check_volumes(volumes: list[str], src_root: str, where: str, dst_root: str,
@@ -316,11 +336,12 @@ def _plan(config: Config | None, volumes: tuple[str, ...], discover: Callable[[]
 
 def _facade(ctx: click.Context, config: Config | None, entries: list[ConfigEntry],
             layout: Layout, engine: str | None, excludes: tuple[str, ...], no_delete: bool,
-            output: Output) -> Backups:
+            allow_empty_source: bool, output: Output) -> Backups:
     engine = _choose(ctx, "engine", engine, config.engine if config else None)
     if config is None:
         backups = Backups.with_options(SyncOptions(delete=not no_delete, exclude=excludes),
                                        layout=layout, engine=engine)
+        backups.set_allow_empty_source(allow_empty_source)
         for entry in entries:
             assert entry.name is not None  # (_plan without a config: volumes)
             backups.add_volume(entry.name)
@@ -332,6 +353,7 @@ def _facade(ctx: click.Context, config: Config | None, entries: list[ConfigEntry
             override["delete"] = False
         backups = config.build(entries=entries, volumes_root=layout.volumes_root,
                                backup_root=layout.backup_root, engine=engine, override=override,
+                               allow_empty_source=allow_empty_source or None,
                                hook_log=output.hook_log, hook_output=output.hook_output)
     return backups
 
@@ -363,10 +385,14 @@ def _report(output: Output, results: list[SyncResult], extra: dict[str, Any] | N
 
 
 class _NoEffects:
-    """The CLI reports the data version instead of recording it anywhere."""
+    """The CLI's data version comes from --data-version (or the config
+    file); a restore reports the backup's instead of recording it."""
 
-    def get_data_version(self) -> None:
-        return None
+    def __init__(self, version: str | None = None) -> None:
+        self.version = version
+
+    def get_data_version(self) -> str | None:
+        return self.version
 
     def set_data_version(self, version: str) -> None:
         pass
@@ -380,6 +406,7 @@ class _NoEffects:
 @roots_options
 @exclude_option
 @click.option("--no-delete", is_flag=True, help="Keep backup files whose source is gone.")
+@allow_empty_source_option
 @click.option("--data-version", default=None, help="Record this data version in the backup.")
 @verify_flag
 @dry_run_options
@@ -388,7 +415,8 @@ class _NoEffects:
 @click.pass_context
 def backup(ctx: click.Context, volumes: tuple[str, ...], config_path: str | None,
            volumes_root: str | None, backup_root: str | None, excludes: tuple[str, ...],
-           no_delete: bool, data_version: str | None, verify: bool, dry_run: bool,
+           no_delete: bool, allow_empty_source: bool, data_version: str | None, verify: bool,
+           dry_run: bool,
            itemize: bool, engine: str | None, progress: bool | None, json_out: bool,
            quiet: bool) -> None:
     """Back up VOLUMEs (default: every directory under --volumes-root, or
@@ -414,13 +442,15 @@ def backup(ctx: click.Context, volumes: tuple[str, ...], config_path: str | None
         _require_dir(layout.volumes_root, "volumes root")
         _require_dir(layout.backup_root, "backup root")
         _require_writable(layout.backup_root, "backup root")
-        entries = _plan(config, volumes, lambda: _list_volumes(layout.volumes_root, "volumes root"))
+        entries = _plan(config, volumes,
+                        lambda: _list_volumes(layout.volumes_root, "volumes root", output))
         _check_volumes([e.name for e in entries if e.kind == "volume" and e.name is not None], layout.volumes_root,
                        "in the volumes root", layout.backup_root, layout.volume_backup_path)
-        backups = _facade(ctx, config, entries, layout, engine, excludes, no_delete, output)
+        backups = _facade(ctx, config, entries, layout, engine, excludes, no_delete,
+                          allow_empty_source, output)
         observer = CliObserver(output, verify, [e.name or e.key for e in entries])
         version = data_version if data_version is not None else (config and config.data_version)
-        results = backups.create_backup(FileEffects(os.devnull, version=version or None),
+        results = backups.create_backup(_NoEffects(version or None),
                                         on_progress=output.progress, observer=observer,
                                         on_item=output.item if itemize else None,
                                         dry_run=dry_run)
@@ -439,6 +469,7 @@ def backup(ctx: click.Context, volumes: tuple[str, ...], config_path: str | None
 @roots_options
 @exclude_option
 @click.option("--no-delete", is_flag=True, help="Keep data files that are not in the backup.")
+@allow_empty_source_option
 @verify_flag
 @dry_run_options
 @engine_option
@@ -446,8 +477,9 @@ def backup(ctx: click.Context, volumes: tuple[str, ...], config_path: str | None
 @click.pass_context
 def restore(ctx: click.Context, volumes: tuple[str, ...], config_path: str | None,
             volumes_root: str | None, backup_root: str | None, excludes: tuple[str, ...],
-            no_delete: bool, verify: bool, dry_run: bool, itemize: bool, engine: str | None,
-            progress: bool | None, json_out: bool, quiet: bool) -> None:
+            no_delete: bool, allow_empty_source: bool, verify: bool, dry_run: bool,
+            itemize: bool, engine: str | None, progress: bool | None, json_out: bool,
+            quiet: bool) -> None:
     """Restore VOLUMEs (default: every volume in the backup, or every
     volume and sync of --config) from --backup-root/volumes/ into
     --volumes-root: pre_restore hook, each sync, post_restore hook; then
@@ -469,10 +501,12 @@ def restore(ctx: click.Context, volumes: tuple[str, ...], config_path: str | Non
         _require_dir(layout.backup_root, "backup root")
         _require_writable(layout.volumes_root, "volumes root")
         in_backup = os.path.join(layout.backup_root, "volumes")
-        entries = _plan(config, volumes, lambda: _list_volumes(in_backup, "backup volumes directory"))
+        entries = _plan(config, volumes,
+                        lambda: _list_volumes(in_backup, "backup volumes directory", output))
         _check_volumes([e.name for e in entries if e.kind == "volume" and e.name is not None], in_backup,
                        "in the backup", layout.volumes_root, layout.volume_path)
-        backups = _facade(ctx, config, entries, layout, engine, excludes, no_delete, output)
+        backups = _facade(ctx, config, entries, layout, engine, excludes, no_delete,
+                          allow_empty_source, output)
         observer = CliObserver(output, verify, [e.name or e.key for e in entries])
         results = backups.restore_backup(_NoEffects(), on_progress=output.progress,
                                          observer=observer,
@@ -539,13 +573,16 @@ def sync_command(src: str, dst: str, excludes: tuple[str, ...], delete: bool, ve
         # Overlapping trees, special files, bad exclude rules: ValueError, exit 2.
         check_arguments(real_src, real_dst, options)
         output.sync_start(1, 1, src, dst)
-        job = start_sync(real_src, real_dst, options, engine=engine, on_progress=output.progress,
-                         on_item=output.item if itemize else None, dry_run=dry_run)
+        job = None
         try:
+            job = start_sync(real_src, real_dst, options, engine=engine,
+                             on_progress=output.progress,
+                             on_item=output.item if itemize else None, dry_run=dry_run)
             result = job.result()
         except KeyboardInterrupt:
-            job.cancel()  # stop the engine (rsync too) before leaving
-            job.result()
+            if job is not None:  # (a start-up cut short cancels its own job)
+                job.cancel()  # stop the engine (rsync too) before leaving
+                job.result()
             raise
         output.sync_end(1, result)
         mismatches = 0
@@ -642,9 +679,20 @@ def engines(json_out: bool) -> None:
     run_guarded(body, output)
 
 
+_owns_signals = False  # set by main(): the command owns the process (not so in a test)
+
+
+def _interrupt_on_stop_signals() -> None:
+    """From the moment a command body runs, SIGINT, SIGTERM and SIGHUP
+    stop it as Ctrl-C does: the running sync is cancelled (its temp file
+    removed) and the exit code is 20, rsync's.  (Before that, the entry
+    point's handler exits at once with the same line: see __main__.)"""
+    if _owns_signals:
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, signal.default_int_handler)
+
+
 def main() -> None:
-    # SIGTERM and SIGHUP stop a command as Ctrl-C does: the running sync is
-    # cancelled (its temp file removed) and the exit code is 20, rsync's.
-    for signum in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, signal.default_int_handler)
+    global _owns_signals
+    _owns_signals = True
     app(prog_name="syncengine")

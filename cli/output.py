@@ -100,6 +100,13 @@ class Output:
         click.echo(line, err=True)
         self.emit({"event": "error", **fields, **json_name("message", line)})
 
+    def warning(self, line: str) -> None:
+        """A warning: on stderr even with -q (it says what was left out),
+        and a ``warning`` event."""
+        self.bar.clear()
+        click.echo(line, err=True)
+        self.emit({"event": "warning", **json_name("message", line)})
+
     # -- syncs ---------------------------------------------------------------------------
     def sync_start(self, index: int, count: int, src: str, dst: str, label: str = "") -> None:
         with self._lock:

@@ -1,8 +1,7 @@
 """syncengine: back up and restore data volumes with rsync's exact semantics,
 with or without rsync installed."""
 
-from typing import TYPE_CHECKING
-
+TYPE_CHECKING = False  # (not typing's: `syncengine` starts before typing is imported)
 if TYPE_CHECKING:
     from .backups import Backups, BackupSync, Layout, SyncObserver
     from .effects import Effects, FileEffects

@@ -4,11 +4,49 @@
 times: it skips click (and the facade's imports) unless help is asked for,
 which click renders."""
 
+import _signal  # type: ignore[import-not-found]  # (the C module: `signal` imports enum)
 import os
 import sys
 
+_STOP_SIGNALS = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP)
+
+
+def _stopped_while_starting(signum: int, frame: object) -> None:
+    """SIGINT, SIGTERM or SIGHUP before a command runs (while Python
+    imports, or click parses): nothing has started yet, so say what a later
+    signal says and leave at once, with rsync's code 20 -- not a
+    KeyboardInterrupt traceback from whatever was being imported."""
+    argv = sys.argv[1:]
+    if argv[:1] == ["rsync"]:
+        line = "rsync error: received SIGINT, SIGTERM, or SIGHUP (code 20)\n"
+    else:
+        line = "syncengine: error: interrupted\n"
+        if "--json" in argv:
+            _write(1, '{"event": "summary", "command": "%s", "exit_code": 20, '
+                      '"error": "interrupted"}\n' % (argv[0] if argv[0].isalpha() else ""))
+    _write(2, line)
+    os._exit(20)
+
+
+def _write(fd: int, text: str) -> None:
+    try:
+        os.write(fd, text.encode())
+    except OSError:
+        pass
+
+
+def stop_at_once_on_signals() -> None:
+    """Until a command installs its own handling (cli.app.run_guarded,
+    standin.cancel_on_signals), a stop signal ends the process at once."""
+    for signum in _STOP_SIGNALS:
+        _signal.signal(signum, _stopped_while_starting)
+
+
+stop_at_once_on_signals()
+
 
 def main() -> None:
+    stop_at_once_on_signals()  # (the `syncengine` script imports this module, then calls main)
     argv = sys.argv[1:]
     if argv[:1] == ["rsync"]:
         rest = argv[1:]

@@ -23,10 +23,12 @@ from typing import Any, TypeVar, cast
 from .effects import Effects
 from .engines import check_arguments, start_sync
 from .engines.base import ItemCallback, ProgressCallback, SyncError, SyncResult
-from .fsutil import atomic_write_text
+from .fsutil import atomic_write_text, read_version_file
 from .options import OptionsLike, SyncOptions, merge_options, normalize_partial
+from .rootlock import root_lock
 
-__all__ = ["Backups", "BackupSync", "Hook", "Layout", "SyncObserver", "DATA_VERSION_FILE"]
+__all__ = ["Backups", "BackupSync", "EmptySourceError", "Hook", "Layout", "SyncObserver",
+           "DATA_VERSION_FILE"]
 
 _T = TypeVar("_T")
 
@@ -58,6 +60,22 @@ def _clean_abs(path: str, what: str) -> str:
 
 def _strictly_under(path: str, root: str) -> bool:
     return path != root and posixpath.commonpath([path, root]) == root
+
+
+class EmptySourceError(SyncError):
+    """A sync whose source directory is empty while its destination is not:
+    what an unmounted volume looks like (its mount point is an empty dir),
+    which --delete would turn into an empty copy."""
+
+
+def _has_entries(path: str) -> bool | None:
+    """Whether a directory holds anything (None: it cannot be listed, or is
+    not a directory: the engine will say why)."""
+    try:
+        with os.scandir(path) as entries:
+            return next(entries, None) is not None
+    except OSError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -106,6 +124,7 @@ class BackupSync:
     options: OptionsLike = None
     backup_options: OptionsLike = None
     restore_options: OptionsLike = None
+    name: str | None = None        # shown in messages (a volume's name)
 
     def __post_init__(self) -> None:
         for name in ("options", "backup_options", "restore_options"):
@@ -146,9 +165,10 @@ class Backups:
     """Back up and restore a service's volumes (fluent: setters return self)."""
 
     def __init__(self, *, layout: Layout | None = None, engine: str | None = None,
-                 options: OptionsLike = None) -> None:
+                 options: OptionsLike = None, allow_empty_source: bool = False) -> None:
         self.layout = layout or Layout()
         self.engine = engine
+        self.allow_empty_source = allow_empty_source
         self._options = normalize_partial(options)
         self._backup_options: dict[str, Any] = {}
         self._restore_options: dict[str, Any] = {}
@@ -192,6 +212,12 @@ class Backups:
         self._restore_options.update(normalize_partial(options))
         return self
 
+    def set_allow_empty_source(self, allow: bool = True) -> Backups:
+        """Let an empty source directory replace a copy that is not empty
+        (refused by default: see _check_empty_sources)."""
+        self.allow_empty_source = bool(allow)
+        return self
+
     def set_pre_backup(self, fn: Hook) -> Backups:
         self._pre_backup = _check_hook(fn)
         return self
@@ -214,7 +240,8 @@ class Backups:
         return self.add_sync(BackupSync(
             data_path=self.layout.volume_path(volume),
             backup_path=self.layout.volume_backup_path(volume),
-            options=options, backup_options=backup_options, restore_options=restore_options))
+            options=options, backup_options=backup_options, restore_options=restore_options,
+            name=volume))
 
     def add_sync(self, sync: BackupSync) -> Backups:
         if not isinstance(sync, BackupSync):
@@ -264,17 +291,18 @@ class Backups:
                              dry_run: bool = False) -> list[SyncResult]:
         plan = [(item, item.data_path, item.backup_path, self.backup_options_for(item))
                 for item in self.syncs]
-        self._check_plan(plan, self.layout.backup_root)
-        run = _Run(observer or SyncObserver(), on_progress, on_item, dry_run)
-        await self._hook("pre_backup", self._pre_backup, effects, run)
-        try:
-            results = await self._run_plan(plan, run)
-            if not dry_run:
-                version = await _resolve(effects.get_data_version())
-                if version:
-                    atomic_write_text(self.layout.data_version_path, f"{version}\n")
-        finally:
-            await self._hook("post_backup", self._post_backup, effects, run)
+        with root_lock(self.layout.backup_root, "backup", dry_run=dry_run):
+            self._check_plan(plan, self.layout.backup_root, "back up")
+            run = _Run(observer or SyncObserver(), on_progress, on_item, dry_run)
+            await self._hook("pre_backup", self._pre_backup, effects, run)
+            try:
+                results = await self._run_plan(plan, run)
+                if not dry_run:
+                    version = await _resolve(effects.get_data_version())
+                    if version:
+                        atomic_write_text(self.layout.data_version_path, f"{version}\n")
+            finally:
+                await self._hook("post_backup", self._post_backup, effects, run)
         return results
 
     async def arestore_backup(self, effects: Effects, *, on_progress: ProgressCallback | None = None,
@@ -283,14 +311,15 @@ class Backups:
                               dry_run: bool = False) -> list[SyncResult]:
         plan = [(item, item.backup_path, item.data_path, self.restore_options_for(item))
                 for item in self.syncs]
-        self._check_plan(plan, self.layout.volumes_root)
-        run = _Run(observer or SyncObserver(), on_progress, on_item, dry_run)
-        await self._hook("pre_restore", self._pre_restore, effects, run)
-        results = await self._run_plan(plan, run)
-        version = read_data_version(self.layout)
-        if version is not None and not dry_run:
-            await _resolve(effects.set_data_version(version))
-        await self._hook("post_restore", self._post_restore, effects, run)
+        with root_lock(self.layout.backup_root, "restore", dry_run=dry_run):
+            self._check_plan(plan, self.layout.volumes_root, "restore")
+            version = read_data_version(self.layout)  # (a bad file is refused before any hook)
+            run = _Run(observer or SyncObserver(), on_progress, on_item, dry_run)
+            await self._hook("pre_restore", self._pre_restore, effects, run)
+            results = await self._run_plan(plan, run)
+            if version is not None and not dry_run:
+                await _resolve(effects.set_data_version(version))
+            await self._hook("post_restore", self._post_restore, effects, run)
         return results
 
     @staticmethod
@@ -304,12 +333,16 @@ class Backups:
     async def ainit(self, effects: Effects, kind: str | None) -> list[SyncResult]:
         return await self.arestore_backup(effects) if kind == "restore" else []
 
-    def _check_plan(self, plan: list[_Step], dst_root: str) -> None:
+    def _check_plan(self, plan: list[_Step], dst_root: str, verb: str) -> None:
         """Refuse before any hook or sync runs, so bad input changes nothing:
-        every source must be a directory, the destination root must exist
-        and be writable, exclude rules must parse, no tree may hold another,
-        and no file may stand where a destination directory goes (else
-        makedirs would fail half-way, after the pre hook)."""
+        there must be something to do, every source must be a directory,
+        the destination root must exist and be writable, exclude rules
+        must parse, no tree may hold another, no file may stand where a
+        destination directory goes (else makedirs would fail half-way,
+        after the pre hook), and no empty source may replace a copy that
+        is not empty (see _check_empty_sources)."""
+        if not plan:
+            raise ValueError(f"nothing to {verb}: no volume or sync was added")
         if not os.path.isdir(dst_root):
             raise SyncError(f"destination root {dst_root} does not exist or is not a directory",
                             exit_code=3)
@@ -326,6 +359,22 @@ class Backups:
                     raise SyncError(f"destination {path} exists and is not a directory",
                                     exit_code=3)
                 path = posixpath.dirname(path)
+        if not self.allow_empty_source:
+            self._check_empty_sources(plan, verb)
+
+    @staticmethod
+    def _check_empty_sources(plan: list[_Step], verb: str) -> None:
+        """An empty source dir with a destination that is not empty is what
+        an unmounted volume looks like (its mount point is an empty dir):
+        with --delete the copy would be wiped.  Refused unless
+        allow_empty_source says the volume really was emptied."""
+        for item, src, dst, _opts in plan:
+            if _has_entries(src) is False and _has_entries(dst):
+                what = f"volume {item.name!r}" if item.name else f"sync {item.data_path}"
+                raise EmptySourceError(
+                    f"refusing to {verb} {what}: its source {src} is empty but {dst} is not "
+                    "(is the volume mounted?); if it really was emptied, allow it with "
+                    "--allow-empty-source (allow_empty_source)", exit_code=3)
 
     async def _run_plan(self, plan: list[_Step], run: _Run) -> list[SyncResult]:
         results = []
@@ -364,14 +413,9 @@ class _Run:
 
 
 def read_data_version(layout: Layout) -> str | None:
-    """The backup's data version: the file's one line (older backups have
-    no newline after it), None without one."""
-    try:
-        with open(layout.data_version_path, encoding="utf-8") as f:
-            text = f.read().strip()
-    except FileNotFoundError:
-        return None
-    return text or None
+    """The backup's data version: a regular file of a few bytes, read
+    without following a link or blocking (DataVersionError otherwise)."""
+    return read_version_file(layout.data_version_path)
 
 
 def _check_hook(fn: Hook) -> Hook:

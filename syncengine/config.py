@@ -5,6 +5,7 @@ describes in code.
 
     engine = "auto"                  # optional: auto, rsync, python
     data_version = "1.4.2"           # optional: recorded by a backup
+    allow_empty_source = false       # optional: let an empty volume replace its copy
 
     [layout]                         # relative roots: from the file's directory
     volumes_root = "/srv/volumes"
@@ -57,7 +58,7 @@ __all__ = ["Config", "ConfigEntry", "ConfigError", "HookError", "ShellHook", "HO
 
 HOOK_NAMES = ("pre_backup", "post_backup", "pre_restore", "post_restore")
 OPTION_LAYERS = ("options", "backup_options", "restore_options")
-_TOP_KEYS = ("engine", "data_version", "layout", *OPTION_LAYERS, "hooks", "volumes", "syncs")
+_TOP_KEYS = ("engine", "data_version", "allow_empty_source", "layout", *OPTION_LAYERS, "hooks", "volumes", "syncs")
 _LAYOUT_KEYS = ("volumes_root", "backup_root")
 _OPTION_KEYS = ("delete", "exclude")
 _VOLUME_KEYS = ("name", *OPTION_LAYERS)
@@ -102,6 +103,7 @@ class Config:
     path: str
     engine: str | None = None
     data_version: str | None = None
+    allow_empty_source: bool = False
     volumes_root: str | None = None   # absolute (resolved from the file's directory)
     backup_root: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
@@ -138,20 +140,22 @@ class Config:
     def build(self, *, entries: Sequence[ConfigEntry] | None = None,
               volumes_root: str | None = None, backup_root: str | None = None,
               engine: str | None = None, override: OptionsLike = None,
+              allow_empty_source: bool | None = None,
               hook_log: Callable[[str, str], None] | None = None,
               hook_output: Callable[[str], None] | None = None) -> Backups:
         """The facade this file describes.  Arguments given here win over
         the file: the roots, the engine, ``entries`` (e.g. from
         :meth:`select`) and ``override``, an options layer above every
-        other one (for both directions)."""
+        other one (for both directions), and ``allow_empty_source``."""
         try:
             layout = Layout(volumes_root=volumes_root or self.volumes_root or Layout.volumes_root,
                             backup_root=backup_root or self.backup_root or Layout.backup_root)
         except ValueError as exc:
             raise self.error("layout", str(exc)) from None
         top = normalize_partial(override)
-        backups = Backups(layout=layout, engine=engine or self.engine,
-                          options=self.options)
+        backups = Backups(layout=layout, engine=engine or self.engine, options=self.options,
+                          allow_empty_source=self.allow_empty_source
+                          if allow_empty_source is None else allow_empty_source)
         backups.set_backup_options(self.backup_options).set_restore_options(self.restore_options)
         for entry in (self.entries if entries is None else entries):
             layers = {"options": entry.options,
@@ -165,7 +169,8 @@ class Config:
                     assert entry.data_path is not None and entry.backup_path is not None
                     backups.add_sync(BackupSync(
                         data_path=_under(layout.volumes_root, entry.data_path),
-                        backup_path=_under(layout.backup_root, entry.backup_path), **layers))
+                        backup_path=_under(layout.backup_root, entry.backup_path),
+                        name=entry.name, **layers))
             except ValueError as exc:
                 raise self.error(entry.key, str(exc)) from None
         env = {"SYNCENGINE_CONFIG": os.path.abspath(self.path),
@@ -332,6 +337,11 @@ def read_config(path: str | os.PathLike[str]) -> Config:
         kw["engine"] = engine
     if "data_version" in data:
         kw["data_version"] = reader.string(data["data_version"], "data_version")
+    if "allow_empty_source" in data:
+        allow = data["allow_empty_source"]
+        if not isinstance(allow, bool):
+            raise reader.fail("allow_empty_source", f"must be true or false, not {_type_name(allow)}")
+        kw["allow_empty_source"] = allow
     if "layout" in data:
         layout = reader.table(data["layout"], "layout", _LAYOUT_KEYS)
         for key in _LAYOUT_KEYS:

@@ -7,7 +7,7 @@ from collections.abc import Awaitable
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from .fsutil import atomic_write_text
+from .fsutil import atomic_write_text, read_version_file
 
 __all__ = ["Effects", "FileEffects"]
 
@@ -33,11 +33,7 @@ class FileEffects:
     def get_data_version(self) -> str | None:
         if self._override is not None:
             return self._override
-        try:
-            text = self.path.read_text(encoding="utf-8").strip()
-        except FileNotFoundError:
-            return None
-        return text or None
+        return read_version_file(self.path)  # (a link, fifo or device: DataVersionError)
 
     def set_data_version(self, version: str) -> None:
         atomic_write_text(self.path, f"{version}\n")  # (read back with or without it)

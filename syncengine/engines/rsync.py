@@ -16,6 +16,7 @@ from typing import cast
 from ..itemize import parse_line
 from ..options import SyncOptions
 from ..treesync.messages import unescape
+from ..treesync.procs import dies_with_this_thread
 from .base import ItemCallback, Progress, ProgressCallback, SyncError, SyncJob, SyncResult
 
 __all__ = ["RsyncEngine", "build_argv", "parse_progress2", "Progress2Parser", "rsync_version"]
@@ -166,6 +167,12 @@ class RsyncEngine:
 
 
 class RsyncJob(SyncJob):
+    """rsync in a process of its own.  The job's thread starts it and lives
+    as long as it runs: rsync gets SIGTERM (PR_SET_PDEATHSIG) when that
+    thread ends, so it never outlives us, even SIGKILLed (its helper
+    processes end with it).  A cancel that comes while it starts is passed
+    on as soon as it exists."""
+
     def __init__(self, argv: list[str], src: str, dst: str,
                  on_progress: ProgressCallback | None, *, on_item: ItemCallback | None = None,
                  dry_run: bool = False) -> None:
@@ -174,27 +181,53 @@ class RsyncJob(SyncJob):
         self._on_item, self._dry_run = on_item, dry_run
         self._deleted = 0
         self._src, self._dst = src, dst
+        self._proc: subprocess.Popen | None = None
+        self._spawned = threading.Event()
+        self.pid = 0
+
+    def _launch(self) -> RsyncJob:
+        super()._launch()
+        try:
+            self._spawned.wait()
+        except BaseException:  # Ctrl-C while rsync starts: it must not run on
+            self.cancel()
+            raise
+        if self._proc is None:
+            self.wait()  # raises the SyncError of a failed start
+        return self
+
+    def _spawn(self) -> subprocess.Popen:
         try:
             # A process group of its own, so cancel() reaches rsync's children.
-            self._proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                          stderr=subprocess.PIPE, start_new_session=True)
+            proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, start_new_session=True,
+                                    preexec_fn=dies_with_this_thread(signal.SIGTERM))
+            self.pid, self._proc = proc.pid, proc
         except OSError as exc:
-            raise SyncError(f"rsync engine: cannot run {argv[0]}: {exc.strerror}", exit_code=127) from exc
-        self.pid = self._proc.pid
+            raise SyncError(f"rsync engine: cannot run {self.argv[0]}: {exc.strerror}",
+                            exit_code=127) from exc
+        finally:
+            self._spawned.set()  # (after _proc is set: _launch looks at it)
+        if self.cancelled:  # cancel() came before there was a process to signal
+            self._signal_group(signal.SIGTERM)
+        return proc
 
     def cancel(self) -> None:
         super().cancel()
         self._signal_group(signal.SIGTERM)
 
     def _signal_group(self, sig: int) -> None:
-        if self._proc.returncode is not None:
-            return  # reaped: its process group id may belong to someone else by now
+        proc = self._proc
+        if proc is None or proc.returncode is not None:
+            return  # not started, or reaped: its group id may belong to someone else by now
         try:
-            os.killpg(self._proc.pid, sig)
+            os.killpg(proc.pid, sig)
         except ProcessLookupError:
             pass
 
     def _run(self) -> SyncResult:
+        self._spawn()
+        assert self._proc is not None
         stderr_chunks: list[bytes] = []
         # Popen(..., stdout=PIPE, stderr=PIPE) without text: buffered readers.
         stdout = cast(io.BufferedReader, self._proc.stdout)

@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Callable
 
-__all__ = ["fork_helper", "kill_and_reap"]
+__all__ = ["dies_with_this_thread", "fork_helper", "kill_and_reap"]
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -37,6 +37,20 @@ def fork_helper(body: Callable[[], None], on_signal: int = signal.SIG_DFL) -> in
     except BaseException:
         code = 1
     os._exit(code)
+
+
+def dies_with_this_thread(sig: int) -> Callable[[], None]:
+    """A Popen ``preexec_fn``: the child receives ``sig`` when the calling
+    thread ends (PR_SET_PDEATHSIG, which survives exec), or at once if the
+    parent process died before the setting took."""
+    parent, prctl = os.getpid(), _prctl()  # (resolved here, not in the child)
+
+    def setup() -> None:
+        if prctl:
+            prctl(1, sig)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:
+            os.kill(os.getpid(), sig)
+    return setup
 
 
 _PRCTL: list = []

@@ -83,7 +83,9 @@ __all__ = ["Cancelled", "Stats", "TreeSync", "run_sync"]
 _PATH_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _PATH_FOLLOW = _PATH_FLAGS & ~os.O_NOFOLLOW  # for paths given on the command line
 _LIST_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
-_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+# O_NONBLOCK: a fifo swapped in for a file since the walk's lstat must not
+# block the open (_open_file then finds what it is through the fd).
+_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 _NOATIME = getattr(os, "O_NOATIME", 0)
 _RECURSION_LIMIT = 6 * 2048 + 1000
 _PROGRESS_INTERVAL = 0.05  # seconds between progress samples without a transfer
@@ -187,16 +189,28 @@ def _open_listable(name: bytes, dir_fd: int) -> int:
         os.close(path_fd)
 
 
+class NotRegularFile(OSError):
+    """What _open_file opened is no longer a regular file (a fifo, socket or
+    device swapped in since the walk's lstat)."""
+
+
 def _open_file(name: bytes, dir_fd: int) -> int:
-    """Open a regular file for reading; O_NOATIME only where it is allowed
-    (it needs ownership: EPERM otherwise)."""
+    """Open a regular file for reading, never blocking; anything else is
+    NotRegularFile.  O_NOATIME only where it is allowed (it needs
+    ownership: EPERM otherwise)."""
+    fd = -1
     if _NOATIME:
         try:
-            return os.open(name, _FILE_FLAGS | _NOATIME, dir_fd=dir_fd)
+            fd = os.open(name, _FILE_FLAGS | _NOATIME, dir_fd=dir_fd)
         except PermissionError as exc:
             if exc.errno != errno.EPERM:
                 raise
-    return os.open(name, _FILE_FLAGS, dir_fd=dir_fd)
+    if fd < 0:
+        fd = os.open(name, _FILE_FLAGS, dir_fd=dir_fd)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise NotRegularFile(errno.EINVAL, "not a regular file")
+    return fd
 
 
 _FS_ENCODING = sys.getfilesystemencoding()
@@ -1768,6 +1782,12 @@ class TreeSync:
             src_fd, open_error = -1, exc
         if open_error is not None and open_error.errno == errno.ENOENT:
             self._source_open_failed(open_error, source.sender_path(rel))  # vanished
+            if group is not None:
+                self._sent(group, index, open_error)
+            return
+        if isinstance(open_error, NotRegularFile):  # as the walk reports one it meets
+            self.out(f'skipping non-regular file "{os.fsdecode(rel)}"')
+            self.stats.files_skipped += 1
             if group is not None:
                 self._sent(group, index, open_error)
             return
