@@ -76,6 +76,7 @@ _ROOM = 256 << 20          # free space beyond that which needs no reservation (
 # the dir is empty, and nothing is ever opened relative to it.
 _VIRTUAL = -2
 _NO_CHANGE = "." * 9
+_FLUSH_EVERY = 200  # entries between the flushes of rsync's generator (its loopchk_limit)
 
 # rsync's words for an entry type in "could not make way for new ...".
 _TYPE_WORDS = {stat.S_IFREG: "regular file", stat.S_IFDIR: "directory", stat.S_IFLNK: "symlink"}
@@ -139,6 +140,15 @@ def _strerror(exc: OSError) -> str:
 def _abs(path: bytes) -> str:
     """A path as rsync's sender messages show it: absolute, as str."""
     return os.fsdecode(os.path.abspath(path))
+
+
+def _full_fname(path: bytes) -> str:
+    """rsync's full_fname() of a path from the command line, as str: a
+    relative one joined to the cwd as it was given (slashes and dots
+    kept)."""
+    if path.startswith(b"/"):
+        return os.fsdecode(path)
+    return os.fsdecode(os.getcwdb().rstrip(b"/") + b"/" + path)
 
 
 def _column(letters: str, letter: str, on: bool) -> str:
@@ -366,6 +376,14 @@ class TreeSync:
         self.dry_run = dry_run
         self._virtual: set[tuple[bytes, ...]] = set()
         self._root_new = False       # DST was created by this run
+        # rsync's generator sends its item lines (-i, -v) to the sender as
+        # data and its other lines (deletions, notices) as messages, and
+        # flushes both only now and then, messages first (_take_entry):
+        # the item lines (and the progress samples after them) not yet
+        # flushed, and the entries of the file list it has taken.
+        self._held: list[Callable[[], None]] = []
+        self._taken = 0
+        self._next_flush = 0
         self.cancel_event = cancel or threading.Event()
         self.stats = Stats()
         # meta escapes its lines as in the C locale: undo that and escape
@@ -443,6 +461,7 @@ class TreeSync:
             self.err("rsync error: received SIGINT, SIGTERM, or SIGHUP (code 20)")
             return 20
         finally:
+            self._flush()
             self._abort_pending()
             if self._copier is not None:
                 self._copier.stop()
@@ -462,6 +481,7 @@ class TreeSync:
         self.stats.entries_total = sum(s.entries for s in self.sources)
         self.stats.bytes_total = sum(s.size for s in self.sources)
         self._transfer()
+        self._flush()
         if self.on_progress is not None:
             self.on_progress(self.stats)
         return self._exit_code()
@@ -478,10 +498,15 @@ class TreeSync:
         return 0
 
     # -- where things go (rsync's get_local_name) ----------------------------
-    def _dest_arg_full(self) -> str:
-        """DST as rsync's receiver prints it: made absolute, slash kept."""
-        path = self.dest if self.dest.startswith(b"/") else os.getcwdb() + b"/" + self.dest
-        return os.fsdecode(path)
+    def _dest_lopped(self) -> bytes:
+        """DST as rsync's get_local_name() names the dir it creates: one
+        trailing slash lopped off, then the others trimmed by do_mkdir()
+        (trim_trailing_slashes(), in place), which a dry run's returns
+        before: ``dst//`` is ``dst``, with -n ``dst/``."""
+        path = self.dest[:-1] if self.dest.endswith(b"/") else self.dest
+        while not self.dry_run and len(path) > 1 and path.endswith(b"/"):
+            path = path[:-1]
+        return path
 
     def _transfer(self) -> None:
         sources = [s for s in self.sources if s.entries]
@@ -491,12 +516,13 @@ class TreeSync:
         except FileNotFoundError:
             dst_st = None
         except OSError as exc:
-            raise Fatal(3, f"ERROR: cannot stat destination {_abs(self.dest)}: {_strerror(exc)}")
+            raise Fatal(3, f'rsync: [Receiver] ERROR: cannot stat destination '
+                           f'"{_full_fname(self.dest)}": {_strerror(exc)}')
         if total == 0:
             # Nothing to send: rsync still chdir()s into an existing DST, and
             # creates a missing one given with a trailing slash.
             if dst_st is not None and stat.S_ISDIR(dst_st.st_mode):
-                self._into_dir([], "change_dir#1")
+                self._into_dir([], "change_dir#1", self.dest)
             elif dst_st is None and self.dest.endswith(b"/"):
                 self._mkdir_dest()
             return
@@ -506,19 +532,22 @@ class TreeSync:
             if stat.S_ISDIR(sources[0].st.st_mode):
                 raise Fatal(3, "ERROR: cannot overwrite non-directory with a directory")
         if dst_st is not None and stat.S_ISDIR(dst_st.st_mode):
-            self._into_dir(sources, "change_dir#1")
+            self._into_dir(sources, "change_dir#1", self.dest)
         elif total != 1 or self.dest.endswith(b"/"):
             self._mkdir_dest()
-            self._into_dir(sources, "change_dir#2")
+            self._into_dir(sources, "change_dir#2", self._dest_lopped())
         else:
-            parent, name = os.path.split(self.dest)
+            # rsync chdir()s to what precedes DST's last slash ("/" for "/x")
+            cut = self.dest.rfind(b"/")
+            parent = self.dest[:cut] if cut > 0 else b"/" if cut == 0 else b""
+            name = self.dest[cut + 1:]
             self._solo = (sources[0].rel, name)
             try:
                 parent_fd = os.open(parent or b".", _PATH_FOLLOW)
                 os.close(os.open(b".", os.O_PATH | os.O_CLOEXEC, dir_fd=parent_fd))
             except OSError as exc:
-                raise Fatal(3, f'rsync: [Receiver] change_dir#3 "{_abs(parent or b".")}" failed: '
-                               f"{_strerror(exc)}")
+                raise Fatal(3, f'rsync: [Receiver] change_dir#3 "{_full_fname(parent or b".")}"'
+                               f" failed: {_strerror(exc)}")
             self._curr_dir = os.path.abspath(parent or b".")
             self.meta.dest_root = self._curr_dir
             try:
@@ -667,11 +696,11 @@ class TreeSync:
                 os.mkdir(self.dest, 0o777)
                 faults.mutated("mkdir")
             except OSError as exc:
-                raise Fatal(11, f'rsync: [Receiver] mkdir "{_abs(self.dest)}" failed: '
-                                f"{_strerror(exc)}")
+                raise Fatal(11, f'rsync: [Receiver] mkdir "{_full_fname(self._dest_lopped())}" '
+                                f"failed: {_strerror(exc)}")
             self._made_here(None, self.dest)
         if self.on_item is not None:
-            self.out(f"created directory {os.fsdecode(self.dest.rstrip(b'/') or b'/')}")
+            self.out(f"created directory {os.fsdecode(self._dest_lopped())}")
 
     def _guard_dest_in_a_source(self) -> None:
         """When DST is a source dir or lies inside one (``src/ src/copy``):
@@ -707,7 +736,9 @@ class TreeSync:
             return
         self._made.add((st.st_dev, st.st_ino))
 
-    def _into_dir(self, sources: list[_Source], how: str) -> None:
+    def _into_dir(self, sources: list[_Source], how: str, shown: bytes) -> None:
+        """Into DST, an existing dir or one just made (``how``: rsync's
+        change_dir#1 or #2; ``shown``: DST as its failure shows it)."""
         if self.dry_run and self._root_new:
             root_fd = _VIRTUAL
             self._virtual.add(())
@@ -715,14 +746,14 @@ class TreeSync:
             try:
                 root_fd = os.open(self.dest, _PATH_FOLLOW)
             except OSError as exc:
-                raise Fatal(3, f'rsync: [Receiver] {how} "{self._dest_arg_full()}" failed: '
+                raise Fatal(3, f'rsync: [Receiver] {how} "{_full_fname(shown)}" failed: '
                                f"{_strerror(exc)}")
         try:
             try:  # rsync chdir()s into DST: that needs search permission
                 if root_fd != _VIRTUAL:
                     os.close(os.open(b".", os.O_PATH | os.O_CLOEXEC, dir_fd=root_fd))
             except OSError as exc:
-                raise Fatal(3, f'rsync: [Receiver] {how} "{self._dest_arg_full()}" failed: '
+                raise Fatal(3, f'rsync: [Receiver] {how} "{_full_fname(shown)}" failed: '
                                f"{_strerror(exc)}")
             self._root_fd = root_fd
             self._curr_dir = os.path.abspath(self.dest)
@@ -762,6 +793,7 @@ class TreeSync:
                               f"{_strerror(exc)}")
             return
         try:
+            self._take_entry()
             self._dir(src_parent, b".", source.st, dst_fd, b".", b".", (), source)
         finally:
             os.close(src_parent)
@@ -787,6 +819,7 @@ class TreeSync:
     def _finish(self) -> None:
         """rsync's end of run: dirs whose touch-up waited for hard links."""
         self._complete_pending()
+        self._flush()  # (the generator's end of the list: it waits for the receiver)
         self._finish_transfers()
         for frame in self._late_touchups:
             self._retouch.pop(frame.dst_path, None)
@@ -812,6 +845,7 @@ class TreeSync:
             raise Cancelled()
         if rel in source.dropped:
             return
+        self._take_entry()
         self.stats.current = rel
         kind = stat.S_IFMT(st.st_mode)
         if kind == stat.S_IFDIR:
@@ -846,7 +880,10 @@ class TreeSync:
             elif time.monotonic() < self._progress_next:
                 return
             self._progress_next = time.monotonic() + _PROGRESS_INTERVAL
-            self.on_progress(stats)
+            if self._held:  # (after the item lines before it, as it is now)
+                self._held.append(lambda sample=replace(stats): self.on_progress(sample))
+            else:
+                self.on_progress(stats)
 
     def _src_meta(self, st: os.stat_result, src_parent: int, name: bytes, rel: bytes,
                   source: _Source, fd: int | None = None) -> SrcMeta | None:
@@ -1068,6 +1105,7 @@ class TreeSync:
                 if stat.S_ISDIR(child_st.st_mode):
                     dirs.append((child, child_st))
                     continue
+                self._take_entry()
                 self._done_entry(child_st)
                 group = (self._groups.get((child_st.st_dev, child_st.st_ino))
                          if stat.S_ISREG(child_st.st_mode) and child_st.st_nlink > 1 else None)
@@ -1079,6 +1117,7 @@ class TreeSync:
                                                  last=child_rel == group.last))
                     self._skipped_hard_link(group, index, None)
             for child, child_st in dirs:
+                self._take_entry()
                 self._skip_contents_quietly(fd, child, child_st, _join(rel, child),
                                             dst_path + (child,), source)
         finally:
@@ -1225,6 +1264,7 @@ class TreeSync:
                     # Nothing to do: _file would change nothing.
                     if self.cancel_event.is_set():
                         raise Cancelled()
+                    self._take_entry()
                     self._done(st.size)
                 elif stat.S_ISDIR(st.st_mode):
                     dirs.append((name, st))
@@ -1234,6 +1274,7 @@ class TreeSync:
                         raise Cancelled()
                     child = _join(rel, name)
                     if child not in source.dropped:
+                        self._take_entry()
                         self.stats.current = child
                         self._queue_write(src_fd, name, st, dst_fd, dst_path + (name,), child,
                                           source, frame.sheltered)
@@ -2388,10 +2429,35 @@ class TreeSync:
     # -- itemizing (-i) ----------------------------------------------------------------
     def _item(self, code: str | None, rel: bytes, *, is_dir: bool = False,
               target: bytes | None = None, link: bytes | None = None) -> None:
+        """An itemized change.  A deletion is one of rsync's generator's
+        messages, out at once; any other is data to its sender, held
+        until the generator flushes (_take_entry)."""
         if self.on_item is not None and code is not None:
             if code[0] in ".hc" and code.endswith(_NO_CHANGE):
                 code = code[:2] + " " * 9  # rsync's log.c: a change of nothing in particular
-            self.on_item(ItemChange(code, rel + b"/" if is_dir else rel, target, link))
+            change = ItemChange(code, rel + b"/" if is_dir else rel, target, link)
+            if change.deleted:
+                self.on_item(change)
+            else:
+                self._held.append(lambda: self.on_item(change))
+
+    def _take_entry(self) -> None:
+        """The generator takes the file list's next entry.  After the
+        first, and then after the first at or past each 200th, it flushes
+        its output, messages before data (generate_files() calls
+        maybe_flush_socket(), which without --timeout always flushes): the
+        item lines held so far go out after the messages already out."""
+        if self._taken > self._next_flush:
+            self._next_flush += _FLUSH_EVERY
+            self._flush()
+        self._taken += 1
+
+    def _flush(self) -> None:
+        """The held item lines (and progress samples) go out."""
+        while self._held:
+            held, self._held = self._held, []
+            for emit in held:
+                emit()
 
     def _keeps_xattrs(self, src_meta: SrcMeta) -> bool:
         """Whether the source entry has xattrs this receiver would set."""

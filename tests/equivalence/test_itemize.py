@@ -116,3 +116,26 @@ def test_parse_line_reads_rsyncs_own_lines(tmp_path):
     assert len(parsed) >= 8
     for line, item in parsed:
         assert isinstance(item, ItemChange) and item.line() == line
+
+
+def _many_entries(files: int, dirs: int) -> list:
+    """src/ with ``files`` new files and ``dirs`` dirs; dst/ with those dirs
+    older and each holding a file to delete."""
+    old = T - 10**12
+    spec = [d("src"), d("dst", mtime_ns=old), f("dst/x")]
+    spec += [f(f"src/f{i:03d}", b"%d\n" % i) for i in range(files)]
+    for j in range(dirs):
+        spec += [d(f"src/d{j}"), d(f"dst/d{j}", mtime_ns=old), f(f"dst/d{j}/x")]
+    return spec
+
+
+@pytest.mark.parametrize("files", [0, 196, 197, 396])
+@pytest.mark.parametrize("dry_run", [False, True], ids=["real", "dry-run"])
+def test_deletions_and_item_lines_come_in_rsyncs_order(tmp_path, files, dry_run):
+    """rsync's generator sends its item lines to the sender as data and its
+    deletions as messages, and flushes after the list's first entry and
+    then after every 200th, messages first: a dir's deletions come before
+    its own line, and the lines of the entries before a flush before the
+    deletions after it.  The native engine printed each line as it went."""
+    rs, nat = check(case(*_many_entries(files, 8), itemize=True, dry_run=dry_run), tmp_path)
+    assert nat.out.index("*deleting   x") < nat.out.index(".d..t...... ./")
