@@ -81,6 +81,8 @@ _FLUSH_EVERY = 200  # entries between the flushes of rsync's generator (its loop
 # rsync's words for an entry type in "could not make way for new ...".
 _TYPE_WORDS = {stat.S_IFREG: "regular file", stat.S_IFDIR: "directory", stat.S_IFLNK: "symlink"}
 _SKIP_DIR = "*** Skipping any contents from this failed directory ***"
+# Lines of rsync's sender while it sends files (see TreeSync.err).
+_SENDER_LINES = ("rsync: [sender] ", "file has vanished: ")
 # Error lines of rsync's generator and receiver (see TreeSync.__init__).
 _SERVER_SIDE = ("rsync: [generator]", "rsync: [receiver]", "rsync: [Receiver]",
                 "could not make way for new ", _SKIP_DIR)
@@ -108,6 +110,9 @@ class Stats:
     entries_total: int = 0
     bytes_total: int = 0         # rsync's total size: st_size of every non-dir listed
     entries_done: int = 0
+    # entries of the file list rsync's generator has taken up (its sender's
+    # progress says how many are left: "to-chk")
+    entries_listed: int = 0
     bytes_done: int = 0          # bytes of transferred files (rsync's progress figure)
     bytes_seen: int = 0          # st_size of the non-dirs processed, transferred or not
     files_transferred: int = 0
@@ -367,7 +372,7 @@ class TreeSync:
         # without that (every byte outside printable ASCII escaped).
         codec = locale_codec()
         self.out = lambda line: self._settled() or out(rsync_escape(line, codec))
-        self.err = lambda line: self._settled() or err(rsync_escape(
+        self._err = lambda line: self._settled() or err(rsync_escape(
             line, None if line.startswith(_SERVER_SIDE) else codec))
         self.on_progress = on_progress
         # -i: each change as an ItemChange; -n: nothing is changed, the
@@ -380,9 +385,8 @@ class TreeSync:
         # data and its other lines (deletions, notices) as messages, and
         # flushes both only now and then, messages first (_take_entry):
         # the item lines (and the progress samples after them) not yet
-        # flushed, and the entries of the file list it has taken.
+        # flushed.
         self._held: list[Callable[[], None]] = []
-        self._taken = 0
         self._next_flush = 0
         self.cancel_event = cancel or threading.Event()
         self.stats = Stats()
@@ -435,6 +439,16 @@ class TreeSync:
         self._batch: Batch | None = None        # the batch being filled
         self._completing = False
 
+    def err(self, line: str) -> None:
+        """A stderr line.  One of rsync's sender while item lines are held
+        comes after them, as the sender prints it after the lines it read
+        before (the error of a file it sends comes after the progress of
+        the one before: see _flush)."""
+        if self._held and line.startswith(_SENDER_LINES):
+            self._held.append(lambda: self._err(line))
+        else:
+            self._err(line)
+
     def _settled(self) -> None:
         """Before a line is printed: the copies behind the walk are
         completed (their own lines come first)."""
@@ -482,6 +496,7 @@ class TreeSync:
         self.stats.bytes_total = sum(s.size for s in self.sources)
         self._transfer()
         self._flush()
+        self.stats.entries_listed = self.stats.entries_total  # (the whole list, gone ones too)
         if self.on_progress is not None:
             self.on_progress(self.stats)
         return self._exit_code()
@@ -2447,10 +2462,10 @@ class TreeSync:
         its output, messages before data (generate_files() calls
         maybe_flush_socket(), which without --timeout always flushes): the
         item lines held so far go out after the messages already out."""
-        if self._taken > self._next_flush:
+        if self.stats.entries_listed > self._next_flush:
             self._next_flush += _FLUSH_EVERY
             self._flush()
-        self._taken += 1
+        self.stats.entries_listed += 1
 
     def _flush(self) -> None:
         """The held item lines (and progress samples) go out."""

@@ -159,15 +159,17 @@ def stderr_by_process(lines: list[str]) -> dict[str, list[str]]:
     stderr each on its own (the generator and receiver straight, not
     through the sender), so only the order within one process is rsync's
     own; how the groups interleave depends on timing and is not compared.
-    "exit" holds the closing ``rsync error:``/``rsync warning:`` lines.  A
-    line of no known process goes to "unknown", compared as a multiset."""
+    "exit" holds the closing ``rsync error:``/``rsync warning:`` lines (a
+    process that dies takes the others down, each with its line) and
+    "unknown" a line of no known process: those two are compared as
+    multisets."""
     groups: dict[str, list[str]] = {}
     for line in lines:
         process = "receiver" if _VERIFICATION.match(line) else next(
             (name for name, starts in _PROCESSES if line.startswith(starts)), "unknown")
         groups.setdefault(process, []).append(line)
-    if "unknown" in groups:
-        groups["unknown"].sort()
+    for mixed in ("exit", "unknown"):
+        groups.get(mixed, []).sort()
     return groups
 
 
