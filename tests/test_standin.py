@@ -223,6 +223,7 @@ def test_what_is_printed_is_rsyncs_line_for_line(tmp_path, letters, progress, dr
         (root / "src" / "d" / "b").write_bytes(b"b" * 3000)
         (root / "src" / "d" / "c").write_bytes(b"c")
         os.symlink("a", root / "src" / "l")
+        os.symlink("t" * 4095, root / "src" / "long")  # (its line is cut)
         (root / "dst" / "d" / "old").mkdir(parents=True)
         (root / "dst" / "x").write_bytes(b"x")
         (root / "dst" / "d" / "c").write_bytes(b"C")
