@@ -203,7 +203,7 @@ def _screen(stdout: bytes, root) -> list[str]:
         return "<progress %s>" % (counts[-1] if counts else "")
     text = _RECORDS.sub(records, stdout.decode()).replace(str(root), "ROOT")
     lines = text.split("\n")
-    return [re.sub(r"  speedup is .*", "", line) for line in lines
+    return [re.sub(r"speedup is [\d,.]+", "speedup is S", line) for line in lines
             if not line.startswith("sent ")]
 
 

@@ -817,9 +817,15 @@ class TreeSync:
         """A hard-link member went to rsync's sender and receiver.  Their
         word that it is done (or could not be sent) reaches the generator
         later, which meanwhile goes on; for a small tree, after its whole
-        walk.  Until then later members of the group wait for this one."""
+        walk.  Until then later members of the group wait for this one.  A
+        dry run sends nothing: its generator finishes the member at once
+        (recv_generator(), without do_xfers), its links' lines right after
+        the member's own."""
         group.members[index].sent = True
-        self._finishing.append((group, index, failure))
+        if self.dry_run and failure is None:
+            self._finish_hard_link(group, index)
+        else:
+            self._finishing.append((group, index, failure))
 
     def _finish_transfers(self) -> None:
         """The transferred hard-link members are done (their waiting members

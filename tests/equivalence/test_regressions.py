@@ -516,3 +516,17 @@ def test_nobody_dest_root_acls_go_through_one_fd_the_access_acl_cannot_shut(nobo
                               default_acl="u::rwx,g::---,o::---"),
                             fifo("src/a", **NB), dst, delete=False), nobody)
     assert not any("failed to set permissions" in line for line in nat.err)
+
+
+@pytest.mark.parametrize("dest", [b"dst", b"dst/"])
+@pytest.mark.parametrize("existing", [False, True], ids=["new", "existing"])
+def test_dry_run_links_a_waiting_member_right_after_its_leader(base, dest, existing):
+    """With -n rsync's generator sends nothing, so it finishes a hard-link
+    group as soon as it itemizes the member that leads (recv_generator()
+    without do_xfers): the waiting members' "hf" lines come right after
+    the leader's, before the entries after it.  The native engine printed
+    them at the end of the walk, as a real run does (found once stdout
+    was compared in order)."""
+    pre = [d("dst"), f("dst/zz")] if existing else []
+    check(case(d("src"), f("src/b"), f("src/a"), f("src/dir"), {"path": "src/c", "link": "src/b"},
+               *pre, src=b"src", dest=dest, delete=False, itemize=True, dry_run=True), base)
