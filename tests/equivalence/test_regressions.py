@@ -530,3 +530,14 @@ def test_dry_run_links_a_waiting_member_right_after_its_leader(base, dest, exist
     pre = [d("dst"), f("dst/zz")] if existing else []
     check(case(d("src"), f("src/b"), f("src/a"), f("src/dir"), {"path": "src/c", "link": "src/b"},
                *pre, src=b"src", dest=dest, delete=False, itemize=True, dry_run=True), base)
+
+
+@pytest.mark.parametrize("dest", [b"locked/dst", b"locked/dst/", b"locked/x", b"locked/x/y"])
+@pytest.mark.parametrize("src", [b"src/", b"src/f"])
+def test_nobody_destination_it_cannot_stat(nobody, src, dest):
+    """DST below a dir nobody cannot search: rsync's receiver says
+    `rsync: [Receiver] ERROR: cannot stat destination "/abs/DST": ...`,
+    DST as given (the native line lacked the "[Receiver]", the quotes and
+    a trailing slash)."""
+    check(nb_case(d("src", **NB), f("src/f", b"x", **NB), d("locked", mode=0o700, uid=0, gid=0),
+                  d("locked/dst", **NB), src=src, dest=dest, changing=(b"locked",)), nobody)
