@@ -329,6 +329,7 @@ class _LinkGroup:
     every member before it in the chain to itself."""
 
     last: bytes                           # rel of the last member (census)
+    last_key: tuple = ()                  # its place in the walk (_Census.walk_key)
     members: list[_Member] = field(default_factory=list)
     meta: SrcMeta | None = None           # the source's attributes, once read (-i)
     size: int = 0                         # and its size
@@ -2613,6 +2614,14 @@ class _Census:
         # As root nothing keeps attributes from being read; otherwise they
         # are read here once to find entries the sender must leave out.
         self.check_meta = not run.am_root
+        self.order = next(i for i, s in enumerate(run.sources) if s is source)
+
+    def walk_key(self, rel: bytes) -> tuple:
+        """Where a non-dir comes in the walk (sources in turn; in each dir
+        the non-dirs by name, then each subdir with its subtree), which the
+        census, going in rsync's sender's order, does not follow."""
+        *dirs, name = rel.split(b"/")
+        return (self.order, *((1, part) for part in dirs), (0, name))
 
     def run(self) -> None:
         source, run = self.source, self.run_
@@ -2680,10 +2689,11 @@ class _Census:
             if st.st_nlink > 1:
                 key = (st.st_dev, st.st_ino)
                 group = self.run_._groups.get(key)
+                place = self.walk_key(rel)
                 if group is None:
-                    self.run_._groups[key] = _LinkGroup(rel)
-                else:
-                    group.last = rel
+                    self.run_._groups[key] = _LinkGroup(rel, place)
+                elif place > group.last_key:
+                    group.last, group.last_key = rel, place
 
     def _unlistable(self, rel: bytes, exc: OSError) -> None:
         self.source.unlistable.add(rel)
@@ -2699,9 +2709,11 @@ class _Census:
         self._walk(fd, rel)
 
     def _walk(self, fd: int, rel: bytes) -> None:
-        """One directory's listing in the walk's order (non-dirs sorted, then
-        each subdir with its subtree).  Closing each fd before descending
-        keeps the walk to one open fd per level."""
+        """One directory's listing as rsync's sender reads it
+        (send_directory()): its entries in the order the directory gives
+        them, then each subdir with its subtree in that order, so that what
+        cannot be read is reported in rsync's order.  Closing each fd
+        before descending keeps the walk to one open fd per level."""
         rules = self.run_.rules
         subdirs = []
         try:
@@ -2718,7 +2730,7 @@ class _Census:
             prefix = _join(rel, b"")
             files = size = 0
             lstat, is_dir_mode, is_reg_mode = os.stat, stat.S_ISDIR, stat.S_ISREG
-            for name in sorted(names):
+            for name in names:
                 try:
                     st = lstat(name, dir_fd=fd, follow_symlinks=False)
                 except FileNotFoundError:

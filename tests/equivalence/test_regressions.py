@@ -541,3 +541,28 @@ def test_nobody_destination_it_cannot_stat(nobody, src, dest):
     a trailing slash)."""
     check(nb_case(d("src", **NB), f("src/f", b"x", **NB), d("locked", mode=0o700, uid=0, gid=0),
                   d("locked/dst", **NB), src=src, dest=dest, changing=(b"locked",)), nobody)
+
+
+def test_nobody_sender_reports_in_the_order_it_reads_a_dir(nobody):
+    """rsync's sender builds its list as readdir() gives a dir's entries
+    (send_directory()), subdirs after, in that order too, and reports what
+    it cannot read as it goes; the native census went in name order (found
+    once stderr was compared in order, each process on its own)."""
+    names = [b"m", b"b", b"z", b"a", b"q", b"k", b"c"]
+    spec = [d("src", **NB)]
+    for n in names:
+        spec += [d(b"src/" + n, **NB), d(b"src/" + n + b"/" + n * 2, mode=0o000, **NB),
+                 f(b"src/" + n + b"x", b"", acl="u::---,g::---,o::---,m::---,u:1234:---",
+                   xattrs={"user.a": b"1"}, uid=0, gid=0)]
+    check(nb_case(*spec, dry_run=True), nobody)
+
+
+def test_nobody_unreadable_hard_linked_file_reported_in_readdir_order(nobody):
+    """Two names of a file whose xattrs nobody may not read: rsync reports
+    each name as its sender meets it in the dir; the native engine went by
+    name.  The group's last member is still the last in the walk."""
+    check(nb_case(d("src", **NB),
+                  f("src/a", b"", acl="u::---,g::---,o::---,m::---,u:1234:---",
+                    xattrs={"user.a": b""}, uid=0, gid=65534),
+                  {"path": "src/b", "link": "src/a"}, f("src/c", b"c", **NB),
+                  {"path": "src/0", "link": "src/c"}, src=b"src", dry_run=True), nobody)
