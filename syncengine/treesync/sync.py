@@ -1388,8 +1388,11 @@ class TreeSync:
                       in_sync: set[bytes] | None = None,
                       ) -> tuple[list[tuple[bytes, os.stat_result]], bool]:
         """rsync's get_dirlist() on the receiving side: a destination dir's
-        entries with their lstat, excluded ones left out, in reverse order,
-        and whether there were excluded ones (rsync's non_perishable_cnt).
+        entries with their lstat, excluded ones left out, in the reverse of
+        rsync's order (its f_name_cmp(): the non-dirs by name, then the
+        dirs), and whether there were excluded ones (rsync's
+        non_perishable_cnt).  They are read in the order the dir gives them,
+        which is the order rsync reports those it cannot lstat in.
         It opendir()s the dir (read permission is enough); a dir it cannot
         open or an entry it cannot lstat is reported and, as in rsync's
         generator, stops later deletions.  Files the precheck found in sync
@@ -1406,7 +1409,7 @@ class TreeSync:
             names = _list_names(fd)
             if in_sync:
                 names = [child for child in names if child not in in_sync]
-            for child in sorted(names, reverse=True):
+            for child in names:
                 child_rel = _join(rel, child)
                 st, err = _lstat_at(fd, child)
                 if st is None:
@@ -1424,6 +1427,8 @@ class TreeSync:
                     protected = True
                 else:
                     listing.append((child, st))
+            listing.sort(key=lambda entry: (stat.S_ISDIR(entry[1].st_mode), entry[0]),
+                         reverse=True)
             return listing, protected
         finally:
             os.close(fd)

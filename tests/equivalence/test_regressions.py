@@ -566,3 +566,25 @@ def test_nobody_unreadable_hard_linked_file_reported_in_readdir_order(nobody):
                     xattrs={"user.a": b""}, uid=0, gid=65534),
                   {"path": "src/b", "link": "src/a"}, f("src/c", b"c", **NB),
                   {"path": "src/0", "link": "src/c"}, src=b"src", dry_run=True), nobody)
+
+
+@pytest.mark.parametrize("dry_run", [False, True], ids=["real", "dry-run"])
+def test_deletions_go_dirs_first_in_reverse_name_order(base, dry_run):
+    """rsync deletes a dir's extraneous entries in the reverse of its
+    f_name_cmp() order, in which a dir's non-dirs come before its dirs:
+    so the dirs go first (`*/` before `a`), each group by name descending.
+    The native engine went by name alone (found once stdout was compared
+    in order)."""
+    check(case(d("src"), d("dst"), f("dst/a"), d("dst/*"), f("dst/*/x"), d("dst/b"), f("dst/0"),
+               d("dst/Z"), f("dst/c"), d("dst/c2"), d("dst/c2/e"), f("dst/c2/d"),
+               itemize=True, dry_run=dry_run), base)
+
+
+def test_nobody_unstattable_dest_entries_reported_in_readdir_order(nobody):
+    """A destination dir nobody may list but not search: rsync's generator
+    reports each entry it cannot lstat in the order readdir() gives them
+    (get_dirlist()), not by name."""
+    names = [b"m", b"b", b"z", b"a", b"q"]
+    check(nb_case(d("src", **NB), d("src/keep", **NB), d("dst", **NB),
+                  d("dst/keep", mode=0o744, uid=0, gid=0),
+                  *[f(b"dst/keep/" + n, uid=0, gid=0) for n in names], itemize=True), nobody)
