@@ -28,6 +28,10 @@ from dataclasses import dataclass
 __all__ = ["ItemChange", "parse_line", "NEW_COLUMNS"]
 
 NEW_COLUMNS = "+++++++++"
+# rsync's log_formatted() (log.c) fills %n and %L into buffers of MAXPATHLEN
+# bytes: a dir's "/" is added only while it fits, and " -> TARGET" or
+# " => NAME" is cut to what fits.
+_MAXPATHLEN = 4096
 _DELETING = "*deleting"
 _CODE = re.compile(rb"^(?:([<>ch.][fdLDS][.+ cstpoguaxnb?]{9})|(\*deleting)  ) (.*)$", re.S)
 
@@ -59,13 +63,16 @@ class ItemChange:
         return self.line()
 
     def name_text(self) -> str:
-        """rsync's ``%n%L``: what ``-v`` prints for the entry."""
-        text = self.path.decode("utf-8", "surrogateescape")
-        if self.symlink_target is not None:
-            text += " -> " + self.symlink_target.decode("utf-8", "surrogateescape")
+        """rsync's ``%n%L``: what ``-v`` prints for the entry (each part
+        cut to rsync's buffer: a symlink's target to 4091 bytes)."""
+        path = self.path
+        if path.endswith(b"/") and len(path) >= _MAXPATHLEN:
+            path = path[:-1]  # (strlcat() has no room for the slash)
         if self.hardlink_to is not None:
-            text += " => " + self.hardlink_to.decode("utf-8", "surrogateescape")
-        return text
+            path += (b" => " + self.hardlink_to)[:_MAXPATHLEN - 1]
+        elif self.symlink_target is not None:
+            path += (b" -> " + self.symlink_target)[:_MAXPATHLEN - 1]
+        return path.decode("utf-8", "surrogateescape")
 
     def verbose_line(self) -> str | None:
         """What ``-v`` (without ``-i``) prints for it, None for nothing:

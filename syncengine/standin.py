@@ -120,14 +120,21 @@ def _rate(bytes_per_sec: float) -> str:
 class Progress2Writer:
     """Writes rsync's ``--info=progress2`` records: ``\\r``-terminated-free
     lines ``"\\r%15s %3d%% %7.2f%s %s%s"``, a record per transferred file and
-    one at the end, then a newline."""
+    one at the end, then a newline.  A line rsync's sender prints while a
+    record is on the screen starts on a line of its own: its rwrite() first
+    writes a newline to the line's own stream (``output_needs_newline``;
+    an error line's goes to stderr, and the record stays open on stdout).
+    ``per_file``: a record per file sent (a dry run sends none: only the
+    last record then)."""
 
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: TextIO, per_file: bool = True) -> None:
         self.stream = stream
+        self.per_file = per_file
         self.started = time.monotonic()
         self.suffix_width = 0
         self.last: Progress | None = None
         self.last_xfr = 0
+        self.open = False  # a record is the last thing written: no newline yet
 
     def record(self, sample: Progress) -> str:
         total = sample.bytes_total or 0
@@ -143,13 +150,22 @@ class Progress2Writer:
 
     def __call__(self, sample: Progress) -> None:
         self.last = sample
-        if sample.files_transferred != self.last_xfr:
+        if self.per_file and sample.files_transferred != self.last_xfr:
             self.last_xfr = sample.files_transferred
             write_out(self.stream, self.record(sample))
+            self.open = True
+
+    def end_record(self, stream: TextIO | None = None) -> None:
+        """Before a line of the sender on ``stream`` (by default the
+        records' own): the newline rsync writes there if a record is open."""
+        if self.open:
+            write_out(stream or self.stream, "\n")
+            self.open = False
 
     def finish(self) -> None:
         if self.last is not None:
             write_out(self.stream, self.record(self.last) + "\n")
+            self.open = False
 
 
 def write_out(stream: TextIO, text: str) -> bool:
@@ -171,6 +187,11 @@ def write_out(stream: TextIO, text: str) -> bool:
             pass
         return False
 
+
+# stderr lines that rsync's sender prints while it sends (its generator and
+# receiver write theirs straight to stderr, and its closing line comes
+# after the last progress record).
+_SENDER_LINES = ("rsync: [sender] ", "file has vanished: ")
 
 # rsync's "received SIGINT, SIGTERM, or SIGHUP" (exit 20).
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -208,11 +229,16 @@ def run_standin(argv: Sequence[str], stdout: TextIO = sys.stdout, stderr: TextIO
     from .treesync.messages import rsync_escape
 
     diagnostics_lost = threading.Event()
+    writer = Progress2Writer(stdout, per_file=not args.dry_run) if args.progress2 else None
 
     def out(line: str) -> None:
+        if writer is not None:
+            writer.end_record()
         write_out(stdout, line + "\n")
 
     def err(line: str) -> None:
+        if writer is not None and line.startswith(_SENDER_LINES):
+            writer.end_record(stderr)
         # rsync ends with code 13 when it cannot write a message (a closed
         # stderr), at once: so the run stops here.
         if not write_out(stderr, line + "\n") and not diagnostics_lost.is_set():
@@ -224,7 +250,6 @@ def run_standin(argv: Sequence[str], stdout: TextIO = sys.stdout, stderr: TextIO
         if line is not None:
             out(rsync_escape(line))
 
-    writer = Progress2Writer(stdout) if args.progress2 else None
     if args.verbose:
         out("building file list ... done" if args.whole_list else "sending incremental file list")
     job = None

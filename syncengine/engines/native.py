@@ -75,7 +75,7 @@ class NativeJob(SyncJob):
         self._report(Progress(
             bytes_done=stats.bytes_done, bytes_total=stats.bytes_total, percent=percent,
             files_transferred=stats.files_transferred,
-            to_check=stats.entries_total - stats.entries_done, total_entries=stats.entries_total,
+            to_check=stats.entries_total - stats.entries_listed, total_entries=stats.entries_total,
             current=os.fsdecode(stats.current)))
 
     def _make_result(self, src_text: str, exit_code: int, stats) -> SyncResult:

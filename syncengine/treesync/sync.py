@@ -97,10 +97,13 @@ _ROOM = 256 << 20          # free space beyond that which needs no reservation (
 # the dir is empty, and nothing is ever opened relative to it.
 _VIRTUAL = -2
 _NO_CHANGE = "." * 9
+_FLUSH_EVERY = 200  # entries between the flushes of rsync's generator (its loopchk_limit)
 
 # rsync's words for an entry type in "could not make way for new ...".
 _TYPE_WORDS = {stat.S_IFREG: "regular file", stat.S_IFDIR: "directory", stat.S_IFLNK: "symlink"}
 _SKIP_DIR = "*** Skipping any contents from this failed directory ***"
+# Lines of rsync's sender while it sends files (see TreeSync.err).
+_SENDER_LINES = ("rsync: [sender] ", "file has vanished: ")
 # Error lines of rsync's generator and receiver (see TreeSync.__init__).
 _SERVER_SIDE = ("rsync: [generator]", "rsync: [receiver]", "rsync: [Receiver]",
                 "could not make way for new ", _SKIP_DIR)
@@ -128,6 +131,9 @@ class Stats:
     entries_total: int = 0
     bytes_total: int = 0         # rsync's total size: st_size of every non-dir listed
     entries_done: int = 0
+    # entries of the file list rsync's generator has taken up (its sender's
+    # progress says how many are left: "to-chk")
+    entries_listed: int = 0
     bytes_done: int = 0          # bytes of transferred files (rsync's progress figure)
     bytes_seen: int = 0          # st_size of the non-dirs processed, transferred or not
     files_transferred: int = 0
@@ -160,6 +166,15 @@ def _strerror(exc: OSError) -> str:
 def _abs(path: bytes) -> str:
     """A path as rsync's sender messages show it: absolute, as str."""
     return os.fsdecode(os.path.abspath(path))
+
+
+def _full_fname(path: bytes) -> str:
+    """rsync's full_fname() of a path from the command line, as str: a
+    relative one joined to the cwd as it was given (slashes and dots
+    kept)."""
+    if path.startswith(b"/"):
+        return os.fsdecode(path)
+    return os.fsdecode(os.getcwdb().rstrip(b"/") + b"/" + path)
 
 
 def _column(letters: str, letter: str, on: bool) -> str:
@@ -368,6 +383,7 @@ class _LinkGroup:
     every member before it in the chain to itself."""
 
     last: bytes                           # rel of the last member (census)
+    last_key: tuple = ()                  # its place in the walk (_Census.walk_key)
     members: list[_Member] = field(default_factory=list)
     meta: SrcMeta | None = None           # the source's attributes, once read (-i)
     size: int = 0                         # and its size
@@ -412,7 +428,7 @@ class TreeSync:
         # without that (every byte outside printable ASCII escaped).
         codec = locale_codec()
         self.out = lambda line: self._settled() or out(rsync_escape(line, codec))
-        self.err = lambda line: self._settled() or err(rsync_escape(
+        self._err = lambda line: self._settled() or err(rsync_escape(
             line, None if line.startswith(_SERVER_SIDE) else codec))
         self.on_progress = on_progress
         # -i: each change as an ItemChange; -n: nothing is changed, the
@@ -421,6 +437,13 @@ class TreeSync:
         self.dry_run = dry_run
         self._virtual: set[tuple[bytes, ...]] = set()
         self._root_new = False       # DST was created by this run
+        # rsync's generator sends its item lines (-i, -v) to the sender as
+        # data and its other lines (deletions, notices) as messages, and
+        # flushes both only now and then, messages first (_take_entry):
+        # the item lines (and the progress samples after them) not yet
+        # flushed.
+        self._held: list[Callable[[], None]] = []
+        self._next_flush = 0
         self.cancel_event = cancel or threading.Event()
         self.stats = Stats()
         # meta escapes its lines as in the C locale: undo that and escape
@@ -476,6 +499,16 @@ class TreeSync:
         self._batch: Batch | None = None        # the batch being filled
         self._completing = False
 
+    def err(self, line: str) -> None:
+        """A stderr line.  One of rsync's sender while item lines are held
+        comes after them, as the sender prints it after the lines it read
+        before (the error of a file it sends comes after the progress of
+        the one before: see _flush)."""
+        if self._held and line.startswith(_SENDER_LINES):
+            self._held.append(lambda: self._err(line))
+        else:
+            self._err(line)
+
     def _settled(self) -> None:
         """Before a line is printed: the copies behind the walk are
         completed (their own lines come first)."""
@@ -502,6 +535,7 @@ class TreeSync:
             self.err("rsync error: received SIGINT, SIGTERM, or SIGHUP (code 20)")
             return 20
         finally:
+            self._flush()
             self._abort_pending()
             if self._copier is not None:
                 self._copier.stop()
@@ -522,6 +556,8 @@ class TreeSync:
         self.stats.bytes_total = sum(s.size for s in self.sources)
         self.stats.entries_done, self.stats.bytes_seen = self._dups, self._dup_bytes
         self._transfer()
+        self._flush()
+        self.stats.entries_listed = self.stats.entries_total  # (the whole list, gone ones too)
         if self.on_progress is not None:
             self.on_progress(self.stats)
         return self._exit_code()
@@ -606,10 +642,15 @@ class TreeSync:
         return 0
 
     # -- where things go (rsync's get_local_name) ----------------------------
-    def _dest_arg_full(self) -> str:
-        """DST as rsync's receiver prints it: made absolute, slash kept."""
-        path = self.dest if self.dest.startswith(b"/") else os.getcwdb() + b"/" + self.dest
-        return os.fsdecode(path)
+    def _dest_lopped(self) -> bytes:
+        """DST as rsync's get_local_name() names the dir it creates: one
+        trailing slash lopped off, then the others trimmed by do_mkdir()
+        (trim_trailing_slashes(), in place), which a dry run's returns
+        before: ``dst//`` is ``dst``, with -n ``dst/``."""
+        path = self.dest[:-1] if self.dest.endswith(b"/") else self.dest
+        while not self.dry_run and len(path) > 1 and path.endswith(b"/"):
+            path = path[:-1]
+        return path
 
     def _transfer(self) -> None:
         sources = [s for s in self.sources if s.entries]
@@ -619,12 +660,13 @@ class TreeSync:
         except FileNotFoundError:
             dst_st = None
         except OSError as exc:
-            raise Fatal(3, f"ERROR: cannot stat destination {_abs(self.dest)}: {_strerror(exc)}") from exc
+            raise Fatal(3, f'rsync: [Receiver] ERROR: cannot stat destination '
+                           f'"{_full_fname(self.dest)}": {_strerror(exc)}') from exc
         if total == 0:
             # Nothing to send: rsync still chdir()s into an existing DST, and
             # creates a missing one given with a trailing slash.
             if dst_st is not None and stat.S_ISDIR(dst_st.st_mode):
-                self._into_dir([], "change_dir#1")
+                self._into_dir([], "change_dir#1", self.dest)
             elif dst_st is None and self.dest.endswith(b"/"):
                 self._mkdir_dest()
             return
@@ -634,19 +676,22 @@ class TreeSync:
             if stat.S_ISDIR(sources[0].st.st_mode):
                 raise Fatal(3, "ERROR: cannot overwrite non-directory with a directory")
         if dst_st is not None and stat.S_ISDIR(dst_st.st_mode):
-            self._into_dir(sources, "change_dir#1")
+            self._into_dir(sources, "change_dir#1", self.dest)
         elif total != 1 or self.dest.endswith(b"/"):
             self._mkdir_dest()
-            self._into_dir(sources, "change_dir#2")
+            self._into_dir(sources, "change_dir#2", self._dest_lopped())
         else:
-            parent, name = os.path.split(self.dest)
+            # rsync chdir()s to what precedes DST's last slash ("/" for "/x")
+            cut = self.dest.rfind(b"/")
+            parent = self.dest[:cut] if cut > 0 else b"/" if cut == 0 else b""
+            name = self.dest[cut + 1:]
             self._solo = (sources[0].rel, name)
             try:
                 parent_fd = os.open(parent or b".", _PATH_FOLLOW)
                 os.close(os.open(b".", os.O_PATH | os.O_CLOEXEC, dir_fd=parent_fd))
             except OSError as exc:
-                raise Fatal(3, f'rsync: [Receiver] change_dir#3 "{_abs(parent or b".")}" failed: '
-                               f"{_strerror(exc)}") from exc
+                raise Fatal(3, f'rsync: [Receiver] change_dir#3 "{_full_fname(parent or b".")}"'
+                               f" failed: {_strerror(exc)}") from exc
             self._curr_dir = os.path.abspath(parent or b".")
             self.meta.dest_root = self._curr_dir
             try:
@@ -795,11 +840,11 @@ class TreeSync:
                 os.mkdir(self.dest, 0o777)
                 faults.mutated("mkdir")
             except OSError as exc:
-                raise Fatal(11, f'rsync: [Receiver] mkdir "{_abs(self.dest)}" failed: '
-                                f"{_strerror(exc)}") from exc
+                raise Fatal(11, f'rsync: [Receiver] mkdir "{_full_fname(self._dest_lopped())}" '
+                                f"failed: {_strerror(exc)}") from exc
             self._made_here(None, self.dest)
         if self.on_item is not None:
-            self.out(f"created directory {os.fsdecode(self.dest.rstrip(b'/') or b'/')}")
+            self.out(f"created directory {os.fsdecode(self._dest_lopped())}")
 
     def _guard_dest_in_a_source(self) -> None:
         """When DST is a source dir or lies inside one (``src/ src/copy``):
@@ -835,7 +880,9 @@ class TreeSync:
             return
         self._made.add((st.st_dev, st.st_ino))
 
-    def _into_dir(self, sources: list[_Source], how: str) -> None:
+    def _into_dir(self, sources: list[_Source], how: str, shown: bytes) -> None:
+        """Into DST, an existing dir or one just made (``how``: rsync's
+        change_dir#1 or #2; ``shown``: DST as its failure shows it)."""
         if self.dry_run and self._root_new:
             root_fd = _VIRTUAL
             self._virtual.add(())
@@ -843,14 +890,14 @@ class TreeSync:
             try:
                 root_fd = os.open(self.dest, _PATH_FOLLOW)
             except OSError as exc:
-                raise Fatal(3, f'rsync: [Receiver] {how} "{self._dest_arg_full()}" failed: '
+                raise Fatal(3, f'rsync: [Receiver] {how} "{_full_fname(shown)}" failed: '
                                f"{_strerror(exc)}") from exc
         try:
             try:  # rsync chdir()s into DST: that needs search permission
                 if root_fd != _VIRTUAL:
                     os.close(os.open(b".", os.O_PATH | os.O_CLOEXEC, dir_fd=root_fd))
             except OSError as exc:
-                raise Fatal(3, f'rsync: [Receiver] {how} "{self._dest_arg_full()}" failed: '
+                raise Fatal(3, f'rsync: [Receiver] {how} "{_full_fname(shown)}" failed: '
                                f"{_strerror(exc)}") from exc
             self._root_fd = root_fd
             self._curr_dir = os.path.abspath(self.dest)
@@ -895,6 +942,7 @@ class TreeSync:
                     tops.append(_Layer(fd, source, source.name, source.st, top=True))
             if roots:
                 root = roots[0]
+                self._take_entry()
                 self._dir(root.parent, b".", root.st, dst_fd, b".", b".", (), root.source,
                           (*roots[1:], *tops))
                 return
@@ -913,9 +961,15 @@ class TreeSync:
         """A hard-link member went to rsync's sender and receiver.  Their
         word that it is done (or could not be sent) reaches the generator
         later, which meanwhile goes on; for a small tree, after its whole
-        walk.  Until then later members of the group wait for this one."""
+        walk.  Until then later members of the group wait for this one.  A
+        dry run sends nothing: its generator finishes the member at once
+        (recv_generator(), without do_xfers), its links' lines right after
+        the member's own."""
         group.members[index].sent = True
-        self._finishing.append((group, index, failure))
+        if self.dry_run and failure is None:
+            self._finish_hard_link(group, index)
+        else:
+            self._finishing.append((group, index, failure))
 
     def _finish_transfers(self) -> None:
         """The transferred hard-link members are done (their waiting members
@@ -930,6 +984,7 @@ class TreeSync:
     def _finish(self) -> None:
         """rsync's end of run: dirs whose touch-up waited for hard links."""
         self._complete_pending()
+        self._flush()  # (the generator's end of the list: it waits for the receiver)
         self._finish_transfers()
         for frame in self._late_touchups:
             self._retouch.pop(frame.dst_path, None)
@@ -955,6 +1010,7 @@ class TreeSync:
             raise Cancelled()
         if rel in source.dropped:
             return
+        self._take_entry()
         self.stats.current = rel
         kind = stat.S_IFMT(st.st_mode)
         if kind == stat.S_IFDIR:
@@ -989,7 +1045,11 @@ class TreeSync:
             elif time.monotonic() < self._progress_next:
                 return
             self._progress_next = time.monotonic() + _PROGRESS_INTERVAL
-            self.on_progress(stats)
+            if self._held:  # (after the item lines before it, as it is now)
+                sample = replace(stats)
+                self._held.append(lambda: self.on_progress(sample))
+            else:
+                self.on_progress(stats)
 
     def _src_meta(self, st: os.stat_result, src_parent: int, name: bytes, rel: bytes,
                   source: _Source, fd: int | None = None) -> SrcMeta | None:
@@ -1249,6 +1309,7 @@ class TreeSync:
                 if stat.S_ISDIR(child_st.st_mode):
                     dirs.append((child, child_st))
                     continue
+                self._take_entry()
                 self._done_entry(child_st)
                 group = (self._groups.get((child_st.st_dev, child_st.st_ino))
                          if stat.S_ISREG(child_st.st_mode) and child_st.st_nlink > 1 else None)
@@ -1262,6 +1323,7 @@ class TreeSync:
                     self._skipped_hard_link(group, index, None)
             for child, child_st in dirs:
                 fd, child_source, child_more = origin[child] if origin else (*layers[0][:2], ())
+                self._take_entry()
                 self._skip_contents_quietly(fd, child, child_st, _join(rel, child),
                                             dst_path + (child,), child_source, child_more)
         finally:
@@ -1432,6 +1494,7 @@ class TreeSync:
                     # Nothing to do: _file would change nothing.
                     if self.cancel_event.is_set():
                         raise Cancelled()
+                    self._take_entry()
                     self._done(st.size)
                 elif stat.S_ISDIR(st.st_mode):
                     dirs.append((name, st, fd, src, more))
@@ -1441,6 +1504,7 @@ class TreeSync:
                         raise Cancelled()
                     child = _join(rel, name)
                     if child not in src.dropped:
+                        self._take_entry()
                         self.stats.current = child
                         self._queue_write(fd, name, st, dst_fd, dst_path + (name,), child,
                                           src, frame.sheltered)
@@ -1540,8 +1604,11 @@ class TreeSync:
                       in_sync: set[bytes] | None = None,
                       ) -> tuple[list[tuple[bytes, os.stat_result]], bool]:
         """rsync's get_dirlist() on the receiving side: a destination dir's
-        entries with their lstat, excluded ones left out, in reverse order,
-        and whether there were excluded ones (rsync's non_perishable_cnt).
+        entries with their lstat, excluded ones left out, in the reverse of
+        rsync's order (its f_name_cmp(): the non-dirs by name, then the
+        dirs), and whether there were excluded ones (rsync's
+        non_perishable_cnt).  They are read in the order the dir gives them,
+        which is the order rsync reports those it cannot lstat in.
         It opendir()s the dir (read permission is enough); a dir it cannot
         open or an entry it cannot lstat is reported and, as in rsync's
         generator, stops later deletions.  Files the precheck found in sync
@@ -1558,7 +1625,7 @@ class TreeSync:
             names = _list_names(fd)
             if in_sync:
                 names = [child for child in names if child not in in_sync]
-            for child in sorted(names, reverse=True):
+            for child in names:
                 child_rel = _join(rel, child)
                 st, err = _lstat_at(fd, child)
                 if st is None:
@@ -1576,6 +1643,8 @@ class TreeSync:
                     protected = True
                 else:
                     listing.append((child, st))
+            listing.sort(key=lambda entry: (stat.S_ISDIR(entry[1].st_mode), entry[0]),
+                         reverse=True)
             return listing, protected
         finally:
             os.close(fd)
@@ -2621,10 +2690,35 @@ class TreeSync:
     # -- itemizing (-i) ----------------------------------------------------------------
     def _item(self, code: str | None, rel: bytes, *, is_dir: bool = False,
               target: bytes | None = None, link: bytes | None = None) -> None:
+        """An itemized change.  A deletion is one of rsync's generator's
+        messages, out at once; any other is data to its sender, held
+        until the generator flushes (_take_entry)."""
         if self.on_item is not None and code is not None:
             if code[0] in ".hc" and code.endswith(_NO_CHANGE):
                 code = code[:2] + " " * 9  # rsync's log.c: a change of nothing in particular
-            self.on_item(ItemChange(code, rel + b"/" if is_dir else rel, target, link))
+            change = ItemChange(code, rel + b"/" if is_dir else rel, target, link)
+            if change.deleted:
+                self.on_item(change)
+            else:
+                self._held.append(lambda: self.on_item(change))
+
+    def _take_entry(self) -> None:
+        """The generator takes the file list's next entry.  After the
+        first, and then after the first at or past each 200th, it flushes
+        its output, messages before data (generate_files() calls
+        maybe_flush_socket(), which without --timeout always flushes): the
+        item lines held so far go out after the messages already out."""
+        if self.stats.entries_listed > self._next_flush:
+            self._next_flush += _FLUSH_EVERY
+            self._flush()
+        self.stats.entries_listed += 1
+
+    def _flush(self) -> None:
+        """The held item lines (and progress samples) go out."""
+        while self._held:
+            held, self._held = self._held, []
+            for emit in held:
+                emit()
 
     def _keeps_xattrs(self, src_meta: SrcMeta) -> bool:
         """Whether the source entry has xattrs this receiver would set."""
@@ -2764,6 +2858,15 @@ class _Census:
         # holds a SRC argument's entry.
         self.fd = -1
 
+    @staticmethod
+    def walk_key(rel: bytes) -> tuple:
+        """Where a non-dir comes in the walk (in each dir the non-dirs by
+        name, then each subdir with its subtree), which the census, going
+        in rsync's sender's order, does not follow.  (A path is in the
+        merged list once, whichever source it comes from.)"""
+        *dirs, name = rel.split(b"/")
+        return (*((1, part) for part in dirs), (0, name))
+
     def top(self) -> bool:
         """Look up the source's own entry; whether it is in the list."""
         source, run = self.source, self.run_
@@ -2844,10 +2947,11 @@ class _Census:
             if st.st_nlink > 1:
                 key = (st.st_dev, st.st_ino)
                 group = self.run_._groups.get(key)
+                place = self.walk_key(rel)
                 if group is None:
-                    self.run_._groups[key] = _LinkGroup(rel)
-                else:
-                    group.last = rel
+                    self.run_._groups[key] = _LinkGroup(rel, place)
+                elif place > group.last_key:
+                    group.last, group.last_key = rel, place
 
     def _unlistable(self, rel: bytes, exc: OSError) -> None:
         self.source.unlistable.add(rel)
@@ -2892,9 +2996,11 @@ class _Census:
         return entries
 
     def _walk(self, fd: int, rel: bytes) -> None:
-        """One directory's listing in the walk's order (non-dirs sorted, then
-        each subdir with its subtree).  Closing each fd before descending
-        keeps the walk to one open fd per level."""
+        """One directory's listing as rsync's sender reads it
+        (send_directory()): its entries in the order the directory gives
+        them, then each subdir with its subtree in that order, so that what
+        cannot be read is reported in rsync's order.  Closing each fd
+        before descending keeps the walk to one open fd per level."""
         rules = self.run_.rules
         subdirs = []
         try:
@@ -2911,7 +3017,7 @@ class _Census:
             prefix = _join(rel, b"")
             files = size = 0
             lstat, is_dir_mode, is_reg_mode = os.stat, stat.S_ISDIR, stat.S_ISREG
-            for name in sorted(names):
+            for name in names:
                 try:
                     st = lstat(name, dir_fd=fd, follow_symlinks=False)
                 except FileNotFoundError:

@@ -13,9 +13,19 @@ and asserts that
 
 - both builds were identical to start with (the builder is deterministic);
 - the exit codes are equal;
-- the stdout and stderr lines are equal as multisets, after removing rsync's
-  `` at FILE(LINE) [role=VER]`` suffix and the work dir's path (rsync's
-  three processes interleave their lines, so the order is not compared);
+- the stdout lines are equal in order, and so are the stderr lines of each
+  of rsync's processes (``stderr_by_process``), after removing rsync's
+  `` at FILE(LINE) [role=VER]`` suffix and the work dir's path.  Every
+  stdout line reaches the terminal through one process, rsync's sender,
+  which prints its own lines (transfers) and those the generator sends it
+  (item lines as data, deletions and notices as messages) in the order it
+  reads them, so their order is rsync's own (but for the "hf" lines of
+  links made after a transfer in a list of over 200 entries: the generator
+  hears of the transfer when it flushes, as timing has it; the generated
+  trees are smaller, and test_itemize's big ones have no links).  stderr
+  lines come from the sender, the generator and the receiver each on its
+  own, so only the order within one process is compared (and stdout
+  against stderr not);
 - the work dirs snapshot the same: every attribute of ``tests.snapshot``
   including hard-link grouping, ACLs and xattrs; a time set by the run
   itself ("now": a dir whose entries changed) is compared as ``RECENT`` (0),
@@ -125,8 +135,44 @@ class Outcome:
     err: list[str]
     snap: dict[bytes, dict] = field(default_factory=dict)
 
-    def lines(self) -> tuple[list[str], list[str]]:
-        return sorted(self.out), sorted(self.err)
+    def lines(self) -> tuple[list[str], dict[str, list[str]]]:
+        """What is compared: stdout in order, stderr split by the rsync
+        process that writes each line (see :func:`stderr_by_process`)."""
+        return self.out, stderr_by_process(self.err)
+
+
+# Which of rsync's three processes prints a stderr line, by its start.  The
+# "[Receiver]" lines come from the receiving side before it forks: the
+# process that goes on as the generator.
+_PROCESSES = (
+    ("sender", ("rsync: [sender] ", "file has vanished: ")),
+    ("generator", ("rsync: [generator] ", "rsync: [Receiver] ", "could not make way for new ",
+                   "*** Skipping any contents from this failed directory ***",
+                   "ERROR: destination must be a directory", "ERROR: cannot overwrite ")),
+    ("receiver", ("rsync: [receiver] ",)),
+    ("exit", ("rsync error: ", "rsync warning: ")),
+)
+_VERIFICATION = re.compile(r"^ERROR: .* failed verification -- update (discarded|retained)")
+
+
+def stderr_by_process(lines: list[str]) -> dict[str, list[str]]:
+    """stderr lines grouped by the rsync process that prints them, each
+    group in its order.  rsync's sender, generator and receiver write to
+    stderr each on its own (the generator and receiver straight, not
+    through the sender), so only the order within one process is rsync's
+    own; how the groups interleave depends on timing and is not compared.
+    "exit" holds the closing ``rsync error:``/``rsync warning:`` lines (a
+    process that dies takes the others down, each with its line) and
+    "unknown" a line of no known process: those two are compared as
+    multisets."""
+    groups: dict[str, list[str]] = {}
+    for line in lines:
+        process = "receiver" if _VERIFICATION.match(line) else next(
+            (name for name, starts in _PROCESSES if line.startswith(starts)), "unknown")
+        groups.setdefault(process, []).append(line)
+    for mixed in ("exit", "unknown"):
+        groups.get(mixed, []).sort()
+    return groups
 
 
 def rsync_binary() -> str:

@@ -42,10 +42,11 @@ SRC = [d("src", xattrs={"user.top": b"1"}), f("src/f"), d("src/sub"), f("src/sub
        ln("src/link", "f"), f("src/empty", b"")]
 
 
-def case(*entries, sources=(b"src/",), dest=b"dst", changing=None, **kw) -> Case:
+def case(*entries, sources=(b"src/",), dest=b"dst", changing=None, relative=True,
+         **kw) -> Case:
     top = dest.rstrip(b"/").split(b"/", 1)[0]
     return Case(spec=[ROOT, *entries], sources=list(sources), dest=dest,
-                changing=changing or (top,), relative=True, **kw)
+                changing=changing or (top,), relative=relative, **kw)
 
 
 @pytest.fixture
@@ -240,6 +241,45 @@ def test_hard_links_across_sources_skip_the_dropped_duplicates(base):
         assert (dst / "a").stat().st_ino == (dst / partner).stat().st_ino
         assert (dst / alone).stat().st_nlink == 1
         assert (dst / "z").stat().st_nlink == 3
+
+
+# DST in every spelling rsync's receiver shows as given (its full_fname():
+# the cwd joined to DST, slashes and dots kept), with what is there before:
+# (dest, pre-existing entries).
+DEST_FORMS = [
+    (b"file/", [f("file")]), (b"file//", [f("file")]), (b"file/.", [f("file")]),
+    (b"file/./", [f("file")]), (b"file/..", [f("file")]), (b"file/x", [f("file")]),
+    (b"file/x/", [f("file")]), (b".//file/", [f("file")]),
+    (b"lnfile/", [f("file"), ln("lnfile", "file")]),
+    (b"lnfile/x", [f("file"), ln("lnfile", "file")]),
+    (b"lnfile", [f("file"), ln("lnfile", "file")]),
+    (b"missing/x", []), (b"missing/x/", []), (b"missing//x", []), (b"missing/x//", []),
+    (b"missing/x/y", []),
+    (b"dangling", [ln("dangling", "nowhere")]), (b"dangling/", [ln("dangling", "nowhere")]),
+    (b"dangling/x", [ln("dangling", "nowhere")]),
+    (b"dst//", []), (b"dst/./", []), (b"dst/.//", []), (b"./dst/", []),
+]
+
+
+@pytest.mark.parametrize("source", [b"src/", b"src/f"])
+@pytest.mark.parametrize("dest, pre", DEST_FORMS, ids=[x.decode() for x, _ in DEST_FORMS])
+def test_destination_forms_and_their_messages(base, source, dest, pre):
+    """Each spelling of DST gives rsync's lines: "cannot stat destination",
+    mkdir and change_dir failures and "created directory" name DST as
+    rsync does (one trailing slash lopped off where rsync lops it)."""
+    for relative, dry_run in ((True, False), (False, True)):
+        rs, nat = check(case(*SRC, *pre, sources=(source,), dest=dest, itemize=True,
+                             changing=(dest.split(b"/")[0] or b".", b"dst"), relative=relative,
+                             dry_run=dry_run), base)
+        assert rs.code == nat.code
+
+
+@pytest.mark.parametrize("dest", [b"dst//", b"dst/./", b"dst", b"dst/"])
+def test_dry_run_names_the_dir_it_would_create_as_rsync_does(base, dest):
+    """rsync -n ... dst// says "created directory dst/": one slash lopped
+    off (a real run's do_mkdir() trims the others: "dst")."""
+    rs, nat = check(case(*SRC, dest=dest, itemize=True, dry_run=True), base)
+    assert nat.out[0] == "created directory " + dest.decode()[:-1 if dest.endswith(b"/") else None]
 
 
 @pytest.mark.parametrize("dest", [b"dst", b"dst/"])

@@ -1,7 +1,8 @@
 """-i (itemized changes) and -n (dry run), case by case, against the real
 rsync: every scenario runs through ``harness.check`` with ``rsync -i`` (so
-the itemized lines must be the very lines rsync prints, as a set) both as a
-real run and as a dry run (which must change nothing, in either engine).
+the itemized lines must be the very lines rsync prints, in its order) both
+as a real run and as a dry run (which must change nothing, in either
+engine).
 The random suite (test_equivalence.py) itemizes half its examples and dry-
 runs a quarter of them; these are the cases worth stating on their own, and
 some lines are pinned to show what they look like.
@@ -14,8 +15,9 @@ import os
 import pytest
 
 from syncengine.itemize import ItemChange, parse_line
+from tests.snapshot import diff_snapshots, snapshot
 
-from .harness import check
+from .harness import check, run_both
 from .test_explicit import ROOT, SRC, case, d, f, ln
 
 pytestmark = [pytest.mark.rsync, pytest.mark.skipif(os.geteuid() != 0, reason="needs root")]
@@ -91,7 +93,7 @@ def test_dry_run_into_a_new_destination(tmp_path):
 
 
 def test_pinned_lines(tmp_path):
-    """What the common lines look like (the same set as rsync's: check())."""
+    """What the common lines look like (the same as rsync's: check())."""
     rs, nat = check(case(*SCENARIOS["type changes"], delete=True, itemize=True), tmp_path)
     lines = set(nat.out)
     assert "*deleting   dir2file/sub/a" in lines          # a replaced dir's contents ...
@@ -116,3 +118,55 @@ def test_parse_line_reads_rsyncs_own_lines(tmp_path):
     assert len(parsed) >= 8
     for line, item in parsed:
         assert isinstance(item, ItemChange) and item.line() == line
+
+
+def _many_entries(files: int, dirs: int) -> list:
+    """src/ with ``files`` new files and ``dirs`` dirs; dst/ with those dirs
+    older and each holding a file to delete."""
+    old = T - 10**12
+    spec = [d("src"), d("dst", mtime_ns=old), f("dst/x")]
+    spec += [f(f"src/f{i:03d}", b"%d\n" % i) for i in range(files)]
+    for j in range(dirs):
+        spec += [d(f"src/d{j}"), d(f"dst/d{j}", mtime_ns=old), f(f"dst/d{j}/x")]
+    return spec
+
+
+@pytest.mark.parametrize("files", [0, 196, 197, 396])
+@pytest.mark.parametrize("dry_run", [False, True], ids=["real", "dry-run"])
+def test_deletions_and_item_lines_come_in_rsyncs_order(tmp_path, files, dry_run):
+    """rsync's generator sends its item lines to the sender as data and its
+    deletions as messages, and flushes after the list's first entry and
+    then after every 200th, messages first: a dir's deletions come before
+    its own line, and the lines of the entries before a flush before the
+    deletions after it.  The native engine printed each line as it went."""
+    rs, nat = check(case(*_many_entries(files, 8), itemize=True, dry_run=dry_run), tmp_path)
+    assert nat.out.index("*deleting   x") < nat.out.index(".d..t...... ./")
+
+
+@pytest.mark.parametrize("dry_run", [False, True], ids=["real", "dry-run"])
+def test_long_symlink_targets_are_cut_as_rsync_cuts_them(tmp_path, dry_run):
+    """rsync formats " -> TARGET" into a buffer of 4096 bytes (log.c's
+    log_formatted()): a target longer than 4091 bytes is cut there, in its
+    line only.  The native engine printed the whole target."""
+    links = [ln(f"src/l{n}", "t" * n) for n in (4089, 4090, 4091, 4092, 4094, 4095)]
+    rs, nat = check(case(d("src"), *links, itemize=True, dry_run=dry_run), tmp_path)
+    assert f"cL+++++++++ l4095 -> {'t' * 4091}" in nat.out
+    if not dry_run:
+        assert os.readlink(tmp_path / "b" / "dst" / "l4095") == "t" * 4095
+
+
+def test_a_line_too_long_for_rsync_does_not_stop_the_native_engine(tmp_path):
+    """A symlink whose name (1014 bytes) and cut target (4091) overflow
+    rsync's line buffer (5120 bytes, log_formatted()): rsync's sender stops
+    the run, exit 13, leaving DST incomplete (README, Known differences).
+    The native engine prints the line it can and completes the sync."""
+    deep = "src/" + "/".join(["d" * 250] * 4)
+    spec = [d("src"), *[d("src/" + "/".join(["d" * 250] * k)) for k in range(1, 5)],
+            ln(deep + "/" + "x" * 10, "t" * 4095), f(deep + "/z", b"last\n")]
+    rs, nat, *_ = run_both(case(*spec, itemize=True), os.fsencode(tmp_path))
+    assert rs.code == 13 and "buffer overflow expanding %L -- exiting" in rs.err
+    assert nat.code == 0 and not nat.err
+    link = deep[4:] + "/" + "x" * 10
+    assert f"cL+++++++++ {link} -> {'t' * 4091}" in nat.out
+    src, dst = (snapshot(tmp_path / "b" / top) for top in ("src", "dst"))
+    assert diff_snapshots(src, dst) == []

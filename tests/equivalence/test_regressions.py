@@ -548,3 +548,75 @@ def test_nobody_each_member_of_a_linked_dest_group_has_its_xattrs_read(nobody, d
         entries.append(DST_A[dst_a])
     check(nb_case(*entries, excludes=[b"!"], delete=False, dry_run=dry_run, itemize=itemize),
           nobody)
+
+
+@pytest.mark.parametrize("dest", [b"dst", b"dst/"])
+@pytest.mark.parametrize("existing", [False, True], ids=["new", "existing"])
+def test_dry_run_links_a_waiting_member_right_after_its_leader(base, dest, existing):
+    """With -n rsync's generator sends nothing, so it finishes a hard-link
+    group as soon as it itemizes the member that leads (recv_generator()
+    without do_xfers): the waiting members' "hf" lines come right after
+    the leader's, before the entries after it.  The native engine printed
+    them at the end of the walk, as a real run does (found once stdout
+    was compared in order)."""
+    pre = [d("dst"), f("dst/zz")] if existing else []
+    check(case(d("src"), f("src/b"), f("src/a"), f("src/dir"), {"path": "src/c", "link": "src/b"},
+               *pre, src=b"src", dest=dest, delete=False, itemize=True, dry_run=True), base)
+
+
+@pytest.mark.parametrize("dest", [b"locked/dst", b"locked/dst/", b"locked/x", b"locked/x/y"])
+@pytest.mark.parametrize("src", [b"src/", b"src/f"])
+def test_nobody_destination_it_cannot_stat(nobody, src, dest):
+    """DST below a dir nobody cannot search: rsync's receiver says
+    `rsync: [Receiver] ERROR: cannot stat destination "/abs/DST": ...`,
+    DST as given (the native line lacked the "[Receiver]", the quotes and
+    a trailing slash)."""
+    check(nb_case(d("src", **NB), f("src/f", b"x", **NB), d("locked", mode=0o700, uid=0, gid=0),
+                  d("locked/dst", **NB), src=src, dest=dest, changing=(b"locked",)), nobody)
+
+
+def test_nobody_sender_reports_in_the_order_it_reads_a_dir(nobody):
+    """rsync's sender builds its list as readdir() gives a dir's entries
+    (send_directory()), subdirs after, in that order too, and reports what
+    it cannot read as it goes; the native census went in name order (found
+    once stderr was compared in order, each process on its own)."""
+    names = [b"m", b"b", b"z", b"a", b"q", b"k", b"c"]
+    spec = [d("src", **NB)]
+    for n in names:
+        spec += [d(b"src/" + n, **NB), d(b"src/" + n + b"/" + n * 2, mode=0o000, **NB),
+                 f(b"src/" + n + b"x", b"", acl="u::---,g::---,o::---,m::---,u:1234:---",
+                   xattrs={"user.a": b"1"}, uid=0, gid=0)]
+    check(nb_case(*spec, dry_run=True), nobody)
+
+
+def test_nobody_unreadable_hard_linked_file_reported_in_readdir_order(nobody):
+    """Two names of a file whose xattrs nobody may not read: rsync reports
+    each name as its sender meets it in the dir; the native engine went by
+    name.  The group's last member is still the last in the walk."""
+    check(nb_case(d("src", **NB),
+                  f("src/a", b"", acl="u::---,g::---,o::---,m::---,u:1234:---",
+                    xattrs={"user.a": b""}, uid=0, gid=65534),
+                  {"path": "src/b", "link": "src/a"}, f("src/c", b"c", **NB),
+                  {"path": "src/0", "link": "src/c"}, src=b"src", dry_run=True), nobody)
+
+
+@pytest.mark.parametrize("dry_run", [False, True], ids=["real", "dry-run"])
+def test_deletions_go_dirs_first_in_reverse_name_order(base, dry_run):
+    """rsync deletes a dir's extraneous entries in the reverse of its
+    f_name_cmp() order, in which a dir's non-dirs come before its dirs:
+    so the dirs go first (`*/` before `a`), each group by name descending.
+    The native engine went by name alone (found once stdout was compared
+    in order)."""
+    check(case(d("src"), d("dst"), f("dst/a"), d("dst/*"), f("dst/*/x"), d("dst/b"), f("dst/0"),
+               d("dst/Z"), f("dst/c"), d("dst/c2"), d("dst/c2/e"), f("dst/c2/d"),
+               itemize=True, dry_run=dry_run), base)
+
+
+def test_nobody_unstattable_dest_entries_reported_in_readdir_order(nobody):
+    """A destination dir nobody may list but not search: rsync's generator
+    reports each entry it cannot lstat in the order readdir() gives them
+    (get_dirlist()), not by name."""
+    names = [b"m", b"b", b"z", b"a", b"q"]
+    check(nb_case(d("src", **NB), d("src/keep", **NB), d("dst", **NB),
+                  d("dst/keep", mode=0o744, uid=0, gid=0),
+                  *[f(b"dst/keep/" + n, uid=0, gid=0) for n in names], itemize=True), nobody)
