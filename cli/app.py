@@ -13,11 +13,21 @@ from click.core import ParameterSource
 from click.shell_completion import CompletionItem
 
 from .. import Backups, Layout, SyncError, SyncOptions, SyncResult, start_sync
-from ..backups import check_volume_name, read_data_version
+from ..backups import check_volume_name, read_data_version, resolve_snapshot
 from ..config import Config, ConfigEntry, HookError, read_config
 from ..engines import ENGINE_NAMES, check_arguments, check_source_kind, resolve_engine_name
 from ..engines.native import NativeEngine
 from ..engines.rsync import RsyncEngine
+from ..fsutil import read_version_file
+from ..rootlock import root_lock
+from ..snapshots import (
+                         RetentionPolicy,
+                         SnapshotError,
+                         describe_snapshots,
+                         iter_snapshot_changes,
+                         prune_snapshots,
+)
+from ..snapshots.retention import Decision
 from ..verify import IGNORABLE, VerifyStats, iter_differences
 from .display import human_bytes, summary_line
 from .observe import CliObserver, run_verify
@@ -29,6 +39,8 @@ USAGE_ERROR = 2
 MISMATCH = 1        # verify found differences
 HOOK_FAILED = 1     # a hook command failed
 INTERRUPTED = 20    # rsync's code for SIGINT/SIGTERM
+SNAPSHOT_FAILED = 3  # a snapshot cannot be made, found or deleted (rsync's "errors selecting
+                     # input/output files, dirs", as for a busy backup root)
 
 
 class CommandFailed(Exception):
@@ -57,6 +69,8 @@ def run_guarded(action: Callable[[], int], output: Output) -> None:
         message, code = str(exc), USAGE_ERROR
     except SyncError as exc:
         message, code = str(exc), exc.exit_code
+    except SnapshotError as exc:
+        message, code = str(exc), SNAPSHOT_FAILED
     except BrokenPipeError:
         # The reader went away (`syncengine verify ... | head`): no traceback,
         # and nothing more to say to it.
@@ -336,12 +350,15 @@ def _plan(config: Config | None, volumes: tuple[str, ...], discover: Callable[[]
 
 def _facade(ctx: click.Context, config: Config | None, entries: list[ConfigEntry],
             layout: Layout, engine: str | None, excludes: tuple[str, ...], no_delete: bool,
-            allow_empty_source: bool, output: Output) -> Backups:
+            allow_empty_source: bool, output: Output, snapshot: bool = False,
+            allow_full_copies: bool = False) -> Backups:
     engine = _choose(ctx, "engine", engine, config.engine if config else None)
     if config is None:
         backups = Backups.with_options(SyncOptions(delete=not no_delete, exclude=excludes),
                                        layout=layout, engine=engine)
         backups.set_allow_empty_source(allow_empty_source)
+        if snapshot:
+            backups.set_snapshots(allow_full_copies=allow_full_copies)
         for entry in entries:
             assert entry.name is not None  # (_plan without a config: volumes)
             backups.add_volume(entry.name)
@@ -354,6 +371,8 @@ def _facade(ctx: click.Context, config: Config | None, entries: list[ConfigEntry
         backups = config.build(entries=entries, volumes_root=layout.volumes_root,
                                backup_root=layout.backup_root, engine=engine, override=override,
                                allow_empty_source=allow_empty_source or None,
+                               snapshots=True if snapshot else None,
+                               allow_full_copies=True if allow_full_copies else None,
                                hook_log=output.hook_log, hook_output=output.hook_output)
     return backups
 
@@ -408,6 +427,14 @@ class _NoEffects:
 @click.option("--no-delete", is_flag=True, help="Keep backup files whose source is gone.")
 @allow_empty_source_option
 @click.option("--data-version", default=None, help="Record this data version in the backup.")
+@click.option("--snapshot", is_flag=True,
+              help="Back up into a new snapshot, <backup-root>/snapshots/<ID>/, instead of the "
+                   "mirror (on by default with a --config file's [snapshots] table, which also "
+                   "prunes after a successful backup). With -n: what would change since the "
+                   "latest snapshot; nothing is created.")
+@click.option("--allow-full-copies", is_flag=True,
+              help="With --snapshot, where hard links do not work (FAT, exFAT, some network "
+                   "shares): make every snapshot a full copy instead of refusing.")
 @verify_flag
 @dry_run_options
 @engine_option
@@ -415,8 +442,8 @@ class _NoEffects:
 @click.pass_context
 def backup(ctx: click.Context, volumes: tuple[str, ...], config_path: str | None,
            volumes_root: str | None, backup_root: str | None, excludes: tuple[str, ...],
-           no_delete: bool, allow_empty_source: bool, data_version: str | None, verify: bool,
-           dry_run: bool,
+           no_delete: bool, allow_empty_source: bool, data_version: str | None, snapshot: bool,
+           allow_full_copies: bool, verify: bool, dry_run: bool,
            itemize: bool, engine: str | None, progress: bool | None, json_out: bool,
            quiet: bool) -> None:
     """Back up VOLUMEs (default: every directory under --volumes-root, or
@@ -432,6 +459,7 @@ def backup(ctx: click.Context, volumes: tuple[str, ...], config_path: str | None
           --backup-root /mnt/backup --exclude '*.tmp' --verify
       syncengine backup --config /etc/syncengine/myservice.toml
       syncengine backup -n -i --config myservice.toml   # what would change
+      syncengine backup --snapshot --volumes-root /srv/volumes --backup-root /mnt/backup
     """
     output = Output("backup", json_out=json_out, quiet=quiet, progress=progress)
 
@@ -447,7 +475,7 @@ def backup(ctx: click.Context, volumes: tuple[str, ...], config_path: str | None
         _check_volumes([e.name for e in entries if e.kind == "volume" and e.name is not None], layout.volumes_root,
                        "in the volumes root", layout.backup_root, layout.volume_backup_path)
         backups = _facade(ctx, config, entries, layout, engine, excludes, no_delete,
-                          allow_empty_source, output)
+                          allow_empty_source, output, snapshot, allow_full_copies)
         observer = CliObserver(output, verify, [e.name or e.key for e in entries])
         version = data_version if data_version is not None else (config and config.data_version)
         results = backups.create_backup(_NoEffects(version or None),
@@ -456,6 +484,8 @@ def backup(ctx: click.Context, volumes: tuple[str, ...], config_path: str | None
                                         dry_run=dry_run)
         return _report(output, results, {"volumes": [e.name for e in entries if e.kind == "volume"],
                                          "data_version": version or None,
+                                         **({"snapshot": observer.snapshot_id}
+                                            if backups.snapshots else {}),
                                          **({"differences": observer.mismatches} if verify else {})},
                        observer.mismatches)
     run_guarded(body, output)
@@ -470,6 +500,9 @@ def backup(ctx: click.Context, volumes: tuple[str, ...], config_path: str | None
 @exclude_option
 @click.option("--no-delete", is_flag=True, help="Keep data files that are not in the backup.")
 @allow_empty_source_option
+@click.option("--snapshot", "snapshot_id", metavar="ID|latest", default=None,
+              help="Restore from this complete snapshot (see `syncengine snapshots list`), or "
+                   "the newest with `latest`, instead of the mirror; the snapshot is only read.")
 @verify_flag
 @dry_run_options
 @engine_option
@@ -477,8 +510,8 @@ def backup(ctx: click.Context, volumes: tuple[str, ...], config_path: str | None
 @click.pass_context
 def restore(ctx: click.Context, volumes: tuple[str, ...], config_path: str | None,
             volumes_root: str | None, backup_root: str | None, excludes: tuple[str, ...],
-            no_delete: bool, allow_empty_source: bool, verify: bool, dry_run: bool,
-            itemize: bool, engine: str | None, progress: bool | None, json_out: bool,
+            no_delete: bool, allow_empty_source: bool, snapshot_id: str | None, verify: bool,
+            dry_run: bool, itemize: bool, engine: str | None, progress: bool | None, json_out: bool,
             quiet: bool) -> None:
     """Restore VOLUMEs (default: every volume in the backup, or every
     volume and sync of --config) from --backup-root/volumes/ into
@@ -490,6 +523,8 @@ def restore(ctx: click.Context, volumes: tuple[str, ...], config_path: str | Non
       syncengine restore main --volumes-root /srv/volumes --backup-root /mnt/backup
       syncengine restore --config /etc/syncengine/myservice.toml --verify
       syncengine restore -n -i main --volumes-root /srv/volumes --backup-root /mnt/backup
+      syncengine restore main --snapshot latest --volumes-root /srv/volumes \\
+          --backup-root /mnt/backup
     """
     output = Output("restore", json_out=json_out, quiet=quiet, progress=progress)
 
@@ -500,7 +535,9 @@ def restore(ctx: click.Context, volumes: tuple[str, ...], config_path: str | Non
         _require_dir(layout.volumes_root, "volumes root")
         _require_dir(layout.backup_root, "backup root")
         _require_writable(layout.volumes_root, "volumes root")
-        in_backup = os.path.join(layout.backup_root, "volumes")
+        source = resolve_snapshot(layout.backup_root, snapshot_id) if snapshot_id else None
+        in_backup = os.path.join(layout.backup_root, "volumes") if source is None \
+            else source.volumes_dir
         entries = _plan(config, volumes,
                         lambda: _list_volumes(in_backup, "backup volumes directory", output))
         _check_volumes([e.name for e in entries if e.kind == "volume" and e.name is not None], in_backup,
@@ -511,12 +548,15 @@ def restore(ctx: click.Context, volumes: tuple[str, ...], config_path: str | Non
         results = backups.restore_backup(_NoEffects(), on_progress=output.progress,
                                          observer=observer,
                                          on_item=output.item if itemize else None,
-                                         dry_run=dry_run)
-        version = read_data_version(layout)
+                                         dry_run=dry_run,
+                                         snapshot=source.id if source is not None else None)
+        version = (read_data_version(layout) if source is None
+                   else read_version_file(source.data_version_path))
         if not json_out and not quiet:
             click.echo(f"data version: {version if version is not None else '(none)'}")
         return _report(output, results, {"volumes": [e.name for e in entries if e.kind == "volume"],
                                          "data_version": version,
+                                         **({"snapshot": source.id} if source is not None else {}),
                                          **({"differences": observer.mismatches} if verify else {})},
                        observer.mismatches)
     run_guarded(body, output)
@@ -640,6 +680,174 @@ def verify_command(src: str, dst: str, excludes: tuple[str, ...], ignore: tuple[
                        f"{human_bytes(stats.bytes_compared)} compared in "
                        f"{output.elapsed():.2f} s)")
         return code
+    run_guarded(body, output)
+
+
+# -- snapshots ---------------------------------------------------------------------------------
+
+def backup_root_option(f: Callable) -> Callable:
+    return click.option("--backup-root", envvar="SYNCENGINE_BACKUP_ROOT", show_envvar=True,
+                        type=click.Path(path_type=str),
+                        help="The backup root whose snapshots/ to use.")(f)
+
+
+def json_option(f: Callable) -> Callable:
+    return click.option("--json", "json_out", is_flag=True,
+                        help="Write JSON lines to stdout: one event each, then a summary.")(f)
+
+
+def _snapshot_root(ctx: click.Context, backup_root: str | None,
+                   config: Config | None = None) -> str:
+    root = _choose(ctx, "backup_root", backup_root, config.backup_root if config else None)
+    if not root:
+        raise click.UsageError("Missing option '--backup-root' (or SYNCENGINE_BACKUP_ROOT).", ctx)
+    _require_dir(root, "backup root")
+    return os.path.abspath(root)
+
+
+@app.group(short_help="List, prune and compare the snapshots of a backup root.")
+def snapshots() -> None:
+    """List, prune and compare the snapshots that `backup --snapshot` makes
+    in <backup-root>/snapshots/ (complete ones only: a run in progress, or
+    one that failed or was killed, is never listed).
+
+    \b
+    Example:
+      syncengine snapshots list --backup-root /mnt/backup
+    """
+
+
+@snapshots.command(name="list", short_help="List the complete snapshots, oldest first.")
+@backup_root_option
+@json_option
+@click.pass_context
+def snapshots_list(ctx: click.Context, backup_root: str | None, json_out: bool) -> None:
+    """List the complete snapshots, oldest first, one a line: its ID, time
+    (UTC), data version, entries, and the bytes it does not share with the
+    snapshot before it (its files that are not hard links into that one).
+    With --json, a `snapshot` event each (id, time, data_version, entries,
+    unshared_bytes, unshared_disk_bytes), then a summary.
+
+    \b
+    Example:
+      syncengine snapshots list --backup-root /mnt/backup --json
+    """
+    output = Output("snapshots list", json_out=json_out, quiet=False, progress=False)
+
+    def body() -> int:
+        infos = describe_snapshots(_snapshot_root(ctx, backup_root))
+        for info in infos:
+            if json_out:
+                output.emit({"event": "snapshot", **info.as_dict()})
+            else:
+                click.echo(info.line())
+        output.summary({"exit_code": 0, "snapshots": len(infos)}, None)
+        return 0
+    run_guarded(body, output)
+
+
+def _keep_option(rule: str, what: str) -> Callable[[Callable], Callable]:
+    return click.option(f"--keep-{rule}", rule, type=click.IntRange(min=0), default=None,
+                        metavar="N", help=f"Keep {what}.")
+
+
+@snapshots.command(name="prune", short_help="Delete the snapshots no retention rule keeps.")
+@backup_root_option
+@config_option
+@_keep_option("last", "the N newest snapshots")
+@_keep_option("hourly", "the newest snapshot of each of the N latest hours that have one")
+@_keep_option("daily", "the newest snapshot of each of the N latest days that have one")
+@_keep_option("weekly", "the newest snapshot of each of the N latest ISO weeks that have one")
+@_keep_option("monthly", "the newest snapshot of each of the N latest months that have one")
+@click.option("-n", "--dry-run", "dry_run", is_flag=True,
+              help="Delete nothing: list what would be deleted.")
+@json_option
+@click.pass_context
+def snapshots_prune(ctx: click.Context, backup_root: str | None, config_path: str | None,
+                    last: int | None, hourly: int | None, daily: int | None,
+                    weekly: int | None, monthly: int | None, dry_run: bool,
+                    json_out: bool) -> None:
+    """Delete the complete snapshots that no --keep rule keeps, with the
+    rules of borg prune (see the README's "Retention rules"; periods in
+    UTC). The newest snapshot is never deleted, and a prune waits for no
+    one: while a backup or restore runs on the backup root it fails at
+    once (exit 3). Without --keep options, a --config file's [snapshots]
+    table gives them. Prints `delete ID` (with -n: `would delete ID`)
+    for each snapshot that goes and `keep ID (RULE)` for the others.
+
+    \b
+    Examples:
+      syncengine snapshots prune --backup-root /mnt/backup --keep-last 3 --keep-daily 7
+      syncengine snapshots prune -n --config myservice.toml
+    """
+    output = Output("snapshots prune", json_out=json_out, quiet=False, progress=False)
+
+    def body() -> int:
+        config = read_config(config_path) if config_path else None
+        root = _snapshot_root(ctx, backup_root, config)
+        rules = {"last": last, "hourly": hourly, "daily": daily, "weekly": weekly,
+                 "monthly": monthly}
+        if any(n is not None for n in rules.values()):
+            policy = RetentionPolicy(**{k: n or 0 for k, n in rules.items()})
+        elif config is not None and config.retention is not None:
+            policy = config.retention
+        else:
+            raise click.UsageError("give at least one --keep-… option (or a --config file "
+                                   "with a [snapshots] table that has keep_… keys).", ctx)
+        with root_lock(root, "prune", dry_run=dry_run):
+            decisions = prune_snapshots(root, policy, dry_run=dry_run)
+        for decision in decisions:
+            _prune_line(output, decision, dry_run)
+        gone = sum(not d.keep for d in decisions)
+        output.summary({"exit_code": 0, "dry_run": dry_run, "deleted": gone,
+                        "kept": len(decisions) - gone}, None)
+        return 0
+    run_guarded(body, output)
+
+
+def _prune_line(output: Output, decision: Decision, dry_run: bool) -> None:
+    if decision.keep:
+        action, line = ("in_use" if decision.reason == "in use" else "keep",
+                        f"keep {decision.id} ({decision.reason})")
+    else:
+        action = "would_delete" if dry_run else "delete"
+        line = f"{'would delete' if dry_run else 'delete'} {decision.id}"
+    if output.json:
+        output.emit({"event": "prune", "id": decision.id, "action": action,
+                     "reason": decision.reason})
+    else:
+        click.echo(line)
+
+
+@snapshots.command(name="diff", short_help="Show what changed between two snapshots.")
+@click.argument("old")
+@click.argument("new")
+@backup_root_option
+@json_option
+@click.pass_context
+def snapshots_diff(ctx: click.Context, old: str, new: str, backup_root: str | None,
+                   json_out: bool) -> None:
+    """Show what changed from snapshot OLD to snapshot NEW (IDs, or
+    `latest`), below volumes/, as rsync -i lines: the lines
+    `rsync -rlptgocAXH --delete -n -i NEW/volumes/ OLD/volumes/` prints
+    (>f+++++++++ new file, *deleting   gone, .f..t...... touched). With
+    --json, `itemize` events.
+
+    \b
+    Example:
+      syncengine snapshots diff 2026-12-06T151700Z latest --backup-root /mnt/backup
+    """
+    output = Output("snapshots diff", json_out=json_out, quiet=False, progress=False)
+
+    def body() -> int:
+        root = _snapshot_root(ctx, backup_root)
+        a, b = resolve_snapshot(root, old), resolve_snapshot(root, new)
+        changes = 0
+        for change in iter_snapshot_changes(a, b):
+            changes += 1
+            output.item(change)
+        output.summary({"exit_code": 0, "old": a.id, "new": b.id, "changes": changes}, None)
+        return 0
     run_guarded(body, output)
 
 

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 
 from .. import SyncError, SyncOptions, SyncResult
 from ..backups import BackupSync, SyncObserver
+from ..snapshots import Decision, Snapshot
 from ..verify import iter_differences
 from .output import Output
 
@@ -43,6 +44,7 @@ class CliObserver(SyncObserver):
         self.verify = verify
         self.labels = labels or []
         self.mismatches = 0  # differences found by --verify
+        self.snapshot_id: str | None = None  # the snapshot a backup completed
 
     def sync_started(self, index: int, total: int, sync: BackupSync, src: str, dst: str,
                      options: SyncOptions) -> None:
@@ -61,3 +63,23 @@ class CliObserver(SyncObserver):
     def hook_skipped(self, hook: str) -> None:
         self.output.note(f"syncengine: dry run: the {hook} hook is not run")
         self.output.emit({"event": "hook", "hook": hook, "skipped": True})
+
+    def snapshot_started(self, snapshot_id: str, base: str | None) -> None:
+        base_text = f"linking against {base}" if base else "the first snapshot"
+        if snapshot_id:
+            self.output.note(f"syncengine: building snapshot {snapshot_id} ({base_text})")
+        else:
+            self.output.note("syncengine: dry run: comparing with "
+                             + (f"the latest snapshot, {base}" if base else "no snapshot (none yet)"))
+        self.output.emit({"event": "snapshot_start", "id": snapshot_id or None, "base": base,
+                          "dry_run": not snapshot_id})
+
+    def snapshot_committed(self, snapshot: Snapshot) -> None:
+        self.snapshot_id = snapshot.id
+        self.output.note(f"syncengine: snapshot {snapshot.id} complete")
+        self.output.emit({"event": "snapshot_end", "id": snapshot.id, "path": snapshot.path})
+
+    def snapshot_pruned(self, decision: Decision) -> None:
+        self.output.note(f"syncengine: pruning snapshot {decision.id}")
+        self.output.emit({"event": "prune", "id": decision.id, "action": "delete",
+                          "reason": None})

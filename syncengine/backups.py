@@ -26,9 +26,24 @@ from .engines.base import ItemCallback, ProgressCallback, SyncError, SyncResult
 from .fsutil import atomic_write_text, read_version_file
 from .options import OptionsLike, SyncOptions, merge_options, normalize_partial
 from .rootlock import root_lock
+from .snapshots import (
+                        RetentionPolicy,
+                        Snapshot,
+                        SnapshotBuild,
+                        SnapshotError,
+                        SnapshotInfo,
+                        begin_snapshot,
+                        describe_snapshots,
+                        find_snapshot,
+                        latest_snapshot,
+                        prune_snapshots,
+)
+from .snapshots.retention import Decision
 
 __all__ = ["Backups", "BackupSync", "EmptySourceError", "Hook", "Layout", "SyncObserver",
-           "DATA_VERSION_FILE"]
+           "DATA_VERSION_FILE", "LATEST", "resolve_snapshot"]
+
+LATEST = "latest"   # restore_backup(snapshot=LATEST): the newest complete snapshot
 
 _T = TypeVar("_T")
 
@@ -38,6 +53,8 @@ Hook = Callable[[Any], "Awaitable[Any] | Any"]
 # One sync of a plan: the BackupSync, and the source, destination and
 # options of this direction.
 _Step = tuple["BackupSync", str, str, SyncOptions]
+# Where each sync's copy was before this run (the empty-source check reads it).
+_Previous = Callable[["BackupSync"], str]
 
 
 async def _noop(effects: Any) -> None:
@@ -160,15 +177,32 @@ class SyncObserver:
     def hook_skipped(self, hook: str) -> None:
         """A dry run does not run hook ``hook`` ("pre_backup", ...)."""
 
+    def snapshot_started(self, snapshot_id: str, base: str | None) -> None:
+        """A snapshot backup builds snapshot ``snapshot_id`` (its final ID
+        may grow a suffix), linking against ``base`` (None: the first);
+        a dry run is told the would-be base, with ``snapshot_id`` "" ."""
+
+    def snapshot_committed(self, snapshot: Snapshot) -> None:
+        """Every sync succeeded: the snapshot is complete and listed."""
+
+    def snapshot_pruned(self, decision: Decision) -> None:
+        """After a snapshot backup, the retention policy deletes (or, when
+        the snapshot is in use, keeps) this one."""
+
 
 class Backups:
     """Back up and restore a service's volumes (fluent: setters return self)."""
 
     def __init__(self, *, layout: Layout | None = None, engine: str | None = None,
-                 options: OptionsLike = None, allow_empty_source: bool = False) -> None:
+                 options: OptionsLike = None, allow_empty_source: bool = False,
+                 snapshots: bool = False, retention: RetentionPolicy | None = None,
+                 allow_full_copies: bool = False) -> None:
         self.layout = layout or Layout()
         self.engine = engine
         self.allow_empty_source = allow_empty_source
+        self.snapshots = snapshots
+        self.retention = retention
+        self.allow_full_copies = allow_full_copies
         self._options = normalize_partial(options)
         self._backup_options: dict[str, Any] = {}
         self._restore_options: dict[str, Any] = {}
@@ -216,6 +250,19 @@ class Backups:
         """Let an empty source directory replace a copy that is not empty
         (refused by default: see _check_empty_sources)."""
         self.allow_empty_source = bool(allow)
+        return self
+
+    def set_snapshots(self, enabled: bool = True, *, retention: RetentionPolicy | None = None,
+                      allow_full_copies: bool = False) -> Backups:
+        """Back up into a new snapshot each time (``BACKUP_ROOT/snapshots/<ID>/``)
+        instead of the mirror; after a successful backup, delete the
+        snapshots ``retention`` does not keep.  Where hard links do not
+        work a snapshot backup is refused unless ``allow_full_copies``."""
+        if retention is not None and not isinstance(retention, RetentionPolicy):
+            raise ValueError(f"retention must be a RetentionPolicy, not {type(retention).__name__}")
+        self.snapshots = bool(enabled)
+        self.retention = retention
+        self.allow_full_copies = bool(allow_full_copies)
         return self
 
     def set_pre_backup(self, fn: Hook) -> Backups:
@@ -267,53 +314,132 @@ class Backups:
         ``on_item`` receives each sync's itemized changes (rsync's ``-i``).
         ``dry_run`` (rsync's ``-n``) changes nothing: the syncs only report
         what they would do, and neither the hooks nor the data version
-        run (``observer.hook_skipped`` is told)."""
+        run (``observer.hook_skipped`` is told).
+
+        With snapshots on (:meth:`set_snapshots`) the syncs fill a new
+        snapshot, committed (listed) only when all of them succeeded, with
+        its own dataVersion.txt; then the retention policy prunes.  A dry
+        run of a snapshot backup compares against the newest snapshot (the
+        would-be link base) and creates nothing."""
         return _run_blocking(self.acreate_backup(effects, on_progress=on_progress,
                                                  observer=observer, on_item=on_item,
                                                  dry_run=dry_run))
 
     def restore_backup(self, effects: Effects, *, on_progress: ProgressCallback | None = None,
                        observer: SyncObserver | None = None, on_item: ItemCallback | None = None,
-                       dry_run: bool = False) -> list[SyncResult]:
+                       dry_run: bool = False, snapshot: str | None = None) -> list[SyncResult]:
         """pre_restore; each sync backup -> data; set_data_version; post_restore
-        (``on_item`` and ``dry_run`` as for create_backup)."""
+        (``on_item`` and ``dry_run`` as for create_backup).  ``snapshot``
+        (an ID, or ``"latest"``) restores from that complete snapshot, and
+        its data version, instead of the mirror; the snapshot is only read."""
         return _run_blocking(self.arestore_backup(effects, on_progress=on_progress,
                                                   observer=observer, on_item=on_item,
-                                                  dry_run=dry_run))
+                                                  dry_run=dry_run, snapshot=snapshot))
 
     def init(self, effects: Effects, kind: str | None) -> list[SyncResult]:
         """The init script: restores when ``kind == "restore"``."""
         return self.restore_backup(effects) if kind == "restore" else []
 
+    # -- snapshots -----------------------------------------------------------
+    def list_snapshots(self) -> list[SnapshotInfo]:
+        """The complete snapshots of the backup root, oldest first, with
+        their time, data version, entries and unshared bytes."""
+        return describe_snapshots(self.layout.backup_root)
+
+    def prune_snapshots(self, policy: RetentionPolicy | None = None, *, dry_run: bool = False,
+                        on_delete: Callable[[Decision], None] | None = None) -> list[Decision]:
+        """Delete the snapshots ``policy`` (default: this facade's
+        retention) does not keep, holding the backup root's lock (so not
+        while a backup or restore runs there); ``dry_run`` only decides.
+        The newest snapshot is always kept.  Decisions come oldest first."""
+        policy = policy or self.retention
+        if policy is None:
+            raise ValueError("no retention policy: give one (or set_snapshots(retention=...))")
+        with root_lock(self.layout.backup_root, "prune", dry_run=dry_run):
+            return prune_snapshots(self.layout.backup_root, policy, dry_run=dry_run,
+                                   on_delete=on_delete)
+
     async def acreate_backup(self, effects: Effects, *, on_progress: ProgressCallback | None = None,
                              observer: SyncObserver | None = None,
                              on_item: ItemCallback | None = None,
                              dry_run: bool = False) -> list[SyncResult]:
-        plan = [(item, item.data_path, item.backup_path, self.backup_options_for(item))
-                for item in self.syncs]
+        run = _Run(observer or SyncObserver(), on_progress, on_item, dry_run)
         with root_lock(self.layout.backup_root, "backup", dry_run=dry_run):
-            self._check_plan(plan, self.layout.backup_root, "back up")
-            run = _Run(observer or SyncObserver(), on_progress, on_item, dry_run)
+            if not self.snapshots:
+                plan = [(item, item.data_path, item.backup_path, self.backup_options_for(item))
+                        for item in self.syncs]
+                self._check_plan(plan, self.layout.backup_root, "back up")
+                return await self._backup(plan, effects, run, self.layout.data_version_path)
+            if dry_run:
+                return await self._dry_run_snapshot(effects, run)
+            return await self._backup_snapshot(effects, run)
+
+    async def _backup(self, plan: list[_Step], effects: Effects, run: _Run,
+                      version_path: str | None) -> list[SyncResult]:
+        """pre_backup, the syncs, the data version (to ``version_path``),
+        post_backup (also when a sync failed)."""
+        await self._hook("pre_backup", self._pre_backup, effects, run)
+        try:
+            results = await self._run_plan(plan, run)
+            if not run.dry_run and version_path is not None:
+                version = await _resolve(effects.get_data_version())
+                if version:
+                    atomic_write_text(version_path, f"{version}\n")
+        finally:
+            await self._hook("post_backup", self._post_backup, effects, run)
+        return results
+
+    async def _backup_snapshot(self, effects: Effects, run: _Run) -> list[SyncResult]:
+        """A backup into a new snapshot: built aside (after the hard-link
+        probe, before any hook), committed when every sync succeeded and
+        before post_backup, abandoned (removed) otherwise; then pruned by
+        the retention policy.  The caller holds the root lock, which keeps
+        a prune or another backup out meanwhile."""
+        if not os.path.isdir(self.layout.backup_root):  # (as _check_plan says it)
+            raise SyncError(f"destination root {self.layout.backup_root} does not exist or is "
+                            "not a directory", exit_code=3)
+        with begin_snapshot(self.layout.backup_root,
+                            check_hard_links=not self.allow_full_copies) as build:
+            plan = [(item, item.data_path, build.path_for(item.backup_path),
+                     self.backup_options_for(item)) for item in self.syncs]
+            self._check_plan(plan, build.path, "back up", previous=_base_copy(build))
+            run.observer.snapshot_started(build.id, build.base.id if build.base else None)
             await self._hook("pre_backup", self._pre_backup, effects, run)
             try:
-                results = await self._run_plan(plan, run)
-                if not dry_run:
-                    version = await _resolve(effects.get_data_version())
-                    if version:
-                        atomic_write_text(self.layout.data_version_path, f"{version}\n")
+                results = await self._run_plan(plan, run, build)
+                build.write_data_version(_version_text(await _resolve(effects.get_data_version())))
+                run.observer.snapshot_committed(build.commit())
             finally:
                 await self._hook("post_backup", self._post_backup, effects, run)
+        if self.retention is not None:
+            prune_snapshots(self.layout.backup_root, self.retention,
+                            on_delete=run.observer.snapshot_pruned)
         return results
+
+    async def _dry_run_snapshot(self, effects: Effects, run: _Run) -> list[SyncResult]:
+        """What a snapshot backup would copy: a dry run against the newest
+        snapshot (what the new one would link against), creating nothing."""
+        base = latest_snapshot(self.layout.backup_root)
+        run.observer.snapshot_started("", base.id if base else None)
+        plan = [(item, item.data_path, _would_be_copy(self.layout, base, item.backup_path),
+                 self.backup_options_for(item)) for item in self.syncs]
+        self._check_plan(plan, self.layout.backup_root, "back up")
+        return await self._backup(plan, effects, run, None)
 
     async def arestore_backup(self, effects: Effects, *, on_progress: ProgressCallback | None = None,
                               observer: SyncObserver | None = None,
                               on_item: ItemCallback | None = None,
-                              dry_run: bool = False) -> list[SyncResult]:
-        plan = [(item, item.backup_path, item.data_path, self.restore_options_for(item))
-                for item in self.syncs]
+                              dry_run: bool = False,
+                              snapshot: str | None = None) -> list[SyncResult]:
         with root_lock(self.layout.backup_root, "restore", dry_run=dry_run):
+            source = (resolve_snapshot(self.layout.backup_root, snapshot)
+                      if snapshot is not None else None)
+            plan = [(item, item.backup_path if source is None else source.path_for(item.backup_path),
+                     item.data_path, self.restore_options_for(item)) for item in self.syncs]
             self._check_plan(plan, self.layout.volumes_root, "restore")
-            version = read_data_version(self.layout)  # (a bad file is refused before any hook)
+            # (a bad file is refused before any hook)
+            version = (read_data_version(self.layout) if source is None
+                       else read_version_file(source.data_version_path))
             run = _Run(observer or SyncObserver(), on_progress, on_item, dry_run)
             await self._hook("pre_restore", self._pre_restore, effects, run)
             results = await self._run_plan(plan, run)
@@ -333,14 +459,17 @@ class Backups:
     async def ainit(self, effects: Effects, kind: str | None) -> list[SyncResult]:
         return await self.arestore_backup(effects) if kind == "restore" else []
 
-    def _check_plan(self, plan: list[_Step], dst_root: str, verb: str) -> None:
+    def _check_plan(self, plan: list[_Step], dst_root: str, verb: str, *,
+                    previous: _Previous | None = None, empty_check: bool = True) -> None:
         """Refuse before any hook or sync runs, so bad input changes nothing:
         there must be something to do, every source must be a directory,
         the destination root must exist and be writable, exclude rules
         must parse, no tree may hold another, no file may stand where a
         destination directory goes (else makedirs would fail half-way,
         after the pre hook), and no empty source may replace a copy that
-        is not empty (see _check_empty_sources)."""
+        is not empty (see _check_empty_sources; ``previous`` says where
+        each sync's copy was, when not at its destination: a snapshot
+        backup compares with the newest snapshot)."""
         if not plan:
             raise ValueError(f"nothing to {verb}: no volume or sync was added")
         if not os.path.isdir(dst_root):
@@ -359,16 +488,19 @@ class Backups:
                     raise SyncError(f"destination {path} exists and is not a directory",
                                     exit_code=3)
                 path = posixpath.dirname(path)
-        if not self.allow_empty_source:
-            self._check_empty_sources(plan, verb)
+        if empty_check and not self.allow_empty_source:
+            self._check_empty_sources(plan, verb, previous)
 
     @staticmethod
-    def _check_empty_sources(plan: list[_Step], verb: str) -> None:
+    def _check_empty_sources(plan: list[_Step], verb: str,
+                             previous: _Previous | None = None) -> None:
         """An empty source dir with a destination that is not empty is what
         an unmounted volume looks like (its mount point is an empty dir):
         with --delete the copy would be wiped.  Refused unless
         allow_empty_source says the volume really was emptied."""
         for item, src, dst, _opts in plan:
+            if previous is not None:
+                dst = previous(item)
             if _has_entries(src) is False and _has_entries(dst):
                 what = f"volume {item.name!r}" if item.name else f"sync {item.data_path}"
                 raise EmptySourceError(
@@ -376,7 +508,8 @@ class Backups:
                     "(is the volume mounted?); if it really was emptied, allow it with "
                     "--allow-empty-source (allow_empty_source)", exit_code=3)
 
-    async def _run_plan(self, plan: list[_Step], run: _Run) -> list[SyncResult]:
+    async def _run_plan(self, plan: list[_Step], run: _Run,
+                        build: SnapshotBuild | None = None) -> list[SyncResult]:
         results = []
         observer = run.observer
         for index, (item, src, dst, options) in enumerate(plan, 1):
@@ -384,6 +517,8 @@ class Backups:
             try:
                 if not run.dry_run:
                     os.makedirs(dst, exist_ok=True)  # as the seed does before each rsync
+                # link_dest: passed to start_sync once the engines take it, as
+                # link_dest=_link_dest_for(build, item) if build is not None else None
                 job = start_sync(src, dst, options, engine=self.engine,
                                  on_progress=run.on_progress, on_item=run.on_item,
                                  dry_run=run.dry_run)
@@ -410,6 +545,47 @@ class _Run:
     on_progress: ProgressCallback | None
     on_item: ItemCallback | None
     dry_run: bool
+
+
+def resolve_snapshot(backup_root: str, snapshot_id: str) -> Snapshot:
+    """The complete snapshot ``snapshot_id`` of ``backup_root``, or the
+    newest for ``"latest"`` (SnapshotError, one line, when there is none)."""
+    if snapshot_id == LATEST:
+        latest = latest_snapshot(backup_root)
+        if latest is None:
+            raise SnapshotError(f"no complete snapshot in {backup_root}/snapshots to restore "
+                                "from (make one with backup --snapshot)")
+        return latest
+    return find_snapshot(backup_root, snapshot_id)
+
+
+def _base_copy(build: SnapshotBuild) -> _Previous:
+    """Where a sync's copy is in the build's base (the newest complete
+    snapshot), or in the build itself (empty) when there is no base."""
+    def previous(item: BackupSync) -> str:
+        base = _link_dest_for(build, item)
+        return base if base is not None else build.path_for(item.backup_path)
+    return previous
+
+
+def _link_dest_for(build: SnapshotBuild, item: BackupSync) -> str | None:
+    """The link base of ``item``'s sync into ``build``: its copy in the
+    newest complete snapshot (None: the first snapshot, or a new sync).
+    link_dest: passed to start_sync once the engines take it (_run_plan)."""
+    return build.link_dest_for(item.backup_path)
+
+
+def _would_be_copy(layout: Layout, base: Snapshot | None, backup_path: str) -> str:
+    """A dry run's destination: the copy in ``base``, or (no snapshot yet)
+    a path that does not exist, so every entry shows as new."""
+    if base is not None:
+        return base.path_for(backup_path)
+    rel = posixpath.relpath(posixpath.normpath(backup_path), layout.backup_root)
+    return posixpath.join(layout.backup_root, "snapshots", ".dry-run", rel) + "/"
+
+
+def _version_text(version: Any) -> str | None:
+    return f"{version}\n" if version else None
 
 
 def read_data_version(layout: Layout) -> str | None:

@@ -20,6 +20,11 @@ describes in code.
     pre_backup = "systemctl stop myservice"
     post_backup = "systemctl start myservice"
 
+    [snapshots]                      # optional: backups make snapshots, then prune
+    keep_last = 3                    # keep_hourly/daily/weekly/monthly/yearly too
+    keep_daily = 7
+    allow_full_copies = false        # true: snapshot even where hard links fail
+
     volumes = ["main", { name = "logs", backup_options = { delete = false } }]
 
     [[syncs]]                        # custom paths; relative ones are under the roots
@@ -52,13 +57,16 @@ from typing import Any
 from .backups import Backups, BackupSync, Layout, check_volume_name
 from .engines import ENGINE_NAMES
 from .options import OptionsLike, normalize_partial
+from .snapshots import RetentionError, RetentionPolicy, policy_from_table
 
 __all__ = ["Config", "ConfigEntry", "ConfigError", "HookError", "ShellHook", "HOOK_NAMES",
            "load_config", "read_config"]
 
 HOOK_NAMES = ("pre_backup", "post_backup", "pre_restore", "post_restore")
 OPTION_LAYERS = ("options", "backup_options", "restore_options")
-_TOP_KEYS = ("engine", "data_version", "allow_empty_source", "layout", *OPTION_LAYERS, "hooks", "volumes", "syncs")
+_TOP_KEYS = ("engine", "data_version", "allow_empty_source", "layout", *OPTION_LAYERS, "hooks", "volumes", "syncs",
+             "snapshots")
+_SNAPSHOT_KEYS = ("allow_full_copies",)  # besides the keep_* of policy_from_table
 _LAYOUT_KEYS = ("volumes_root", "backup_root")
 _OPTION_KEYS = ("delete", "exclude")
 _VOLUME_KEYS = ("name", *OPTION_LAYERS)
@@ -111,6 +119,9 @@ class Config:
     restore_options: dict[str, Any] = field(default_factory=dict)
     hooks: dict[str, str] = field(default_factory=dict)
     entries: tuple[ConfigEntry, ...] = ()
+    snapshots: bool = False           # a [snapshots] table: backups make snapshots
+    retention: RetentionPolicy | None = None
+    allow_full_copies: bool = False
 
     @property
     def directory(self) -> str:
@@ -140,13 +151,16 @@ class Config:
     def build(self, *, entries: Sequence[ConfigEntry] | None = None,
               volumes_root: str | None = None, backup_root: str | None = None,
               engine: str | None = None, override: OptionsLike = None,
-              allow_empty_source: bool | None = None,
+              allow_empty_source: bool | None = None, snapshots: bool | None = None,
+              allow_full_copies: bool | None = None,
               hook_log: Callable[[str, str], None] | None = None,
               hook_output: Callable[[str], None] | None = None) -> Backups:
         """The facade this file describes.  Arguments given here win over
         the file: the roots, the engine, ``entries`` (e.g. from
         :meth:`select`) and ``override``, an options layer above every
-        other one (for both directions), and ``allow_empty_source``."""
+        other one (for both directions), ``allow_empty_source``, and
+        ``snapshots`` / ``allow_full_copies`` (the file's [snapshots]
+        table turns snapshots on, with its retention policy)."""
         try:
             layout = Layout(volumes_root=volumes_root or self.volumes_root or Layout.volumes_root,
                             backup_root=backup_root or self.backup_root or Layout.backup_root)
@@ -157,6 +171,9 @@ class Config:
                           allow_empty_source=self.allow_empty_source
                           if allow_empty_source is None else allow_empty_source)
         backups.set_backup_options(self.backup_options).set_restore_options(self.restore_options)
+        if self.snapshots if snapshots is None else snapshots:
+            backups.set_snapshots(retention=self.retention, allow_full_copies=self.allow_full_copies
+                                  if allow_full_copies is None else allow_full_copies)
         for entry in (self.entries if entries is None else entries):
             layers = {"options": entry.options,
                       "backup_options": {**entry.backup_options, **top},
@@ -310,6 +327,19 @@ class _Reader:
         return {layer: self.options(table[layer], f"{key}.{layer}" if key else layer)
                 for layer in OPTION_LAYERS if layer in table}
 
+    def snapshots(self, value: Any) -> dict[str, Any]:
+        """The [snapshots] table: keep_* (the retention), allow_full_copies."""
+        try:
+            policy = policy_from_table(value, other_keys=_SNAPSHOT_KEYS)
+        except RetentionError as exc:
+            raise self.fail(f"snapshots.{exc.key}" if exc.key else "snapshots",
+                            str(exc).removeprefix(f"{exc.key}: ")) from None
+        allow = value.get("allow_full_copies", False)
+        if not isinstance(allow, bool):
+            raise self.fail("snapshots.allow_full_copies",
+                            f"must be true or false, not {_type_name(allow)}")
+        return {"snapshots": True, "retention": policy, "allow_full_copies": allow}
+
     def root(self, value: Any, key: str) -> str:
         text = self.string(value, key, "a path")
         return os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(self.path)), text))
@@ -352,6 +382,9 @@ def read_config(path: str | os.PathLike[str]) -> Config:
         hooks = reader.table(data["hooks"], "hooks", HOOK_NAMES)
         kw["hooks"] = {name: reader.string(hooks[name], f"hooks.{name}", "a shell command")
                        for name in HOOK_NAMES if name in hooks}
+
+    if "snapshots" in data:
+        kw.update(reader.snapshots(data["snapshots"]))
 
     entries: list[ConfigEntry] = []
     names: dict[str, str] = {}
