@@ -13,7 +13,7 @@ from click.core import ParameterSource
 from click.shell_completion import CompletionItem
 
 from .. import Backups, Layout, SyncError, SyncOptions, SyncResult, start_sync
-from ..backups import check_volume_name, read_data_version, resolve_snapshot
+from ..backups import LATEST, check_volume_name, read_data_version, resolve_snapshot
 from ..config import Config, ConfigEntry, HookError, read_config
 from ..engines import ENGINE_NAMES, check_arguments, check_source_kind, resolve_engine_name
 from ..engines.native import NativeEngine
@@ -451,7 +451,9 @@ def backup(ctx: click.Context, volumes: tuple[str, ...], config_path: str | None
     rsync -rlptgocAXH --delete semantics: pre_backup hook, each sync, the
     data version into <backup-root>/dataVersion.txt, post_backup hook (which
     runs even when a sync fails). --verify compares each copy with its
-    source right after its sync.
+    source right after its sync. With --snapshot, the same into a new
+    snapshot, <backup-root>/snapshots/<ID>/ (listed only once every sync
+    succeeded; see `syncengine snapshots --help`).
 
     \b
     Examples:
@@ -502,7 +504,8 @@ def backup(ctx: click.Context, volumes: tuple[str, ...], config_path: str | None
 @allow_empty_source_option
 @click.option("--snapshot", "snapshot_id", metavar="ID|latest", default=None,
               help="Restore from this complete snapshot (see `syncengine snapshots list`), or "
-                   "the newest with `latest`, instead of the mirror; the snapshot is only read.")
+                   "the newest with `latest`, instead of the mirror; the snapshot is only read. "
+                   "With a --config file's [snapshots] table the default is `latest`.")
 @verify_flag
 @dry_run_options
 @engine_option
@@ -514,9 +517,9 @@ def restore(ctx: click.Context, volumes: tuple[str, ...], config_path: str | Non
             dry_run: bool, itemize: bool, engine: str | None, progress: bool | None, json_out: bool,
             quiet: bool) -> None:
     """Restore VOLUMEs (default: every volume in the backup, or every
-    volume and sync of --config) from --backup-root/volumes/ into
-    --volumes-root: pre_restore hook, each sync, post_restore hook; then
-    print the backup's data version.
+    volume and sync of --config) from --backup-root/volumes/ (or from
+    snapshot --snapshot's volumes/) into --volumes-root: pre_restore hook,
+    each sync, post_restore hook; then print the backup's data version.
 
     \b
     Examples:
@@ -535,7 +538,9 @@ def restore(ctx: click.Context, volumes: tuple[str, ...], config_path: str | Non
         _require_dir(layout.volumes_root, "volumes root")
         _require_dir(layout.backup_root, "backup root")
         _require_writable(layout.volumes_root, "volumes root")
-        source = resolve_snapshot(layout.backup_root, snapshot_id) if snapshot_id else None
+        # A config whose backups are snapshots has no mirror to restore: the latest.
+        chosen = snapshot_id or (LATEST if config is not None and config.snapshots else None)
+        source = resolve_snapshot(layout.backup_root, chosen) if chosen else None
         in_backup = os.path.join(layout.backup_root, "volumes") if source is None \
             else source.volumes_dir
         entries = _plan(config, volumes,

@@ -35,6 +35,7 @@ from .snapshots import (
                         begin_snapshot,
                         describe_snapshots,
                         find_snapshot,
+                        hard_link_problem,
                         latest_snapshot,
                         prune_snapshots,
 )
@@ -331,7 +332,8 @@ class Backups:
         """pre_restore; each sync backup -> data; set_data_version; post_restore
         (``on_item`` and ``dry_run`` as for create_backup).  ``snapshot``
         (an ID, or ``"latest"``) restores from that complete snapshot, and
-        its data version, instead of the mirror; the snapshot is only read."""
+        its data version, instead of the mirror; the snapshot is only read.
+        With snapshots on (:meth:`set_snapshots`) the default is the latest."""
         return _run_blocking(self.arestore_backup(effects, on_progress=on_progress,
                                                   observer=observer, on_item=on_item,
                                                   dry_run=dry_run, snapshot=snapshot))
@@ -398,8 +400,13 @@ class Backups:
         if not os.path.isdir(self.layout.backup_root):  # (as _check_plan says it)
             raise SyncError(f"destination root {self.layout.backup_root} does not exist or is "
                             "not a directory", exit_code=3)
-        with begin_snapshot(self.layout.backup_root,
-                            check_hard_links=not self.allow_full_copies) as build:
+        if not self.allow_full_copies:
+            problem = hard_link_problem(self.layout.backup_root)
+            if problem is not None:
+                raise SnapshotError(f"cannot keep snapshots: {problem} (every snapshot would be "
+                                    "a full copy: accept that with --allow-full-copies, "
+                                    "allow_full_copies)")
+        with begin_snapshot(self.layout.backup_root, check_hard_links=False) as build:
             plan = [(item, item.data_path, build.path_for(item.backup_path),
                      self.backup_options_for(item)) for item in self.syncs]
             self._check_plan(plan, build.path, "back up", previous=_base_copy(build))
@@ -431,6 +438,8 @@ class Backups:
                               on_item: ItemCallback | None = None,
                               dry_run: bool = False,
                               snapshot: str | None = None) -> list[SyncResult]:
+        if snapshot is None and self.snapshots:
+            snapshot = LATEST  # (the backups are snapshots: the mirror is not there)
         with root_lock(self.layout.backup_root, "restore", dry_run=dry_run):
             source = (resolve_snapshot(self.layout.backup_root, snapshot)
                       if snapshot is not None else None)

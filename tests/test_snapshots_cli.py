@@ -356,3 +356,35 @@ def test_a_killed_snapshot_backup_never_leaves_a_listed_half_snapshot(engine, tm
     assert [n for n in entries(bk) if n.startswith(".")] == []
     newest = list_snapshots(bk)[-1]
     assert verify_trees(f"{vols}/main/", newest.volume_path("main")) == []
+
+
+def test_restore_with_a_snapshots_config_defaults_to_the_latest(roots, tmp_path):
+    vols, bk = roots
+    target = tmp_path / "target"
+    target.mkdir()
+    config = tmp_path / "svc.toml"
+    config.write_text(f'data_version = "4.0"\nvolumes = ["main"]\n[layout]\n'
+                      f'volumes_root = "{vols}"\nbackup_root = "{bk}"\n[snapshots]\n')
+    assert cli("backup", "--config", str(config)).returncode == 0
+    run = cli("restore", "--config", str(config), "--volumes-root", str(target))
+    assert run.returncode == 0, run.stderr
+    assert "data version: 4.0" in run.stdout
+    assert verify_trees(f"{vols}/main/", f"{target}/main/") == []
+
+
+def test_without_hard_links_a_snapshot_is_refused_unless_full_copies_are_accepted(
+        roots, monkeypatch):
+    """(A filesystem without hard links is simulated: the probe's answer.)"""
+    vols, bk = roots
+    from syncengine import backups as facade
+
+    monkeypatch.setattr(facade, "hard_link_problem",
+                        lambda root: f"hard links do not work in {root}: Operation not permitted")
+    layout = Layout(str(vols), str(bk))
+    with pytest.raises(Exception, match="--allow-full-copies") as refused:
+        Backups.of_volumes("main", layout=layout).set_snapshots().create_backup(
+            FileEffects(str(bk / "dv")))
+    assert "\n" not in str(refused.value) and entries(bk) == []
+    Backups.of_volumes("main", layout=layout).set_snapshots(allow_full_copies=True).create_backup(
+        FileEffects(str(bk / "dv")))
+    assert len(list_snapshots(bk)) == 1
