@@ -14,6 +14,14 @@ The JSON stream (``--json``) is one object per line, each with an
 - ``itemize``: one itemized change (``-i``): ``index``, ``code`` (rsync's
   11 characters, e.g. ``">f+++++++++"``, or ``"*deleting"``), ``path``,
   and ``symlink_target`` or ``hardlink_to`` when the line has one;
+- ``snapshot_start`` / ``snapshot_end``: a ``backup --snapshot`` builds
+  (``id``, ``base``: the link base or null, ``dry_run``) / completed
+  (``id``, ``path``) a snapshot;
+- ``snapshot`` (``snapshots list``): one complete snapshot (``id``,
+  ``time``, ``data_version``, ``entries``, ``unshared_bytes``,
+  ``unshared_disk_bytes``);
+- ``prune``: one snapshot's fate (``id``, ``action``: keep, delete,
+  would_delete or in_use; ``reason``: the rule that keeps it);
 - ``summary``: always the last line: ``command``, ``exit_code``, counts,
   bytes, ``duration``, and ``error`` when the command failed as a whole.
 

@@ -16,7 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from syncengine import verify_trees
 from syncengine.config import read_config
+from syncengine.snapshots import RetentionPolicy, list_snapshots
 
 REPO = Path(__file__).resolve().parent.parent
 README = REPO / "README.md"
@@ -107,10 +109,11 @@ def test_the_python_examples_run_and_print_what_they_say(tmp_path):
     (data / "sub" / "c.txt").write_bytes(b"c\n")
     (data / "debug.log").write_text("excluded\n")
     (tmp_path / "mnt" / "copy").mkdir(parents=True)   # (rsync makes only DST's last component)
+    (tmp_path / "mnt" / "backup").mkdir()              # the snapshots' backup root
 
     run = _python_session(tmp_path)
     assert run.returncode == 0, run.stderr
-    facade, one_tree = _outputs(run.stdout)
+    facade, one_tree, versioned = _outputs(run.stdout)
 
     # The facade: the hooks around the backup, the volumes copied both ways.
     assert facade == ["stopping the service", "starting the service"]
@@ -133,6 +136,20 @@ def test_the_python_examples_run_and_print_what_they_say(tmp_path):
     assert one_tree[-1] == ">f+++++++++ new.txt"
     assert not (backup / "volumes" / "main" / "new.txt").exists()
 
+    # Snapshots: three backups, pruned to the two newest after each, each
+    # with its data version; the listing is oldest first; a snapshot is a
+    # whole copy of the volume; the dry-run prune deleted nothing.
+    snapshots = list_snapshots(tmp_path / "mnt" / "backup")
+    assert [line.split() for line in versioned] == [[s.id, "1.4.2"] for s in snapshots]
+    assert len(snapshots) == 2
+    for snap in snapshots:
+        # (The session wrote into main/ this very second: a directory time
+        # that matches to the second is one rsync leaves alone, so main's
+        # own mtime may differ below the second.)
+        assert [d for d in verify_trees(f"{vols}/main/", snap.volume_path("main"))
+                if not (d.path == b"." and d.attribute == "mtime"
+                        and abs(d.src - d.dst) < 1_000_000_000)] == []
+
 
 @pytest.mark.parametrize("block", runnable("sh"), ids=str)
 def test_the_shell_examples_run(block, tmp_path):
@@ -142,7 +159,9 @@ def test_the_shell_examples_run(block, tmp_path):
     run = subprocess.run(["bash", "-eo", "pipefail", "-c", command], cwd=REPO, env=env,
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
-    if "syncengine backup" in block.text:
+    if "backup --snapshot" in block.text:
+        _check_the_snapshot_session(run.stdout, tmp_path)
+    elif "syncengine backup" in block.text:
         # The quick start: the sample volumes copied (*.tmp left out), the
         # listing printed, the data version last.
         demo = tmp_path / "demo"
@@ -154,8 +173,26 @@ def test_the_shell_examples_run(block, tmp_path):
             == (REPO / "fixtures" / "volumes" / "config" / "app.conf").read_bytes()
 
 
-def test_the_toml_example_is_a_valid_config(tmp_path):
-    (toml,) = [b for b in BLOCKS if b.lang == "toml"]
+def _check_the_snapshot_session(stdout: str, scratch: Path) -> None:
+    """Two snapshots listed (oldest first, their data versions), the newest
+    restored, the older one pruned, one left."""
+    lines = stdout.splitlines()
+    assert len(lines) == 5, lines
+    first, second = (line.split()[0] for line in lines[:2])
+    assert first < second and "version 1.0" in lines[0] and "version 1.1" in lines[1]
+    assert lines[2:4] == [f"delete {first}", f"keep {second} (last #1)"]
+    assert lines[4].split()[0] == second
+    assert verify_trees(f"{REPO}/fixtures/volumes/main/",
+                        f"{scratch}/demo/restored/main/") == []
+
+
+def test_the_toml_examples_are_valid_configs(tmp_path):
+    toml, snapshots = [b for b in BLOCKS if b.lang == "toml"]
+    path = tmp_path / "snapshots.toml"
+    path.write_text(snapshots.text)
+    config = read_config(path)
+    assert config.snapshots and config.retention == RetentionPolicy(last=3, daily=7, weekly=4,
+                                                                    monthly=12)
     path = tmp_path / "svc.toml"
     path.write_text(substituted(toml.text, tmp_path))
     config = read_config(path)
