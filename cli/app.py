@@ -25,6 +25,7 @@ from ..snapshots import (
                          SnapshotError,
                          describe_snapshots,
                          iter_snapshot_changes,
+                         list_snapshots,
                          prune_snapshots,
 )
 from ..snapshots.retention import Decision
@@ -138,6 +139,17 @@ def _complete_volumes(ctx: click.Context, param: click.Parameter, incomplete: st
     except OSError:
         return []
     return [CompletionItem(name) for name in names]
+
+
+def _complete_snapshots(ctx: click.Context, param: click.Parameter, incomplete: str
+                        ) -> list[CompletionItem]:
+    """Snapshot IDs of the backup root (and ``latest``)."""
+    root = ctx.params.get("backup_root") or os.environ.get("SYNCENGINE_BACKUP_ROOT")
+    try:
+        ids = [s.id for s in list_snapshots(root)] if root else []
+    except (OSError, SnapshotError):
+        ids = []
+    return [CompletionItem(i) for i in [*ids, LATEST] if i.startswith(incomplete)]
 
 
 def roots_options(f: Callable) -> Callable:
@@ -503,6 +515,7 @@ def backup(ctx: click.Context, volumes: tuple[str, ...], config_path: str | None
 @click.option("--no-delete", is_flag=True, help="Keep data files that are not in the backup.")
 @allow_empty_source_option
 @click.option("--snapshot", "snapshot_id", metavar="ID|latest", default=None,
+              shell_complete=_complete_snapshots,
               help="Restore from this complete snapshot (see `syncengine snapshots list`), or "
                    "the newest with `latest`, instead of the mirror; the snapshot is only read. "
                    "With a --config file's [snapshots] table the default is `latest`.")
@@ -825,8 +838,8 @@ def _prune_line(output: Output, decision: Decision, dry_run: bool) -> None:
 
 
 @snapshots.command(name="diff", short_help="Show what changed between two snapshots.")
-@click.argument("old")
-@click.argument("new")
+@click.argument("old", shell_complete=_complete_snapshots)
+@click.argument("new", shell_complete=_complete_snapshots)
 @backup_root_option
 @json_option
 @click.pass_context

@@ -1,7 +1,9 @@
 """One run at a time per backup root: an ``flock`` on the backup root itself.
 
 ``backup`` and ``restore`` both hold it (the backup root is what they
-share), from before their first hook to after their last; a dry run holds
+share), from before their first hook to after their last, and so does a
+snapshot prune (a snapshot backup prunes under its own hold: flock is
+per open file, so it must not take the lock a second time); a dry run holds
 it shared (it reads the root, so no real run may change it meanwhile, but
 dry runs may run side by side).  A run that finds it taken fails at once
 with :class:`BackupRootBusy`, whose message says which run holds it: its

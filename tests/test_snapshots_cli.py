@@ -407,3 +407,16 @@ def _wait_for_group_to_end(pgid: int, timeout: float = 60) -> None:
             return
         time.sleep(0.05)
     os.killpg(pgid, signal.SIGKILL)
+
+
+def test_snapshot_ids_complete_in_bash(roots):
+    vols, bk = roots
+    assert backup(vols, bk).returncode == 0
+    (snap,) = list_snapshots(bk)
+    env = {**os.environ, "COMP_WORDS": f"syncengine restore --backup-root {bk} --snapshot ",
+           "COMP_CWORD": "5", "_SYNCENGINE_COMPLETE": "bash_complete"}
+    run = subprocess.run([console_script()], env=env, capture_output=True, text=True, timeout=60)
+    assert run.stdout.splitlines() == [f"plain,{snap.id}", "plain,latest"]
+    env["COMP_WORDS"] = f"syncengine snapshots diff --backup-root {bk} l"
+    run = subprocess.run([console_script()], env=env, capture_output=True, text=True, timeout=60)
+    assert run.stdout.splitlines() == ["plain,latest"]
