@@ -12,6 +12,7 @@ Differences from the TypeScript seed, all deliberate fixes:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
 import os
 import posixpath
@@ -415,7 +416,10 @@ class Backups:
             try:
                 results = await self._run_plan(plan, run, build)
                 build.write_data_version(_version_text(await _resolve(effects.get_data_version())))
-                run.observer.snapshot_committed(build.commit())
+                partial = build.path
+                snapshot = build.commit()
+                run.observer.snapshot_committed(snapshot)
+                results = [_moved(result, partial, snapshot.path) for result in results]
             finally:
                 await self._hook("post_backup", self._post_backup, effects, run)
         if self.retention is not None:
@@ -591,6 +595,13 @@ def _would_be_copy(layout: Layout, base: Snapshot | None, backup_path: str) -> s
         return base.path_for(backup_path)
     rel = posixpath.relpath(posixpath.normpath(backup_path), layout.backup_root)
     return posixpath.join(layout.backup_root, "snapshots", ".dry-run", rel) + "/"
+
+
+def _moved(result: SyncResult, old: str, new: str) -> SyncResult:
+    """``result`` with its destination where the commit renamed it."""
+    if result.dst.startswith(old + "/"):
+        return dataclasses.replace(result, dst=new + result.dst[len(old):])
+    return result
 
 
 def _version_text(version: Any) -> str | None:

@@ -84,6 +84,9 @@ def test_every_snapshot_of_a_sequence_restores_the_tree_backed_up_then(engine, r
         run = backup(vols, bk, "--engine", engine, "--data-version", f"1.{step}", "--json")
         assert run.returncode == 0, run.stderr
         summary = json_summary(run.stdout)
+        # The summary names the copies where they are once complete.
+        assert [r["dst"] for r in summary["syncs"]] == [
+            f"{bk}/snapshots/{summary['snapshot']}/volumes/{v}/" for v in ("config", "main")]
         then = tmp_path / f"then-{step}"
         shutil.copytree(vols, then, symlinks=True)
         kept.append((then, summary["snapshot"]))
