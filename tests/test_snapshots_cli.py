@@ -423,3 +423,21 @@ def test_snapshot_ids_complete_in_bash(roots):
     env["COMP_WORDS"] = f"syncengine snapshots diff --backup-root {bk} l"
     run = subprocess.run([console_script()], env=env, capture_output=True, text=True, timeout=60)
     assert run.stdout.splitlines() == ["plain,latest"]
+
+
+def test_a_custom_sync_of_a_config_goes_into_the_snapshot_and_back(roots, tmp_path):
+    vols, bk = roots
+    config = tmp_path / "svc.toml"
+    config.write_text(f'[layout]\nvolumes_root = "{vols}"\nbackup_root = "{bk}"\n'
+                      '[snapshots]\n[[syncs]]\nname = "cfg"\ndata_path = "config/"\n'
+                      'backup_path = "custom/cfg/"\n')
+    run = cli("backup", "--config", str(config), "--json")
+    assert run.returncode == 0, run.stderr
+    snap = list_snapshots(bk)[-1]
+    assert verify_trees(f"{vols}/config/", f"{snap.path}/custom/cfg/") == []
+    shutil.rmtree(vols / "config")
+    (vols / "config").mkdir()
+    (vols / "config" / "stray").write_text("not in the backup\n")
+    run = cli("restore", "--config", str(config))
+    assert run.returncode == 0, run.stderr
+    assert verify_trees(f"{snap.path}/custom/cfg/", f"{vols}/config/") == []
