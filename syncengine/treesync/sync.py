@@ -591,7 +591,7 @@ class TreeSync:
         job_no = [0]
         self.out = lambda line: lines.append((1, line))
         self.err = lambda line: lines.append((2, line))
-        self._put_in_place = lambda tmp, dst_parent, dst_name: held.append(tmp)
+        self._put_in_place = lambda tmp, dst_parent, dst_name, rel: not held.append(tmp)
         self._note_temp = lambda tmp: note_temp(writer.temps, job_no[0], tmp)
 
         def write(src_dir: int, dir_fd: int, job: tuple) -> tuple:
@@ -1759,7 +1759,10 @@ class TreeSync:
                 apply_meta(self.meta, src_meta, None, dirfd=dst_parent, name=tmp, fd=tmp_fd,
                            exact_time=True, is_new=True,
                            path=lambda: _sibling(rel, temp_name(tmp) if tmp == dst_name else tmp))
-                self._put_in_place(tmp, dst_parent, dst_name)
+                intact = self._put_in_place(tmp, dst_parent, dst_name, rel)
+                if not intact:
+                    os.close(tmp_fd)
+                    return False
         except BaseException:
             os.close(tmp_fd)
             unlink_quietly(dst_parent, tmp)
@@ -1781,13 +1784,23 @@ class TreeSync:
             return False
         return None
 
-    def _put_in_place(self, tmp: bytes, dst_parent: int, dst_name: bytes) -> None:
+    def _put_in_place(self, tmp: bytes, dst_parent: int, dst_name: bytes, rel: bytes) -> bool:
         """A finished temp file takes its real name (the writer process
-        leaves that to the walk: _complete_write)."""
+        leaves that to the walk: _complete_write).  When the rename is
+        refused (an immutable file, a sticky dir's entry of another
+        owner) the temp file is removed and the run goes on, as rsync's
+        finish_transfer() does: False."""
         if tmp != dst_name:  # (else written in a shelter under its own name)
-            os.rename(tmp, dst_name, src_dir_fd=dst_parent, dst_dir_fd=dst_parent)
+            try:
+                os.rename(tmp, dst_name, src_dir_fd=dst_parent, dst_dir_fd=dst_parent)
+            except OSError as exc:
+                self._fail(f"rsync: [receiver] rename {self._full(_sibling(rel, tmp))} -> "
+                           f'"{os.fsdecode(self._drel(rel))}": {_strerror(exc)}')
+                unlink_quietly(dst_parent, tmp)
+                return False
             faults.mutated("rename")
         self._made_here(dst_parent, dst_name)
+        return True
 
     # -- the writer process (writer.py) ------------------------------------------------
     # New small files of the dirs this run made go to the writer in
@@ -1906,12 +1919,13 @@ class TreeSync:
             raise Fatal(fatal[0], *fatal[1])
         if kind == OK:
             try:
-                self._put_in_place(tmp, dir_fd, dst_name)
+                placed = self._put_in_place(tmp, dir_fd, dst_name, rel)
             except BaseException:
                 unlink_quietly(dir_fd, tmp)
                 raise
-            self.stats.files_transferred += 1
-            self.stats.bytes_done += copied
+            if placed:
+                self.stats.files_transferred += 1
+                self.stats.bytes_done += copied
 
     def _drop_batch(self, batch: Batch, completed: int = 0) -> None:
         """Close a batch's fds and remove the temp files of the jobs not

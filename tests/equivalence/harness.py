@@ -52,7 +52,7 @@ from typing import Any
 
 import pytest
 
-from fixtures.treespec import build_tree
+from fixtures.treespec import build_tree, clear_flags
 from syncengine.treesync.messages import rsync_escape
 from tests.snapshot import diff_snapshots, snapshot
 from tests.reference import reference_rsync
@@ -226,6 +226,22 @@ def _recent(snap: dict[bytes, dict], since_ns: int) -> dict[bytes, dict]:
     return snap
 
 
+# A temp file the run could not remove (its dir is append-only): rsync's
+# mkstemp names (6 random letters), its symlinks' pid-based ones, the
+# native engine's (6 letters for both).
+_LEFT_TEMP = re.compile(rb"(^|/)(\.[^/]+\.)(?:[A-Za-z0-9]{6}|[0-9]+)$")
+
+
+def _name_temps(snap: dict[bytes, dict], before: dict[bytes, dict]) -> dict[bytes, dict]:
+    """Temp files the run left behind get one name, ``.NAME.<TMP>``."""
+    def name(path: bytes) -> bytes:
+        return path if path in before else _LEFT_TEMP.sub(rb"\1\2<TMP>", path)
+    for rec in snap.values():
+        if "links" in rec:
+            rec["links"] = tuple(sorted(name(p) for p in rec["links"]))
+    return {name(path): rec for path, rec in snap.items()}
+
+
 def _top(path: bytes) -> bytes:
     return path.split(b"/", 1)[0]
 
@@ -253,14 +269,17 @@ def run_both(case: Case, base: bytes) -> tuple[Outcome, Outcome, dict, dict]:
     a, b = base + b"/a", base + b"/b"
     for root in (a, b):
         if os.path.lexists(root):
+            clear_flags(root)
             shutil.rmtree(root)
         _build(root, case.spec)
     before_a, before_b = snapshot(a), snapshot(b)
     since = time.time_ns() - 1_000_000_000
     rs = run_rsync(case, a)
     nat = run_native(case, b)
-    rs.snap = _recent(snapshot(a), since)
-    nat.snap = _recent(snapshot(b), since)
+    rs.snap = _name_temps(_recent(snapshot(a), since), before_a)
+    nat.snap = _name_temps(_recent(snapshot(b), since), before_b)
+    for root in (a, b):  # (immutable entries would outlive the test's tmp dirs)
+        clear_flags(root)
     return rs, nat, before_a, before_b
 
 
