@@ -32,7 +32,9 @@ but lacks ``u+w`` gets it first.
 
 from __future__ import annotations
 
+import array
 import errno
+import fcntl
 import os
 import queue
 import stat
@@ -218,6 +220,27 @@ def _reserve(fd: int, size: int, am_root: bool, pending: int) -> bool:
         except OSError:
             pass
         return False
+
+
+_FS_IOC_GETFLAGS = 0x80086601  # linux/fs.h (an int, whatever its _IOR says)
+_FS_APPEND_FL = 0x00000020
+
+
+def _append_only(path: bytes) -> bool:
+    """Whether a dir has the append-only flag (chattr +a): entries can be
+    made in it, but not renamed or removed."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        flags = array.array("i", [0])
+        fcntl.ioctl(fd, _FS_IOC_GETFLAGS, flags, True)
+        return bool(flags[0] & _FS_APPEND_FL)
+    except OSError:
+        return False  # (a filesystem without inode flags)
+    finally:
+        os.close(fd)
 
 
 def _chmod_at(dirfd: int, name: bytes, mode: int) -> None:
@@ -556,11 +579,12 @@ class TreeSync:
             pass  # (no pipe or process to spare: the walk does it all itself)
 
     def _start_writer(self) -> None:
-        """An initial copy (DST new or empty) as root: a second process
-        writes the new small files (writer.py).  Not for a non-root user,
-        whom quotas may stop where the free space says nothing (a full
-        disk must stop the run at the file where rsync stops), nor while
-        a test counts the mutations of this process (faults.py)."""
+        """An initial copy (DST new or empty, not append-only) as root: a
+        second process writes the new small files (writer.py).  Not for a
+        non-root user, whom quotas may stop where the free space says
+        nothing (a full disk must stop the run at the file where rsync
+        stops), nor while a test counts the mutations of this process
+        (faults.py)."""
         if self.dry_run or self.on_item is not None or self._made is not None or \
                 not self.am_root or self._precheck is not None or \
                 self.stats.entries_total < 2 or faults.armed() or _cpus() < 2 or \
@@ -573,6 +597,8 @@ class TreeSync:
                         return
             except OSError:
                 return
+            if _append_only(self.dest):
+                return  # (a shelter could not take its name there: see _dir)
         try:
             self._writer = Writer(self._serve_writes)
         except OSError:
