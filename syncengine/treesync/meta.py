@@ -273,7 +273,8 @@ def _letters(ctx: MetaContext, src: SrcMeta, dest: _Dest, seen: "_Seen | None" =
                    and src.acl_default != dest.acl_default)
     flags = (
         _mtime_differs(st.st_mtime_ns, src.mtime_ns, False),
-        not is_link and mode & _PERMS != src.mode & _PERMS,
+        # (a symlink's mode is 0777: it differs only from another type's)
+        mode & _PERMS != src.mode & _PERMS,
         ctx.am_root and uid != src.uid,
         gid != src.gid and ctx.may_set_gid(src.gid),
         False,

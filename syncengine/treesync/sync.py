@@ -50,8 +50,8 @@ from . import faults
 from .acl import ACCESS, DEFAULT, get_backend
 from .filters import FilterRules
 from .messages import locale_codec, rsync_escape, unescape
-from .meta import (ITEMIZE_ATTRS, UNCHANGED, MetaContext, SrcMeta, apply_meta, bare_transfer,
-                   itemize_meta, read_src_meta)
+from .meta import (ITEMIZE_ATTRS, NEW, UNCHANGED, MetaContext, SrcMeta, apply_meta,
+                   bare_transfer, itemize_meta, read_src_meta)
 from .transfer import (ReadError, WriteError, copy_data, open_temp, same_content,
                        same_size_content, temp_name, unlink_quietly)
 from .writer import (BATCH, BATCH_BYTES, FAILED, FATAL, IN_FLIGHT, OK, SKIPPED, Batch, Writer,
@@ -341,6 +341,11 @@ class _LinkGroup:
     meta: SrcMeta | None = None           # the source's attributes, once read (-i)
     size: int = 0                         # and its size
     xattrs_late: bool = False             # the leader's xattrs were fixed in place
+    target: bytes | None = None           # a group of symlinks: their target
+
+    @property
+    def symlinks(self) -> bool:
+        return self.target is not None
 
 
 @dataclass
@@ -431,6 +436,9 @@ class TreeSync:
         self._sheltered = False  # (the same, for a shelter: see _dir)
         # Shelters not yet in place: their paths, and the names they have.
         self._shelters: dict[tuple[bytes, ...], bytes] = {}
+        # Temp names of links that could not be renamed nor removed (see
+        # _link_temp): (dir's dev, ino, name) -> temp name.
+        self._stuck_temps: dict[tuple[int, int, bytes], bytes] = {}
         self._precheck: Precheck | None = None  # a re-run's look-ahead (precheck.py)
         self._copier: _Copier | None = None     # copies behind the walk (_copy_behind)
         # in the walk's order: copies behind it, batches of the writer
@@ -846,7 +854,7 @@ class TreeSync:
         if kind == stat.S_IFREG:
             self._file(src_parent, name, st, dst_parent, dst_name, rel, dst_path, source, frame)
         elif kind == stat.S_IFLNK:
-            self._symlink(src_parent, name, st, dst_parent, dst_name, rel, source)
+            self._symlink(src_parent, name, st, dst_parent, dst_name, rel, dst_path, source, frame)
         else:
             self.out(f'skipping non-regular file "{os.fsdecode(rel)}"')
             self.stats.files_skipped += 1
@@ -2252,7 +2260,9 @@ class TreeSync:
             return
         try:
             leader_st, err = _lstat_at(leader_dir, leader.dst_path[-1])
-            if leader_st is None and (at_turn or not self.dry_run):
+            # (a dry run's symlink leader it would have made is not there:
+            # rsync's hard_link_check() takes that as it is)
+            if leader_st is None and not (self.dry_run and (group.symlinks or not at_turn)):
                 self._fail(f"rsync: [generator] stat {self._full(leader.rel)} failed: "
                            f"{os.strerror(err)} ({err})")
                 return
@@ -2264,7 +2274,7 @@ class TreeSync:
                     code = self._link_code(group, dst_st, dst_parent, dst_name, member.rel,
                                            linked=False)
                     if code is not None and not code.endswith(UNCHANGED):
-                        self._item(code, member.rel)  # (only a dry run can see them)
+                        self._item(code, member.rel, target=group.target)
                     return
             code = self._link_code(group, dst_st, dst_parent, dst_name, member.rel,
                                    linked=True)
@@ -2284,7 +2294,7 @@ class TreeSync:
             if not at_turn and member.dir_mtime_ns >= 0:
                 self._retouch[member.dst_path[:-1]] = member.dir_mtime_ns
             self._item(code, member.rel, link=leader.rel)
-            if replaced_dir and not self.dry_run:
+            if replaced_dir and not self.dry_run and not group.symlinks:
                 # rsync then reads the default ACL of what it takes for the
                 # old dir, now a file: libacl refuses that with EACCES.
                 self._fail(f"rsync: [generator] get_acl: sys_acl_get_file("
@@ -2299,12 +2309,21 @@ class TreeSync:
         itemizing)."""
         if self.on_item is None or group.meta is None:
             return None
+        type_letter = "L" if stat.S_ISLNK(group.meta.mode) else "f"
         if dst_st is None:
-            return "hf" + NEW_COLUMNS
-        resized = "." if dst_st.st_size == group.size else "s"
+            return "h" + type_letter + NEW_COLUMNS
+        resized = "." if dst_st.st_size == group.size or type_letter == "L" else "s"
         src_meta = self._acl_blind(group.meta, dst_parent, dst_name, rel)
         letters = self._letters_of(src_meta, dst_st, dst_parent, dst_name, rel)
         kind = stat.S_IFMT(dst_st.st_mode)
+        if group.symlinks:
+            # No ACL for a symlink; its xattrs, as the leader has them
+            # (those of a new leader come later: see _symlink).
+            if not self.dry_run:
+                late = group.xattrs_late if kind in (stat.S_IFREG, stat.S_IFDIR, stat.S_IFLNK) \
+                    else self._keeps_xattrs(src_meta)
+                letters = _column(letters, "x", late)
+            return "hL." + resized + letters
         if kind not in (stat.S_IFREG, stat.S_IFDIR):
             # rsync reads no ACL for a symlink, special file or device (by
             # the type the name had, even once the link is there) ...
@@ -2324,7 +2343,7 @@ class TreeSync:
             # Found linked already: the leader's xattrs, fixed in place,
             # wait for rsync's receiver, which lags behind the generator.
             letters = _column(letters, "x", True)
-        return "hf." + resized + letters
+        return "h" + type_letter + "." + resized + letters
 
     def _open_dest_dir(self, parts: tuple[bytes, ...]) -> int:
         """Open a destination dir by its path below the root, one component
@@ -2350,7 +2369,11 @@ class TreeSync:
 
     # -- symlinks -------------------------------------------------------------------
     def _symlink(self, src_parent: int, name: bytes, st: os.stat_result, dst_parent: int,
-                 dst_name: bytes, rel: bytes, source: _Source) -> None:
+                 dst_name: bytes, rel: bytes, dst_path: tuple[bytes, ...], source: _Source,
+                 frame: _DirFrame | None) -> None:
+        """rsync's recv_generator for a symlink.  Symlinks that share an
+        inode are a hard-link group as files are (Linux can link them): the
+        first one made, or found in place, is the one the others link to."""
         try:
             target = os.readlink(name, dir_fd=src_parent)
         except OSError as exc:
@@ -2359,7 +2382,30 @@ class TreeSync:
         src_meta = self._src_meta(st, src_parent, name, rel, source)
         if src_meta is None:
             return
-        dst_st = None if self._fresh else _lstat_at(dst_parent, dst_name)[0]
+        group = self._groups.get((st.st_dev, st.st_ino)) if st.st_nlink > 1 else None
+        dst_st = None if self._fresh and group is None else _lstat_at(dst_parent, dst_name)[0]
+        if group is not None:
+            index = len(group.members)
+            group.members.append(_Member(rel, dst_path, source.sender_path(rel), index - 1,
+                                         first=index == 0, last=rel == group.last,
+                                         dir_mtime_ns=frame.mtime_ns if frame else -1))
+            group.meta, group.size, group.target = src_meta, st.st_size, target
+            if index and self._hard_link_check(group, index, dst_parent, dst_name, dst_st,
+                                               frame):
+                return
+        letters = self._make_symlink(target, src_meta, dst_parent, dst_name, dst_st, rel)
+        if letters is not None and group is not None:
+            # The leader's xattrs come with rsync's receiver, which lags
+            # behind its generator: the links made meanwhile itemize them.
+            group.xattrs_late = self._keeps_xattrs(src_meta) if letters == NEW \
+                else letters[6] == "x"
+            self._finish_hard_link(group, index)
+
+    def _make_symlink(self, target: bytes, src_meta: SrcMeta, dst_parent: int,
+                      dst_name: bytes, dst_st: os.stat_result | None, rel: bytes) -> str | None:
+        """A symlink in place: found with its target (its attributes fixed)
+        or made.  Returns its itemize letters (NEW: made), or None when it
+        could not be made."""
         code = "cL" + NEW_COLUMNS
         if dst_st is not None and stat.S_ISLNK(dst_st.st_mode):
             try:
@@ -2373,7 +2419,7 @@ class TreeSync:
                         exact_time=False, is_new=False, path=self._drel(rel))
                 if letters != UNCHANGED:
                     self._item(".L.." + letters, rel, target=target)
-                return
+                return letters
             if self.on_item is not None:
                 letters = self._letters_of(src_meta, dst_st, dst_parent, dst_name, rel)
                 if not self.dry_run:
@@ -2384,18 +2430,19 @@ class TreeSync:
             # (rsync's atomic_create(): without DEL_NO_UID_WRITE)
             if not self._make_way(dst_parent, dst_name, dst_st, stat.S_IFLNK, self._drel(rel),
                                   own_fix=False):
-                return
+                return None
             dst_st = None
         if not self._atomic_create(dst_parent, dst_name, dst_st, rel, "symlink",
                                    lambda name: os.symlink(target, name, dir_fd=dst_parent),
                                    f'-> "{os.fsdecode(target)}"'):
-            return
+            return None
         self._item(code, rel, target=target)
         if self.dry_run:
-            return
+            return NEW
         self._made_here(dst_parent, dst_name)
         apply_meta(self.meta, src_meta, None, dirfd=dst_parent, name=dst_name,
                    exact_time=False, is_new=True, path=self._drel(rel))
+        return NEW
 
     def _atomic_create(self, dst_parent: int, dst_name: bytes, dst_st: os.stat_result | None,
                        rel: bytes, verb: str, make: Callable[[bytes], None], shown: str) -> bool:
@@ -2404,7 +2451,7 @@ class TreeSync:
         old entry.  Failures are rsync's lines; returns whether it worked."""
         if self.dry_run:
             return True
-        create = dst_name if dst_st is None else temp_name(dst_name)
+        create = dst_name if dst_st is None else self._link_temp(dst_parent, dst_name)
         created_rel = _join(rel.rpartition(b"/")[0], create)
         try:
             make(create)
@@ -2419,11 +2466,29 @@ class TreeSync:
                 faults.mutated("rename")
             except OSError as exc:
                 unlink_quietly(dst_parent, create)
+                self._note_stuck_temp(dst_parent, dst_name, create)
                 # (sic: rsync quotes full_fname()'s quoted name again)
                 self._fail(f"rsync: [generator] rename {self._full(created_rel)} -> "
                            f'"{self._full(rel)}" failed: {_strerror(exc)}')
                 return False
         return True
+
+    def _link_temp(self, dirfd: int, name: bytes) -> bytes:
+        """The temp name of a link or symlink made to replace ``name``.
+        rsync's (get_tmpname's unique one) is the same again in one run:
+        when an earlier one could not be removed (an append-only dir), the
+        next try meets it (EEXIST)."""
+        if self._stuck_temps:
+            st = os.fstat(dirfd)
+            stuck = self._stuck_temps.get((st.st_dev, st.st_ino, name))
+            if stuck is not None:
+                return stuck
+        return temp_name(name)
+
+    def _note_stuck_temp(self, dirfd: int, name: bytes, tmp: bytes) -> None:
+        if _lstat_at(dirfd, tmp)[0] is not None:
+            st = os.fstat(dirfd)
+            self._stuck_temps[(st.st_dev, st.st_ino, name)] = tmp
 
     # -- itemizing (-i) ----------------------------------------------------------------
     def _item(self, code: str | None, rel: bytes, *, is_dir: bool = False,
@@ -2629,7 +2694,7 @@ class _Census:
             # rsync's total size: every non-dir's st_size (a symlink's is
             # the length of its target).
             self.source.size += st.st_size
-        if stat.S_ISREG(st.st_mode):
+        if stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode):  # (-H links symlinks too)
             if st.st_nlink > 1:
                 key = (st.st_dev, st.st_ino)
                 group = self.run_._groups.get(key)
