@@ -285,10 +285,12 @@ def rsync_lost_group_obj(before: dict | None, src: dict | None, rsync: dict | No
 def _forgive_rsync_losses(case: Case, before: dict, rs: "Outcome", nat: "Outcome") -> None:
     """Where rsync loses metadata and the native engine keeps the source's
     (README, known differences), rsync's record takes the native one."""
+    made = case.dest.rstrip(b"/")  # (a DST the run makes: mkdir 0777, no sticky bit)
     for path, rec in rs.snap.items():
         src = source_path(case, path)
+        old = before.get(path) or ({"type": "dir", "mode": 0o777} if path == made else None)
         if rec != nat.snap.get(path) and src is not None and rsync_lost_group_obj(
-                before.get(path), nat.snap.get(src), rec, nat.snap.get(path)):
+                old, nat.snap.get(src), rec, nat.snap.get(path)):
             rs.lost[path], rs.snap[path] = rec, nat.snap[path]
 
 

@@ -38,8 +38,12 @@ def f(path, content=b"x\n", **kw):
     return {"path": path, "content": content, "mode": 0o644, "mtime_ns": T, **kw}
 
 
+NB = {"uid": 65534, "gid": 65534}
+
+
 def acl_case(*entries, **kw) -> Case:
-    return Case(spec=[ROOT, *entries], sources=[kw.pop("src", b"src/")], dest=b"dst",
+    root = {**ROOT, **NB} if kw.get("unprivileged") else ROOT
+    return Case(spec=[root, *entries], sources=[kw.pop("src", b"src/")], dest=b"dst",
                 itemize=True, **kw)
 
 
@@ -50,23 +54,29 @@ def _group_lost(acl: tuple[str, ...]) -> tuple[str, ...]:
 @pytest.mark.parametrize("entries, dst", [
     # a dir whose sticky bit comes on
     ([d("src"), d("src/t", mode=0o1777, acl=ACL)], [d("dst"), d("dst/t", mode=0o755)]),
-    # DST itself (SRC/ onto it)
+    # DST itself (SRC/ onto it), and a DST the run makes (mkdir 0777 first)
     ([d("src", mode=0o1777, acl=ACL)], [d("dst", mode=0o775)]),
+    ([d("src", mode=0o1777, acl=ACL), f("src/f")], []),
+    ([d("src", mode=0o1777, acl=ACL, **NB), f("src/f", **NB)], "nobody"),
     # a file whose setuid bit goes off
     ([d("src"), f("src/t", mode=0o755, acl=FILE_ACL)], [d("dst"), f("dst/t", mode=0o4755)]),
     # ... or its setgid bit, under SRC without a slash
     ([d("src"), f("src/t", mode=0o755, acl=FILE_ACL)], [d("dst"), d("dst/src"),
                                                        f("dst/src/t", mode=0o2755)]),
-], ids=["sticky-dir", "sticky-dst", "setuid-file", "setgid-file-in-src"])
-def test_acl_group_equal_to_mask_is_kept(tmp_path, entries, dst):
+], ids=["sticky-dir", "sticky-dst", "sticky-new-dst", "sticky-new-dst-as-nobody", "setuid-file",
+         "setgid-file-in-src"])
+def test_acl_group_equal_to_mask_is_kept(request, tmp_path, entries, dst):
     """rsync 3.5.0 writes ``group::---`` over an entry whose sticky bit
     comes on (a dir) or whose setuid/setgid goes off (a file) when the
     source's ``group::`` equals its mask: the owning group loses its
     permissions.  The native engine writes the source's ACL; everything
-    else (lines, exit code, the rest of the tree) is rsync's."""
+    else (lines, exit code, the rest of the tree) is rsync's.  (A DST the
+    run makes for SRC/'s contents is such a dir: it is made 0777 first.)"""
+    nobody = dst == "nobody"
+    dst = [] if nobody else dst
     src = b"src" if any(e["path"].startswith("dst/src") for e in dst) else b"src/"
-    case = acl_case(*entries, *dst, src=src)
-    rs, nat = check(case, tmp_path)
+    case = acl_case(*entries, *dst, src=src, unprivileged=nobody)
+    rs, nat = check(case, request.getfixturevalue("nobody_base") if nobody else tmp_path)
     assert len(rs.lost) == 1, rs.lost
     (path, rsync_record), = rs.lost.items()
     source_acl = nat.snap[source_path(case, path)]["acl"]
