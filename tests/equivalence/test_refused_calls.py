@@ -154,3 +154,15 @@ def test_nobody_and_roots_entries_in_a_sticky_dir(nobody):
                f("dst/old"), ln("dst/gone", "t"), d("dst/y"), ln("dst/l", "old"),
                f("dst/x", mode=0o666), d("dst/w", mode=0o1777), f("dst/w/q"),
                f("dst/w/r", mode=0o666), itemize=True, nobody=True), nobody)
+
+
+@pytest.mark.parametrize("entries, src, dest", [
+    # DST to be made in an immutable dir: rsync's mkdir line, exit 11
+    ([f("src/a"), f("src/b"), d("p", flags="i")], b"src/", b"p/dst"),
+    # one file onto a new name there: mkstemp refused
+    ([f("src/a"), d("p", flags="i")], b"src/a", b"p/dst"),
+    # ... onto an old file in an append-only dir: rename refused
+    ([f("src/a", b"new\n"), d("p", flags="a"), f("p/dst")], b"src/a", b"p/dst"),
+], ids=["mkdir-dst", "solo-mkstemp", "solo-rename"])
+def test_protected_parent_of_dst(base, entries, src, dest):
+    check(case(d("src"), *entries, src=src, dest=dest, changing=(b"p",)), base)
