@@ -341,6 +341,7 @@ class _LinkGroup:
     meta: SrcMeta | None = None           # the source's attributes, once read (-i)
     size: int = 0                         # and its size
     xattrs_late: bool = False             # the leader's xattrs were fixed in place
+                                          # (symlinks: they come later, see _symlink)
     target: bytes | None = None           # a group of symlinks: their target
 
     @property
@@ -1793,8 +1794,7 @@ class TreeSync:
                 apply_meta(self.meta, src_meta, None, dirfd=dst_parent, name=tmp, fd=tmp_fd,
                            exact_time=True, is_new=True,
                            path=lambda: _sibling(rel, temp_name(tmp) if tmp == dst_name else tmp))
-                intact = self._put_in_place(tmp, dst_parent, dst_name, rel)
-                if not intact:
+                if not self._put_in_place(tmp, dst_parent, dst_name, rel):
                     os.close(tmp_fd)
                     return False
         except BaseException:
@@ -2309,10 +2309,9 @@ class TreeSync:
         itemizing)."""
         if self.on_item is None or group.meta is None:
             return None
-        type_letter = "L" if stat.S_ISLNK(group.meta.mode) else "f"
         if dst_st is None:
-            return "h" + type_letter + NEW_COLUMNS
-        resized = "." if dst_st.st_size == group.size or type_letter == "L" else "s"
+            return ("hL" if group.symlinks else "hf") + NEW_COLUMNS
+        resized = "." if dst_st.st_size == group.size or group.symlinks else "s"
         src_meta = self._acl_blind(group.meta, dst_parent, dst_name, rel)
         letters = self._letters_of(src_meta, dst_st, dst_parent, dst_name, rel)
         kind = stat.S_IFMT(dst_st.st_mode)
@@ -2343,7 +2342,7 @@ class TreeSync:
             # Found linked already: the leader's xattrs, fixed in place,
             # wait for rsync's receiver, which lags behind the generator.
             letters = _column(letters, "x", True)
-        return "h" + type_letter + "." + resized + letters
+        return "hf." + resized + letters
 
     def _open_dest_dir(self, parts: tuple[bytes, ...]) -> int:
         """Open a destination dir by its path below the root, one component

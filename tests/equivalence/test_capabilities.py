@@ -60,7 +60,8 @@ def test_capability_of_hard_linked_files(tmp_path):
 
 def test_other_capability_and_dry_run(tmp_path):
     for dry_run in (False, True):
-        check(case(d("src"), f("src/ping", xattrs={CAP: NET_RAW}), f("src/bind", xattrs={CAP: BIND}),
-                   d("dst"), f("dst/ping", uid=1234, xattrs={CAP: BIND}),
+        check(case(d("src"), f("src/ping", xattrs={CAP: NET_RAW}),
+                   f("src/bind", xattrs={CAP: BIND}), d("dst"),
+                   f("dst/ping", uid=1234, xattrs={CAP: BIND}),
                    f("dst/bind", gid=1234, xattrs={CAP: BIND}), itemize=True, dry_run=dry_run),
               tmp_path)
