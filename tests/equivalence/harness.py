@@ -323,15 +323,19 @@ def run_both(case: Case, base: bytes) -> tuple[Outcome, Outcome, dict, dict]:
         if os.path.lexists(root):
             clear_flags(root)
             shutil.rmtree(root)
-        _build(root, case.spec)
-    before_a, before_b = snapshot(a), snapshot(b)
-    since = time.time_ns() - 1_000_000_000
-    rs = run_rsync(case, a)
-    nat = run_native(case, b)
-    rs.snap = _name_temps(_recent(snapshot(a), since), before_a)
-    nat.snap = _name_temps(_recent(snapshot(b), since), before_b)
-    for root in (a, b):  # (immutable entries would outlive the test's tmp dirs)
-        clear_flags(root)
+    try:
+        for root in (a, b):
+            _build(root, case.spec)
+        before_a, before_b = snapshot(a), snapshot(b)
+        since = time.time_ns() - 1_000_000_000
+        rs = run_rsync(case, a)
+        nat = run_native(case, b)
+        rs.snap = _name_temps(_recent(snapshot(a), since), before_a)
+        nat.snap = _name_temps(_recent(snapshot(b), since), before_b)
+    finally:
+        for root in (a, b):  # (immutable entries would outlive the test's tmp dirs)
+            if os.path.lexists(root):
+                clear_flags(root)
     return rs, nat, before_a, before_b
 
 
