@@ -360,6 +360,7 @@ class _DirFrame:
     # rsync's receiver pass still to come for this dir: (attributes, rel)
     receiver_pass: tuple[SrcMeta, bytes] | None = None
     virtual: bool = False  # a dry run would have created it: it is not there
+    shut_out: bool = False  # rsync's touch-up cannot reach it (see _dir)
     fresh: bool = False    # this run made it (or, in a dry run, would): it was empty
     # Made under this temp name (a shelter, see _dir), until it is complete.
     shelter: bytes | None = None
@@ -435,6 +436,7 @@ class TreeSync:
         self._dst_stats: dict[bytes, os.stat_result] | None = None
         self._fresh = False
         self._sheltered = False  # (the same, for a shelter: see _dir)
+        self._shut_dirs = 0      # dirs being filled that rsync's touch-up shuts (see _dir)
         # Shelters not yet in place: their paths, and the names they have.
         self._shelters: dict[tuple[bytes, ...], bytes] = {}
         # Temp names of links that could not be renamed nor removed (see
@@ -969,7 +971,17 @@ class TreeSync:
             if self.delete:
                 self._delete_extraneous(dst_parent, dst_name, rel, None, frame.virtual)
         else:
-            self._fill_dir(src_parent, name, dst_parent, dst_name, rel, dst_path, source, frame)
+            # rsync's touch_up_dirs() goes parents first: a non-root user's
+            # dir that gets back a mode without u+w and u+x shuts its owner
+            # out before the dirs below it are reached.
+            frame.shut_out = self._shut_dirs > 0
+            shuts = not self.am_root and not mode & (stat.S_IWUSR | stat.S_IXUSR)
+            self._shut_dirs += shuts
+            try:
+                self._fill_dir(src_parent, name, dst_parent, dst_name, rel, dst_path, source,
+                               frame)
+            finally:
+                self._shut_dirs -= shuts
         if self._writer is not None and self._pending and not self.dry_run:
             self._send_batch()  # (after the files the writer has for it)
             self._pending.append(_TouchUp(os.dup(dst_parent), dst_name, frame))
@@ -1194,6 +1206,8 @@ class TreeSync:
         if self.dry_run:
             return
         self._receiver_pass(dst_parent, dst_name, frame)
+        if frame.shut_out:
+            return
         if not self.am_root and not frame.mode & stat.S_IWUSR:
             try:
                 _chmod_at(dst_parent, dst_name, frame.mode)
@@ -2199,6 +2213,8 @@ class TreeSync:
             index = prev
             member = group.members[index]
             member.last = True
+            if self._dest_stat_failed(member):
+                return
             try:
                 fd = _open_file(member.src_shown, None)
             except OSError as again:
@@ -2209,6 +2225,24 @@ class TreeSync:
             finally:
                 os.close(fd)
             return
+
+    def _dest_stat_failed(self, member: _Member) -> bool:
+        """rsync's recv_generator for a waiting member synced after all: a
+        name it cannot lstat (its dir shut to us: EACCES) is its "failed to
+        stat" line, and nothing is sent.  True then."""
+        try:
+            parent = self._open_dest_dir(member.dst_path[:-1])
+        except OSError:
+            return False  # (_write_retry gives up on it)
+        try:
+            st, err = _lstat_at(parent, member.dst_path[-1])
+        finally:
+            self._close_dir(parent)
+        if st is None and err != errno.ENOENT:
+            self._fail(f"rsync: [generator] recv_generator: failed to stat "
+                       f"{self._full(member.rel)}: {os.strerror(err)} ({err})")
+            return True
+        return False
 
     def _write_retry(self, group: _LinkGroup, index: int, src_fd: int) -> None:
         """Write a waiting member from its own source path (see above)."""

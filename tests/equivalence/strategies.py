@@ -313,12 +313,18 @@ def drift(draw, tree: Tree, *, prefix_depth: int, nobody: bool,
                 tree[new] = _entry(draw, new_kind, tree, parent, prefix_depth, nobody)
         elif op == "flags" and kind in ("file", "dir"):
             # Immutable or append-only: rsync's calls on it (or, for a dir,
-            # in it) fail with EPERM, and the run goes on.
+            # in it) fail with EPERM, and the run goes on.  A file gets
+            # other content half the time: the temp file's rename fails.
             entry["flags"] = draw(st.sampled_from(FLAGS))
-        elif op == "cap_owner" and CAPABILITY in entry.get("xattrs", {}):
+            if kind == "file" and draw(st.booleans()):
+                entry["content"] += b"~"
+        elif op == "cap_owner":
             # Same content and capability, another owner: the chown clears
             # the capability, and rsync puts it back.
-            entry[draw(st.sampled_from(["uid", "gid"]))] = draw(st.sampled_from(UIDS[1:]))
+            capable = sorted(p for p, e in tree.items() if CAPABILITY in e.get("xattrs", {}))
+            if capable:
+                entry = tree[draw(st.sampled_from(capable))]
+                entry[draw(st.sampled_from(["uid", "gid"]))] = draw(st.sampled_from(UIDS[1:]))
         elif op == "sticky" and kind == "dir":
             # A root-owned sticky dir: as nobody, its root-owned entries can
             # be neither renamed over nor removed (EPERM).

@@ -166,3 +166,28 @@ def test_nobody_and_roots_entries_in_a_sticky_dir(nobody):
 ], ids=["mkdir-dst", "solo-mkstemp", "solo-rename"])
 def test_protected_parent_of_dst(base, entries, src, dest):
     check(case(d("src"), *entries, src=src, dest=dest, changing=(b"p",)), base)
+
+
+# -- as nobody: dirs that shut their owner out ----------------------------------------------
+
+def test_nobody_touch_up_cannot_pass_a_dir_that_shuts_its_owner_out(nobody):
+    """rsync's touch_up_dirs() goes parents first: a dir whose mode, put
+    back at the end, has neither u+w nor u+x (root's source dir, mode
+    045, say) shuts nobody out before the times of the dirs below it are
+    fixed, so theirs stay as the run left them.  The native engine fixed
+    them (it touches a dir up when its contents are done)."""
+    check(case(d("src", **NB), d("src/p", mode=0o045), d("src/p/q", **NB),
+               d("src/p/q/r", **NB), f("src/p/q/r/f", **NB), f("src/p/g", **NB),
+               nobody=True), nobody)
+    check(case(d("src", mode=0o1037), d("src/q", **NB), f("src/q/f", **NB), f("src/g", **NB),
+               src=b"src", nobody=True), nobody)
+
+
+def test_nobody_waiting_member_in_a_dir_it_cannot_search(nobody):
+    """A hard-linked file waits for its group's last member, which is in a
+    dir that cannot be made; synced after all, its name cannot be looked
+    up (DST's mode 005 shuts nobody out): rsync's "failed to stat" line,
+    nothing sent."""
+    check(case(d("src", mode=0o005), d("src/a", **NB), f("src/c", b"", mode=0o640, gid=65534),
+               ln("src/dir", "a", **NB), f("src/b", b"", **NB),
+               {"path": "src/a/a", "link": "src/c"}, delete=False, nobody=True), nobody)
