@@ -2294,9 +2294,13 @@ class TreeSync:
             return
         try:
             leader_st, err = _lstat_at(leader_dir, leader.dst_path[-1])
+            if leader_dir == _VIRTUAL and group.symlinks:
+                err = self._lookup_errno(leader.dst_path)
             # (a dry run's symlink leader it would have made is not there:
-            # rsync's hard_link_check() takes that as it is)
-            if leader_st is None and not (self.dry_run and (group.symlinks or not at_turn)):
+            # rsync's hard_link_check() takes that as it is, unless its
+            # path runs into a file: ENOTDIR)
+            if leader_st is None and not (self.dry_run and (
+                    err == errno.ENOENT if group.symlinks else not at_turn)):
                 self._fail(f"rsync: [generator] stat {self._full(leader.rel)} failed: "
                            f"{os.strerror(err)} ({err})")
                 return
@@ -2394,6 +2398,28 @@ class TreeSync:
                 self._close_dir(fd)
             fd = next_fd
         return fd
+
+    def _lookup_errno(self, parts: tuple[bytes, ...]) -> int:
+        """The errno of an lstat of a destination path that a dry run
+        would have made: ENOENT, or ENOTDIR where a component is another
+        type's entry (a symlink is not followed: ENOENT)."""
+        fd = self._root_fd
+        try:
+            for part in parts[:-1]:
+                st, err = _lstat_at(fd, part)
+                if st is None:
+                    return err
+                if not stat.S_ISDIR(st.st_mode):
+                    return errno.ENOENT if stat.S_ISLNK(st.st_mode) else errno.ENOTDIR
+                try:
+                    next_fd = os.open(part, _PATH_FLAGS, dir_fd=fd)
+                except OSError as exc:
+                    return exc.errno or errno.ENOENT
+                self._close_dir(fd)
+                fd = next_fd
+            return errno.ENOENT
+        finally:
+            self._close_dir(fd)
 
     def _close_dir(self, fd: int) -> None:
         """Close a dir fd from _open_dest_dir (not the root's, nor _VIRTUAL)."""

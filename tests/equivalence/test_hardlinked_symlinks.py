@@ -43,7 +43,8 @@ GROUP = [d("src"), ln("src/s1", uid=1, xattrs={"trusted.t": b"1"}), h("src/s2", 
 
 def case(*entries, **kw) -> Case:
     return Case(spec=[{"path": ".", "mode": 0o755, "mtime_ns": T}, *entries],
-                sources=[kw.pop("src", b"src/")], dest=b"dst", itemize=True, **kw)
+                sources=[kw.pop("src", b"src/")], dest=b"dst", itemize=kw.pop("itemize", True),
+                **kw)
 
 
 @pytest.mark.parametrize("dst", [
@@ -80,3 +81,13 @@ def test_a_member_that_cannot_be_made(tmp_path):
                h("src/c", "src/a/s1"), d("dst"), d("dst/a", flags="i")), tmp_path)
     check(case(d("src"), ln("src/a"), d("src/b"), h("src/b/s", "src/a"), h("src/c", "src/a"),
                d("dst", flags="a"), ln("dst/a", b"x")), tmp_path)
+
+
+def test_dry_run_leader_below_a_file_in_the_way(tmp_path):
+    """A dry run: the group's first member would be made in a dir that is
+    a file in DST.  rsync's hard_link_check() looks the leader up all the
+    same, the lookup runs into the file (ENOTDIR, not the ENOENT a dry run
+    forgives), and it says so."""
+    for itemize in (True, False):
+        check(case(d("src"), d("src/t"), ln("src/t/c"), d("src/t/a"), h("src/t/a/a", "src/t/c"),
+                   d("dst"), f("dst/t"), dry_run=True, itemize=itemize), tmp_path)
