@@ -2400,26 +2400,22 @@ class TreeSync:
         return fd
 
     def _lookup_errno(self, parts: tuple[bytes, ...]) -> int:
-        """The errno of an lstat of a destination path that a dry run
-        would have made: ENOENT, or ENOTDIR where a component is another
-        type's entry (a symlink is not followed: ENOENT)."""
-        fd = self._root_fd
+        """The errno of rsync's lstat of a destination path that a dry run
+        would have made: ENOENT, or what an entry of another type in its
+        way gives.  rsync 3.5.0's lookup follows symlinks on the way (so
+        does this one, which only reads) and says ENOTDIR when the name's
+        own dir is not one, ELOOP when one further up is not."""
+        path = self._dest_abs(b"/".join(parts))
         try:
-            for part in parts[:-1]:
-                st, err = _lstat_at(fd, part)
-                if st is None:
-                    return err
-                if not stat.S_ISDIR(st.st_mode):
-                    return errno.ENOENT if stat.S_ISLNK(st.st_mode) else errno.ENOTDIR
+            os.lstat(path)
+        except OSError as exc:
+            if exc.errno == errno.ENOTDIR:
                 try:
-                    next_fd = os.open(part, _PATH_FLAGS, dir_fd=fd)
-                except OSError as exc:
-                    return exc.errno or errno.ENOENT
-                self._close_dir(fd)
-                fd = next_fd
-            return errno.ENOENT
-        finally:
-            self._close_dir(fd)
+                    os.stat(os.path.dirname(path))
+                except OSError:
+                    return errno.ELOOP
+            return exc.errno or errno.ENOENT
+        return errno.ENOENT
 
     def _close_dir(self, fd: int) -> None:
         """Close a dir fd from _open_dest_dir (not the root's, nor _VIRTUAL)."""

@@ -83,11 +83,21 @@ def test_a_member_that_cannot_be_made(tmp_path):
                d("dst", flags="a"), ln("dst/a", b"x")), tmp_path)
 
 
-def test_dry_run_leader_below_a_file_in_the_way(tmp_path):
+@pytest.mark.parametrize("leader, in_the_way", [
+    ("t/c", [f("dst/t")]),                                   # its dir is a file: ENOTDIR
+    ("t/a/c", [f("dst/t")]),                                 # one further up: ELOOP
+    ("x/t/a/c", [d("dst/x"), f("dst/x/t")]),
+    ("c/a/c", [ln("dst/c", b"."), {"path": "dst/a", "type": "fifo", "mtime_ns": T}]),
+], ids=["parent", "grandparent", "deeper", "through-a-symlink"])
+def test_dry_run_leader_below_an_entry_in_the_way(tmp_path, leader, in_the_way):
     """A dry run: the group's first member would be made in a dir that is
-    a file in DST.  rsync's hard_link_check() looks the leader up all the
-    same, the lookup runs into the file (ENOTDIR, not the ENOENT a dry run
-    forgives), and it says so."""
+    another type's entry in DST.  rsync's hard_link_check() looks the
+    leader up all the same (following symlinks on the way) and reports
+    what the lookup meets: rsync 3.5.0 says ENOTDIR when the leader's own
+    dir is in the way, ELOOP when one further up is; only ENOENT is
+    forgiven in a dry run."""
+    dirs = [d("src/" + "/".join(leader.split("/")[:i])) for i in range(1, leader.count("/") + 1)]
     for itemize in (True, False):
-        check(case(d("src"), d("src/t"), ln("src/t/c"), d("src/t/a"), h("src/t/a/a", "src/t/c"),
-                   d("dst"), f("dst/t"), dry_run=True, itemize=itemize), tmp_path)
+        check(case(d("src"), *dirs, ln("src/" + leader), d("src/zz"),
+                   h("src/zz/m", "src/" + leader), d("dst"), *in_the_way, dry_run=True,
+                   itemize=itemize), tmp_path)
