@@ -332,3 +332,28 @@ def test_rsync_copy_has_identical_snapshot(tmp_path):
     for p in skipped:
         assert b'skipping non-regular file "%s"' % p in res.stdout
     assert_same_tree(expected, dst)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="inode flags need root (CAP_LINUX_IMMUTABLE)")
+def test_inode_flags_are_set_last_and_cleared(tmp_path):
+    """``flags`` makes entries immutable or append-only after everything
+    else (times included); clear_flags lets the tree be removed."""
+    from fixtures.treespec import clear_flags
+    root = tmp_path / "t"
+    build_tree(root, [{"path": "d", "type": "dir", "mode": 0o700, "mtime_ns": 10**18,
+                       "flags": "i"},
+                      {"path": "d/f", "content": b"x", "flags": "a"},
+                      {"path": "g", "content": b"y", "flags": "ia"},
+                      {"path": "l", "target": "g"}])
+    assert os.stat(root / "d").st_mtime_ns == 10**18
+    if shutil.which("lsattr"):  # (e2fsprogs: what chattr(1) would show)
+        lsattr = subprocess.run(["lsattr", "-d", root / "d", root / "d" / "f", root / "g"],
+                                capture_output=True, text=True, check=True)
+        flags = [line.split()[0] for line in lsattr.stdout.splitlines()]
+        assert ["i" in flags[0], "a" in flags[0]] == [True, False]
+        assert ["i" in flags[1], "a" in flags[1]] == [False, True]
+        assert ["i" in flags[2], "a" in flags[2]] == [True, True]
+    with pytest.raises(PermissionError):
+        os.unlink(root / "g")
+    clear_flags(root)
+    shutil.rmtree(root)

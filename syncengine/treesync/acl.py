@@ -127,18 +127,21 @@ def access_to_set(want: Acl | None, mode: int, old_mode: int) -> Acl:
     mode, and so does ``group::`` when it equals the mask (rsync does not
     transmit it then).  While setuid/setgid goes off a file, or sticky
     comes onto a dir, rsync writes the mode's group and other bits as 0
-    (the final chmod restores them, but not a ``group::`` taken from the
-    mode: that stays ``---``, as with rsync)."""
+    (change_sacl_perms(): nobody gets in before the final chmod, which
+    restores them).  A ``group::`` it took from the mode then stays
+    ``---`` in rsync, a loss (README, known differences): here it keeps
+    the source's, which the mask, still 0, holds off until that chmod."""
     is_dir = (mode & 0o170000) == 0o040000
-    if (is_dir and mode & 0o1000 and not old_mode & 0o1000) or \
-            (not is_dir and old_mode & 0o6000 & ~mode):
+    shut = (is_dir and mode & 0o1000 and not old_mode & 0o1000) or \
+        (not is_dir and old_mode & 0o6000 & ~mode)
+    if shut:
         mode &= ~0o077
     u, g, o = (mode >> 6) & 7, (mode >> 3) & 7, mode & 7
     want = _normal(want)
     if want is None:
         return Acl.of([(USER_OBJ, -1, u), (GROUP_OBJ, -1, g), (OTHER, -1, o)])
     by_mode = {USER_OBJ: u, MASK: g, OTHER: o}
-    if want.perms(GROUP_OBJ) == want.perms(MASK):
+    if want.perms(GROUP_OBJ) == want.perms(MASK) and not shut:
         by_mode[GROUP_OBJ] = g
     return Acl.of((t, i, by_mode.get(t, p)) for t, i, p in want.entries)
 

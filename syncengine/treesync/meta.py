@@ -276,6 +276,7 @@ def _letters(ctx: MetaContext, src: SrcMeta, dest: _Dest, seen: _Seen | None = N
     st = dest.st
     uid, gid, mode = (st.st_uid, st.st_gid, st.st_mode) if seen is None else \
         (seen.uid, seen.gid, seen.mode)
+    have_xattrs = dest.xattrs if seen is None or seen.xattrs is _UNREAD else seen.xattrs
     is_link = stat.S_ISLNK(src.mode)
     acl_access = not is_link and dest.acl_ok and access_differs(src.acl_access, dest.acl_access)
     # (default ACLs count only for a source dir, whatever the entry now is)
@@ -283,13 +284,14 @@ def _letters(ctx: MetaContext, src: SrcMeta, dest: _Dest, seen: _Seen | None = N
                    and src.acl_default != dest.acl_default)
     flags = (
         _mtime_differs(st.st_mtime_ns, src.mtime_ns, False),
-        not is_link and mode & _PERMS != src.mode & _PERMS,
+        # (a symlink's mode is 0777: it differs only from another type's)
+        mode & _PERMS != src.mode & _PERMS,
         ctx.am_root and uid != src.uid,
         gid != src.gid and ctx.may_set_gid(src.gid),
         False,
         acl_access or acl_default,
-        dest.xattrs is not None and (dest.xattrs or src.xattrs)
-        and _want_xattrs(ctx, src) != dest.xattrs,
+        have_xattrs is not None and (have_xattrs or src.xattrs)
+        and _want_xattrs(ctx, src) != have_xattrs,
     )
     if not any(flags):
         return UNCHANGED
@@ -303,16 +305,23 @@ def stat_letters(ctx: MetaContext, src: SrcMeta, dst_st: os.stat_result) -> str:
     return _letters(ctx, src, _Dest(dst_st, None, False))
 
 
+_UNREAD = object()  # (_Seen.xattrs: not read after set_file_attrs)
+
+
 @dataclass(slots=True)
 class _Seen:
     """rsync's view of the entry after set_file_attrs(), which it itemizes
     for files and symlinks (dirs and transfers are itemized before): a
     chown re-stats when setuid/setgid was on (so `o`/`g` vanish and `p`
-    may appear), and a written access ACL stands for the new rwx bits."""
+    may appear), and a written access ACL stands for the new rwx bits.
+    Its itemize() reads the xattrs only then: after a chown, which took
+    away security.capability (so `x` appears, and rsync's receiver puts
+    the capability back)."""
 
     uid: int
     gid: int
     mode: int
+    xattrs: object = _UNREAD
 
 
 def itemize_meta(ctx: MetaContext, src: SrcMeta, dst_st: os.stat_result | None = None, *,
@@ -463,6 +472,7 @@ def _set_attrs(ctx: MetaContext, node: Node, src: SrcMeta, dest: _Dest, role: st
         st = dest.st
         if seen.mode & (stat.S_ISUID | stat.S_ISGID):
             seen = _Seen(st.st_uid, st.st_gid, st.st_mode)
+        seen.xattrs = dest.xattrs
     # 2. xattrs
     xattrs_changed = False
     if with_xattrs and dest.xattrs is not None:

@@ -34,7 +34,9 @@ but lacks ``u+w`` gets it first.
 
 from __future__ import annotations
 
+import array
 import errno
+import fcntl
 import os
 import queue
 import stat
@@ -53,6 +55,7 @@ from .filters import FilterRules
 from .messages import locale_codec, rsync_escape, unescape
 from .meta import (
     ITEMIZE_ATTRS,
+    NEW,
     UNCHANGED,
     MetaContext,
     SrcMeta,
@@ -269,6 +272,27 @@ def _reserve(fd: int, size: int, am_root: bool, pending: int) -> bool:
         return False
 
 
+_FS_IOC_GETFLAGS = 0x80086601  # linux/fs.h (an int, whatever its _IOR says)
+_FS_APPEND_FL = 0x00000020
+
+
+def _append_only(path: bytes) -> bool:
+    """Whether a dir has the append-only flag (chattr +a): entries can be
+    made in it, but not renamed or removed."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        flags = array.array("i", [0])
+        fcntl.ioctl(fd, _FS_IOC_GETFLAGS, flags, True)
+        return bool(flags[0] & _FS_APPEND_FL)
+    except OSError:
+        return False  # (a filesystem without inode flags)
+    finally:
+        os.close(fd)
+
+
 def _chmod_at(dirfd: int, name: bytes, mode: int) -> None:
     chmod_nofollow(dirfd, name, mode)
     faults.mutated("chmod")
@@ -388,6 +412,12 @@ class _LinkGroup:
     meta: SrcMeta | None = None           # the source's attributes, once read (-i)
     size: int = 0                         # and its size
     xattrs_late: bool = False             # the leader's xattrs were fixed in place
+                                          # (symlinks: they come later, see _symlink)
+    target: bytes | None = None           # a group of symlinks: their target
+
+    @property
+    def symlinks(self) -> bool:
+        return self.target is not None
 
 
 @dataclass
@@ -401,6 +431,7 @@ class _DirFrame:
     # rsync's receiver pass still to come for this dir: (attributes, rel)
     receiver_pass: tuple[SrcMeta, bytes] | None = None
     virtual: bool = False  # a dry run would have created it: it is not there
+    shut_out: bool = False  # rsync's touch-up cannot reach it (see _dir)
     fresh: bool = False    # this run made it (or, in a dry run, would): it was empty
     # Made under this temp name (a shelter, see _dir), until it is complete.
     shelter: bytes | None = None
@@ -488,8 +519,12 @@ class TreeSync:
         self._dst_stats: dict[bytes, os.stat_result] | None = None
         self._fresh = False
         self._sheltered = False  # (the same, for a shelter: see _dir)
+        self._shut_dirs = 0      # dirs being filled that rsync's touch-up shuts (see _dir)
         # Shelters not yet in place: their paths, and the names they have.
         self._shelters: dict[tuple[bytes, ...], bytes] = {}
+        # Temp names of links that could not be renamed nor removed (see
+        # _link_temp): (dir's dev, ino, name) -> temp name.
+        self._stuck_temps: dict[tuple[int, int, bytes], bytes] = {}
         self._precheck: Precheck | None = None  # a re-run's look-ahead (precheck.py)
         self._copier: _Copier | None = None     # copies behind the walk (_copy_behind)
         # in the walk's order: copies behind it, batches of the writer
@@ -729,11 +764,12 @@ class TreeSync:
             pass  # (no pipe or process to spare: the walk does it all itself)
 
     def _start_writer(self) -> None:
-        """An initial copy (DST new or empty) as root: a second process
-        writes the new small files (writer.py).  Not for a non-root user,
-        whom quotas may stop where the free space says nothing (a full
-        disk must stop the run at the file where rsync stops), nor while
-        a test counts the mutations of this process (faults.py)."""
+        """An initial copy (DST new or empty, not append-only) as root: a
+        second process writes the new small files (writer.py).  Not for a
+        non-root user, whom quotas may stop where the free space says
+        nothing (a full disk must stop the run at the file where rsync
+        stops), nor while a test counts the mutations of this process
+        (faults.py)."""
         if self.dry_run or self.on_item is not None or self._made is not None or \
                 not self.am_root or self._precheck is not None or \
                 self.stats.entries_total < 2 or faults.armed() or _cpus() < 2 or \
@@ -746,6 +782,8 @@ class TreeSync:
                         return
             except OSError:
                 return
+            if _append_only(self.dest):
+                return  # (a shelter could not take its name there: see _dir)
         try:
             self._writer = Writer(self._serve_writes)
         except OSError:
@@ -764,7 +802,7 @@ class TreeSync:
         job_no = [0]
         self.out = lambda line: lines.append((1, line))
         self.err = lambda line: lines.append((2, line))
-        self._put_in_place = lambda tmp, dst_parent, dst_name: held.append(tmp)
+        self._put_in_place = lambda tmp, dst_parent, dst_name, rel: not held.append(tmp)
         self._note_temp = lambda tmp: note_temp(writer.temps, job_no[0], tmp)
 
         def write(src_dir: int, dir_fd: int, job: tuple) -> tuple:
@@ -1019,7 +1057,7 @@ class TreeSync:
         if kind == stat.S_IFREG:
             self._file(src_parent, name, st, dst_parent, dst_name, rel, dst_path, source, frame)
         elif kind == stat.S_IFLNK:
-            self._symlink(src_parent, name, st, dst_parent, dst_name, rel, source)
+            self._symlink(src_parent, name, st, dst_parent, dst_name, rel, dst_path, source, frame)
         else:
             self.out(f'skipping non-regular file "{os.fsdecode(rel)}"')
             self.stats.files_skipped += 1
@@ -1139,8 +1177,17 @@ class TreeSync:
             if self.delete:
                 self._delete_extraneous(dst_parent, dst_name, rel, None, frame.virtual)
         else:
-            self._fill_dir(src_parent, name, dst_parent, dst_name, rel, dst_path, source, frame,
-                           more)
+            # rsync's touch_up_dirs() goes parents first: a non-root user's
+            # dir that gets back a mode without u+w and u+x shuts its owner
+            # out before the dirs below it are reached.
+            frame.shut_out = self._shut_dirs > 0
+            shuts = not self.am_root and not mode & (stat.S_IWUSR | stat.S_IXUSR)
+            self._shut_dirs += shuts
+            try:
+                self._fill_dir(src_parent, name, dst_parent, dst_name, rel, dst_path, source,
+                               frame, more)
+            finally:
+                self._shut_dirs -= shuts
         if self._writer is not None and self._pending and not self.dry_run:
             self._send_batch()  # (after the files the writer has for it)
             self._pending.append(_TouchUp(os.dup(dst_parent), dst_name, frame))
@@ -1417,6 +1464,8 @@ class TreeSync:
         if self.dry_run:
             return
         self._receiver_pass(dst_parent, dst_name, frame)
+        if frame.shut_out:
+            return
         if not self.am_root and not frame.mode & stat.S_IWUSR:
             try:
                 _chmod_at(dst_parent, dst_name, frame.mode)
@@ -2049,7 +2098,9 @@ class TreeSync:
                 apply_meta(self.meta, src_meta, None, dirfd=dst_parent, name=tmp, fd=tmp_fd,
                            exact_time=True, is_new=True,
                            path=lambda: _sibling(rel, temp_name(tmp) if tmp == dst_name else tmp))
-                self._put_in_place(tmp, dst_parent, dst_name)
+                if not self._put_in_place(tmp, dst_parent, dst_name, rel):
+                    os.close(tmp_fd)
+                    return False
         except BaseException:
             os.close(tmp_fd)
             unlink_quietly(dst_parent, tmp)
@@ -2071,13 +2122,23 @@ class TreeSync:
             return False
         return None
 
-    def _put_in_place(self, tmp: bytes, dst_parent: int, dst_name: bytes) -> None:
+    def _put_in_place(self, tmp: bytes, dst_parent: int, dst_name: bytes, rel: bytes) -> bool:
         """A finished temp file takes its real name (the writer process
-        leaves that to the walk: _complete_write)."""
+        leaves that to the walk: _complete_write).  When the rename is
+        refused (an immutable file, a sticky dir's entry of another
+        owner) the temp file is removed and the run goes on, as rsync's
+        finish_transfer() does: False."""
         if tmp != dst_name:  # (else written in a shelter under its own name)
-            os.rename(tmp, dst_name, src_dir_fd=dst_parent, dst_dir_fd=dst_parent)
+            try:
+                os.rename(tmp, dst_name, src_dir_fd=dst_parent, dst_dir_fd=dst_parent)
+            except OSError as exc:
+                self._fail(f"rsync: [receiver] rename {self._full(_sibling(rel, tmp))} -> "
+                           f'"{os.fsdecode(self._drel(rel))}": {_strerror(exc)}')
+                unlink_quietly(dst_parent, tmp)
+                return False
             faults.mutated("rename")
         self._made_here(dst_parent, dst_name)
+        return True
 
     # -- the writer process (writer.py) ------------------------------------------------
     # New small files of the dirs this run made go to the writer in
@@ -2196,12 +2257,13 @@ class TreeSync:
             raise Fatal(fatal[0], *fatal[1])
         if kind == OK:
             try:
-                self._put_in_place(tmp, dir_fd, dst_name)
+                placed = self._put_in_place(tmp, dir_fd, dst_name, rel)
             except BaseException:
                 unlink_quietly(dir_fd, tmp)
                 raise
-            self.stats.files_transferred += 1
-            self.stats.bytes_done += copied
+            if placed:
+                self.stats.files_transferred += 1
+                self.stats.bytes_done += copied
 
     def _drop_batch(self, batch: Batch, completed: int = 0) -> None:
         """Close a batch's fds and remove the temp files of the jobs not
@@ -2441,6 +2503,8 @@ class TreeSync:
             index = prev
             member = group.members[index]
             member.last = True
+            if self._dest_stat_failed(member):
+                return
             try:
                 fd = _open_file(member.src_shown, None)
             except OSError as again:
@@ -2451,6 +2515,24 @@ class TreeSync:
             finally:
                 os.close(fd)
             return
+
+    def _dest_stat_failed(self, member: _Member) -> bool:
+        """rsync's recv_generator for a waiting member synced after all: a
+        name it cannot lstat (its dir shut to us: EACCES) is its "failed to
+        stat" line, and nothing is sent.  True then."""
+        try:
+            parent = self._open_dest_dir(member.dst_path[:-1])
+        except OSError:
+            return False  # (_write_retry gives up on it)
+        try:
+            st, err = _lstat_at(parent, member.dst_path[-1])
+        finally:
+            self._close_dir(parent)
+        if st is None and err != errno.ENOENT:
+            self._fail(f"rsync: [generator] recv_generator: failed to stat "
+                       f"{self._full(member.rel)}: {os.strerror(err)} ({err})")
+            return True
+        return False
 
     def _write_retry(self, group: _LinkGroup, index: int, src_fd: int) -> None:
         """Write a waiting member from its own source path (see above)."""
@@ -2502,7 +2584,13 @@ class TreeSync:
             return
         try:
             leader_st, err = _lstat_at(leader_dir, leader.dst_path[-1])
-            if leader_st is None and (at_turn or not self.dry_run):
+            if leader_dir == _VIRTUAL and group.symlinks:
+                err = self._lookup_errno(leader.dst_path)
+            # (a dry run's symlink leader it would have made is not there:
+            # rsync's hard_link_check() takes that as it is, unless its
+            # path runs into a file: ENOTDIR)
+            if leader_st is None and not (self.dry_run and (
+                    err == errno.ENOENT if group.symlinks else not at_turn)):
                 self._fail(f"rsync: [generator] stat {self._full(leader.rel)} failed: "
                            f"{os.strerror(err)} ({err})")
                 return
@@ -2514,7 +2602,7 @@ class TreeSync:
                     code = self._link_code(group, dst_st, dst_parent, dst_name, member.rel,
                                            linked=False)
                     if code is not None and not code.endswith(UNCHANGED):
-                        self._item(code, member.rel)  # (only a dry run can see them)
+                        self._item(code, member.rel, target=group.target)
                     return
             code = self._link_code(group, dst_st, dst_parent, dst_name, member.rel,
                                    linked=True)
@@ -2534,7 +2622,7 @@ class TreeSync:
             if not at_turn and member.dir_mtime_ns >= 0:
                 self._retouch[member.dst_path[:-1]] = member.dir_mtime_ns
             self._item(code, member.rel, link=leader.rel)
-            if replaced_dir and not self.dry_run:
+            if replaced_dir and not self.dry_run and not group.symlinks:
                 # rsync then reads the default ACL of what it takes for the
                 # old dir, now a file: libacl refuses that with EACCES.
                 self._fail(f"rsync: [generator] get_acl: sys_acl_get_file("
@@ -2554,7 +2642,7 @@ class TreeSync:
         if group.meta is None:
             return None
         if dst_st is None:
-            return None if self.on_item is None else "hf" + NEW_COLUMNS
+            return None if self.on_item is None else ("hL" if group.symlinks else "hf") + NEW_COLUMNS
         src_meta = self._acl_blind(group.meta, dst_parent, dst_name, rel)
         kind = stat.S_IFMT(dst_st.st_mode)
         if (linked and not self.dry_run) or \
@@ -2566,7 +2654,15 @@ class TreeSync:
                                    path=self._drel(rel))
         if self.on_item is None:
             return None
-        resized = "." if dst_st.st_size == group.size else "s"
+        resized = "." if dst_st.st_size == group.size or group.symlinks else "s"
+        if group.symlinks:
+            # No ACL for a symlink; its xattrs, as the leader has them
+            # (those of a new leader come later: see _symlink).
+            if not self.dry_run:
+                late = group.xattrs_late if kind in (stat.S_IFREG, stat.S_IFDIR, stat.S_IFLNK) \
+                    else self._keeps_xattrs(src_meta)
+                letters = _column(letters, "x", late)
+            return "hL." + resized + letters
         if kind not in (stat.S_IFREG, stat.S_IFDIR):
             # rsync reads no ACL for a symlink, special file or device (by
             # the type the name had, even once the link is there) ...
@@ -2605,6 +2701,24 @@ class TreeSync:
             fd = next_fd
         return fd
 
+    def _lookup_errno(self, parts: tuple[bytes, ...]) -> int:
+        """The errno of rsync's lstat of a destination path that a dry run
+        would have made: ENOENT, or what an entry of another type in its
+        way gives.  rsync 3.5.0's lookup follows symlinks on the way (so
+        does this one, which only reads) and says ENOTDIR when the name's
+        own dir is not one, ELOOP when one further up is not."""
+        path = self._dest_abs(b"/".join(parts))
+        try:
+            os.lstat(path)
+        except OSError as exc:
+            if exc.errno == errno.ENOTDIR:
+                try:
+                    os.stat(os.path.dirname(path))
+                except OSError:
+                    return errno.ELOOP
+            return exc.errno or errno.ENOENT
+        return errno.ENOENT
+
     def _close_dir(self, fd: int) -> None:
         """Close a dir fd from _open_dest_dir (not the root's, nor _VIRTUAL)."""
         if fd != self._root_fd and fd != _VIRTUAL:
@@ -2612,7 +2726,11 @@ class TreeSync:
 
     # -- symlinks -------------------------------------------------------------------
     def _symlink(self, src_parent: int, name: bytes, st: os.stat_result, dst_parent: int,
-                 dst_name: bytes, rel: bytes, source: _Source) -> None:
+                 dst_name: bytes, rel: bytes, dst_path: tuple[bytes, ...], source: _Source,
+                 frame: _DirFrame | None) -> None:
+        """rsync's recv_generator for a symlink.  Symlinks that share an
+        inode are a hard-link group as files are (Linux can link them): the
+        first one made, or found in place, is the one the others link to."""
         try:
             target = os.readlink(name, dir_fd=src_parent)
         except OSError as exc:
@@ -2621,7 +2739,30 @@ class TreeSync:
         src_meta = self._src_meta(st, src_parent, name, rel, source)
         if src_meta is None:
             return
-        dst_st = None if self._fresh else _lstat_at(dst_parent, dst_name)[0]
+        group = self._groups.get((st.st_dev, st.st_ino)) if st.st_nlink > 1 else None
+        dst_st = None if self._fresh and group is None else _lstat_at(dst_parent, dst_name)[0]
+        if group is not None:
+            index = len(group.members)
+            group.members.append(_Member(rel, dst_path, source.sender_path(rel), index - 1,
+                                         first=index == 0, last=rel == group.last,
+                                         dir_mtime_ns=frame.mtime_ns if frame else -1))
+            group.meta, group.size, group.target = src_meta, st.st_size, target
+            if index and self._hard_link_check(group, index, dst_parent, dst_name, dst_st,
+                                               frame):
+                return
+        letters = self._make_symlink(target, src_meta, dst_parent, dst_name, dst_st, rel)
+        if letters is not None and group is not None:
+            # The leader's xattrs come with rsync's receiver, which lags
+            # behind its generator: the links made meanwhile itemize them.
+            group.xattrs_late = self._keeps_xattrs(src_meta) if letters == NEW \
+                else letters[6] == "x"
+            self._finish_hard_link(group, index)
+
+    def _make_symlink(self, target: bytes, src_meta: SrcMeta, dst_parent: int,
+                      dst_name: bytes, dst_st: os.stat_result | None, rel: bytes) -> str | None:
+        """A symlink in place: found with its target (its attributes fixed)
+        or made.  Returns its itemize letters (NEW: made), or None when it
+        could not be made."""
         code = "cL" + NEW_COLUMNS
         if dst_st is not None and stat.S_ISLNK(dst_st.st_mode):
             try:
@@ -2635,7 +2776,7 @@ class TreeSync:
                         exact_time=False, is_new=False, path=self._drel(rel))
                 if letters != UNCHANGED:
                     self._item(".L.." + letters, rel, target=target)
-                return
+                return letters
             if self.on_item is not None:
                 letters = self._letters_of(src_meta, dst_st, dst_parent, dst_name, rel)
                 if not self.dry_run:
@@ -2646,18 +2787,19 @@ class TreeSync:
             # (rsync's atomic_create(): without DEL_NO_UID_WRITE)
             if not self._make_way(dst_parent, dst_name, dst_st, stat.S_IFLNK, self._drel(rel),
                                   own_fix=False):
-                return
+                return None
             dst_st = None
         if not self._atomic_create(dst_parent, dst_name, dst_st, rel, "symlink",
                                    lambda name: os.symlink(target, name, dir_fd=dst_parent),
                                    f'-> "{os.fsdecode(target)}"'):
-            return
+            return None
         self._item(code, rel, target=target)
         if self.dry_run:
-            return
+            return NEW
         self._made_here(dst_parent, dst_name)
         apply_meta(self.meta, src_meta, None, dirfd=dst_parent, name=dst_name,
                    exact_time=False, is_new=True, path=self._drel(rel))
+        return NEW
 
     def _atomic_create(self, dst_parent: int, dst_name: bytes, dst_st: os.stat_result | None,
                        rel: bytes, verb: str, make: Callable[[bytes], None], shown: str) -> bool:
@@ -2666,7 +2808,7 @@ class TreeSync:
         old entry.  Failures are rsync's lines; returns whether it worked."""
         if self.dry_run:
             return True
-        create = dst_name if dst_st is None else temp_name(dst_name)
+        create = dst_name if dst_st is None else self._link_temp(dst_parent, dst_name)
         created_rel = _join(rel.rpartition(b"/")[0], create)
         try:
             make(create)
@@ -2681,11 +2823,29 @@ class TreeSync:
                 faults.mutated("rename")
             except OSError as exc:
                 unlink_quietly(dst_parent, create)
+                self._note_stuck_temp(dst_parent, dst_name, create)
                 # (sic: rsync quotes full_fname()'s quoted name again)
                 self._fail(f"rsync: [generator] rename {self._full(created_rel)} -> "
                            f'"{self._full(rel)}" failed: {_strerror(exc)}')
                 return False
         return True
+
+    def _link_temp(self, dirfd: int, name: bytes) -> bytes:
+        """The temp name of a link or symlink made to replace ``name``.
+        rsync's (get_tmpname's unique one) is the same again in one run:
+        when an earlier one could not be removed (an append-only dir), the
+        next try meets it (EEXIST)."""
+        if self._stuck_temps:
+            st = os.fstat(dirfd)
+            stuck = self._stuck_temps.get((st.st_dev, st.st_ino, name))
+            if stuck is not None:
+                return stuck
+        return temp_name(name)
+
+    def _note_stuck_temp(self, dirfd: int, name: bytes, tmp: bytes) -> None:
+        if _lstat_at(dirfd, tmp)[0] is not None:
+            st = os.fstat(dirfd)
+            self._stuck_temps[(st.st_dev, st.st_ino, name)] = tmp
 
     # -- itemizing (-i) ----------------------------------------------------------------
     def _item(self, code: str | None, rel: bytes, *, is_dir: bool = False,
@@ -2943,7 +3103,7 @@ class _Census:
             # rsync's total size: every non-dir's st_size (a symlink's is
             # the length of its target).
             self.source.size += st.st_size
-        if stat.S_ISREG(st.st_mode):
+        if stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode):  # (-H links symlinks too)
             if st.st_nlink > 1:
                 key = (st.st_dev, st.st_ino)
                 group = self.run_._groups.get(key)

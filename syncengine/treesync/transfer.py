@@ -223,8 +223,10 @@ def same_size_content(fd_a: int, fd_b: int, size: int,
 
 
 def unlink_quietly(dirfd: int, name: bytes) -> None:
+    """Remove a temp file; one that cannot be removed (an append-only dir,
+    say) stays, as rsync's do_unlink() leaves it, without a word."""
     try:
         os.unlink(name, dir_fd=dirfd)
-    except FileNotFoundError:
+    except OSError:
         return
     faults.mutated("unlink")

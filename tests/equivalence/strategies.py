@@ -11,16 +11,20 @@ depends on the clock (rsync-semantics §10).
 What the generators cover (issue 4, "equivalence suite"):
 
 - entry types: files (empty too), dirs, symlinks (relative, absolute,
-  dangling, to dirs, to the parent), fifos, sockets; hard-link groups,
-  some spanning dirs;
+  dangling, to dirs, to the parent), fifos, sockets; hard-link groups of
+  files and of symlinks, some spanning dirs;
 - modes incl. suid/sgid/sticky and 000; named and unnamed owners and
   groups; times with random nanoseconds; user.* and trusted.* xattrs with
-  binary and empty values; access ACLs with named entries (group:: apart
-  from mask::) and default ACLs;
+  binary and empty values; file capabilities (security.capability, as
+  root); access ACLs with named entries (group:: apart from mask::, or
+  equal to it, on sticky dirs too) and default ACLs;
 - names with spaces, glob characters, newlines, tabs, backslashes, leading
   dots and dashes, ``+ ``/``!`` prefixes, non-UTF-8 bytes, a long name;
 - destination pre-states: missing, empty, an earlier copy with drift, an
-  unrelated tree (see :func:`dest_trees`);
+  unrelated tree (see :func:`dest_trees`); drift includes immutable and
+  append-only entries (chattr +i/+a, files and dirs, DST itself too),
+  other owners of files with capabilities, and, as nobody, root-owned
+  entries in root-owned sticky dirs;
 - exclude lists built from the names in play (see :func:`exclude_lists`);
 - both trailing-slash forms of SRC, DST with and without a slash, with and
   without ``--delete``;
@@ -35,6 +39,7 @@ What the generators cover (issue 4, "equivalence suite"):
 from __future__ import annotations
 
 import copy
+import struct
 from typing import Any
 
 from hypothesis import strategies as st
@@ -68,6 +73,13 @@ DIR_MODES_NOBODY = [0o755, 0o700, 0o775, 0o750, 0o555, 0o1777, 0o2775]
 
 USER_XATTRS = ["user.a", "user.b", "user.empty"]
 TRUSTED_XATTRS = ["trusted.t", "trusted.x"]
+CAPABILITY = "security.capability"
+# vfs_cap_data revision 2: magic (| 1: effective), then permitted and
+# inheritable, low and high words: cap_net_raw+ep, cap_net_bind_service+p.
+CAPABILITIES = [struct.pack("<5I", 0x02000001, 1 << 13, 0, 0, 0),
+                struct.pack("<5I", 0x02000000, 1 << 10, 0, 0, 0)]
+# chattr letters for destination entries (immutable, append-only)
+FLAGS = ["i", "a", "ia"]
 
 KINDS = ["file", "file", "file", "file", "dir", "dir", "symlink", "symlink", "fifo", "socket"]
 
@@ -108,10 +120,13 @@ _ACL_GROUPS = [100, NOBODY, 4321]
 
 
 @st.composite
-def acl_texts(draw, *, default: bool = False, nobody: bool = False) -> str:
+def acl_texts(draw, *, default: bool = False, nobody: bool = False,
+              group_of_mode: int | None = None) -> str:
     """An ACL with at least one named entry (a minimal access ACL is just the
     mode).  The builder's mode wins over user::, mask:: and other::, so
-    group:: stays independent of the mask, as in real trees."""
+    group:: stays independent of the mask, as in real trees; with
+    ``group_of_mode`` (a mode's group bits) group:: equals the mask that
+    mode gives (rsync then does not send group::)."""
     named = []
     for uid in draw(st.lists(st.sampled_from(_ACL_USERS), max_size=2, unique=True)):
         named.append(f"u:{uid}:{draw(st.sampled_from(_PERMS))}")
@@ -124,8 +139,9 @@ def acl_texts(draw, *, default: bool = False, nobody: bool = False) -> str:
         # Known gap, as nobody: a new file under a default ACL that denies
         # its owner gets rsync's result only when the owner may write it.
         owner = "rwx"
-    base = [f"u::{owner}", f"g::{draw(st.sampled_from(_PERMS))}",
-            f"o::{draw(st.sampled_from(_PERMS))}"]
+    group = draw(st.sampled_from(_PERMS)) if group_of_mode is None else \
+        "".join(c if group_of_mode & bit else "-" for c, bit in (("r", 4), ("w", 2), ("x", 1)))
+    base = [f"u::{owner}", f"g::{group}", f"o::{draw(st.sampled_from(_PERMS))}"]
     if named:
         base.append(f"m::{draw(st.sampled_from(_PERMS))}")
     return ",".join(base + named)
@@ -158,8 +174,17 @@ def attrs(draw, kind: str, nobody: bool = False) -> dict[str, Any]:
         xattrs = draw(xattr_dicts(kind))
         if xattrs:
             entry["xattrs"] = xattrs
+    if kind == "file" and not nobody and draw(st.integers(0, 7)) == 0:
+        # (set after the owner: a chown takes a capability away)
+        entry.setdefault("xattrs", {})[CAPABILITY] = draw(st.sampled_from(CAPABILITIES))
     if kind in ("file", "dir") and draw(st.integers(0, 4)) == 0:
-        entry["acl"] = draw(acl_texts())
+        # A third of them with group:: equal to the mask; on a dir, often
+        # a sticky one (rsync's loss when sticky comes on: test_rsync_bugs).
+        same = "mode" in entry and draw(st.integers(0, 2)) == 0
+        if same and kind == "dir" and draw(st.booleans()):
+            entry["mode"] |= 0o1000
+        entry["acl"] = draw(acl_texts(group_of_mode=(entry["mode"] >> 3) & 7 if same
+                                      else None))
     if kind == "dir" and draw(st.integers(0, 4)) == 0:
         entry["default_acl"] = draw(acl_texts(default=True, nobody=nobody))
     return entry
@@ -206,12 +231,13 @@ def trees(draw, *, max_entries: int = 9, max_links: int = 3, prefix_depth: int =
         tree[path] = _entry(draw, kind, tree, parent, prefix_depth, nobody)
         if kind == "dir":
             dirs.append(path)
-    files = [p for p, e in tree.items() if e.get("type") == "file"]
-    if files:
+    # (Linux links symlinks too: rsync -H keeps them one inode)
+    linkable = [p for p, e in tree.items() if e.get("type") in ("file", "symlink")]
+    if linkable:
         for _ in range(draw(st.integers(0, max_links))):
             path = join(draw(st.sampled_from(dirs)), draw(name_st))
             if path not in tree:
-                tree[path] = {"link": draw(st.sampled_from(files))}
+                tree[path] = {"link": draw(st.sampled_from(linkable))}
     return tree
 
 
@@ -250,7 +276,8 @@ def _changed_bytes(data: bytes, pos: int) -> bytes:
 
 
 MUTATIONS = ["bytes", "bytes", "ns", "ns", "time", "mode", "owner", "xattrs", "acl", "extra",
-             "extra", "stray_link", "swap", "swap", "swap", "swap", "plant_symlink", "remove"]
+             "extra", "stray_link", "swap", "swap", "swap", "swap", "plant_symlink", "remove",
+             "flags", "cap_owner", "sticky"]
 
 
 @st.composite
@@ -290,6 +317,28 @@ def drift(draw, tree: Tree, *, prefix_depth: int, nobody: bool,
             if new not in tree and depth(new) <= 5:
                 new_kind = draw(st.sampled_from(KINDS))
                 tree[new] = _entry(draw, new_kind, tree, parent, prefix_depth, nobody)
+        elif op == "flags" and kind in ("file", "dir"):
+            # Immutable or append-only: rsync's calls on it (or, for a dir,
+            # in it) fail with EPERM, and the run goes on.  A file gets
+            # other content half the time: the temp file's rename fails.
+            entry["flags"] = draw(st.sampled_from(FLAGS))
+            if kind == "file" and draw(st.booleans()):
+                entry["content"] += b"~"
+        elif op == "cap_owner":
+            # Same content and capability, another owner: the chown clears
+            # the capability, and rsync puts it back.
+            capable = sorted(p for p, e in tree.items() if CAPABILITY in e.get("xattrs", {}))
+            if capable:
+                entry = tree[draw(st.sampled_from(capable))]
+                entry[draw(st.sampled_from(["uid", "gid"]))] = draw(st.sampled_from(UIDS[1:]))
+        elif op == "sticky" and kind == "dir":
+            # A root-owned sticky dir: as nobody, its root-owned entries can
+            # be neither renamed over nor removed (EPERM).
+            entry.update(mode=0o1777, uid=0)
+            for child, child_entry in tree.items():
+                if child.rpartition(b"/")[0] == path and "link" not in child_entry and \
+                        draw(st.booleans()):
+                    child_entry["uid"] = 0
         elif op == "stray_link":
             files = sorted(p for p, e in tree.items() if e.get("type") == "file")
             if files:
@@ -328,32 +377,35 @@ def drift(draw, tree: Tree, *, prefix_depth: int, nobody: bool,
 def dest_trees(draw, src: Tree, *, slash: bool, nobody: bool,
                protect_names: tuple[bytes, ...]) -> Tree | None:
     """DST before the run: missing (None), empty, an earlier copy with
-    drift, or an unrelated tree."""
+    drift, or an unrelated tree; DST itself is now and then immutable or
+    append-only, and as nobody now and then root's sticky dir (/tmp)."""
     state = draw(st.sampled_from(["missing", "empty", "copy", "copy", "copy", "copy",
                                   "unrelated"]))
     if state == "missing":
         return None
-    root = {"type": "dir", **draw(attrs("dir", nobody))}
+    if state == "empty":
+        tree = {b"": {"type": "dir", **draw(attrs("dir", nobody))}}
+    elif state == "unrelated":
+        tree = draw(trees(max_entries=6, max_links=1, nobody=nobody, extra_names=protect_names))
+    elif slash:
+        tree = draw(drift(src, prefix_depth=1, nobody=nobody, protect_names=protect_names))
+    else:
+        # SRC without a slash: the copy is DST/src; DST may hold other things.
+        inner = draw(drift(src, prefix_depth=2, nobody=nobody, protect_names=protect_names))
+        tree = {b"": {"type": "dir", **draw(attrs("dir", nobody))}}
+        for rel, entry in inner.items():
+            if "link" in entry:
+                entry = {"link": join(b"src", entry["link"])}
+            tree[join(b"src", rel)] = entry
+        if draw(st.booleans()):
+            tree[b"sibling"] = _entry(draw, "file", tree, b"", 1, nobody)
+    root = tree[b""]
     if nobody:
         root["uid"] = NOBODY
-    if state == "empty":
-        return {b"": root}
-    if state == "unrelated":
-        return draw(trees(max_entries=6, max_links=1, nobody=nobody, extra_names=protect_names))
-    if slash:
-        copied = draw(drift(src, prefix_depth=1, nobody=nobody, protect_names=protect_names))
-        if nobody:
-            copied[b""]["uid"] = NOBODY
-        return copied
-    # SRC without a slash: the copy is DST/src; DST may hold other things.
-    inner = draw(drift(src, prefix_depth=2, nobody=nobody, protect_names=protect_names))
-    tree = {b"": root}
-    for rel, entry in inner.items():
-        if "link" in entry:
-            entry = {"link": join(b"src", entry["link"])}
-        tree[join(b"src", rel)] = entry
-    if draw(st.booleans()):
-        tree[b"sibling"] = _entry(draw, "file", tree, b"", 1, nobody)
+        if draw(st.integers(0, 3)) == 0:
+            root.update(uid=0, mode=0o1777)
+    if draw(st.integers(0, 11)) == 0:
+        root["flags"] = draw(st.sampled_from(FLAGS))
     return tree
 
 

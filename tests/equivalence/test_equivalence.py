@@ -38,7 +38,13 @@ The whole directory takes about a minute with the defaults on two cores
 - ``test_explicit.py``: issue 4's list of what the engine must do, case by
   case (argument forms and errors, types, -c, -H, deletion, §11);
 - ``test_regressions.py``: every divergence the suite found, as its
-  minimal case.
+  minimal case;
+- ``test_refused_calls.py``, ``test_capabilities.py``,
+  ``test_hardlinked_symlinks.py``: issue 14's families one by one
+  (immutable, append-only and sticky-dir refusals; file capabilities
+  across owner changes; symlinks that share an inode);
+- ``test_rsync_bugs.py``: where rsync itself loses data or metadata, the
+  native engine keeps the source's (README, known differences).
 """
 
 from __future__ import annotations

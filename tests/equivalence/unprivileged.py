@@ -114,6 +114,8 @@ def nobody_env() -> NobodyEnv:
 def cleanup() -> None:
     global _env
     if _env is not None:
+        from fixtures.treespec import clear_flags
+        clear_flags(os.path.dirname(_env.base))  # (a case's chattr +i/+a)
         shutil.rmtree(os.path.dirname(_env.base), ignore_errors=True)
         _env = None
 
