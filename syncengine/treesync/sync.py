@@ -47,8 +47,10 @@ from ..itemize import NEW_COLUMNS, ItemChange
 from . import faults
 from .acl import ACCESS, DEFAULT, get_backend
 from .filters import FilterRules
+from .linkdest import Basis, BasisDirs, check_basis_dirs, resolve_basis_dirs
 from .messages import locale_codec, rsync_escape, unescape
 from .meta import (ITEMIZE_ATTRS, UNCHANGED, MetaContext, SrcMeta, apply_meta, bare_transfer,
+                   itemize_meta,
                    itemize_meta, read_src_meta)
 from .transfer import (ReadError, WriteError, copy_data, open_temp, same_content,
                        same_size_content, temp_name, unlink_quietly)
@@ -345,9 +347,15 @@ class TreeSync:
                  on_progress: Callable[[Stats], None] | None = None,
                  cancel: threading.Event | None = None,
                  on_item: Callable[[ItemChange], None] | None = None,
-                 dry_run: bool = False) -> None:
+                 dry_run: bool = False, link_dest: Sequence[bytes | str] = ()) -> None:
         self.sources = [_parse_source(os.fsencode(s)) for s in sources]
         self.dest = os.fsencode(dest)
+        # --link-dest=DIR...: where a new entry may be found identical
+        # (linkdest.py); rel -> a transfer's itemize code against DIR's file
+        self._basis = BasisDirs(resolve_basis_dirs(link_dest, self.dest)) if link_dest else None
+        self._basis_codes: dict[bytes, str] = {}
+        # -H leaders a dry run "linked" from DIR: rel -> DIR's file's lstat
+        self._dry_linked: dict[bytes, os.stat_result] = {}
         self.delete = delete
         self.rules = rules
         # Lines go out as rsync prints them: names escaped (messages.py).
@@ -444,6 +452,8 @@ class TreeSync:
             return 20
         finally:
             self._abort_pending()
+            if self._basis is not None:
+                self._basis.close_all()
             if self._copier is not None:
                 self._copier.stop()
                 self._copier = None
@@ -521,6 +531,7 @@ class TreeSync:
                                f"{_strerror(exc)}")
             self._curr_dir = os.path.abspath(parent or b".")
             self.meta.dest_root = self._curr_dir
+            self._check_basis_dirs()
             try:
                 self._root_fd = parent_fd
                 self._send_top(sources[0], parent_fd, name)
@@ -536,6 +547,8 @@ class TreeSync:
         if len(self.sources) != 1 or self._made is not None or _cpus() < 2 or \
                 os.environ.get("SYNCENGINE_PRECHECK", "1") == "0":
             return
+        if self._basis is not None:
+            return  # (a file in sync may still be replaced by a link to DIR's)
         source = self.sources[0]
         src_dir = source.arg if source.contents_form else os.path.join(source.parent,
                                                                        source.name)
@@ -566,6 +579,8 @@ class TreeSync:
                 self.stats.entries_total < 2 or faults.armed() or _cpus() < 2 or \
                 os.environ.get("SYNCENGINE_WRITER", "1") == "0":
             return
+        if self._basis is not None:
+            return  # (each new file is first looked up in DIR)
         if not self._root_new:
             try:
                 with os.scandir(self.dest) as it:
@@ -727,6 +742,7 @@ class TreeSync:
             self._root_fd = root_fd
             self._curr_dir = os.path.abspath(self.dest)
             self.meta.dest_root = self._curr_dir
+            self._check_basis_dirs()
             self._start_writer()
             for source in sources:
                 if source is not sources[0]:
@@ -871,7 +887,7 @@ class TreeSync:
         created = False
         if dst_st is None:
             # rsync's generator itemizes a new dir before it tries to make it
-            self._item("cd" + NEW_COLUMNS, rel, is_dir=True)
+            self._item(self._new_dir_code(src_meta, dst_path, rel), rel, is_dir=True)
         sheltered = self._in_shelter(dst_path)
         shelter = None
         if dst_st is None and self.dry_run:
@@ -927,7 +943,8 @@ class TreeSync:
             letters = self._set_dir_meta(src_meta, dst_st, dst_parent, dst_name, rel, created,
                                          frame)
         if dst_st is not None and self._root_new and not dst_path:
-            self._item("cd" + NEW_COLUMNS, rel, is_dir=True)  # DST, made by this run
+            self._item(self._new_dir_code(src_meta, dst_path, rel), rel,  # DST, made by this run
+                       is_dir=True)
         elif dst_st is not None and letters != UNCHANGED:
             self._item(".d.." + letters, rel, is_dir=True)
         if rel in source.unlistable:
@@ -1533,7 +1550,14 @@ class TreeSync:
                     frame.waiting_links += 1  # it is tried again when a member is done
                 return
             dst_st, stat_errno = None, errno.ENOENT
-        if dst_st is None and group is not None and not group.members[index].last:
+        basis_level = 0
+        if self._basis is not None and (dst_st is not None or stat_errno == errno.ENOENT):
+            basis_level = self._link_dest_file(src_parent, name, st, dst_parent, dst_name, rel,
+                                               dst_path, source, group, index, dst_st)
+            if basis_level < 0:
+                return
+        if dst_st is None and group is not None and not group.members[index].last and \
+                not basis_level:
             # Written later as a link to the member that gets written.
             if frame is not None:
                 frame.waiting_links += 1
@@ -1671,6 +1695,8 @@ class TreeSync:
         ``c``; ``s`` when the sizes differ."""
         if self.on_item is None:
             return None
+        if dst_st is None and rel in self._basis_codes:
+            return self._basis_codes.pop(rel)  # (against DIR's file: see _link_dest_file)
         if dst_st is None or not stat.S_ISREG(dst_st.st_mode):
             return ">f" + NEW_COLUMNS
         resized = "." if dst_st.st_size == size else "s"
@@ -2212,6 +2238,9 @@ class TreeSync:
             return
         try:
             leader_st, err = _lstat_at(leader_dir, leader.dst_path[-1])
+            if leader_st is None:
+                # (rsync's dry run links to DIR's file it "linked" the leader to)
+                leader_st = self._dry_linked.get(leader.rel)
             if leader_st is None and (at_turn or not self.dry_run):
                 self._fail(f"rsync: [generator] stat {self._full(leader.rel)} failed: "
                            f"{os.strerror(err)} ({err})")
@@ -2228,6 +2257,9 @@ class TreeSync:
                     return
             code = self._link_code(group, dst_st, dst_parent, dst_name, member.rel,
                                    linked=True)
+            if at_turn and dst_st is None and leader_st is not None and \
+                    self._basis_has(member.dst_path, leader_st):
+                code = None  # rsync's hard_link_check(): "we don't output this as a change"
             replaced_dir = dst_st is not None and stat.S_ISDIR(dst_st.st_mode)
             if replaced_dir:
                 if not self._make_way(dst_parent, dst_name, dst_st, stat.S_IFREG, member.rel,
@@ -2321,6 +2353,10 @@ class TreeSync:
             return
         dst_st = None if self._fresh else _lstat_at(dst_parent, dst_name)[0]
         code = "cL" + NEW_COLUMNS
+        if dst_st is None and self._basis is not None:
+            code = self._link_dest_symlink(src_meta, target, dst_parent, dst_name, rel)
+            if code is None:
+                return
         if dst_st is not None and stat.S_ISLNK(dst_st.st_mode):
             try:
                 same = os.readlink(dst_name, dir_fd=dst_parent) == target
@@ -2384,6 +2420,178 @@ class TreeSync:
                            f'"{self._full(rel)}" failed: {_strerror(exc)}')
                 return False
         return True
+
+    # -- --link-dest (linkdest.py) ----------------------------------------------------
+    def _basis_letters(self, src_meta: SrcMeta, dirfd: int, name: bytes, st: os.stat_result,
+                       rel: bytes) -> str:
+        """The attribute columns of DIR's entry against the source's (rsync's
+        unchanged_attrs() is these all unchanged)."""
+        return itemize_meta(self.meta, self._acl_blind(src_meta, dirfd, name, rel), st,
+                            dirfd=dirfd, name=name, path=self._drel(rel))
+
+    def _find_basis(self, kind: int, src_meta: SrcMeta, dst_path: tuple[bytes, ...], rel: bytes,
+                    same_content: Callable[[int, bytes, os.stat_result], bool]
+                    ) -> tuple[Basis | None, str]:
+        """DIR's best match for an entry, and its attribute columns."""
+        letters: dict[int, str] = {}
+
+        def unchanged(dirfd: int, name: bytes, st: os.stat_result) -> bool:
+            letters[st.st_ino] = self._basis_letters(src_meta, dirfd, name, st, rel)
+            return letters[st.st_ino] == UNCHANGED
+
+        basis = self._basis.find(dst_path, kind, same_content, unchanged)
+        if basis is None:
+            return None, UNCHANGED
+        if basis.st.st_ino not in letters:  # (a level-1 match: not compared yet)
+            letters[basis.st.st_ino] = self._basis_letters(src_meta, basis.dirfd, basis.name,
+                                                           basis.st, rel)
+        return basis, letters[basis.st.st_ino]
+
+    def _check_basis_dirs(self) -> None:
+        """rsync's warnings for a DIR not there, once in DST's parent or DST."""
+        for line in check_basis_dirs(self._basis.dirs) if self._basis is not None else ():
+            self.err(line)
+
+    def _basis_has(self, dst_path: tuple[bytes, ...], st: os.stat_result) -> bool:
+        """Whether a DIR holds ``st``'s inode at ``dst_path``."""
+        for base in self._basis.dirs if self._basis is not None else ():
+            try:
+                found = os.lstat(os.path.join(base, *dst_path))
+            except OSError:
+                continue
+            if (found.st_dev, found.st_ino) == (st.st_dev, st.st_ino):
+                return True
+        return False
+
+    def _new_dir_code(self, src_meta: SrcMeta, dst_path: tuple[bytes, ...], rel: bytes
+                      ) -> str | None:
+        """The itemize code of a new dir: with a dir in DIR, its changes
+        against that one, nothing if none (rsync's try_dests_non())."""
+        if self._basis is None:
+            return "cd" + NEW_COLUMNS
+        basis, letters = self._find_basis(stat.S_IFDIR, src_meta, dst_path, rel,
+                                          lambda *_: True)
+        if basis is None:
+            return "cd" + NEW_COLUMNS
+        if self.dry_run and dst_path:
+            # rsync 3.5.0 copies DIR's dir's xattrs onto the new dir, which
+            # a dry run has not made
+            self._fail(f'rsync: [generator] gen_entry_copy_xattrs: openat('
+                       f'"{os.fsdecode(self._dest_abs(self._drel(rel)))}") failed: '
+                       f"No such file or directory (2)")
+        return None if basis.level == 3 else "cd.." + letters
+
+    def _link_dest_file(self, src_parent: int, name: bytes, st: os.stat_result,
+                        dst_parent: int, dst_name: bytes, rel: bytes,
+                        dst_path: tuple[bytes, ...], source: _Source,
+                        group: _LinkGroup | None, index: int,
+                        dst_st: os.stat_result | None) -> int:
+        """rsync's try_dests_reg() for a regular file (``dst_st``: the
+        destination file, or None).  Returns -1 when the file is done here
+        (hard-linked to DIR's identical file, or copied: DIR's file is
+        never changed), else the match level, 1 when DIR's file is the
+        basis the transfer that follows is itemized against."""
+        try:
+            src_fd = _open_file(name, src_parent)
+        except OSError:
+            return 0  # (the transfer reports it)
+        try:
+            src_meta = self._src_meta(st, src_parent, name, rel, source, fd=src_fd)
+            if src_meta is None:
+                return -1  # (unreadable attributes: the sender left it out)
+
+            def same_content(dirfd: int, entry: bytes, basis_st: os.stat_result) -> bool:
+                if basis_st.st_size != st.st_size:
+                    return False
+                try:
+                    fd = _open_file(entry, dirfd)
+                except OSError:
+                    return False
+                try:
+                    return bool(same_size_content(src_fd, fd, st.st_size))
+                finally:
+                    os.close(fd)
+
+            basis, letters = self._find_basis(stat.S_IFREG, src_meta, dst_path, rel, same_content)
+            if basis is None:
+                return 0
+            if basis.level == 3:
+                if dst_st is not None:  # find_exact_for_existing
+                    if (dst_st.st_dev, dst_st.st_ino) == (basis.st.st_dev, basis.st.st_ino):
+                        return 0
+                    if not self.dry_run:
+                        try:
+                            os.unlink(dst_name, dir_fd=dst_parent)
+                        except FileNotFoundError:
+                            pass
+                        except OSError:
+                            return 0
+                if self._link_basis(basis, dst_parent, dst_name) is None:
+                    if group is not None:
+                        group.meta, group.size = src_meta, st.st_size
+                        if self.dry_run:
+                            self._dry_linked[rel] = basis.st
+                        self._finish_hard_link(group, index)
+                    return -1
+                # rsync's try_a_copy: the link failed
+            elif dst_st is not None:
+                return 0
+            elif basis.level == 1:
+                if self.on_item is not None:
+                    resized = "." if basis.st.st_size == st.st_size else "s"
+                    self._basis_codes[rel] = ">fc" + resized + letters
+                return 1
+            self._item("cf.." + letters, rel)
+            if self._write_new(src_fd, src_meta, dst_parent, dst_name, rel,
+                               source.sender_path(rel), size=st.st_size):
+                # (a local copy: rsync's sender transferred nothing)
+                self.stats.files_transferred -= 1
+                self.stats.bytes_done -= st.st_size
+                if group is not None:
+                    group.meta, group.size = src_meta, st.st_size
+                    if self.dry_run:  # (rsync's hard_link_check(): a zeroed stat)
+                        self._dry_linked[rel] = os.stat_result((0,) * 10)
+                    self._finish_hard_link(group, index)
+            return -1
+        finally:
+            os.close(src_fd)
+
+    def _link_basis(self, basis: Basis, dst_parent: int, dst_name: bytes) -> OSError | None:
+        """Hard-link DIR's entry in (rsync's hard_link_one()); the failure,
+        if it failed."""
+        if self.dry_run:
+            return None
+        try:
+            os.link(basis.name, dst_name, src_dir_fd=basis.dirfd, dst_dir_fd=dst_parent,
+                    follow_symlinks=False)
+        except OSError as exc:
+            return exc
+        faults.mutated("link")
+        self._made_here(dst_parent, dst_name)
+        return None
+
+    def _link_dest_symlink(self, src_meta: SrcMeta, target: bytes, dst_parent: int,
+                           dst_name: bytes, rel: bytes) -> str | None:
+        """rsync's try_dests_non() for a new symlink: None when DIR's
+        identical symlink was hard-linked, else the itemize code of the
+        symlink made (against DIR's symlink, if there is one)."""
+        def same_target(dirfd: int, name: bytes, _st: os.stat_result) -> bool:
+            try:
+                return os.readlink(name, dir_fd=dirfd) == target
+            except OSError:
+                return False
+
+        dst_path = tuple(self._drel(rel).split(b"/"))
+        basis, letters = self._find_basis(stat.S_IFLNK, src_meta, dst_path, rel, same_target)
+        if basis is None:
+            return "cL" + NEW_COLUMNS
+        if basis.level == 3:
+            failure = self._link_basis(basis, dst_parent, dst_name)
+            if failure is None:
+                return None
+            self._fail(f"rsync: [generator] failed to hard-link {os.fsdecode(basis.path)} with "
+                       f"{os.fsdecode(self._drel(rel))}: {_strerror(failure)}")
+        return "cLc." + letters
 
     # -- itemizing (-i) ----------------------------------------------------------------
     def _item(self, code: str | None, rel: bytes, *, is_dir: bool = False,
@@ -2667,7 +2875,9 @@ class _Census:
 def run_sync(sources: Sequence[bytes | str], dest: bytes | str, *, delete: bool = True,
              excludes: Sequence[str | bytes] = (), out: Callable[[str], None] = print,
              err: Callable[[str], None] = print,
-             on_item: Callable[[ItemChange], None] | None = None, dry_run: bool = False) -> int:
+             on_item: Callable[[ItemChange], None] | None = None, dry_run: bool = False,
+             link_dest: Sequence[bytes | str] = ()) -> int:
     """Convenience: one run with rsync's exclude list; returns the exit code."""
     return TreeSync(sources, dest, delete=delete, rules=FilterRules.from_excludes(excludes),
-                    out=out, err=err, on_item=on_item, dry_run=dry_run).run()
+                    out=out, err=err, on_item=on_item, dry_run=dry_run,
+                    link_dest=link_dest).run()

@@ -1,0 +1,219 @@
+"""``--link-dest=DIR`` against the reference rsync, case by case (the random
+suite draws link-dest runs too: strategies.py).  Each case runs as root and
+as nobody, itemized and not, for real and as a dry run; ``harness.check``
+compares the whole work dir (hard-link grouping included: which files of
+DST share an inode with DIR's), the exit codes and the lines, and asserts
+that DIR (outside ``changing``) is left as it was.  Where it matters the
+expected outcome is stated from rsync's rule too (generator.c
+try_dests_reg() / try_dests_non()).
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from .harness import Case, check
+
+pytestmark = [pytest.mark.rsync, pytest.mark.skipif(os.geteuid() != 0, reason="needs root")]
+
+T = 1_600_000_000_000_000_000
+NB = {"uid": 65534, "gid": 65534}
+
+
+def entries(top: str, owner: dict, *, perturb: dict[str, dict] = (), drop=()) -> list[dict]:
+    """A small tree under ``top``; ``perturb`` overrides some entries' keys,
+    ``drop`` leaves some out (DIR: a perturbed copy of the source)."""
+    perturb = dict(perturb)
+    tree = [
+        {"path": "", "type": "dir", "mode": 0o755, "mtime_ns": T},
+        {"path": "same", "content": b"same\n", "mode": 0o644, "mtime_ns": T + 1},
+        {"path": "mode", "content": b"mode\n", "mode": 0o644, "mtime_ns": T + 1},
+        {"path": "mtime", "content": b"mtime\n", "mode": 0o644, "mtime_ns": T + 1},
+        {"path": "nsec", "content": b"nsec\n", "mode": 0o644, "mtime_ns": T + 1},
+        {"path": "content", "content": b"content\n", "mode": 0o644, "mtime_ns": T + 1},
+        {"path": "resized", "content": b"resized\n", "mode": 0o644, "mtime_ns": T + 1},
+        {"path": "xattr", "content": b"x\n", "mode": 0o644, "mtime_ns": T + 1},
+        {"path": "acl", "content": b"acl\n", "mode": 0o644, "mtime_ns": T + 1},
+        {"path": "missing", "content": b"m\n", "mode": 0o644, "mtime_ns": T + 1},
+        {"path": "typed", "content": b"t\n", "mode": 0o644, "mtime_ns": T + 1},
+        {"path": "dirtyped", "content": b"d\n", "mode": 0o644, "mtime_ns": T + 1},
+        {"path": "empty", "content": b"", "mode": 0o600, "mtime_ns": T + 2},
+        {"path": "sl", "type": "symlink", "target": "same", "mtime_ns": T + 3},
+        {"path": "sl_target", "type": "symlink", "target": "same", "mtime_ns": T + 3},
+        {"path": "sl_mtime", "type": "symlink", "target": "same", "mtime_ns": T + 3},
+        {"path": "sub", "type": "dir", "mode": 0o755, "mtime_ns": T + 4},
+        {"path": "sub/deep", "content": b"deep\n", "mode": 0o640, "mtime_ns": T + 5},
+        {"path": "subperm", "type": "dir", "mode": 0o755, "mtime_ns": T + 4},
+        {"path": "subperm/f", "content": b"f\n", "mode": 0o644, "mtime_ns": T + 5},
+        {"path": "subx", "type": "dir", "mode": 0o755, "mtime_ns": T + 4},
+    ]
+    out = []
+    for entry in tree:
+        name = entry["path"]
+        if name in drop:
+            continue
+        entry = {**entry, **owner, **perturb.get(name, {})}
+        entry["path"] = f"{top}/{name}".rstrip("/")
+        if entry.get("type") == "symlink":
+            entry.pop("mode", None)
+        out.append(entry)
+    return out
+
+
+# DIR: the source with some entries changed (the keys each one differs in)
+PERTURB = {
+    "mode": {"mode": 0o600},
+    "mtime": {"mtime_ns": T + 99 * 10**9},
+    "nsec": {"mtime_ns": T + 99},  # (rsync compares nanoseconds too? the run says)
+    "content": {"content": b"CONTENT\n"},
+    "resized": {"content": b"longer content\n"},
+    "xattr": {"xattrs": {"user.k": b"v"}},
+    "acl": {"acl": "u::rw-,u:1234:r--,g::r--,m::r--,o::r--"},
+    "typed": {"type": "symlink", "target": "same", "content": None, "mode": None},
+    "dirtyped": {"type": "dir", "content": None, "mode": 0o755},
+    "sl_target": {"target": "elsewhere"},
+    "sl_mtime": {"mtime_ns": T + 77 * 10**9},
+    "subperm": {"mode": 0o700},
+    "subx": {"xattrs": {"user.k": b"v"}},
+}
+
+
+def clean(spec: list[dict]) -> list[dict]:
+    return [{k: v for k, v in e.items() if v is not None} for e in spec]
+
+
+def ld_case(*extra, nobody=False, itemize=True, dry_run=False, dest=b"dst",
+            link_dest=(b"prev",), src_owner=None, prev_owner=None, drop=("missing",),
+            perturb=PERTURB, **kw) -> Case:
+    owner = NB if nobody else {}
+    spec = clean([{"path": ".", "mode": 0o755, "mtime_ns": T, **owner},
+                  *entries("src", src_owner if src_owner is not None else owner),
+                  *entries("prev", prev_owner if prev_owner is not None else owner,
+                           perturb=perturb, drop=drop),
+                  *extra])
+    return Case(spec=spec, sources=[b"src/"], dest=dest, link_dest=tuple(link_dest),
+                unprivileged=nobody, itemize=itemize, dry_run=dry_run, **kw)
+
+
+def inode_shared(rs, path: bytes) -> bool:
+    """Whether DST's ``path`` shares its inode with DIR's (rsync's tree)."""
+    return b"prev/" + path in rs.snap[b"dst/" + path].get("links", ())
+
+
+WHO = [pytest.param(False, id="root"), pytest.param(True, id="nobody")]
+
+
+@pytest.fixture
+def base(tmp_path, request):
+    """The work dir's parent: one nobody can reach for a run as nobody."""
+    return lambda nobody: request.getfixturevalue("nobody_base") if nobody else tmp_path
+
+
+@pytest.mark.parametrize("nobody", WHO)
+@pytest.mark.parametrize("itemize, dry_run", [(True, False), (False, False), (True, True)],
+                         ids=["itemized", "quiet", "dry-run"])
+def test_perturbed_dir(base, nobody, itemize, dry_run):
+    """DIR a perturbed copy of the source: only the identical files and
+    symlinks are linked; the rest is copied or made, never changed in DIR."""
+    rs, nat = check(ld_case(nobody=nobody, itemize=itemize, dry_run=dry_run), base(nobody))
+    if dry_run:
+        return
+    assert nat.code == 0, nat.err
+    for name in (b"same", b"empty", b"sl", b"sub/deep", b"subperm/f"):
+        assert inode_shared(rs, name), name
+    for name in (b"mode", b"mtime", b"content", b"resized", b"xattr", b"acl", b"missing",
+                 b"typed", b"dirtyped", b"sl_target", b"sl_mtime"):
+        assert not inode_shared(rs, name), name
+
+
+@pytest.mark.parametrize("nobody", WHO)
+def test_owner_differs(base, nobody):
+    """DIR's files owned by someone else: root copies them (o/g differ);
+    nobody cannot set the owner, so only the group counts for it -- and
+    the kernel may refuse it a link to a file it does not own."""
+    other = {"uid": 1234, "gid": 1234}
+    check(ld_case(nobody=nobody, prev_owner=other, perturb={}, drop=()), base(nobody))
+
+
+@pytest.mark.parametrize("nobody", WHO)
+def test_existing_destination(base, nobody):
+    """DST already holds files: an exact DIR match replaces even an
+    identical one by a link (rsync's find_exact_for_existing); a DIR file
+    that is not exact leaves DST's as the transfer makes it."""
+    owner = NB if nobody else {}
+    extra = [{"path": "dst", "type": "dir", "mode": 0o755, "mtime_ns": T, **owner},
+             {"path": "dst/same", "content": b"same\n", "mode": 0o644, "mtime_ns": T + 1, **owner},
+             {"path": "dst/mode", "content": b"other\n", "mode": 0o644, "mtime_ns": T + 1, **owner},
+             {"path": "dst/content", "content": b"content\n", "mode": 0o600, "mtime_ns": T,
+              **owner},
+             {"path": "dst/sub", "type": "dir", "mode": 0o700, "mtime_ns": T, **owner},
+             {"path": "dst/sl", "type": "symlink", "target": "x", "mtime_ns": T, **owner}]
+    rs, nat = check(ld_case(*extra, nobody=nobody), base(nobody))
+    assert inode_shared(rs, b"same")
+
+
+@pytest.mark.parametrize("nobody", WHO)
+@pytest.mark.parametrize("dry_run", [False, True], ids=["real", "dry-run"])
+def test_hard_link_groups(base, nobody, dry_run):
+    """-H: a group whose members match DIR's files or not.  A member found
+    exact in DIR is linked at once, the rest of the group to it; a member
+    with nothing in DIR waits for the last, as without --link-dest."""
+    owner = NB if nobody else {}
+
+    def f(path, content, **kw):
+        return {"path": path, "content": content, "mode": 0o644, "mtime_ns": T + 1, **owner, **kw}
+
+    extra = [f("src/a1", b"a"), {"path": "src/a2", "link": "src/a1"},
+             {"path": "src/a3", "link": "src/a1"},
+             f("prev/a1", b"a"), f("prev/a2", b"a"),                       # exact, apart
+             f("src/b1", b"b"), {"path": "src/b2", "link": "src/b1"},
+             f("prev/b1", b"b", mode=0o600), f("prev/b2", b"b"),           # first differs
+             f("src/c1", b"c"), {"path": "src/c2", "link": "src/c1"},
+             f("prev/c2", b"c"),                                           # first missing
+             f("src/e1", b"e"), {"path": "src/e2", "link": "src/e1"},
+             f("prev/e1", b"e"), {"path": "prev/e2", "link": "prev/e1"},   # a group there too
+             f("src/g1", b"g"), {"path": "src/g2", "link": "src/g1"},
+             f("prev/g1", b"G"), f("prev/g2", b"g", mode=0o600)]           # none exact
+    check(ld_case(*extra, nobody=nobody, dry_run=dry_run), base(nobody))
+
+
+def test_excluded_and_extraneous(tmp_path):
+    """An excluded source file is not looked up in DIR; DIR's extra files
+    and excluded ones are not brought into DST."""
+    extra = [{"path": "prev/extra", "content": b"e\n", "mtime_ns": T},
+             {"path": "src/skip.tmp", "content": b"s\n", "mtime_ns": T},
+             {"path": "prev/skip.tmp", "content": b"s\n", "mtime_ns": T}]
+    check(ld_case(*extra, excludes=[b"*.tmp"]), tmp_path)
+
+
+def test_new_destination_and_relative_dir(tmp_path):
+    """A relative DIR is taken below DST (rsync: DST/DIR, cleaned
+    lexically), also when the run creates DST.  (Not as a dry run: rsync
+    3.5.0 then resolves it against a cwd it could not enter.)"""
+    out = {"path": "out", "type": "dir", "mode": 0o755, "mtime_ns": T}
+    rs, _ = check(ld_case(out, dest=b"out/dst/", link_dest=(b"../../prev",), relative=True,
+                          changing=(b"out",)), tmp_path)
+    assert b"prev/same" in rs.snap[b"out/dst/same"].get("links", ())
+
+
+def test_several_dirs(tmp_path):
+    """Several DIRs: each entry takes the best match, the first of the
+    best in order (rsync's try_dests_*: exact beats same content beats
+    same type)."""
+    # (subx as in prev: rsync 3.5.0's try_dests_non() keeps the first
+    # DIR's xattrs for the next DIR's dir -- see README, Known differences)
+    extra = clean([*entries("prev2", {}, perturb={"mode": {}, "content": {"mode": 0o600},
+                                                  "same": {"mtime_ns": T + 5 * 10**9},
+                                                  "subx": PERTURB["subx"]})])
+    rs, nat = check(ld_case(*extra, link_dest=(b"prev", b"prev2")), tmp_path)
+    assert b"prev2/mode" in rs.snap[b"dst/mode"].get("links", ())
+    assert inode_shared(rs, b"same")
+
+
+@pytest.mark.parametrize("what", [b"nonexistent", b"prev/same"], ids=["missing", "a-file"])
+def test_dir_not_there(tmp_path, what):
+    """A DIR that is not there or not a dir: rsync warns and copies."""
+    rs, nat = check(ld_case(link_dest=(what,)), tmp_path)
+    assert rs.code == 0 and any("--link-dest arg" in line for line in rs.err), rs.err
