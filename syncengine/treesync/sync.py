@@ -2354,8 +2354,8 @@ class TreeSync:
         dst_st = None if self._fresh else _lstat_at(dst_parent, dst_name)[0]
         code = "cL" + NEW_COLUMNS
         if dst_st is None and self._basis is not None:
-            code = self._link_dest_symlink(src_meta, target, dst_parent, dst_name, rel)
-            if code is None:
+            linked, code = self._link_dest_symlink(src_meta, target, dst_parent, dst_name, rel)
+            if linked:
                 return
         if dst_st is not None and stat.S_ISLNK(dst_st.st_mode):
             try:
@@ -2474,12 +2474,23 @@ class TreeSync:
         if basis is None:
             return "cd" + NEW_COLUMNS
         if self.dry_run and dst_path:
-            # rsync 3.5.0 copies DIR's dir's xattrs onto the new dir, which
-            # a dry run has not made
-            self._fail(f'rsync: [generator] gen_entry_copy_xattrs: openat('
-                       f'"{os.fsdecode(self._dest_abs(self._drel(rel)))}") failed: '
-                       f"No such file or directory (2)")
+            self._dry_copy_xattrs(rel)
         return None if basis.level == 3 else "cd.." + letters
+
+    def _dry_copy_xattrs(self, rel: bytes) -> None:
+        """rsync 3.5.0 copies the xattrs of DIR's dir onto a new dir even in
+        a dry run, which has not made it: it opens the dir below its cwd
+        (DST, or where it was started when a dry run could not enter a
+        missing DST), a name at once, a path through secure_relative_open(),
+        and fails where nothing is there."""
+        path = self._drel(rel)
+        base = os.getcwdb() if self._root_new else self._curr_dir
+        if os.path.isdir(os.path.join(base, path)):
+            return
+        shown = os.fsdecode(self._dest_abs(path))
+        how = f'secure open of "{shown}"' if b"/" in path else f'openat("{shown}")'
+        self._fail(f"rsync: [generator] gen_entry_copy_xattrs: {how} failed: "
+                   f"No such file or directory (2)")
 
     def _link_dest_file(self, src_parent: int, name: bytes, st: os.stat_result,
                         dst_parent: int, dst_name: bytes, rel: bytes,
@@ -2493,22 +2504,28 @@ class TreeSync:
         basis the transfer that follows is itemized against."""
         try:
             src_fd = _open_file(name, src_parent)
+        except FileNotFoundError:
+            return 0  # (vanished: the transfer reports it)
         except OSError:
-            return 0  # (the transfer reports it)
+            src_fd = -1  # (unreadable: its checksum is all zeros)
         try:
-            src_meta = self._src_meta(st, src_parent, name, rel, source, fd=src_fd)
+            src_meta = self._src_meta(st, src_parent, name, rel, source,
+                                      fd=src_fd if src_fd >= 0 else None)
             if src_meta is None:
                 return -1  # (unreadable attributes: the sender left it out)
 
             def same_content(dirfd: int, entry: bytes, basis_st: os.stat_result) -> bool:
+                # -c: the same size and checksum; an unreadable file's
+                # checksum is all zeros, on either side
                 if basis_st.st_size != st.st_size:
                     return False
                 try:
                     fd = _open_file(entry, dirfd)
                 except OSError:
-                    return False
+                    return src_fd < 0
                 try:
-                    return bool(same_size_content(src_fd, fd, st.st_size))
+                    return src_fd >= 0 and bool(
+                        same_size_content(src_fd, fd, st.st_size, self._check_cancel))
                 finally:
                     os.close(fd)
 
@@ -2541,6 +2558,11 @@ class TreeSync:
                     resized = "." if basis.st.st_size == st.st_size else "s"
                     self._basis_codes[rel] = ">fc" + resized + letters
                 return 1
+            if src_fd < 0 and not self.dry_run:
+                # (DIR's file is as unreadable: rsync's copy_file() fails,
+                # and the transfer that follows fails too)
+                self._basis_unreadable(basis)
+                return 0
             self._item("cf.." + letters, rel)
             if self._write_new(src_fd, src_meta, dst_parent, dst_name, rel,
                                source.sender_path(rel), size=st.st_size):
@@ -2554,7 +2576,15 @@ class TreeSync:
                     self._finish_hard_link(group, index)
             return -1
         finally:
-            os.close(src_fd)
+            if src_fd >= 0:
+                os.close(src_fd)
+
+    def _basis_unreadable(self, basis: Basis) -> None:
+        """rsync's copy_file() from DIR's file, which cannot be opened."""
+        try:
+            os.close(_open_file(basis.name, basis.dirfd))
+        except OSError as exc:
+            self._fail(f'rsync: [generator] open "{os.fsdecode(basis.path)}": {_strerror(exc)}')
 
     def _link_basis(self, basis: Basis, dst_parent: int, dst_name: bytes) -> OSError | None:
         """Hard-link DIR's entry in (rsync's hard_link_one()); the failure,
@@ -2571,10 +2601,11 @@ class TreeSync:
         return None
 
     def _link_dest_symlink(self, src_meta: SrcMeta, target: bytes, dst_parent: int,
-                           dst_name: bytes, rel: bytes) -> str | None:
-        """rsync's try_dests_non() for a new symlink: None when DIR's
-        identical symlink was hard-linked, else the itemize code of the
-        symlink made (against DIR's symlink, if there is one)."""
+                           dst_name: bytes, rel: bytes) -> tuple[bool, str | None]:
+        """rsync's try_dests_non() for a new symlink: (True, None) when DIR's
+        identical symlink was hard-linked, else (False, the itemize code of
+        the symlink to make: against DIR's symlink, if there is one; None,
+        silent, when the link to an identical one was refused)."""
         def same_target(dirfd: int, name: bytes, _st: os.stat_result) -> bool:
             try:
                 return os.readlink(name, dir_fd=dirfd) == target
@@ -2584,14 +2615,12 @@ class TreeSync:
         dst_path = tuple(self._drel(rel).split(b"/"))
         basis, letters = self._find_basis(stat.S_IFLNK, src_meta, dst_path, rel, same_target)
         if basis is None:
-            return "cL" + NEW_COLUMNS
+            return False, "cL" + NEW_COLUMNS
         if basis.level == 3:
-            failure = self._link_basis(basis, dst_parent, dst_name)
-            if failure is None:
-                return None
-            self._fail(f"rsync: [generator] failed to hard-link {os.fsdecode(basis.path)} with "
-                       f"{os.fsdecode(self._drel(rel))}: {_strerror(failure)}")
-        return "cLc." + letters
+            # (a link refused, as to nobody a symlink not its own: rsync
+            # makes the symlink instead, and says nothing)
+            return self._link_basis(basis, dst_parent, dst_name) is None, None
+        return False, "cLc." + letters
 
     # -- itemizing (-i) ----------------------------------------------------------------
     def _item(self, code: str | None, rel: bytes, *, is_dir: bool = False,

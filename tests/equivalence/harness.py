@@ -101,8 +101,8 @@ class Case:
     # and -n (a dry run: nothing may change).
     itemize: bool = False
     dry_run: bool = False
-    # --link-dest=DIR for each (work-dir paths, given as the sources are;
-    # one starting with "../" is given as is: rsync takes it below DST)
+    # --link-dest=DIR for each (work-dir paths, given absolute; one
+    # starting with "../" is given as is: rsync takes it below DST)
     link_dest: tuple[bytes, ...] = ()
 
     def argv_tail(self, workdir: bytes) -> list[bytes]:
@@ -121,7 +121,7 @@ class Case:
         return args
 
     def link_dest_args(self, workdir: bytes) -> list[bytes]:
-        return [p if p.startswith(b"../") else self.path(workdir, p) for p in self.link_dest]
+        return [p if p.startswith(b"../") else workdir + b"/" + p for p in self.link_dest]
 
     def path(self, workdir: bytes, rel: bytes) -> bytes:
         return rel if self.relative else workdir + b"/" + rel

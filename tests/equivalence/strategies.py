@@ -23,7 +23,10 @@ What the generators cover (issue 4, "equivalence suite"):
   unrelated tree (see :func:`dest_trees`);
 - exclude lists built from the names in play (see :func:`exclude_lists`);
 - both trailing-slash forms of SRC, DST with and without a slash, with and
-  without ``--delete``.
+  without ``--delete``;
+- a third of the cases with ``--link-dest=prev``: ``prev`` an earlier copy
+  of the source with drift (other bytes, times, modes, owners, xattrs,
+  ACLs, entries missing, extra or of another type; see :func:`link_dests`).
 """
 
 from __future__ import annotations
@@ -437,7 +440,29 @@ def cases(draw, *, nobody: bool = False) -> Case:
     dest = b"dst/" if draw(st.booleans()) else b"dst"
     # A quarter of the root runs use the ACL path without pylibacl.
     backend = None if nobody or draw(st.integers(0, 3)) else "raw"
-    return Case(spec=spec, sources=[b"src/" if slash else b"src"], dest=dest,
+    case = Case(spec=spec, sources=[b"src/" if slash else b"src"], dest=dest,
                 delete=draw(st.booleans()), excludes=excludes, unprivileged=nobody,
                 acl_backend=backend, itemize=draw(st.booleans()),
                 dry_run=draw(st.integers(0, 3)) == 0)
+    # (drawn last: the cases without it stay what they were.  Not for a dry
+    # run of SRC into a missing DST, where rsync 3.5.0 copies DIR's dirs'
+    # xattrs onto the source's own: test_linkdest.py records it.)
+    basis = draw(link_dests(src, slash=slash, nobody=nobody))
+    if basis is not None and not (case.dry_run and dst is None and not slash):
+        case.spec += basis
+        case.link_dest = (b"prev",)
+    return case
+
+
+@st.composite
+def link_dests(draw, src: Tree, *, slash: bool, nobody: bool) -> list[dict[str, Any]] | None:
+    """A third of the time, the spec of ``prev`` for ``--link-dest=prev``:
+    an earlier copy of the source (at prev/src for SRC without a slash)
+    with drift, as an older snapshot would be."""
+    if draw(st.integers(0, 2)):
+        return None
+    basis = draw(drift(src, prefix_depth=1 if slash else 2, nobody=nobody, protect_names=()))
+    if slash:
+        return to_spec(basis, b"prev")
+    top = {"path": "prev", "type": "dir", "mode": 0o755, "mtime_ns": 1_500_000_000_700_000_000}
+    return [top, *to_spec(basis, b"prev/src")]

@@ -14,7 +14,9 @@ import os
 
 import pytest
 
-from .harness import Case, check
+from tests.snapshot import diff_snapshots
+
+from .harness import Case, check, run_both
 
 pytestmark = [pytest.mark.rsync, pytest.mark.skipif(os.geteuid() != 0, reason="needs root")]
 
@@ -217,3 +219,78 @@ def test_dir_not_there(tmp_path, what):
     """A DIR that is not there or not a dir: rsync warns and copies."""
     rs, nat = check(ld_case(link_dest=(what,)), tmp_path)
     assert rs.code == 0 and any("--link-dest arg" in line for line in rs.err), rs.err
+
+
+def dry_run_case(sources: bytes, dest: bytes, existing: bool) -> Case:
+    top = [{"path": "prev", "type": "dir", "mode": 0o755, "mtime_ns": T}]
+    if existing:
+        top.append({"path": "dst", "type": "dir", "mode": 0o755, "mtime_ns": T})
+    spec = clean([{"path": ".", "mode": 0o755, "mtime_ns": T}, *top, *entries("src", {}),
+                  *entries("prev/src" if sources == b"src" else "prev", {}, perturb=PERTURB)])
+    return Case(spec=spec, sources=[sources], dest=dest, link_dest=(b"prev",), relative=True,
+                itemize=True, dry_run=True)
+
+
+@pytest.mark.parametrize("sources, dest, existing", [
+    (b"src/", b"dst", False), (b"src/", b"dst", True), (b"src", b"dst", True),
+    (b"src", b"dst/", True)])
+def test_dry_run_of_new_dirs_found_in_dir(tmp_path, sources, dest, existing):
+    """A dry run: rsync 3.5.0 copies the xattrs of DIR's dir onto each new
+    dir it does not make, and fails (exit 23), by the path below its cwd:
+    DST, or where it was started when it could not enter a missing DST."""
+    check(dry_run_case(sources, dest, existing), tmp_path)
+
+
+@pytest.mark.parametrize("dest", [b"dst", b"dst/"])
+def test_rsync_dry_run_writes_dir_xattrs_into_the_source(tmp_path, dest):
+    """Known difference: rsync 3.5.0's dry run of SRC (no slash) into a
+    missing DST looks for the new dirs below where it was started -- it
+    finds the source's own, and copies DIR's dirs' xattrs onto them.  The
+    native engine changes nothing, and prints what rsync prints."""
+    rs, nat, before_a, before_b = run_both(dry_run_case(b"src", dest, False),
+                                           os.fsencode(tmp_path))
+    assert before_a[b"src/subx"]["xattrs"] == {}
+    assert rs.snap[b"src/subx"]["xattrs"] == {"user.k": b"v"}       # rsync's damage
+    assert diff_snapshots(before_b, nat.snap) == []                  # the native engine's
+    assert (nat.code, nat.lines()) == (rs.code, rs.lines()) == (0, nat.lines())
+
+
+def test_unreadable_files_as_nobody(base):
+    """As nobody: an unreadable file's checksum is all zeros on either side,
+    so an unreadable source file matches an unreadable DIR file of its size.
+    Its own such file is linked; root's cannot be (the kernel refuses
+    nobody a link to a file it may not write), and rsync's copy from DIR
+    fails with its "open" line; one side readable is no match (a basis)."""
+    def f(path, mode, uid=65534, content=b"1234\n"):
+        return {"path": path, "content": content, "mode": mode, "mtime_ns": T, "uid": uid,
+                "gid": 65534}
+    spec = [{"path": ".", "mode": 0o755, "mtime_ns": T, **NB},
+            {"path": "src", "type": "dir", "mode": 0o755, "mtime_ns": T, **NB},
+            {"path": "prev", "type": "dir", "mode": 0o755, "mtime_ns": T, **NB}]
+    for name, src_mode, prev_mode, uid in [("mine", 0o000, 0o000, 65534),
+                                           ("roots", 0o600, 0o600, 0),
+                                           ("empty", 0o600, 0o600, 0),
+                                           ("src_ok", 0o644, 0o600, 0),
+                                           ("prev_ok", 0o600, 0o644, 0)]:
+        content = b"" if name == "empty" else b"1234\n"
+        spec += [f(f"src/{name}", src_mode, uid, content), f(f"prev/{name}", prev_mode, uid, content)]
+    rs, nat = check(Case(spec=spec, sources=[b"src/"], dest=b"dst", link_dest=(b"prev",),
+                         unprivileged=True, itemize=True), base(True))
+    assert inode_shared(rs, b"mine")
+    assert any('[generator] open "<W>/prev/roots"' in line for line in rs.err), rs.err
+
+
+@pytest.mark.parametrize("owner", [65534, 0], ids=["own", "roots"])
+def test_symlink_nobody_may_not_link(base, owner):
+    """As nobody, a symlink identical to DIR's but not its own: the kernel
+    refuses the link, and rsync makes the symlink anew without a word."""
+    def sl(path):
+        return {"path": path, "type": "symlink", "target": "t", "mtime_ns": T, "uid": owner,
+                "gid": 65534}
+    spec = [{"path": ".", "mode": 0o755, "mtime_ns": T, **NB},
+            {"path": "src", "type": "dir", "mode": 0o755, "mtime_ns": T, **NB},
+            {"path": "prev", "type": "dir", "mode": 0o755, "mtime_ns": T, **NB},
+            sl("src/l"), sl("prev/l")]
+    rs, nat = check(Case(spec=spec, sources=[b"src/"], dest=b"dst", link_dest=(b"prev",),
+                         unprivileged=True, itemize=True), base(True))
+    assert inode_shared(rs, b"l") == (owner == 65534)
