@@ -2433,19 +2433,20 @@ class TreeSync:
                     same_content: Callable[[int, bytes, os.stat_result], bool]
                     ) -> tuple[Basis | None, str]:
         """DIR's best match for an entry, and its attribute columns."""
-        letters: dict[int, str] = {}
+        letters: dict[tuple[int, int], str] = {}
 
         def unchanged(dirfd: int, name: bytes, st: os.stat_result) -> bool:
-            letters[st.st_ino] = self._basis_letters(src_meta, dirfd, name, st, rel)
-            return letters[st.st_ino] == UNCHANGED
+            key = (st.st_dev, st.st_ino)
+            letters[key] = self._basis_letters(src_meta, dirfd, name, st, rel)
+            return letters[key] == UNCHANGED
 
         basis = self._basis.find(dst_path, kind, same_content, unchanged)
         if basis is None:
             return None, UNCHANGED
-        if basis.st.st_ino not in letters:  # (a level-1 match: not compared yet)
-            letters[basis.st.st_ino] = self._basis_letters(src_meta, basis.dirfd, basis.name,
-                                                           basis.st, rel)
-        return basis, letters[basis.st.st_ino]
+        key = (basis.st.st_dev, basis.st.st_ino)
+        if key not in letters:  # (a level-1 match: not compared yet)
+            letters[key] = self._basis_letters(src_meta, basis.dirfd, basis.name, basis.st, rel)
+        return basis, letters[key]
 
     def _check_basis_dirs(self) -> None:
         """rsync's warnings for a DIR not there, once in DST's parent or DST."""
@@ -2473,24 +2474,34 @@ class TreeSync:
                                           lambda *_: True)
         if basis is None:
             return "cd" + NEW_COLUMNS
-        if self.dry_run and dst_path:
-            self._dry_copy_xattrs(rel)
+        if dst_path:
+            self._copy_basis_xattrs(rel, src_meta.mode)
         return None if basis.level == 3 else "cd.." + letters
 
-    def _dry_copy_xattrs(self, rel: bytes) -> None:
-        """rsync 3.5.0 copies the xattrs of DIR's dir onto a new dir even in
-        a dry run, which has not made it: it opens the dir below its cwd
-        (DST, or where it was started when a dry run could not enter a
-        missing DST), a name at once, a path through secure_relative_open(),
-        and fails where nothing is there."""
+    def _copy_basis_xattrs(self, rel: bytes, mode: int) -> None:
+        """rsync 3.5.0 copies the xattrs of DIR's dir onto each new dir
+        (gen_entry_copy_xattrs(), the source's are set after): it opens the
+        new dir's parent below its cwd, then the dir for reading.  That
+        fails (exit 23) for a non-root user's new dir without u+r, and in a
+        dry run, which has not made it -- its cwd then DST, or where it was
+        started when it could not enter a missing DST."""
         path = self._drel(rel)
-        base = os.getcwdb() if self._root_new else self._curr_dir
-        if os.path.isdir(os.path.join(base, path)):
-            return
         shown = os.fsdecode(self._dest_abs(path))
-        how = f'secure open of "{shown}"' if b"/" in path else f'openat("{shown}")'
-        self._fail(f"rsync: [generator] gen_entry_copy_xattrs: {how} failed: "
-                   f"No such file or directory (2)")
+        if not self.dry_run:
+            if not self.am_root and not mode & stat.S_IRUSR:
+                self._fail(f'rsync: [generator] gen_entry_copy_xattrs: openat("{shown}") '
+                           f"failed: Permission denied (13)")
+            return
+        base = os.getcwdb() if self._root_new else self._curr_dir
+        if not os.path.isdir(os.path.join(base, path.rpartition(b"/")[0])):
+            how, why = f'secure open of "{shown}"', "No such file or directory (2)"
+        elif not os.path.isdir(os.path.join(base, path)):
+            how, why = f'openat("{shown}")', "No such file or directory (2)"
+        elif not os.access(os.path.join(base, path), os.R_OK):
+            how, why = f'openat("{shown}")', "Permission denied (13)"
+        else:
+            return
+        self._fail(f"rsync: [generator] gen_entry_copy_xattrs: {how} failed: {why}")
 
     def _link_dest_file(self, src_parent: int, name: bytes, st: os.stat_result,
                         dst_parent: int, dst_name: bytes, rel: bytes,

@@ -294,3 +294,21 @@ def test_symlink_nobody_may_not_link(base, owner):
     rs, nat = check(Case(spec=spec, sources=[b"src/"], dest=b"dst", link_dest=(b"prev",),
                          unprivileged=True, itemize=True), base(True))
     assert inode_shared(rs, b"l") == (owner == 65534)
+
+
+@pytest.mark.parametrize("dry_run", [False, True], ids=["real", "dry-run"])
+def test_new_dirs_without_read_permission_as_nobody(base, dry_run):
+    """As nobody, rsync 3.5.0 opens each new dir found in DIR for reading
+    to copy DIR's xattrs onto it, before it gives the dir u+rwx: a mode
+    without u+r fails that (exit 23), at any depth."""
+    spec = [{"path": ".", "mode": 0o755, "mtime_ns": T, **NB}]
+    for top in ("src", "prev"):
+        spec.append({"path": top, "type": "dir", "mode": 0o755, "mtime_ns": T, **NB})
+        for mode in (0o000, 0o100, 0o300, 0o400, 0o500, 0o700):
+            spec.append({"path": f"{top}/d{mode:o}", "type": "dir", "mode": mode, "mtime_ns": T,
+                         **NB})
+        spec += [{"path": f"{top}/sub", "type": "dir", "mode": 0o755, "mtime_ns": T, **NB},
+                 {"path": f"{top}/sub/deep", "type": "dir", "mode": 0o200, "mtime_ns": T, **NB}]
+    rs, _ = check(Case(spec=spec, sources=[b"src/"], dest=b"dst", link_dest=(b"prev",),
+                       unprivileged=True, itemize=True, dry_run=dry_run), base(True))
+    assert rs.code == 23
