@@ -64,7 +64,13 @@ class Basis:
     dirfd: int
     name: bytes
     st: os.stat_result
-    path: bytes  # its absolute path (messages)
+    base: bytes                   # the DIR it is in
+    dst_path: tuple[bytes, ...]   # its path below DIR (and DST)
+
+    @property
+    def path(self) -> bytes:
+        """Its absolute path (for messages)."""
+        return os.path.join(self.base, *self.dst_path)
 
 
 class BasisDirs:
@@ -148,4 +154,4 @@ class BasisDirs:
         if not level:
             return None
         fd, name = slots[best]
-        return Basis(level, fd, name, stats[best], os.path.join(self.dirs[best], *dst_path))
+        return Basis(level, fd, name, stats[best], self.dirs[best], dst_path)

@@ -356,6 +356,7 @@ class TreeSync:
         self._basis_codes: dict[bytes, str] = {}
         # -H leaders a dry run "linked" from DIR: rel -> DIR's file's lstat
         self._dry_linked: dict[bytes, os.stat_result] = {}
+        self._basis_dir: bytes | None = None  # a new dir found in DIR, to be made
         self.delete = delete
         self.rules = rules
         # Lines go out as rsync prints them: names escaped (messages.py).
@@ -929,6 +930,8 @@ class TreeSync:
                 self._skip_contents(src_parent, name, st, rel, dst_path, source)
                 return
         mode = stat.S_IMODE(st.st_mode)
+        if created and self._basis is not None:
+            self._copy_basis_xattrs(rel, mode)
         frame = _DirFrame(dst_path, mode, st.st_mtime_ns, virtual=created and self.dry_run,
                           fresh=created, shelter=shelter,
                           sheltered=created and (sheltered or shelter is not None))
@@ -2472,19 +2475,22 @@ class TreeSync:
             return "cd" + NEW_COLUMNS
         basis, letters = self._find_basis(stat.S_IFDIR, src_meta, dst_path, rel,
                                           lambda *_: True)
+        self._basis_dir = rel if basis is not None and dst_path else None
         if basis is None:
             return "cd" + NEW_COLUMNS
-        if dst_path:
-            self._copy_basis_xattrs(rel, src_meta.mode)
         return None if basis.level == 3 else "cd.." + letters
 
     def _copy_basis_xattrs(self, rel: bytes, mode: int) -> None:
-        """rsync 3.5.0 copies the xattrs of DIR's dir onto each new dir
+        """Once a new dir is made (or a dry run would have made it): rsync
+        3.5.0 copies the xattrs of DIR's dir onto each new dir
         (gen_entry_copy_xattrs(), the source's are set after): it opens the
         new dir's parent below its cwd, then the dir for reading.  That
         fails (exit 23) for a non-root user's new dir without u+r, and in a
         dry run, which has not made it -- its cwd then DST, or where it was
         started when it could not enter a missing DST."""
+        if rel != self._basis_dir:
+            return  # (no dir in DIR)
+        self._basis_dir = None
         path = self._drel(rel)
         shown = os.fsdecode(self._dest_abs(path))
         if not self.dry_run:

@@ -312,3 +312,16 @@ def test_new_dirs_without_read_permission_as_nobody(base, dry_run):
     rs, _ = check(Case(spec=spec, sources=[b"src/"], dest=b"dst", link_dest=(b"prev",),
                        unprivileged=True, itemize=True, dry_run=dry_run), base(True))
     assert rs.code == 23
+
+
+def test_new_dir_that_cannot_be_made_as_nobody(base):
+    """rsync copies DIR's dir's xattrs only onto a dir it made: where the
+    mkdir fails (DST not writable) it says so, and nothing about xattrs."""
+    spec = [{"path": ".", "mode": 0o755, "mtime_ns": T, **NB},
+            {"path": "src", "type": "dir", "mode": 0o000, "mtime_ns": T, **NB},
+            {"path": "prev", "type": "dir", "mode": 0o755, "mtime_ns": T, **NB},
+            {"path": "prev/src", "type": "dir", "mode": 0o000, "mtime_ns": T, **NB},
+            {"path": "dst", "type": "dir", "mode": 0o555, "mtime_ns": T, **NB}]
+    rs, _ = check(Case(spec=spec, sources=[b"src"], dest=b"dst", link_dest=(b"prev",),
+                       unprivileged=True, itemize=True), base(True))
+    assert any("mkdir" in line for line in rs.err), rs.err
