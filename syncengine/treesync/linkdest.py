@@ -124,11 +124,11 @@ class BasisDirs:
         return self._roots
 
     def find(self, dst_path: tuple[bytes, ...], kind: int,
-             same_content: Callable[[int, bytes, os.stat_result], bool],
-             unchanged: Callable[[int, bytes, os.stat_result], bool]) -> Basis | None:
+             same_content: Callable[[int, bytes, os.stat_result, bytes], bool],
+             unchanged: Callable[[int, bytes, os.stat_result, bytes], bool]) -> Basis | None:
         """The best match for the entry at ``dst_path`` (below DST) of type
         ``kind`` (S_IFREG, S_IFLNK or S_IFDIR), or None.  ``same_content``
-        and ``unchanged`` judge a candidate (dirfd, name, lstat)."""
+        and ``unchanged`` judge a candidate (dirfd, name, lstat, its path)."""
         slots = self._slots(dst_path)
         best, level = -1, 0
         stats: dict[int, os.stat_result] = {}
@@ -144,11 +144,12 @@ class BasisDirs:
             stats[j] = st
             if level < 1:
                 best, level = j, 1
-            if not same_content(fd, name, st):
+            path = os.path.join(self.dirs[j], *dst_path)
+            if not same_content(fd, name, st, path):
                 continue
             if level < 2:
                 best, level = j, 2
-            if unchanged(fd, name, st):
+            if unchanged(fd, name, st, path):
                 best, level = j, 3
                 break
         if not level:

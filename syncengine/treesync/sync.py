@@ -222,6 +222,15 @@ def _reserve(fd: int, size: int, am_root: bool, pending: int) -> bool:
         return False
 
 
+def _xattrs_readable(path: bytes) -> bool:
+    try:
+        for name in os.listxattr(path, follow_symlinks=False):
+            os.getxattr(path, name, follow_symlinks=False)
+    except OSError:
+        return False
+    return True
+
+
 def _chmod_at(dirfd: int, name: bytes, mode: int) -> None:
     chmod_nofollow(dirfd, name, mode)
     faults.mutated("chmod")
@@ -356,7 +365,8 @@ class TreeSync:
         self._basis_codes: dict[bytes, str] = {}
         # -H leaders a dry run "linked" from DIR: rel -> DIR's file's lstat
         self._dry_linked: dict[bytes, os.stat_result] = {}
-        self._basis_dir: bytes | None = None  # a new dir found in DIR, to be made
+        # a new dir found in DIR, to be made: (its rel, DIR's dir's path)
+        self._basis_dir: tuple[bytes, bytes] | None = None
         self.delete = delete
         self.rules = rules
         # Lines go out as rsync prints them: names escaped (messages.py).
@@ -2426,21 +2436,26 @@ class TreeSync:
 
     # -- --link-dest (linkdest.py) ----------------------------------------------------
     def _basis_letters(self, src_meta: SrcMeta, dirfd: int, name: bytes, st: os.stat_result,
-                       rel: bytes) -> str:
-        """The attribute columns of DIR's entry against the source's (rsync's
-        unchanged_attrs() is these all unchanged)."""
-        return itemize_meta(self.meta, self._acl_blind(src_meta, dirfd, name, rel), st,
-                            dirfd=dirfd, name=name, path=self._drel(rel))
+                       rel: bytes, path: bytes) -> str:
+        """The attribute columns of DIR's entry (at ``path``) against the
+        source's (rsync's unchanged_attrs() is these all unchanged)."""
+        letters = itemize_meta(self.meta, self._acl_blind(src_meta, dirfd, name, rel), st,
+                               dirfd=dirfd, name=name, path=path)
+        if not self.am_root and letters[-1] == "." and self._keeps_xattrs(src_meta) and \
+                not _xattrs_readable(path):
+            # (rsync takes xattrs it could not read for none: they differ)
+            letters = _column(letters, "x", True)
+        return letters
 
     def _find_basis(self, kind: int, src_meta: SrcMeta, dst_path: tuple[bytes, ...], rel: bytes,
-                    same_content: Callable[[int, bytes, os.stat_result], bool]
+                    same_content: Callable[[int, bytes, os.stat_result, bytes], bool]
                     ) -> tuple[Basis | None, str]:
         """DIR's best match for an entry, and its attribute columns."""
         letters: dict[tuple[int, int], str] = {}
 
-        def unchanged(dirfd: int, name: bytes, st: os.stat_result) -> bool:
+        def unchanged(dirfd: int, name: bytes, st: os.stat_result, path: bytes) -> bool:
             key = (st.st_dev, st.st_ino)
-            letters[key] = self._basis_letters(src_meta, dirfd, name, st, rel)
+            letters[key] = self._basis_letters(src_meta, dirfd, name, st, rel, path)
             return letters[key] == UNCHANGED
 
         basis = self._basis.find(dst_path, kind, same_content, unchanged)
@@ -2448,7 +2463,8 @@ class TreeSync:
             return None, UNCHANGED
         key = (basis.st.st_dev, basis.st.st_ino)
         if key not in letters:  # (a level-1 match: not compared yet)
-            letters[key] = self._basis_letters(src_meta, basis.dirfd, basis.name, basis.st, rel)
+            letters[key] = self._basis_letters(src_meta, basis.dirfd, basis.name, basis.st, rel,
+                                               basis.path)
         return basis, letters[key]
 
     def _check_basis_dirs(self) -> None:
@@ -2475,7 +2491,7 @@ class TreeSync:
             return "cd" + NEW_COLUMNS
         basis, letters = self._find_basis(stat.S_IFDIR, src_meta, dst_path, rel,
                                           lambda *_: True)
-        self._basis_dir = rel if basis is not None and dst_path else None
+        self._basis_dir = (rel, basis.path) if basis is not None and dst_path else None
         if basis is None:
             return "cd" + NEW_COLUMNS
         return None if basis.level == 3 else "cd.." + letters
@@ -2487,27 +2503,37 @@ class TreeSync:
         new dir's parent below its cwd, then the dir for reading.  That
         fails (exit 23) for a non-root user's new dir without u+r, and in a
         dry run, which has not made it -- its cwd then DST, or where it was
-        started when it could not enter a missing DST."""
-        if rel != self._basis_dir:
+        started when it could not enter a missing DST; then it opens DIR's
+        dir for reading."""
+        if self._basis_dir is None or rel != self._basis_dir[0]:
             return  # (no dir in DIR)
-        self._basis_dir = None
+        basis_path, self._basis_dir = self._basis_dir[1], None
         path = self._drel(rel)
         shown = os.fsdecode(self._dest_abs(path))
+        failure = self._new_dir_unopenable(path, shown, mode)
+        if failure is None:
+            try:
+                os.close(os.open(basis_path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
+                return
+            except OSError as exc:  # (as nobody, a dir of DIR without u+r)
+                failure = f'secure open of basis "{os.fsdecode(basis_path)}" failed: ' \
+                          f"{_strerror(exc)}"
+        self._fail(f"rsync: [generator] gen_entry_copy_xattrs: {failure}")
+
+    def _new_dir_unopenable(self, path: bytes, shown: str, mode: int) -> str | None:
+        """Why rsync cannot open the new dir to copy xattrs onto (see above)."""
         if not self.dry_run:
             if not self.am_root and not mode & stat.S_IRUSR:
-                self._fail(f'rsync: [generator] gen_entry_copy_xattrs: openat("{shown}") '
-                           f"failed: Permission denied (13)")
-            return
+                return f'openat("{shown}") failed: Permission denied (13)'
+            return None
         base = os.getcwdb() if self._root_new else self._curr_dir
         if not os.path.isdir(os.path.join(base, path.rpartition(b"/")[0])):
-            how, why = f'secure open of "{shown}"', "No such file or directory (2)"
-        elif not os.path.isdir(os.path.join(base, path)):
-            how, why = f'openat("{shown}")', "No such file or directory (2)"
-        elif not os.access(os.path.join(base, path), os.R_OK):
-            how, why = f'openat("{shown}")', "Permission denied (13)"
-        else:
-            return
-        self._fail(f"rsync: [generator] gen_entry_copy_xattrs: {how} failed: {why}")
+            return f'secure open of "{shown}" failed: No such file or directory (2)'
+        if not os.path.isdir(os.path.join(base, path)):
+            return f'openat("{shown}") failed: No such file or directory (2)'
+        if not os.access(os.path.join(base, path), os.R_OK):
+            return f'openat("{shown}") failed: Permission denied (13)'
+        return None
 
     def _link_dest_file(self, src_parent: int, name: bytes, st: os.stat_result,
                         dst_parent: int, dst_name: bytes, rel: bytes,
@@ -2531,7 +2557,7 @@ class TreeSync:
             if src_meta is None:
                 return -1  # (unreadable attributes: the sender left it out)
 
-            def same_content(dirfd: int, entry: bytes, basis_st: os.stat_result) -> bool:
+            def same_content(dirfd: int, entry: bytes, basis_st: os.stat_result, _: bytes) -> bool:
                 # -c: the same size and checksum; an unreadable file's
                 # checksum is all zeros, on either side
                 if basis_st.st_size != st.st_size:
@@ -2623,7 +2649,7 @@ class TreeSync:
         identical symlink was hard-linked, else (False, the itemize code of
         the symlink to make: against DIR's symlink, if there is one; None,
         silent, when the link to an identical one was refused)."""
-        def same_target(dirfd: int, name: bytes, _st: os.stat_result) -> bool:
+        def same_target(dirfd: int, name: bytes, _st: os.stat_result, _path: bytes) -> bool:
             try:
                 return os.readlink(name, dir_fd=dirfd) == target
             except OSError:

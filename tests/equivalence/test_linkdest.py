@@ -325,3 +325,21 @@ def test_new_dir_that_cannot_be_made_as_nobody(base):
     rs, _ = check(Case(spec=spec, sources=[b"src"], dest=b"dst", link_dest=(b"prev",),
                        unprivileged=True, itemize=True), base(True))
     assert any("mkdir" in line for line in rs.err), rs.err
+
+
+@pytest.mark.parametrize("itemize", [True, False], ids=["itemized", "quiet"])
+def test_unreadable_dir_entries_as_nobody(base, itemize):
+    """As nobody, DIR's entries it may not read: their xattrs cannot be
+    read (rsync's get_xattr_data line, with DIR's path; they count as
+    none), and a dir of DIR cannot be opened to copy its xattrs from
+    ("secure open of basis")."""
+    def e(path, **kw):
+        return {"path": path, "mtime_ns": T, **NB, **kw}
+    spec = [e("."), e("src", type="dir", mode=0o755), e("prev", type="dir", mode=0o755)]
+    for top, mode in (("src", 0o755), ("prev", 0o300)):
+        spec += [e(f"{top}/d", type="dir", mode=mode, xattrs={"user.k": b"v"}),
+                 e(f"{top}/e", type="dir", mode=mode),
+                 e(f"{top}/f", content=b"", mode=0o644 if top == "src" else 0o200,
+                   xattrs={"user.k": b"v"})]
+    check(Case(spec=spec, sources=[b"src/"], dest=b"dst", link_dest=(b"prev",),
+               unprivileged=True, itemize=itemize), base(True))
