@@ -2491,9 +2491,12 @@ class TreeSync:
             return "cd" + NEW_COLUMNS
         basis, letters = self._find_basis(stat.S_IFDIR, src_meta, dst_path, rel,
                                           lambda *_: True)
-        self._basis_dir = (rel, basis.path) if basis is not None and dst_path else None
         if basis is None:
+            self._basis_dir = None
             return "cd" + NEW_COLUMNS
+        self._basis_dir = (rel, basis.path if dst_path else os.path.join(basis.path, b"."))
+        if not dst_path and not self.dry_run:
+            self._copy_basis_xattrs(rel, 0o700)  # (DST is made already, readable)
         return None if basis.level == 3 else "cd.." + letters
 
     def _copy_basis_xattrs(self, rel: bytes, mode: int) -> None:

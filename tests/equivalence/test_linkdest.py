@@ -343,3 +343,14 @@ def test_unreadable_dir_entries_as_nobody(base, itemize):
                    xattrs={"user.k": b"v"})]
     check(Case(spec=spec, sources=[b"src/"], dest=b"dst", link_dest=(b"prev",),
                unprivileged=True, itemize=itemize), base(True))
+
+
+@pytest.mark.parametrize("dry_run", [False, True], ids=["real", "dry-run"])
+def test_new_dst_whose_dir_cannot_be_read_as_nobody(base, dry_run):
+    """DST made by the run, and DIR itself unreadable to nobody: rsync
+    cannot open DIR to copy its xattrs onto DST ("secure open of basis")."""
+    spec = [{"path": ".", "mode": 0o755, "mtime_ns": T, **NB},
+            {"path": "src", "type": "dir", "mode": 0o300, "mtime_ns": T, **NB},
+            {"path": "prev", "type": "dir", "mode": 0o300, "mtime_ns": T, **NB}]
+    check(Case(spec=spec, sources=[b"src/"], dest=b"dst/", link_dest=(b"prev",),
+               unprivileged=True, itemize=True, dry_run=dry_run), base(True))
