@@ -2609,7 +2609,8 @@ class TreeSync:
                 # and the transfer that follows fails too)
                 self._basis_unreadable(basis)
                 return 0
-            self._item("cf.." + letters, rel)
+            if letters != UNCHANGED:  # (a copy for a refused link changes nothing to tell)
+                self._item("cf.." + letters, rel)
             if self._write_new(src_fd, src_meta, dst_parent, dst_name, rel,
                                source.sender_path(rel), size=st.st_size):
                 # (a local copy: rsync's sender transferred nothing)

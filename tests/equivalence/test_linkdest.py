@@ -354,3 +354,19 @@ def test_new_dst_whose_dir_cannot_be_read_as_nobody(base, dry_run):
             {"path": "prev", "type": "dir", "mode": 0o300, "mtime_ns": T, **NB}]
     check(Case(spec=spec, sources=[b"src/"], dest=b"dst/", link_dest=(b"prev",),
                unprivileged=True, itemize=True, dry_run=dry_run), base(True))
+
+
+def test_refused_link_is_a_quiet_copy_as_nobody(base):
+    """As nobody, DIR's identical file that is root's but readable: the
+    kernel refuses the link, rsync copies it from DIR and, as nothing
+    differs, says nothing (not even with -i)."""
+    def f(path, uid):
+        return {"path": path, "content": b"same\n", "mode": 0o644, "mtime_ns": T, "uid": uid,
+                "gid": 65534}
+    spec = [{"path": ".", "mode": 0o755, "mtime_ns": T, **NB},
+            {"path": "src", "type": "dir", "mode": 0o755, "mtime_ns": T, **NB},
+            {"path": "prev", "type": "dir", "mode": 0o755, "mtime_ns": T, **NB},
+            f("src/roots", 0), f("prev/roots", 0)]
+    rs, _ = check(Case(spec=spec, sources=[b"src/"], dest=b"dst", link_dest=(b"prev",),
+                       unprivileged=True, itemize=True), base(True))
+    assert not inode_shared(rs, b"roots")
