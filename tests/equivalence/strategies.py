@@ -404,10 +404,10 @@ def _avoid_rsync_race(spec: list[dict[str, Any]]) -> None:
     outcome): no user.* xattrs on such dirs."""
     def rel(path) -> bytes:
         p = path.encode() if isinstance(path, str) else path
-        for prefix in (b"dst/src/", b"src/", b"dst/"):
+        for prefix in (b"dst/src/", b"prev/src/", b"src/", b"dst/", b"prev/"):
             if p.startswith(prefix):
                 return p[len(prefix):]
-        return b"" if p in (b"src", b"dst", b"dst/src") else p
+        return b"" if p in (b"src", b"dst", b"dst/src", b"prev", b"prev/src") else p
     locked = {rel(e["path"]) for e in spec
               if "mode" in e and e.get("type") == "dir" and e["mode"] & 0o700 != 0o700}
     for e in spec:
@@ -451,6 +451,8 @@ def cases(draw, *, nobody: bool = False) -> Case:
     if basis is not None and not (case.dry_run and dst is None and not slash):
         case.spec += basis
         case.link_dest = (b"prev",)
+        if nobody:  # (DIR's dirs' xattrs are copied onto the new dirs)
+            _avoid_rsync_race(case.spec)
     return case
 
 
