@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TextIO
 
 from .engines.base import Progress
+from .treesync.linkdest import MAX_BASIS_DIRS
 
 __all__ = ["StandinArgs", "UsageError", "Progress2Writer", "cancel_on_signals", "parse_argv",
            "run_standin"]
@@ -37,6 +38,7 @@ class StandinArgs:
     dest: str = ""
     delete: bool = False
     excludes: list[str] = field(default_factory=list)
+    link_dest: list[str] = field(default_factory=list)   # --link-dest=DIR...
     progress2: bool = False
     letters: set[str] = field(default_factory=set)
     dry_run: bool = False
@@ -69,6 +71,13 @@ def parse_argv(argv: Sequence[str]) -> StandinArgs:
                 raise UsageError("rsync: --exclude: missing argument")
             args.excludes.append(items[i])
             i += 1
+        elif arg.startswith("--link-dest="):
+            args.link_dest.append(arg[len("--link-dest="):])
+        elif arg == "--link-dest":
+            if i >= len(items):
+                raise UsageError("rsync: --link-dest: missing argument")
+            args.link_dest.append(items[i])
+            i += 1
         elif arg == "--info=progress2":
             args.progress2 = True
         elif arg in ("--no-inc-recursive", "--no-i-r"):
@@ -86,6 +95,8 @@ def parse_argv(argv: Sequence[str]) -> StandinArgs:
                     counts[ch] += 1
                 else:
                     args.letters.add(ch)
+    if len(args.link_dest) > MAX_BASIS_DIRS:
+        raise UsageError(f"rsync: ERROR: at most {MAX_BASIS_DIRS} --link-dest args may be specified")
     for ch, what in (("i", "-ii (itemize unchanged entries)"), ("v", "-vv")):
         if counts[ch] > 1:
             raise UsageError(f"syncengine rsync: {what} is not supported")
@@ -265,7 +276,7 @@ def run_standin(argv: Sequence[str], stdout: TextIO = sys.stdout, stderr: TextIO
                                    SyncOptions(delete=args.delete, exclude=tuple(args.excludes)),
                                    on_progress=writer, out=out, err=err,
                                    on_item=item if args.itemize or args.verbose else None,
-                                   dry_run=args.dry_run)
+                                   dry_run=args.dry_run, link_dest=tuple(args.link_dest))
         if stop_requested.is_set():
             job.cancel()
         result = job.result()

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Sequence
 
 from ..options import OptionsLike, SyncOptions, merge_options
+from ..treesync.linkdest import MAX_BASIS_DIRS
 from .base import Engine, ItemCallback, ProgressCallback, SyncJob, SyncResult
 
-__all__ = ["ENGINE_NAMES", "check_arguments", "check_source_kind", "get_engine", "resolve_engine_name", "start_sync",
-           "sync"]
+__all__ = ["ENGINE_NAMES", "check_arguments", "check_source_kind", "get_engine", "link_dest_dirs",
+           "resolve_engine_name", "start_sync", "sync"]
 
 ENGINE_NAMES = ("auto", "rsync", "python")
 
@@ -89,25 +91,65 @@ def check_source_kind(src: str | bytes) -> os.stat_result | None:
     return st
 
 
+LinkDest = str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None
+
+
+def link_dest_dirs(link_dest: LinkDest) -> tuple[str, ...]:
+    """``link_dest`` as the tuple of DIRs (rsync takes up to 20
+    ``--link-dest`` args; a relative DIR is taken below DST).  A bad one
+    raises a one-line ValueError."""
+    if link_dest is None:
+        return ()
+    if isinstance(link_dest, (str, bytes, os.PathLike)):
+        dirs = [link_dest]
+    elif isinstance(link_dest, (list, tuple)):
+        dirs = list(link_dest)
+    else:
+        raise ValueError(f"link_dest must be a path or a list of paths, "
+                         f"not {type(link_dest).__name__}")
+    out = []
+    for path in dirs:
+        if not isinstance(path, (str, bytes, os.PathLike)):
+            raise ValueError(f"link_dest must be a path, not {type(path).__name__}")
+        text = os.fsdecode(os.fspath(path))
+        if not text:
+            raise ValueError("link_dest must not be empty")
+        if "\0" in text:
+            raise ValueError(f"link_dest must not contain a NUL byte: {text!r}")
+        out.append(text)
+    if len(out) > MAX_BASIS_DIRS:
+        raise ValueError(f"at most {MAX_BASIS_DIRS} link_dest dirs may be given, not {len(out)}")
+    return tuple(out)
+
+
 def start_sync(src: str | os.PathLike[str], dst: str | os.PathLike[str], options: OptionsLike = None, *,
                engine: str | None = None, on_progress: ProgressCallback | None = None,
-               on_item: ItemCallback | None = None, dry_run: bool = False) -> SyncJob:
+               on_item: ItemCallback | None = None, dry_run: bool = False,
+               link_dest: LinkDest = None) -> SyncJob:
     """Start syncing SRC to DST (rsync argument semantics) and return the job.
     ``on_item`` receives each itemized change (rsync's ``-i``); ``dry_run``
-    (rsync's ``-n``) changes nothing and reports what a run would do.
+    (rsync's ``-n``) changes nothing and reports what a run would do;
+    ``link_dest`` (rsync's ``--link-dest=DIR``, a path or a list of up to
+    20): a new file identical to the one at its path in DIR -- content and
+    every attribute -- is hard-linked to it, never written into.
     Bad input raises ValueError before anything runs (see check_arguments)."""
     opts = options if isinstance(options, SyncOptions) else merge_options(options)
     src, dst = os.fspath(src), os.fspath(dst)
+    dirs = link_dest_dirs(link_dest)
     chosen = get_engine(engine)
     check_arguments(src, dst, opts)
+    if dirs:
+        return chosen.start(src, dst, opts, on_progress=on_progress, on_item=on_item,
+                            dry_run=dry_run, link_dest=dirs)
     return chosen.start(src, dst, opts, on_progress=on_progress, on_item=on_item,
                         dry_run=dry_run)
 
 
 def sync(src: str | os.PathLike[str], dst: str | os.PathLike[str], options: OptionsLike = None, *,
          engine: str | None = None, on_progress: ProgressCallback | None = None,
-         on_item: ItemCallback | None = None, dry_run: bool = False) -> SyncResult:
+         on_item: ItemCallback | None = None, dry_run: bool = False,
+         link_dest: LinkDest = None) -> SyncResult:
     """Sync SRC to DST and block until done.  Raises SyncError on failure
     (any non-zero exit but 24, which is a warning on the result)."""
     return start_sync(src, dst, options, engine=engine, on_progress=on_progress,
-                      on_item=on_item, dry_run=dry_run).wait()
+                      on_item=on_item, dry_run=dry_run, link_dest=link_dest).wait()

@@ -251,8 +251,9 @@ class Engine(Protocol):
 
     def start(self, src: str, dst: str, options: SyncOptions = SyncOptions(), *,
               on_progress: ProgressCallback | None = None, on_item: ItemCallback | None = None,
-              dry_run: bool = False) -> SyncJob:
+              dry_run: bool = False, link_dest: tuple[str, ...] = ()) -> SyncJob:
         """Start syncing SRC to DST with rsync's argument semantics (a
         trailing slash on SRC copies its contents).  ``on_item`` gets each
         itemized change; ``dry_run`` changes nothing and reports what a
-        real run would do."""
+        real run would do; ``link_dest``: rsync's ``--link-dest=DIR`` for
+        each DIR (a new file identical to DIR's is hard-linked to it)."""

@@ -20,18 +20,21 @@ class NativeEngine:
 
     def start(self, src: str | list[str], dst: str, options: SyncOptions = SyncOptions(), *,
               on_progress: ProgressCallback | None = None, on_item: ItemCallback | None = None,
-              dry_run: bool = False, out=None, err=None) -> SyncJob:
+              dry_run: bool = False, link_dest: tuple[str, ...] = (), out=None,
+              err=None) -> SyncJob:
         sources = [src] if isinstance(src, (str, bytes, os.PathLike)) else list(src)
         return NativeJob(sources, dst, options, on_progress, out, err, on_item=on_item,
-                         dry_run=dry_run)._launch()
+                         dry_run=dry_run, link_dest=link_dest)._launch()
 
 
 class NativeJob(SyncJob):
     def __init__(self, sources: list, dst, options: SyncOptions,
                  on_progress: ProgressCallback | None, out=None, err=None, *,
-                 on_item: ItemCallback | None = None, dry_run: bool = False) -> None:
+                 on_item: ItemCallback | None = None, dry_run: bool = False,
+                 link_dest: tuple[str, ...] = ()) -> None:
         super().__init__(on_progress)
         self._on_item, self._dry_run = on_item, dry_run
+        self._link_dest = tuple(link_dest)
         self._sources = [os.fspath(s) for s in sources]
         self._dst = os.fspath(dst)
         self._options = options
@@ -64,7 +67,8 @@ class NativeJob(SyncJob):
             self._err(warning)
         tree = TreeSync(self._sources, self._dst, delete=self._options.delete, rules=rules,
                         out=self._out, err=self._err, on_progress=self._on_stats,
-                        cancel=self._cancelled, on_item=self._on_item, dry_run=self._dry_run)
+                        cancel=self._cancelled, on_item=self._on_item, dry_run=self._dry_run,
+                        link_dest=self._link_dest)
         return self._make_result(src_text, tree.run(), tree.stats)
 
     def _on_stats(self, stats) -> None:

@@ -38,14 +38,17 @@ _PROGRESS2 = re.compile(
 
 
 def build_argv(src: str, dst: str, options: SyncOptions, rsync: str = "rsync", *,
-               itemize: bool = False, dry_run: bool = False) -> list[str]:
-    """The seed's command line: ``[--delete] [--exclude=P]... -rlptgocAXH
-    --info=progress2 --no-inc-recursive [-i] [-n] SRC DST`` (list form, no
-    shell)."""
+               itemize: bool = False, dry_run: bool = False,
+               link_dest: tuple[str, ...] = ()) -> list[str]:
+    """The seed's command line: ``[--delete] [--exclude=P]... [--link-dest=DIR]...
+    -rlptgocAXH --info=progress2 --no-inc-recursive [-i] [-n] SRC DST`` (list
+    form, no shell; never ``--inplace``: a file linked from DIR must not be
+    written into)."""
     argv = [rsync]
     if options.delete:
         argv.append("--delete")
     argv.extend(f"--exclude={pattern}" for pattern in options.exclude)
+    argv.extend(f"--link-dest={os.fsdecode(path)}" for path in link_dest)
     argv.extend(RSYNC_FLAGS)
     if itemize:
         argv.append("--itemize-changes")
@@ -151,7 +154,7 @@ class RsyncEngine:
 
     def start(self, src: str, dst: str, options: SyncOptions = SyncOptions(), *,
               on_progress: ProgressCallback | None = None, on_item: ItemCallback | None = None,
-              dry_run: bool = False) -> SyncJob:
+              dry_run: bool = False, link_dest: tuple[str, ...] = ()) -> SyncJob:
         rsync = self.executable()
         if rsync is None:
             raise SyncError("rsync engine: rsync is not installed (not found on PATH)", exit_code=127)
@@ -161,7 +164,7 @@ class RsyncEngine:
         if version is not None and too_old(rsync, version):
             raise SyncError(f"rsync engine: {too_old(rsync, version)}", exit_code=127)
         argv = build_argv(os.fspath(src), os.fspath(dst), options, rsync,
-                          itemize=on_item is not None, dry_run=dry_run)
+                          itemize=on_item is not None, dry_run=dry_run, link_dest=link_dest)
         return RsyncJob(argv, os.fspath(src), os.fspath(dst), on_progress, on_item=on_item,
                         dry_run=dry_run)._launch()
 

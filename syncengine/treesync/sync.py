@@ -52,6 +52,7 @@ from . import faults
 from .acl import ACCESS, DEFAULT, get_backend
 from .filelist import Merged, merge_listings
 from .filters import FilterRules
+from .linkdest import Basis, BasisDirs, check_basis_dirs, resolve_basis_dirs
 from .messages import locale_codec, rsync_escape, unescape
 from .meta import (
     ITEMIZE_ATTRS,
@@ -293,6 +294,15 @@ def _append_only(path: bytes) -> bool:
         os.close(fd)
 
 
+def _xattrs_readable(path: bytes) -> bool:
+    try:
+        for name in os.listxattr(path, follow_symlinks=False):
+            os.getxattr(path, name, follow_symlinks=False)
+    except OSError:
+        return False
+    return True
+
+
 def _chmod_at(dirfd: int, name: bytes, mode: int) -> None:
     chmod_nofollow(dirfd, name, mode)
     faults.mutated("chmod")
@@ -446,10 +456,18 @@ class TreeSync:
                  on_progress: Callable[[Stats], None] | None = None,
                  cancel: threading.Event | None = None,
                  on_item: Callable[[ItemChange], None] | None = None,
-                 dry_run: bool = False) -> None:
+                 dry_run: bool = False, link_dest: Sequence[bytes | str] = ()) -> None:
         self.sources = [replace(_parse_source(os.fsencode(s)), index=i)
                         for i, s in enumerate(sources)]
         self.dest = os.fsencode(dest)
+        # --link-dest=DIR...: where a new entry may be found identical
+        # (linkdest.py); rel -> a transfer's itemize code against DIR's file
+        self._basis = BasisDirs(resolve_basis_dirs(link_dest, self.dest)) if link_dest else None
+        self._basis_codes: dict[bytes, str] = {}
+        # -H leaders a dry run "linked" from DIR: rel -> DIR's file's lstat
+        self._dry_linked: dict[bytes, os.stat_result] = {}
+        # a new dir found in DIR, to be made: (its rel, DIR's dir's path)
+        self._basis_dir: tuple[bytes, bytes] | None = None
         self.delete = delete
         self.rules = rules
         # Lines go out as rsync prints them: names escaped (messages.py).
@@ -572,6 +590,8 @@ class TreeSync:
         finally:
             self._flush()
             self._abort_pending()
+            if self._basis is not None:
+                self._basis.close_all()
             if self._copier is not None:
                 self._copier.stop()
                 self._copier = None
@@ -729,6 +749,7 @@ class TreeSync:
                                f" failed: {_strerror(exc)}") from exc
             self._curr_dir = os.path.abspath(parent or b".")
             self.meta.dest_root = self._curr_dir
+            self._check_basis_dirs()
             try:
                 self._root_fd = parent_fd
                 self._send_top(sources[0], parent_fd, name)
@@ -744,6 +765,8 @@ class TreeSync:
         if len(self.sources) != 1 or self._made is not None or _cpus() < 2 or \
                 os.environ.get("SYNCENGINE_PRECHECK", "1") == "0":
             return
+        if self._basis is not None:
+            return  # (a file in sync may still be replaced by a link to DIR's)
         source = self.sources[0]
         src_dir = source.arg if source.contents_form else os.path.join(source.parent,
                                                                        source.name)
@@ -775,6 +798,8 @@ class TreeSync:
                 self.stats.entries_total < 2 or faults.armed() or _cpus() < 2 or \
                 os.environ.get("SYNCENGINE_WRITER", "1") == "0":
             return
+        if self._basis is not None:
+            return  # (each new file is first looked up in DIR)
         if not self._root_new:
             try:
                 with os.scandir(self.dest) as it:
@@ -940,6 +965,7 @@ class TreeSync:
             self._root_fd = root_fd
             self._curr_dir = os.path.abspath(self.dest)
             self.meta.dest_root = self._curr_dir
+            self._check_basis_dirs()
             self._start_writer()
             self._send_tops(sources, root_fd)
             self._finish()
@@ -1113,7 +1139,7 @@ class TreeSync:
         created = False
         if dst_st is None:
             # rsync's generator itemizes a new dir before it tries to make it
-            self._item("cd" + NEW_COLUMNS, rel, is_dir=True)
+            self._item(self._new_dir_code(src_meta, dst_path, rel), rel, is_dir=True)
         sheltered = self._in_shelter(dst_path)
         shelter = None
         if dst_st is None and self.dry_run:
@@ -1155,6 +1181,8 @@ class TreeSync:
                 self._skip_contents(src_parent, name, st, rel, dst_path, source, more)
                 return
         mode = stat.S_IMODE(st.st_mode)
+        if created and self._basis is not None:
+            self._copy_basis_xattrs(rel, mode)
         frame = _DirFrame(dst_path, mode, st.st_mtime_ns, virtual=created and self.dry_run,
                           fresh=created, shelter=shelter,
                           sheltered=created and (sheltered or shelter is not None))
@@ -1169,7 +1197,8 @@ class TreeSync:
             letters = self._set_dir_meta(src_meta, dst_st, dst_parent, dst_name, rel, created,
                                          frame)
         if dst_st is not None and self._root_new and not dst_path:
-            self._item("cd" + NEW_COLUMNS, rel, is_dir=True)  # DST, made by this run
+            self._item(self._new_dir_code(src_meta, dst_path, rel), rel,  # DST, made by this run
+                       is_dir=True)
         elif dst_st is not None and letters != UNCHANGED:
             self._item(".d.." + letters, rel, is_dir=True)
         if rel in source.unlistable and all(rel in layer.source.unlistable and not layer.top
@@ -1866,7 +1895,14 @@ class TreeSync:
                     frame.waiting_links += 1  # it is tried again when a member is done
                 return
             dst_st, stat_errno = None, errno.ENOENT
-        if dst_st is None and group is not None and not group.members[index].last:
+        basis_level = 0
+        if self._basis is not None and (dst_st is not None or stat_errno == errno.ENOENT):
+            basis_level = self._link_dest_file(src_parent, name, st, dst_parent, dst_name, rel,
+                                               dst_path, source, group, index, dst_st)
+            if basis_level < 0:
+                return
+        if dst_st is None and group is not None and not group.members[index].last and \
+                not basis_level:
             # Written later as a link to the member that gets written.
             if frame is not None:
                 frame.waiting_links += 1
@@ -2010,6 +2046,8 @@ class TreeSync:
         ``c``; ``s`` when the sizes differ."""
         if self.on_item is None:
             return None
+        if dst_st is None and rel in self._basis_codes:
+            return self._basis_codes.pop(rel)  # (against DIR's file: see _link_dest_file)
         if dst_st is None or not stat.S_ISREG(dst_st.st_mode):
             return ">f" + NEW_COLUMNS
         resized = "." if dst_st.st_size == size else "s"
@@ -2584,13 +2622,15 @@ class TreeSync:
             return
         try:
             leader_st, err = _lstat_at(leader_dir, leader.dst_path[-1])
+            if leader_st is None:
+                # (rsync's dry run links to DIR's file it "linked" the leader to)
+                leader_st = self._dry_linked.get(leader.rel)
             if leader_dir == _VIRTUAL and group.symlinks:
                 err = self._lookup_errno(leader.dst_path)
-            # (a dry run's symlink leader it would have made is not there:
-            # rsync's hard_link_check() takes that as it is, unless its
-            # path runs into a file: ENOTDIR)
-            if leader_st is None and not (self.dry_run and (
-                    err == errno.ENOENT if group.symlinks else not at_turn)):
+            # (a dry run's leader it would have made is not there: rsync's
+            # hard_link_check() takes that as it is -- a zeroed stat --,
+            # unless its path runs into a file: ENOTDIR)
+            if leader_st is None and not (self.dry_run and err == errno.ENOENT):
                 self._fail(f"rsync: [generator] stat {self._full(leader.rel)} failed: "
                            f"{os.strerror(err)} ({err})")
                 return
@@ -2606,6 +2646,9 @@ class TreeSync:
                     return
             code = self._link_code(group, dst_st, dst_parent, dst_name, member.rel,
                                    linked=True)
+            if at_turn and dst_st is None and leader_st is not None and \
+                    self._basis_has(member.dst_path, leader_st):
+                code = None  # rsync's hard_link_check(): "we don't output this as a change"
             replaced_dir = dst_st is not None and stat.S_ISDIR(dst_st.st_mode)
             if replaced_dir:
                 if not self._make_way(dst_parent, dst_name, dst_st, stat.S_IFREG, member.rel,
@@ -2764,6 +2807,10 @@ class TreeSync:
         or made.  Returns its itemize letters (NEW: made), or None when it
         could not be made."""
         code = "cL" + NEW_COLUMNS
+        if dst_st is None and self._basis is not None:
+            linked, code = self._link_dest_symlink(src_meta, target, dst_parent, dst_name, rel)
+            if linked:
+                return UNCHANGED  # (DIR's identical symlink, hard-linked)
         if dst_st is not None and stat.S_ISLNK(dst_st.st_mode):
             try:
                 same = os.readlink(dst_name, dir_fd=dst_parent) == target
@@ -2846,6 +2893,241 @@ class TreeSync:
         if _lstat_at(dirfd, tmp)[0] is not None:
             st = os.fstat(dirfd)
             self._stuck_temps[(st.st_dev, st.st_ino, name)] = tmp
+
+    # -- --link-dest (linkdest.py) ----------------------------------------------------
+    def _basis_letters(self, src_meta: SrcMeta, dirfd: int, name: bytes, st: os.stat_result,
+                       rel: bytes, path: bytes) -> str:
+        """The attribute columns of DIR's entry (at ``path``) against the
+        source's (rsync's unchanged_attrs() is these all unchanged)."""
+        letters = itemize_meta(self.meta, self._acl_blind(src_meta, dirfd, name, rel), st,
+                               dirfd=dirfd, name=name, path=path)
+        if not self.am_root and letters[-1] == "." and self._keeps_xattrs(src_meta) and \
+                not _xattrs_readable(path):
+            # (rsync takes xattrs it could not read for none: they differ)
+            letters = _column(letters, "x", True)
+        return letters
+
+    def _find_basis(self, kind: int, src_meta: SrcMeta, dst_path: tuple[bytes, ...], rel: bytes,
+                    same_content: Callable[[int, bytes, os.stat_result, bytes], bool]
+                    ) -> tuple[Basis | None, str]:
+        """DIR's best match for an entry, and its attribute columns."""
+        letters: dict[tuple[int, int], str] = {}
+
+        def unchanged(dirfd: int, name: bytes, st: os.stat_result, path: bytes) -> bool:
+            key = (st.st_dev, st.st_ino)
+            letters[key] = self._basis_letters(src_meta, dirfd, name, st, rel, path)
+            return letters[key] == UNCHANGED
+
+        basis = self._basis.find(dst_path, kind, same_content, unchanged)
+        if basis is None:
+            return None, UNCHANGED
+        key = (basis.st.st_dev, basis.st.st_ino)
+        if key not in letters:  # (a level-1 match: not compared yet)
+            letters[key] = self._basis_letters(src_meta, basis.dirfd, basis.name, basis.st, rel,
+                                               basis.path)
+        return basis, letters[key]
+
+    def _check_basis_dirs(self) -> None:
+        """rsync's warnings for a DIR not there, once in DST's parent or DST."""
+        for line in check_basis_dirs(self._basis.dirs) if self._basis is not None else ():
+            self.err(line)
+
+    def _basis_has(self, dst_path: tuple[bytes, ...], st: os.stat_result) -> bool:
+        """Whether a DIR holds ``st``'s inode at ``dst_path``."""
+        for base in self._basis.dirs if self._basis is not None else ():
+            try:
+                found = os.lstat(os.path.join(base, *dst_path))
+            except OSError:
+                continue
+            if (found.st_dev, found.st_ino) == (st.st_dev, st.st_ino):
+                return True
+        return False
+
+    def _new_dir_code(self, src_meta: SrcMeta, dst_path: tuple[bytes, ...], rel: bytes
+                      ) -> str | None:
+        """The itemize code of a new dir: with a dir in DIR, its changes
+        against that one, nothing if none (rsync's try_dests_non())."""
+        if self._basis is None:
+            return "cd" + NEW_COLUMNS
+        basis, letters = self._find_basis(stat.S_IFDIR, src_meta, dst_path, rel,
+                                          lambda *_: True)
+        if basis is None:
+            self._basis_dir = None
+            return "cd" + NEW_COLUMNS
+        self._basis_dir = (rel, basis.path if dst_path else os.path.join(basis.path, b"."))
+        if not dst_path and not self.dry_run:
+            self._copy_basis_xattrs(rel, 0o700)  # (DST is made already, readable)
+        return None if basis.level == 3 else "cd.." + letters
+
+    def _copy_basis_xattrs(self, rel: bytes, mode: int) -> None:
+        """Once a new dir is made (or a dry run would have made it): rsync
+        3.5.0 copies the xattrs of DIR's dir onto each new dir
+        (gen_entry_copy_xattrs(), the source's are set after): it opens the
+        new dir's parent below its cwd, then the dir for reading.  That
+        fails (exit 23) for a non-root user's new dir without u+r, and in a
+        dry run, which has not made it -- its cwd then DST, or where it was
+        started when it could not enter a missing DST; then it opens DIR's
+        dir for reading."""
+        if self._basis_dir is None or rel != self._basis_dir[0]:
+            return  # (no dir in DIR)
+        basis_path, self._basis_dir = self._basis_dir[1], None
+        path = self._drel(rel)
+        shown = os.fsdecode(self._dest_abs(path))
+        failure = self._new_dir_unopenable(path, shown, mode)
+        if failure is None:
+            try:
+                os.close(os.open(basis_path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
+                return
+            except OSError as exc:  # (as nobody, a dir of DIR without u+r)
+                failure = f'secure open of basis "{os.fsdecode(basis_path)}" failed: ' \
+                          f"{_strerror(exc)}"
+        self._fail(f"rsync: [generator] gen_entry_copy_xattrs: {failure}")
+
+    def _new_dir_unopenable(self, path: bytes, shown: str, mode: int) -> str | None:
+        """Why rsync cannot open the new dir to copy xattrs onto (see above)."""
+        if not self.dry_run:
+            if not self.am_root and not mode & stat.S_IRUSR:
+                return f'openat("{shown}") failed: Permission denied (13)'
+            return None
+        base = os.getcwdb() if self._root_new else self._curr_dir
+        if not os.path.isdir(os.path.join(base, path.rpartition(b"/")[0])):
+            return f'secure open of "{shown}" failed: No such file or directory (2)'
+        if not os.path.isdir(os.path.join(base, path)):
+            return f'openat("{shown}") failed: No such file or directory (2)'
+        if not os.access(os.path.join(base, path), os.R_OK):
+            return f'openat("{shown}") failed: Permission denied (13)'
+        return None
+
+    def _link_dest_file(self, src_parent: int, name: bytes, st: os.stat_result,
+                        dst_parent: int, dst_name: bytes, rel: bytes,
+                        dst_path: tuple[bytes, ...], source: _Source,
+                        group: _LinkGroup | None, index: int,
+                        dst_st: os.stat_result | None) -> int:
+        """rsync's try_dests_reg() for a regular file (``dst_st``: the
+        destination file, or None).  Returns -1 when the file is done here
+        (hard-linked to DIR's identical file, or copied: DIR's file is
+        never changed), else the match level, 1 when DIR's file is the
+        basis the transfer that follows is itemized against."""
+        try:
+            src_fd = _open_file(name, src_parent)
+        except FileNotFoundError:
+            return 0  # (vanished: the transfer reports it)
+        except OSError:
+            src_fd = -1  # (unreadable: its checksum is all zeros)
+        try:
+            src_meta = self._src_meta(st, src_parent, name, rel, source,
+                                      fd=src_fd if src_fd >= 0 else None)
+            if src_meta is None:
+                return -1  # (unreadable attributes: the sender left it out)
+
+            def same_content(dirfd: int, entry: bytes, basis_st: os.stat_result, _: bytes) -> bool:
+                # -c: the same size and checksum; an unreadable file's
+                # checksum is all zeros, on either side
+                if basis_st.st_size != st.st_size:
+                    return False
+                try:
+                    fd = _open_file(entry, dirfd)
+                except OSError:
+                    return src_fd < 0
+                try:
+                    return src_fd >= 0 and bool(
+                        same_size_content(src_fd, fd, st.st_size, self._check_cancel))
+                finally:
+                    os.close(fd)
+
+            basis, letters = self._find_basis(stat.S_IFREG, src_meta, dst_path, rel, same_content)
+            if basis is None:
+                return 0
+            if basis.level == 3:
+                if dst_st is not None:  # find_exact_for_existing
+                    if (dst_st.st_dev, dst_st.st_ino) == (basis.st.st_dev, basis.st.st_ino):
+                        return 0
+                    if not self.dry_run:
+                        try:
+                            os.unlink(dst_name, dir_fd=dst_parent)
+                        except FileNotFoundError:
+                            pass
+                        except OSError:
+                            return 0
+                if self._link_basis(basis, dst_parent, dst_name) is None:
+                    if group is not None:
+                        group.meta, group.size = src_meta, st.st_size
+                        if self.dry_run:
+                            self._dry_linked[rel] = basis.st
+                        self._finish_hard_link(group, index)
+                    return -1
+                # rsync's try_a_copy: the link failed
+            elif dst_st is not None:
+                return 0
+            elif basis.level == 1:
+                if self.on_item is not None:
+                    resized = "." if basis.st.st_size == st.st_size else "s"
+                    self._basis_codes[rel] = ">fc" + resized + letters
+                return 1
+            if src_fd < 0 and not self.dry_run:
+                # (DIR's file is as unreadable: rsync's copy_file() fails,
+                # and the transfer that follows fails too)
+                self._basis_unreadable(basis)
+                return 0
+            if letters != UNCHANGED:  # (a copy for a refused link changes nothing to tell)
+                self._item("cf.." + letters, rel)
+            if self._write_new(src_fd, src_meta, dst_parent, dst_name, rel,
+                               source.sender_path(rel), size=st.st_size):
+                # (a local copy: rsync's sender transferred nothing)
+                self.stats.files_transferred -= 1
+                self.stats.bytes_done -= st.st_size
+                if group is not None:
+                    group.meta, group.size = src_meta, st.st_size
+                    if self.dry_run:  # (rsync's hard_link_check(): a zeroed stat)
+                        self._dry_linked[rel] = os.stat_result((0,) * 10)
+                    self._finish_hard_link(group, index)
+            return -1
+        finally:
+            if src_fd >= 0:
+                os.close(src_fd)
+
+    def _basis_unreadable(self, basis: Basis) -> None:
+        """rsync's copy_file() from DIR's file, which cannot be opened."""
+        try:
+            os.close(_open_file(basis.name, basis.dirfd))
+        except OSError as exc:
+            self._fail(f'rsync: [generator] open "{os.fsdecode(basis.path)}": {_strerror(exc)}')
+
+    def _link_basis(self, basis: Basis, dst_parent: int, dst_name: bytes) -> OSError | None:
+        """Hard-link DIR's entry in (rsync's hard_link_one()); the failure,
+        if it failed."""
+        if self.dry_run:
+            return None
+        try:
+            os.link(basis.name, dst_name, src_dir_fd=basis.dirfd, dst_dir_fd=dst_parent,
+                    follow_symlinks=False)
+        except OSError as exc:
+            return exc
+        faults.mutated("link")
+        self._made_here(dst_parent, dst_name)
+        return None
+
+    def _link_dest_symlink(self, src_meta: SrcMeta, target: bytes, dst_parent: int,
+                           dst_name: bytes, rel: bytes) -> tuple[bool, str | None]:
+        """rsync's try_dests_non() for a new symlink: (True, None) when DIR's
+        identical symlink was hard-linked, else (False, the itemize code of
+        the symlink to make: against DIR's symlink, if there is one; None,
+        silent, when the link to an identical one was refused)."""
+        def same_target(dirfd: int, name: bytes, _st: os.stat_result, _path: bytes) -> bool:
+            try:
+                return os.readlink(name, dir_fd=dirfd) == target
+            except OSError:
+                return False
+
+        dst_path = tuple(self._drel(rel).split(b"/"))
+        basis, letters = self._find_basis(stat.S_IFLNK, src_meta, dst_path, rel, same_target)
+        if basis is None:
+            return False, "cL" + NEW_COLUMNS
+        if basis.level == 3:
+            # (a link refused, as to nobody a symlink not its own: rsync
+            # makes the symlink instead, and says nothing)
+            return self._link_basis(basis, dst_parent, dst_name) is None, None
+        return False, "cLc." + letters
 
     # -- itemizing (-i) ----------------------------------------------------------------
     def _item(self, code: str | None, rel: bytes, *, is_dir: bool = False,
@@ -3213,7 +3495,9 @@ class _Census:
 def run_sync(sources: Sequence[bytes | str], dest: bytes | str, *, delete: bool = True,
              excludes: Sequence[str | bytes] = (), out: Callable[[str], None] = print,
              err: Callable[[str], None] = print,
-             on_item: Callable[[ItemChange], None] | None = None, dry_run: bool = False) -> int:
+             on_item: Callable[[ItemChange], None] | None = None, dry_run: bool = False,
+             link_dest: Sequence[bytes | str] = ()) -> int:
     """Convenience: one run with rsync's exclude list; returns the exit code."""
     return TreeSync(sources, dest, delete=delete, rules=FilterRules.from_excludes(excludes),
-                    out=out, err=err, on_item=on_item, dry_run=dry_run).run()
+                    out=out, err=err, on_item=on_item, dry_run=dry_run,
+                    link_dest=link_dest).run()

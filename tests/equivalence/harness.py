@@ -114,6 +114,9 @@ class Case:
     # and -n (a dry run: nothing may change).
     itemize: bool = False
     dry_run: bool = False
+    # --link-dest=DIR for each (work-dir paths, given absolute; one
+    # starting with "../" is given as is: rsync takes it below DST)
+    link_dest: tuple[bytes, ...] = ()
 
     def argv_tail(self, workdir: bytes) -> list[bytes]:
         """Options, SRC... and DST as rsync gets them."""
@@ -121,6 +124,7 @@ class Case:
         if self.delete:
             args.append(b"--delete")
         args += [b"--exclude=" + p for p in self.excludes]
+        args += [b"--link-dest=" + p for p in self.link_dest_args(workdir)]
         args.append(b"--no-inc-recursive")
         if self.itemize:
             args.append(b"-i")
@@ -128,6 +132,9 @@ class Case:
             args.append(b"-n")
         args += [self.path(workdir, p) for p in [*self.sources, self.dest]]
         return args
+
+    def link_dest_args(self, workdir: bytes) -> list[bytes]:
+        return [p if p.startswith(b"../") else workdir + b"/" + p for p in self.link_dest]
 
     def path(self, workdir: bytes, rel: bytes) -> bytes:
         return rel if self.relative else workdir + b"/" + rel
@@ -242,7 +249,8 @@ def run_native(case: Case, workdir: bytes) -> Outcome:
     if case.unprivileged:
         from .unprivileged import run_native_as_nobody
         code, out, err = run_native_as_nobody(sources, dest, case.delete, case.excludes, workdir,
-                                              case.itemize, case.dry_run)
+                                              case.itemize, case.dry_run,
+                                              case.link_dest_args(workdir))
         return Outcome(code, [normalize_line(x, wd) for x in out],
                        [normalize_line(x, wd) for x in err])
     from syncengine.treesync import acl
@@ -259,7 +267,8 @@ def run_native(case: Case, workdir: bytes) -> Outcome:
             code = run_sync(sources, dest, delete=case.delete, excludes=list(case.excludes),
                             out=out.append, err=err.append, dry_run=case.dry_run,
                             on_item=(lambda item: out.append(rsync_escape(item.line())))
-                            if case.itemize else None)
+                            if case.itemize else None,
+                            link_dest=case.link_dest_args(workdir))
     finally:
         sys.setrecursionlimit(limit)
         acl.set_backend(None)

@@ -34,6 +34,9 @@ What the generators cover (issue 4, "equivalence suite"):
   hard links across the two, each given as ``X/``, ``X`` or an entry in
   it (a file, a dir's contents, a file with a trailing slash), in either
   order, sometimes twice, sometimes with a missing ``nosuch``/``nosuch/``.
+- a third of the cases with ``--link-dest=prev``: ``prev`` an earlier copy
+  of the source with drift (other bytes, times, modes, owners, xattrs,
+  ACLs, entries missing, extra or of another type; see :func:`link_dests`).
 """
 
 from __future__ import annotations
@@ -575,10 +578,12 @@ def _avoid_rsync_race(spec: list[dict[str, Any]]) -> None:
     outcome): no user.* xattrs on such dirs."""
     def rel(path) -> bytes:
         p = path.encode() if isinstance(path, str) else path
-        for prefix in (b"dst/src/", b"dst/src2/", b"src/", b"src2/", b"dst/"):
+        for prefix in (b"dst/src/", b"dst/src2/", b"prev/src/", b"src/", b"src2/", b"dst/",
+                       b"prev/"):
             if p.startswith(prefix):
                 return p[len(prefix):]
-        return b"" if p in (b"src", b"src2", b"dst", b"dst/src", b"dst/src2") else p
+        return b"" if p in (b"src", b"src2", b"dst", b"dst/src", b"dst/src2", b"prev",
+                            b"prev/src") else p
     locked = {rel(e["path"]) for e in spec
               if "mode" in e and e.get("type") == "dir" and e["mode"] & 0o700 != 0o700}
     for e in spec:
@@ -623,7 +628,32 @@ def cases(draw, *, nobody: bool = False) -> Case:
     dest = b"dst/" if draw(st.booleans()) else b"dst"
     # A quarter of the root runs use the ACL path without pylibacl.
     backend = None if nobody or draw(st.integers(0, 3)) else "raw"
-    return Case(spec=spec, sources=sources, dest=dest,
+    case = Case(spec=spec, sources=sources, dest=dest,
                 delete=draw(st.booleans()), excludes=excludes, unprivileged=nobody,
                 acl_backend=backend, itemize=draw(st.booleans()),
                 dry_run=draw(st.integers(0, 3)) == 0)
+    # (drawn last: the cases without it stay what they were.  Not for a dry
+    # run of SRC into a missing DST, where rsync 3.5.0 copies DIR's dirs'
+    # xattrs onto the source's own: test_linkdest.py records it.)
+    # (single-source cases only)
+    basis = draw(link_dests(src, slash=slash, nobody=nobody)) if src2 is None else None
+    if basis is not None and not (case.dry_run and dst is None and not slash):
+        case.spec += basis
+        case.link_dest = (b"prev",)
+        if nobody:  # (DIR's dirs' xattrs are copied onto the new dirs)
+            _avoid_rsync_race(case.spec)
+    return case
+
+
+@st.composite
+def link_dests(draw, src: Tree, *, slash: bool, nobody: bool) -> list[dict[str, Any]] | None:
+    """A third of the time, the spec of ``prev`` for ``--link-dest=prev``:
+    an earlier copy of the source (at prev/src for SRC without a slash)
+    with drift, as an older snapshot would be."""
+    if draw(st.integers(0, 2)):
+        return None
+    basis = draw(drift(src, prefix_depth=1 if slash else 2, nobody=nobody, protect_names=()))
+    if slash:
+        return to_spec(basis, b"prev")
+    top = {"path": "prev", "type": "dir", "mode": 0o755, "mtime_ns": 1_500_000_000_700_000_000}
+    return [top, *to_spec(basis, b"prev/src")]

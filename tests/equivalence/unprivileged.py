@@ -43,7 +43,8 @@ code = run_sync([bytes.fromhex(s) for s in req["sources"]], bytes.fromhex(req["d
                 delete=req["delete"], excludes=[bytes.fromhex(p) for p in req["excludes"]],
                 out=out.append, err=err.append, dry_run=req["dry_run"],
                 on_item=(lambda item: out.append(rsync_escape(item.line())))
-                if req["itemize"] else None)
+                if req["itemize"] else None,
+                link_dest=[bytes.fromhex(p) for p in req.get("link_dest", ())])
 json.dump({"code": code, "out": out, "err": err}, sys.stdout)
 '''
 
@@ -121,7 +122,8 @@ def cleanup() -> None:
 
 
 def _run_forked(sources: list[bytes], dest: bytes, delete: bool, excludes: list[bytes],
-                cwd: bytes, itemize: bool, dry_run: bool) -> tuple[int, list[str], list[str]]:
+                cwd: bytes, itemize: bool, dry_run: bool,
+                link_dest: list[bytes]) -> tuple[int, list[str], list[str]]:
     """The engine in a child of this (root) process that drops to nobody:
     for machines where nobody cannot run any Python (an interpreter under
     /root only).  Everything it needs is imported before the fork."""
@@ -144,7 +146,7 @@ def _run_forked(sources: list[bytes], dest: bytes, delete: bool, excludes: list[
             rc = run_sync(sources, dest, delete=delete, excludes=excludes,
                           out=out.append, err=err.append, dry_run=dry_run,
                           on_item=(lambda item: out.append(rsync_escape(item.line())))
-                          if itemize else None)
+                          if itemize else None, link_dest=link_dest)
             os.write(write_end, json.dumps({"code": rc, "out": out, "err": err}).encode())
             code = 0
         finally:
@@ -162,14 +164,16 @@ def _run_forked(sources: list[bytes], dest: bytes, delete: bool, excludes: list[
 
 
 def run_native_as_nobody(sources: list[bytes], dest: bytes, delete: bool, excludes: list[bytes],
-                         cwd: bytes, itemize: bool = False,
-                         dry_run: bool = False) -> tuple[int, list[str], list[str]]:
+                         cwd: bytes, itemize: bool = False, dry_run: bool = False,
+                         link_dest: list[bytes] = ()) -> tuple[int, list[str], list[str]]:
     env = nobody_env()
     if env.python is None:
-        return _run_forked(sources, dest, delete, excludes, cwd, itemize, dry_run)
+        return _run_forked(sources, dest, delete, excludes, cwd, itemize, dry_run,
+                           list(link_dest))
     request = {"pkgroot": env.pkgroot, "sources": [s.hex() for s in sources],
                "dest": dest.hex(), "delete": delete, "excludes": [p.hex() for p in excludes],
-               "itemize": itemize, "dry_run": dry_run}
+               "itemize": itemize, "dry_run": dry_run,
+               "link_dest": [p.hex() for p in link_dest]}
     proc = subprocess.run([*_SETPRIV, env.python, "-s", "-E", env.runner],
                           input=json.dumps(request).encode(), capture_output=True, cwd=cwd,
                           timeout=120,
