@@ -530,11 +530,11 @@ class Backups:
             try:
                 if not run.dry_run:
                     os.makedirs(dst, exist_ok=True)  # as the seed does before each rsync
-                # link_dest: passed to start_sync once the engines take it, as
-                # link_dest=_link_dest_for(build, item) if build is not None else None
+                # A snapshot links what is unchanged to the newest one's copy.
+                link_dest = _link_dest_for(build, item) if build is not None else None
                 job = start_sync(src, dst, options, engine=self.engine,
                                  on_progress=run.on_progress, on_item=run.on_item,
-                                 dry_run=run.dry_run)
+                                 dry_run=run.dry_run, link_dest=link_dest)
                 try:
                     result = await asyncio.to_thread(job.wait)
                 except asyncio.CancelledError:
@@ -583,8 +583,7 @@ def _base_copy(build: SnapshotBuild) -> _Previous:
 
 def _link_dest_for(build: SnapshotBuild, item: BackupSync) -> str | None:
     """The link base of ``item``'s sync into ``build``: its copy in the
-    newest complete snapshot (None: the first snapshot, or a new sync).
-    link_dest: passed to start_sync once the engines take it (_run_plan)."""
+    newest complete snapshot (None: the first snapshot, or a new sync)."""
     return build.link_dest_for(item.backup_path)
 
 

@@ -75,6 +75,39 @@ def mutate(vols: Path, step: int) -> None:
 
 # -- backup and restore -------------------------------------------------------------
 
+def inodes(top: Path) -> dict[str, tuple[int, int]]:
+    """Each non-dir below ``top`` by its path below it: (dev, inode)."""
+    found = {}
+    for dirpath, _dirs, files in os.walk(top):
+        for name in files:
+            st = os.lstat(os.path.join(dirpath, name))
+            found[os.path.relpath(os.path.join(dirpath, name), top)] = (st.st_dev, st.st_ino)
+    return found
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_snapshot_hard_links_what_did_not_change_to_the_one_before(engine, roots):
+    """--link-dest against the newest complete snapshot: an unchanged file
+    (or symlink) is the previous snapshot's inode; a changed one is a new
+    file, and the previous snapshot's copy keeps its old content."""
+    vols, bk = roots
+    first = backup(vols, bk, "--engine", engine, "--json")
+    assert first.returncode == 0, first.stderr
+    before = json_summary(first.stdout)["snapshot"]
+    write(vols / "main" / "hello.txt", "changed since the first snapshot\n")
+    second = backup(vols, bk, "--engine", engine, "--json")
+    assert second.returncode == 0, second.stderr
+    after = json_summary(second.stdout)["snapshot"]
+    old, new = (inodes(bk / "snapshots" / i / "volumes") for i in (before, after))
+    assert old.keys() == new.keys() and len(old) > 2
+    assert new[os.path.join("main", "hello.txt")] != old[os.path.join("main", "hello.txt")]
+    assert {p for p in old if old[p] == new[p]} == set(old) - {os.path.join("main", "hello.txt")}
+    assert (bk / "snapshots" / before / "volumes" / "main" / "hello.txt").read_text() != \
+        "changed since the first snapshot\n"
+    for snap in (before, after):
+        assert verify_trees(f"{bk}/snapshots/{snap}/volumes/config/", f"{vols}/config/") == []
+
+
 @pytest.mark.parametrize("engine", ENGINES)
 def test_every_snapshot_of_a_sequence_restores_the_tree_backed_up_then(engine, roots, tmp_path):
     vols, bk = roots

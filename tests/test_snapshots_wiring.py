@@ -1,8 +1,8 @@
 """How the facade will drive a snapshot (the wiring comes later, in
 backups.py): today's Backups, pointed at a build's paths, fills a
 snapshot; a failed sync leaves nothing listed; a restore reads from a
-complete snapshot's paths.  Nothing here is linked (the engines' --link-dest
-comes later): these tests hold the contract between the two sides."""
+complete snapshot's paths.  These tests hold the contract between the
+store and the facade (test_snapshots_cli.py runs the wiring itself)."""
 
 from __future__ import annotations
 
