@@ -113,7 +113,13 @@ def test_the_python_examples_run_and_print_what_they_say(tmp_path):
 
     run = _python_session(tmp_path)
     assert run.returncode == 0, run.stderr
-    facade, one_tree, versioned = _outputs(run.stdout)
+    facade, one_tree, linked, versioned = _outputs(run.stdout)
+
+    # link_dest: what /mnt/copy/data holds identical is a hard link to it.
+    assert linked == []
+    copy = tmp_path / "mnt" / "copy"
+    assert (copy / "2024-05-02" / "a.txt").stat().st_ino == (copy / "data" / "a.txt").stat().st_ino
+    assert (copy / "2024-05-02" / "debug.log").stat().st_nlink == 1   # not in DIR: copied
 
     # The facade: the hooks around the backup, the volumes copied both ways.
     assert facade == ["stopping the service", "starting the service"]
