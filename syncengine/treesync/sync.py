@@ -567,7 +567,13 @@ class TreeSync:
         """rsync's sender building one file list from every source: each
         source's entries counted (_Census), those of several sources for
         the same path merged as rsync merges them (filelist.py)."""
+        self._sender_report = _SenderReport()
         censuses = [_Census(self, source) for source in self.sources]
+        if len(censuses) > 1:
+            # rsync's sender lists one SRC argument's whole tree after the
+            # other, reporting as it goes (send_file_list()): what the
+            # merged census finds is reported in that order at the end.
+            err, self.err = self.err, self._sender_report.append_line
         try:
             tops = [census for census in censuses if census.top()]
             roots = [census for census in tops if census.source.contents_form]
@@ -577,15 +583,16 @@ class TreeSync:
             if len(tops) == 1 and roots:
                 roots[0].list_root()  # (the common case: one SRC/)
                 return
-            listings = [(census, census.fd, [(census.source.name, census.source.st)])
+            listings = [(census, census.fd, [(census.source.name, census.source.st)], (),
+                         {census.source.name: 0})
                         for census in tops if not census.source.contents_form]
             fds = []
             try:
                 for census in roots:
-                    fd, entries = census.root_entries()
+                    fd, entries, order = census.root_entries()
                     if fd >= 0:
                         fds.append(fd)
-                        listings.append((census, fd, entries))
+                        listings.append((census, fd, entries, (), order))
                 listings.sort(key=lambda listing: listing[0].source.index)
                 self._census_merged(listings, b".")
             finally:
@@ -594,12 +601,21 @@ class TreeSync:
         finally:
             for census in censuses:
                 census.close()
+            if len(censuses) > 1:
+                self.err = err
+                for line in self._sender_report.in_order():
+                    self.err(line)
 
-    def _census_merged(self, listings: list[tuple[_Census, int, list]], rel: bytes) -> None:
+    def _census_merged(self, listings: list[tuple[_Census, int, list, tuple, dict]],
+                       rel: bytes) -> None:
         """Count one dir of the merged list: ``listings`` are the sources'
-        (census, dir fd, entries) for it, in the order of the arguments."""
+        (census, dir fd, entries, the dir's place in that source's walk,
+        each entry's place in the dir) for it, in the order of the
+        arguments."""
+        places = {(census, name): (*place, (2, order[name]))
+                  for census, _fd, _entries, place, order in listings for name in order}
         merged, dropped = merge_listings([((census, fd), entries)
-                                          for census, fd, entries in listings])
+                                          for census, fd, entries, _place, _order in listings])
         for (census, _fd), _name, st in dropped:
             self._dups += 1
             if not stat.S_ISDIR(st.st_mode):  # (rsync's total size counts them too)
@@ -613,21 +629,25 @@ class TreeSync:
             child = _join(rel, entry.name)
             (census, parent), name = entry.layer, entry.name
             if not entry.more:
+                census.at(places[census, name])
                 census._list(lambda name=name, parent=parent: _open_listable(name, parent), child)
                 continue
             inner = []
             try:
                 for census, parent in [entry.layer, *(layer for layer, _ in entry.more)]:
+                    place = places[census, name]
+                    census.at(place)
                     try:
                         fd = _open_listable(name, parent)
                     except OSError as exc:
                         census._unlistable(child, exc)
                         continue
-                    inner.append((census, fd, []))
-                    inner[-1] = (census, fd, census._entries(fd, child))
+                    inner.append((census, fd, [], place, {}))  # (closed if _entries fails)
+                    entries, order = census._entries(fd, child, place)
+                    inner[-1] = (census, fd, entries, place, order)
                 self._census_merged(inner, child)
             finally:
-                for _census, fd, _entries in inner:
+                for _census, fd, *_rest in inner:
                     os.close(fd)
 
     def _exit_code(self) -> int:
@@ -2842,6 +2862,21 @@ class _Copier:
         self.thread.join()
 
 
+class _SenderReport:
+    """The census's lines, held to go out in rsync's sender's order: by SRC
+    argument, then by place in that argument's walk (_Census.at)."""
+
+    def __init__(self) -> None:
+        self.place: tuple = ()
+        self.lines: list[tuple[tuple, int, str]] = []
+
+    def append_line(self, line: str) -> None:
+        self.lines.append((self.place, len(self.lines), line))
+
+    def in_order(self) -> list[str]:
+        return [line for *_, line in sorted(self.lines)]
+
+
 class _Census:
     """Pass 1, rsync's sender building the file list for one source: count
     it, report what cannot be read (and leave it out), and find the last
@@ -2867,9 +2902,19 @@ class _Census:
         *dirs, name = rel.split(b"/")
         return (*((1, part) for part in dirs), (0, name))
 
+    def at(self, place: tuple) -> None:
+        """Where the census is in rsync's sender's walk of this source, for
+        what it reports (_SenderReport): a dir's place is the path of
+        ``(2, i)`` steps to it, ``i`` the subdir's place in its dir's
+        listing; what the sender meets reading entry ``i`` of the dir is at
+        ``place + ((1, i),)``.  (A walk of one source's subtree (_walk)
+        reports in order: at its dir's place.)"""
+        self.run_._sender_report.place = (self.source.index, place)
+
     def top(self) -> bool:
         """Look up the source's own entry; whether it is in the list."""
         source, run = self.source, self.run_
+        self.at(())
         if source.contents_form:
             try:
                 self.fd = os.open(source.arg, _PATH_FOLLOW)
@@ -2900,16 +2945,19 @@ class _Census:
 
     def list_root(self) -> None:
         """The whole list of a SRC/ whose contents merge with no other's."""
+        self.at(())
         self._list(lambda: os.open(b".", _LIST_FLAGS, dir_fd=self.fd), b".")
 
-    def root_entries(self) -> tuple[int, list[tuple[bytes, os.stat_result]]]:
-        """A SRC/'s top listing, to merge with others': (its fd, entries)."""
+    def root_entries(self) -> tuple[int, list[tuple[bytes, os.stat_result]], dict[bytes, int]]:
+        """A SRC/'s top listing, to merge with others': (its fd, entries,
+        each one's place in the listing)."""
+        self.at(())
         try:
             fd = os.open(b".", _LIST_FLAGS, dir_fd=self.fd)
         except OSError as exc:
             self._unlistable(b".", exc)
-            return -1, []
-        return fd, self._entries(fd, b".")
+            return -1, [], {}
+        return fd, *self._entries(fd, b".", ())
 
     def close(self) -> None:
         if self.fd >= 0:
@@ -2966,9 +3014,10 @@ class _Census:
             return
         self._walk(fd, rel)
 
-    def _entries(self, fd: int, rel: bytes) -> list[tuple[bytes, os.stat_result]]:
+    def _entries(self, fd: int, rel: bytes, place: tuple,
+                 ) -> tuple[list[tuple[bytes, os.stat_result]], dict[bytes, int]]:
         """One dir's listing as _walk sees it, to merge with other sources'
-        (it counts nothing)."""
+        (it counts nothing), and each entry's place in it (see at)."""
         rules = self.run_.rules
         if self.run_.cancel_event.is_set():
             raise Cancelled()
@@ -2976,9 +3025,10 @@ class _Census:
             names = _list_names(fd)
         except OSError as exc:
             self._unlistable(rel, exc)
-            return []
+            return [], {}
         entries = []
-        for name in sorted(names):
+        for i, name in enumerate(names):
+            self.at((*place, (1, i)))
             child = _join(rel, name)
             try:
                 st = os.stat(name, dir_fd=fd, follow_symlinks=False)
@@ -2993,7 +3043,7 @@ class _Census:
                     self.check_meta and not self._keep(st, fd, name, child):
                 continue
             entries.append((name, st))
-        return entries
+        return entries, {name: i for i, name in enumerate(names)}
 
     def _walk(self, fd: int, rel: bytes) -> None:
         """One directory's listing as rsync's sender reads it
