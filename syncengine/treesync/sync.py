@@ -567,22 +567,30 @@ class TreeSync:
         """rsync's sender building one file list from every source: each
         source's entries counted (_Census), those of several sources for
         the same path merged as rsync merges them (filelist.py)."""
-        self._sender_report = _SenderReport()
+        # rsync's sender lists one SRC argument's whole tree after the
+        # other, reporting as it goes (send_file_list()): what the merged
+        # census finds is put in that order (_SenderReport).
+        err = self.err
+        report = self._sender_report = _SenderReport(err)
         censuses = [_Census(self, source) for source in self.sources]
         if len(censuses) > 1:
-            # rsync's sender lists one SRC argument's whole tree after the
-            # other, reporting as it goes (send_file_list()): what the
-            # merged census finds is reported in that order at the end.
-            err, self.err = self.err, self._sender_report.append_line
+            self.err = report.append_line
         try:
-            tops = [census for census in censuses if census.top()]
+            tops: list[_Census] = []
+            for census in censuses:
+                if not tops:  # (the sources before it are done)
+                    report.open_through(census.source.index)
+                if census.top():
+                    tops.append(census)
             roots = [census for census in tops if census.source.contents_form]
             if roots:
                 roots[0]._count(b".", roots[0].source.st)
                 self._dups += len(roots) - 1  # (their "." is a duplicate)
             if len(tops) == 1 and roots:
-                roots[0].list_root()  # (the common case: one SRC/)
+                roots[0].list_root()  # (the common case: one SRC/, walked in rsync's order)
                 return
+            if tops:  # (merged, the walk is not in rsync's order)
+                report.open_through(tops[0].source.index - 1)
             listings = [(census, census.fd, [(census.source.name, census.source.st)], (),
                          {census.source.name: 0})
                         for census in tops if not census.source.contents_form]
@@ -601,10 +609,8 @@ class TreeSync:
         finally:
             for census in censuses:
                 census.close()
-            if len(censuses) > 1:
-                self.err = err
-                for line in self._sender_report.in_order():
-                    self.err(line)
+            self.err = err
+            report.close()
 
     def _census_merged(self, listings: list[tuple[_Census, int, list, tuple, dict]],
                        rel: bytes) -> None:
@@ -2863,18 +2869,35 @@ class _Copier:
 
 
 class _SenderReport:
-    """The census's lines, held to go out in rsync's sender's order: by SRC
-    argument, then by place in that argument's walk (_Census.at)."""
+    """The census's lines in rsync's sender's order: by SRC argument, then
+    by place in that argument's walk (_Census.at).  Those of the sources up
+    to ``open`` go out at once (what comes before them is out, and they
+    come in order: a failed SRC, or a SRC/ walked alone); the others are
+    held until ``close``."""
 
-    def __init__(self) -> None:
-        self.place: tuple = ()
-        self.lines: list[tuple[tuple, int, str]] = []
+    def __init__(self, out: Callable[[str], None]) -> None:
+        self.out = out
+        self.place: tuple = (0, ())
+        self.open = -1
+        self.held: list[tuple[tuple, int, str]] = []
 
     def append_line(self, line: str) -> None:
-        self.lines.append((self.place, len(self.lines), line))
+        if self.place[0] <= self.open:
+            self.out(line)
+        else:
+            self.held.append((self.place, len(self.held), line))
 
-    def in_order(self) -> list[str]:
-        return [line for *_, line in sorted(self.lines)]
+    def open_through(self, index: int) -> None:
+        """Lines of the sources up to ``index`` go out: the held ones now."""
+        self.open = index
+        held = sorted(self.held)
+        self.held = [line for line in held if line[0][0] > index]
+        for place, _, line in held:
+            if place[0] <= index:
+                self.out(line)
+
+    def close(self) -> None:
+        self.open_through(sys.maxsize)
 
 
 class _Census:
