@@ -10,7 +10,9 @@ Two passes over the source, both streaming directory by directory:
    last.  With ``--no-inc-recursive`` any such error suppresses every
    deletion, so it must be known before the first one.  Several sources
    make one list: their entries for the same path are merged as rsync
-   merges them (filelist.py), in both passes.
+   merges them (filelist.py), in both passes; what cannot be read is
+   reported as rsync's sender reports it, one SRC's whole tree after the
+   other's (_SenderReport).
 2. ``TreeSync`` is rsync's generator and receiver: it walks source and
    destination side by side in rsync's order (in each dir the non-dirs
    sorted bytewise, then each subdir with its subtree).  A dir gets its
