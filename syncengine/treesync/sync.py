@@ -10,7 +10,9 @@ Two passes over the source, both streaming directory by directory:
    last.  With ``--no-inc-recursive`` any such error suppresses every
    deletion, so it must be known before the first one.  Several sources
    make one list: their entries for the same path are merged as rsync
-   merges them (filelist.py), in both passes.
+   merges them (filelist.py), in both passes; what cannot be read is
+   reported as rsync's sender reports it, one SRC's whole tree after the
+   other's (_SenderReport).
 2. ``TreeSync`` is rsync's generator and receiver: it walks source and
    destination side by side in rsync's order (in each dir the non-dirs
    sorted bytewise, then each subdir with its subtree).  A dir gets its
@@ -622,25 +624,40 @@ class TreeSync:
         """rsync's sender building one file list from every source: each
         source's entries counted (_Census), those of several sources for
         the same path merged as rsync merges them (filelist.py)."""
+        # rsync's sender lists one SRC argument's whole tree after the
+        # other, reporting as it goes (send_file_list()): what the merged
+        # census finds is put in that order (_SenderReport).
+        err = self.err
+        report = self._sender_report = _SenderReport(err)
         censuses = [_Census(self, source) for source in self.sources]
+        if len(censuses) > 1:
+            self.err = report.append_line
         try:
-            tops = [census for census in censuses if census.top()]
+            tops: list[_Census] = []
+            for census in censuses:
+                if not tops:  # (the sources before it are done)
+                    report.open_through(census.source.index)
+                if census.top():
+                    tops.append(census)
             roots = [census for census in tops if census.source.contents_form]
             if roots:
                 roots[0]._count(b".", roots[0].source.st)
                 self._dups += len(roots) - 1  # (their "." is a duplicate)
             if len(tops) == 1 and roots:
-                roots[0].list_root()  # (the common case: one SRC/)
+                roots[0].list_root()  # (the common case: one SRC/, walked in rsync's order)
                 return
-            listings = [(census, census.fd, [(census.source.name, census.source.st)])
+            if tops:  # (merged, the walk is not in rsync's order)
+                report.open_through(tops[0].source.index - 1)
+            listings = [(census, census.fd, [(census.source.name, census.source.st)], (),
+                         {census.source.name: 0})
                         for census in tops if not census.source.contents_form]
             fds = []
             try:
                 for census in roots:
-                    fd, entries = census.root_entries()
+                    fd, entries, order = census.root_entries()
                     if fd >= 0:
                         fds.append(fd)
-                        listings.append((census, fd, entries))
+                        listings.append((census, fd, entries, (), order))
                 listings.sort(key=lambda listing: listing[0].source.index)
                 self._census_merged(listings, b".")
             finally:
@@ -649,12 +666,19 @@ class TreeSync:
         finally:
             for census in censuses:
                 census.close()
+            self.err = err
+            report.close()
 
-    def _census_merged(self, listings: list[tuple[_Census, int, list]], rel: bytes) -> None:
+    def _census_merged(self, listings: list[tuple[_Census, int, list, tuple, dict]],
+                       rel: bytes) -> None:
         """Count one dir of the merged list: ``listings`` are the sources'
-        (census, dir fd, entries) for it, in the order of the arguments."""
+        (census, dir fd, entries, the dir's place in that source's walk,
+        each entry's place in the dir) for it, in the order of the
+        arguments."""
+        places = {(census, name): (*place, (2, order[name]))
+                  for census, _fd, _entries, place, order in listings for name in order}
         merged, dropped = merge_listings([((census, fd), entries)
-                                          for census, fd, entries in listings])
+                                          for census, fd, entries, _place, _order in listings])
         for (census, _fd), _name, st in dropped:
             self._dups += 1
             if not stat.S_ISDIR(st.st_mode):  # (rsync's total size counts them too)
@@ -668,21 +692,25 @@ class TreeSync:
             child = _join(rel, entry.name)
             (census, parent), name = entry.layer, entry.name
             if not entry.more:
+                census.at(places[census, name])
                 census._list(lambda name=name, parent=parent: _open_listable(name, parent), child)
                 continue
             inner = []
             try:
                 for census, parent in [entry.layer, *(layer for layer, _ in entry.more)]:
+                    place = places[census, name]
+                    census.at(place)
                     try:
                         fd = _open_listable(name, parent)
                     except OSError as exc:
                         census._unlistable(child, exc)
                         continue
-                    inner.append((census, fd, []))
-                    inner[-1] = (census, fd, census._entries(fd, child))
+                    inner.append((census, fd, [], place, {}))  # (closed if _entries fails)
+                    entries, order = census._entries(fd, child, place)
+                    inner[-1] = (census, fd, entries, place, order)
                 self._census_merged(inner, child)
             finally:
-                for _census, fd, _entries in inner:
+                for _census, fd, *_rest in inner:
                     os.close(fd)
 
     def _exit_code(self) -> int:
@@ -3284,6 +3312,38 @@ class _Copier:
         self.thread.join()
 
 
+class _SenderReport:
+    """The census's lines in rsync's sender's order: by SRC argument, then
+    by place in that argument's walk (_Census.at).  Those of the sources up
+    to ``open`` go out at once (what comes before them is out, and they
+    come in order: a failed SRC, or a SRC/ walked alone); the others are
+    held until ``close``."""
+
+    def __init__(self, out: Callable[[str], None]) -> None:
+        self.out = out
+        self.place: tuple = (0, ())
+        self.open = -1
+        self.held: list[tuple[tuple, int, str]] = []
+
+    def append_line(self, line: str) -> None:
+        if self.place[0] <= self.open:
+            self.out(line)
+        else:
+            self.held.append((self.place, len(self.held), line))
+
+    def open_through(self, index: int) -> None:
+        """Lines of the sources up to ``index`` go out: the held ones now."""
+        self.open = index
+        held = sorted(self.held)
+        self.held = [line for line in held if line[0][0] > index]
+        for place, _, line in held:
+            if place[0] <= index:
+                self.out(line)
+
+    def close(self) -> None:
+        self.open_through(sys.maxsize)
+
+
 class _Census:
     """Pass 1, rsync's sender building the file list for one source: count
     it, report what cannot be read (and leave it out), and find the last
@@ -3309,9 +3369,19 @@ class _Census:
         *dirs, name = rel.split(b"/")
         return (*((1, part) for part in dirs), (0, name))
 
+    def at(self, place: tuple) -> None:
+        """Where the census is in rsync's sender's walk of this source, for
+        what it reports (_SenderReport): a dir's place is the path of
+        ``(2, i)`` steps to it, ``i`` the subdir's place in its dir's
+        listing; what the sender meets reading entry ``i`` of the dir is at
+        ``place + ((1, i),)``.  (A walk of one source's subtree (_walk)
+        reports in order: at its dir's place.)"""
+        self.run_._sender_report.place = (self.source.index, place)
+
     def top(self) -> bool:
         """Look up the source's own entry; whether it is in the list."""
         source, run = self.source, self.run_
+        self.at(())
         if source.contents_form:
             try:
                 self.fd = os.open(source.arg, _PATH_FOLLOW)
@@ -3342,16 +3412,19 @@ class _Census:
 
     def list_root(self) -> None:
         """The whole list of a SRC/ whose contents merge with no other's."""
+        self.at(())
         self._list(lambda: os.open(b".", _LIST_FLAGS, dir_fd=self.fd), b".")
 
-    def root_entries(self) -> tuple[int, list[tuple[bytes, os.stat_result]]]:
-        """A SRC/'s top listing, to merge with others': (its fd, entries)."""
+    def root_entries(self) -> tuple[int, list[tuple[bytes, os.stat_result]], dict[bytes, int]]:
+        """A SRC/'s top listing, to merge with others': (its fd, entries,
+        each one's place in the listing)."""
+        self.at(())
         try:
             fd = os.open(b".", _LIST_FLAGS, dir_fd=self.fd)
         except OSError as exc:
             self._unlistable(b".", exc)
-            return -1, []
-        return fd, self._entries(fd, b".")
+            return -1, [], {}
+        return fd, *self._entries(fd, b".", ())
 
     def close(self) -> None:
         if self.fd >= 0:
@@ -3408,9 +3481,10 @@ class _Census:
             return
         self._walk(fd, rel)
 
-    def _entries(self, fd: int, rel: bytes) -> list[tuple[bytes, os.stat_result]]:
+    def _entries(self, fd: int, rel: bytes, place: tuple,
+                 ) -> tuple[list[tuple[bytes, os.stat_result]], dict[bytes, int]]:
         """One dir's listing as _walk sees it, to merge with other sources'
-        (it counts nothing)."""
+        (it counts nothing), and each entry's place in it (see at)."""
         rules = self.run_.rules
         if self.run_.cancel_event.is_set():
             raise Cancelled()
@@ -3418,9 +3492,10 @@ class _Census:
             names = _list_names(fd)
         except OSError as exc:
             self._unlistable(rel, exc)
-            return []
+            return [], {}
         entries = []
-        for name in sorted(names):
+        for i, name in enumerate(names):
+            self.at((*place, (1, i)))
             child = _join(rel, name)
             try:
                 st = os.stat(name, dir_fd=fd, follow_symlinks=False)
@@ -3435,7 +3510,7 @@ class _Census:
                     self.check_meta and not self._keep(st, fd, name, child):
                 continue
             entries.append((name, st))
-        return entries
+        return entries, {name: i for i, name in enumerate(names)}
 
     def _walk(self, fd: int, rel: bytes) -> None:
         """One directory's listing as rsync's sender reads it

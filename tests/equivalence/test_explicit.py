@@ -198,6 +198,51 @@ def test_as_nobody_a_source_it_cannot_enter_stops_deletion(nobody_base, second):
     assert os.path.exists(os.path.join(nobody_base, "b", "dst", "junk"))
 
 
+# What the sender cannot read, in two sources: dirs it cannot list (mode
+# 000, and 600: rsync 3.5.0's opendir needs x too), files whose xattrs it
+# cannot read, at the top and deeper, in one source or both, and clashing
+# with a file.  Sorted by name the two sources' names interleave.
+_NB = {"uid": 65534, "gid": 65534}
+UNREADABLE = [
+    d("src", **_NB), f("src/a", **_NB), d("src/z_locked", mode=0o000, **_NB),
+    d("src/m_noexec", mode=0o600, **_NB), f("src/m_noexec/f1", **_NB),
+    f("src/m_noexec/f2", **_NB), d("src/both", mode=0o000, **_NB), f("src/mix", **_NB),
+    d("src/mix2", mode=0o000, **_NB), d("src/deep", **_NB), d("src/deep/k", mode=0o000, **_NB),
+    f("src/deep/e", **_NB),
+    d("src2", **_NB), f("src2/b", **_NB), d("src2/a_locked", mode=0o000, **_NB),
+    d("src2/b_noexec", mode=0o600, **_NB), f("src2/b_noexec/g", **_NB),
+    d("src2/both", mode=0o000, **_NB), d("src2/mix", mode=0o000, **_NB), f("src2/mix2", **_NB),
+    d("src2/deep", **_NB), d("src2/deep/c", mode=0o000, **_NB), f("src2/deep/y", **_NB),
+    # files whose xattrs it cannot read (left out of the list), also twice
+    *(f(path, mode=0o000, xattrs={"user.k": b"v"}, **_NB)
+      for path in ("src/zz_x", "src/aa_x", "src/dup_x", "src/deep/q_x", "src2/mm_x",
+                   "src2/dup_x", "src2/deep/b_x")),
+    d("dst", **_NB), f("dst/junk", **_NB),
+]
+UNREADABLE_SOURCES = [(b"src/", b"src2/"), (b"src2/", b"src/"), (b"src", b"src2"),
+                      (b"src/", b"src2"),
+                      (b"src2/", b"src"), (b"src/deep/", b"src2/", b"src/"),
+                      (b"src2/deep", b"nosuch", b"src/deep"), (b"src/a", b"src2/")]
+
+
+@pytest.mark.parametrize("sources", UNREADABLE_SOURCES,
+                         ids=[b" ".join(s).decode() for s in UNREADABLE_SOURCES])
+def test_as_nobody_what_several_sources_cannot_read_comes_in_argument_order(nobody_base,
+                                                                            sources):
+    """rsync's sender builds the list one SRC argument at a time, each
+    one's tree in the order its dirs give their entries (send_file_list(),
+    send_directory()), and reports what it cannot read (opendir,
+    readlink_stat) as it goes; the list is merged only after that.  The
+    native engine reported them in the merged list's order (src2's
+    a_locked before src's z_locked).  Found by the random suite."""
+    for dry_run in (True, False):
+        for itemize in (False, True):
+            rs, nat = check(Case(spec=[{**ROOT, **_NB}, *UNREADABLE], sources=list(sources),
+                                 dest=b"dst", unprivileged=True, itemize=itemize,
+                                 dry_run=dry_run), nobody_base)
+            assert rs.code == 23, rs.err
+
+
 @pytest.mark.parametrize("contents", [False, True], ids=["empty", "with-a-file"])
 def test_as_nobody_a_new_dst_dir_it_cannot_read_fails_its_delete_pass(nobody_base, contents):
     """As nobody, `rsync --delete src dst` makes dst itself (a single item
