@@ -633,11 +633,15 @@ def cases(draw, *, nobody: bool = False) -> Case:
                 acl_backend=backend, itemize=draw(st.booleans()),
                 dry_run=draw(st.integers(0, 3)) == 0)
     # (drawn last: the cases without it stay what they were.  Not for a dry
-    # run of SRC into a missing DST, where rsync 3.5.0 copies DIR's dirs'
-    # xattrs onto the source's own: test_linkdest.py records it.)
-    # (single-source cases only)
+    # run: rsync 3.5.0's with --link-dest copies DIR's dirs' xattrs onto the
+    # source's own when DST is missing, and its -H hang (rsync-semantics
+    # §11) then prints more; test_linkdest.py has dry runs case by case.)
+    # Not as nobody yet: a -H member whose copy from an unreadable DIR file
+    # fails still differs (its group's later members); test_linkdest.py
+    # runs the rest as nobody case by case.
+    # Single-source cases only.
     basis = draw(link_dests(src, slash=slash, nobody=nobody)) if src2 is None else None
-    if basis is not None and not (case.dry_run and dst is None and not slash):
+    if basis is not None and not case.dry_run and not nobody:
         case.spec += basis
         case.link_dest = (b"prev",)
         if nobody:  # (DIR's dirs' xattrs are copied onto the new dirs)
@@ -653,6 +657,11 @@ def link_dests(draw, src: Tree, *, slash: bool, nobody: bool) -> list[dict[str, 
     if draw(st.integers(0, 2)):
         return None
     basis = draw(drift(src, prefix_depth=1 if slash else 2, nobody=nobody, protect_names=()))
+    # (no symlink where the source has a dir: rsync 3.5.0 refuses to follow
+    # one owned by another user on its way into DIR, with a line of its own)
+    for path in [p for p, e in basis.items() if e.get("type") == "symlink"
+                 and src.get(p, {}).get("type") == "dir"]:
+        _remove(basis, path)
     if slash:
         return to_spec(basis, b"prev")
     top = {"path": "prev", "type": "dir", "mode": 0o755, "mtime_ns": 1_500_000_000_700_000_000}
