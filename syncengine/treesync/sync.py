@@ -2071,16 +2071,21 @@ class TreeSync:
                        dst_parent: int, dst_name: bytes, rel: bytes) -> str | None:
         """The itemize code of a transfer, from the file it replaces (None
         when not itemizing).  With -c a replaced regular file always shows
-        ``c``; ``s`` when the sizes differ."""
+        ``c``; ``s`` when the sizes differ.  rsync's generator itemizes the
+        file it replaces whether or not -i asks (protocol >= 29): it reads
+        its ACLs and xattrs, and says so when it cannot, either way."""
+        if dst_st is not None and stat.S_ISREG(dst_st.st_mode):
+            src_meta = self._acl_blind(src_meta, dst_parent, dst_name, rel)
+            letters = itemize_meta(self.meta, src_meta, dst_st, dirfd=dst_parent,
+                                   name=dst_name, path=self._drel(rel))
+            if self.on_item is None:
+                return None
+            return ">fc" + ("." if dst_st.st_size == size else "s") + letters
         if self.on_item is None:
             return None
         if dst_st is None and rel in self._basis_codes:
             return self._basis_codes.pop(rel)  # (against DIR's file: see _link_dest_file)
-        if dst_st is None or not stat.S_ISREG(dst_st.st_mode):
-            return ">f" + NEW_COLUMNS
-        resized = "." if dst_st.st_size == size else "s"
-        src_meta = self._acl_blind(src_meta, dst_parent, dst_name, rel)
-        return ">fc" + resized + self._letters_of(src_meta, dst_st, dst_parent, dst_name, rel)
+        return ">f" + NEW_COLUMNS
 
     def _write_new(self, src_fd: int, src_meta: SrcMeta, dst_parent: int, dst_name: bytes,
                    rel: bytes, src_path: bytes | None = None, *, size: int,

@@ -620,3 +620,41 @@ def test_nobody_unstattable_dest_entries_reported_in_readdir_order(nobody):
     check(nb_case(d("src", **NB), d("src/keep", **NB), d("dst", **NB),
                   d("dst/keep", mode=0o744, uid=0, gid=0),
                   *[f(b"dst/keep/" + n, uid=0, gid=0) for n in names], itemize=True), nobody)
+
+
+UNREADABLE = {"mode": {"mode": 0o600},
+              "acl": {"mode": 0o600, "acl": "u::---,g::---,o::---,m::---,u:1234:---"}}
+SRC_FILE = {"same": (b"abc", T), "same, newer": (b"abc", T + 10**9),
+            "other, same size": (b"xyz", T + 10**9), "other size": (b"abcd", T + 10**9)}
+
+
+@pytest.mark.parametrize("dry_run", [True, False])
+@pytest.mark.parametrize("itemize", [True, False])
+@pytest.mark.parametrize("dst_dir", [0o755, 0o1777])
+@pytest.mark.parametrize("unreadable", list(UNREADABLE))
+@pytest.mark.parametrize("src_file", list(SRC_FILE))
+def test_nobody_generator_reads_an_unreadable_dst_files_xattrs(nobody, dry_run, itemize, dst_dir,
+                                                               unreadable, src_file):
+    """A root-owned DST file nobody cannot read, with a user.* xattr, in a
+    dir nobody cannot write (or a sticky one): rsync's generator reads the
+    file's xattrs whether or not -i asks and says lgetxattr failed (exit
+    23); the native engine read them only when itemizing (found by the
+    random suite run as nobody)."""
+    content, mtime = SRC_FILE[src_file]
+    check(nb_case(d("src", **NB), f("src/a", content, mtime_ns=mtime, **NB),
+                  d("dst", mode=dst_dir, uid=0, gid=0),
+                  f("dst/a", b"abc", uid=0, gid=0, xattrs={"user.x": b"1"},
+                    **UNREADABLE[unreadable]),
+                  delete=False, dry_run=dry_run, itemize=itemize), nobody)
+
+
+@pytest.mark.parametrize("dry_run", [True, False])
+@pytest.mark.parametrize("itemize", [True, False])
+@pytest.mark.parametrize("sub_mode", [0o700, 0o711, 0o1777])
+def test_nobody_generator_reads_an_unreadable_dst_dirs_xattrs(nobody, dry_run, itemize, sub_mode):
+    """The same for a root-owned DST dir with a user.* xattr, with and
+    without a file of nobody's to go in it."""
+    check(nb_case(d("src", **NB), d("src/sub", **NB), f("src/sub/a", b"x", **NB),
+                  d("dst", mode=0o1777, uid=0, gid=0),
+                  d("dst/sub", mode=sub_mode, uid=0, gid=0, xattrs={"user.x": b"1"}),
+                  delete=False, dry_run=dry_run, itemize=itemize), nobody)
