@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING
 
 from ..itemize import NEW_COLUMNS, ItemChange
 from . import faults
-from .acl import ACCESS, DEFAULT, get_backend
+from .acl import ACCESS, DEFAULT, access_differs, get_backend
 from .filelist import Merged, merge_listings
 from .filters import FilterRules
 from .linkdest import Basis, BasisDirs, check_basis_dirs, resolve_basis_dirs
@@ -1218,9 +1218,10 @@ class TreeSync:
             self._shelters[dst_path] = shelter
             dst_name = shelter  # (its name until it is complete)
         if self.dry_run:
-            letters = UNCHANGED if created else self._letters_of(
-                self._acl_blind(src_meta, dst_parent, dst_name, rel), dst_st, dst_parent,
-                dst_name, rel)
+            gen_meta = self._acl_blind(src_meta, dst_parent, dst_name, rel)
+            letters = UNCHANGED if created else self._seen_acl(
+                self._letters_of(gen_meta, dst_st, dst_parent, dst_name, rel), src_meta,
+                gen_meta)
         else:
             letters = self._set_dir_meta(src_meta, dst_st, dst_parent, dst_name, rel, created,
                                          frame)
@@ -1314,12 +1315,12 @@ class TreeSync:
                                  exact_time=False, is_new=created, path=self._drel(rel))
             self._tweak_dir(dst_parent, dst_name, mode, rel)
             frame.receiver_pass = (src_meta, rel)
-            return _column(letters, "x", True)
+            return _column(self._seen_acl(letters, src_meta, gen_meta), "x", True)
         letters = apply_meta(self.meta, gen_meta, None if created else dst_st, dirfd=dst_parent,
                              name=dst_name, exact_time=False, is_new=created, path=self._drel(rel))
         if tweak:
             self._tweak_dir(dst_parent, dst_name, mode, rel)
-        return letters
+        return self._seen_acl(letters, src_meta, gen_meta)
 
     def _fill_dir(self, src_parent: int, name: bytes, dst_parent: int, dst_name: bytes,
                   rel: bytes, dst_path: tuple[bytes, ...], source: _Source,
@@ -1488,6 +1489,16 @@ class TreeSync:
             return src_meta
         finally:
             node.close()
+
+    def _seen_acl(self, letters: str, src_meta: SrcMeta, gen_meta: SrcMeta) -> str:
+        """An entry's letters when _acl_blind left its ACLs alone: rsync's
+        generator still compares the ACLs it read by path (no read
+        permission needed) and shows ``a`` when they differ."""
+        if gen_meta is src_meta or self.on_item is None:
+            return letters
+        differ = access_differs(src_meta.acl_access, gen_meta.acl_access) or (
+            stat.S_ISDIR(src_meta.mode) and src_meta.acl_default != gen_meta.acl_default)
+        return _column(letters, "a", differ)
 
     def _dest_xattrs(self, dirfd: int, name: bytes) -> dict[bytes, bytes] | None:
         """The user.* xattrs of a destination dir, None if unreadable."""
@@ -2059,13 +2070,15 @@ class TreeSync:
         """Fix an identical file's attributes; returns the itemize letters.
         With its open fd (it is readable, so rsync reads its ACLs: see
         _acl_blind) they are read and set through it."""
-        if dst_fd < 0:
-            src_meta = self._acl_blind(src_meta, dst_parent, dst_name, rel)
+        gen_meta = src_meta if dst_fd >= 0 else self._acl_blind(src_meta, dst_parent,
+                                                                  dst_name, rel)
         if self.dry_run:
-            return self._letters_of(src_meta, None, dst_parent, dst_name, rel)
-        return apply_meta(self.meta, src_meta, None, dirfd=dst_parent, name=dst_name,
-                          fd=dst_fd if dst_fd >= 0 else None, exact_time=True, is_new=False,
-                          path=self._drel(rel), later=self._receiver_later)
+            letters = self._letters_of(gen_meta, None, dst_parent, dst_name, rel)
+        else:
+            letters = apply_meta(self.meta, gen_meta, None, dirfd=dst_parent, name=dst_name,
+                                 fd=dst_fd if dst_fd >= 0 else None, exact_time=True,
+                                 is_new=False, path=self._drel(rel), later=self._receiver_later)
+        return self._seen_acl(letters, src_meta, gen_meta)
 
     def _transfer_code(self, src_meta: SrcMeta, size: int, dst_st: os.stat_result | None,
                        dst_parent: int, dst_name: bytes, rel: bytes) -> str | None:
@@ -2075,12 +2088,13 @@ class TreeSync:
         file it replaces whether or not -i asks (protocol >= 29): it reads
         its ACLs and xattrs, and says so when it cannot, either way."""
         if dst_st is not None and stat.S_ISREG(dst_st.st_mode):
-            src_meta = self._acl_blind(src_meta, dst_parent, dst_name, rel)
-            letters = itemize_meta(self.meta, src_meta, dst_st, dirfd=dst_parent,
+            gen_meta = self._acl_blind(src_meta, dst_parent, dst_name, rel)
+            letters = itemize_meta(self.meta, gen_meta, dst_st, dirfd=dst_parent,
                                    name=dst_name, path=self._drel(rel))
             if self.on_item is None:
                 return None
-            return ">fc" + ("." if dst_st.st_size == size else "s") + letters
+            resized = "." if dst_st.st_size == size else "s"
+            return ">fc" + resized + self._seen_acl(letters, src_meta, gen_meta)
         if self.on_item is None:
             return None
         if dst_st is None and rel in self._basis_codes:
@@ -2758,6 +2772,8 @@ class TreeSync:
             # Found linked already: the leader's xattrs, fixed in place,
             # wait for rsync's receiver, which lags behind the generator.
             letters = _column(letters, "x", True)
+        if kind == stat.S_IFREG:  # (an ACL _acl_blind left alone is still compared)
+            letters = self._seen_acl(letters, group.meta, src_meta)
         return "hf." + resized + letters
 
     def _open_dest_dir(self, parts: tuple[bytes, ...]) -> int:

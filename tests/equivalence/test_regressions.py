@@ -9,6 +9,7 @@ docstring says what diverged and where it was fixed.
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 
 import pytest
@@ -628,6 +629,11 @@ SRC_FILE = {"same": (b"abc", T), "same, newer": (b"abc", T + 10**9),
             "other, same size": (b"xyz", T + 10**9), "other size": (b"abcd", T + 10**9)}
 
 
+def _nb_acl(mode: int, extra: str) -> str:
+    """An ACL for an entry of ``mode`` (owner bits only) with named entries."""
+    return f"u::{stat.filemode(mode)[1:4]},g::---,o::---,m::---,{extra}"
+
+
 @pytest.mark.parametrize("dry_run", [True, False])
 @pytest.mark.parametrize("itemize", [True, False])
 @pytest.mark.parametrize("dst_dir", [0o755, 0o1777])
@@ -658,3 +664,81 @@ def test_nobody_generator_reads_an_unreadable_dst_dirs_xattrs(nobody, dry_run, i
                   d("dst", mode=0o1777, uid=0, gid=0),
                   d("dst/sub", mode=sub_mode, uid=0, gid=0, xattrs={"user.x": b"1"}),
                   delete=False, dry_run=dry_run, itemize=itemize), nobody)
+
+
+@pytest.mark.parametrize("dry_run", [True, False])
+@pytest.mark.parametrize("itemize", [True, False])
+@pytest.mark.parametrize("src_mode,dst_mode", [(0o000, 0o000), (0o600, 0o000), (0o000, 0o600),
+                                               (0o200, 0o200), (0o600, 0o600)])
+@pytest.mark.parametrize("dst_named", ["u:1234:---", "g:100:---,g:65534:---"])
+def test_nobody_same_unreadable_own_file_itemizes_its_acl(nobody, dry_run, itemize, src_mode,
+                                                          dst_mode, dst_named):
+    """An own file nobody cannot read on either side (so -c finds both
+    "the same") whose ACLs differ: rsync's generator reads the ACLs by
+    path (no read permission needed) and itemizes ``a``, in a real run too,
+    though it leaves the unreadable file's ACL as it is.  Found by the
+    random suite (the native engine compared the ACL it left, so no ``a``);
+    fixed in TreeSync._seen_acl."""
+    check(nb_case(d("src", **NB), d("src/s", **NB),
+                  f("src/s/u", mode=src_mode, acl=_nb_acl(src_mode, "g:100:---,g:65534:---"), **NB),
+                  d("dst", **NB), d("dst/s", **NB),
+                  f("dst/s/u", mode=dst_mode, acl=_nb_acl(dst_mode, dst_named), **NB),
+                  dry_run=dry_run, itemize=itemize), nobody)
+
+
+@pytest.mark.parametrize("dry_run", [True, False])
+@pytest.mark.parametrize("dst_mode", [0o000, 0o300, 0o100])
+@pytest.mark.parametrize("dst_named", ["u:1234:---", "g:100:---"])
+def test_nobody_unreadable_own_dir_itemizes_its_acl(nobody, dry_run, dst_mode, dst_named):
+    """The same for a dir nobody cannot read in DST (a dir ACL is also
+    read by path)."""
+    check(nb_case(d("src", **NB), d("src/s", **NB),
+                  d("src/s/u", mode=0o700, acl=_nb_acl(0o700, "g:100:---"), **NB),
+                  d("dst", **NB), d("dst/s", **NB),
+                  d("dst/s/u", mode=dst_mode, acl=_nb_acl(dst_mode, dst_named), **NB),
+                  dry_run=dry_run, itemize=True), nobody)
+
+
+@pytest.mark.parametrize("dry_run", [True, False])
+@pytest.mark.parametrize("dst_mode", [0o000, 0o644])
+def test_nobody_same_root_owned_file_itemizes_its_acl(nobody, dry_run, dst_mode):
+    """A root-owned DST file with the source's content but another ACL:
+    ``a`` whether or not nobody can read it."""
+    check(nb_case(d("src", **NB), d("src/s", **NB),
+                  f("src/s/u", mode=0o000, acl=_nb_acl(0o000, "g:100:---"), **NB),
+                  d("dst", **NB), d("dst/s", **NB),
+                  f("dst/s/u", mode=dst_mode, acl=_nb_acl(dst_mode, "u:1234:---"),
+                    uid=0, gid=0),
+                  dry_run=dry_run, itemize=True), nobody)
+
+
+@pytest.mark.parametrize("dry_run", [True, False])
+@pytest.mark.parametrize("dst_links", [True, False])
+def test_nobody_unreadable_own_hard_links_itemize_their_acl(nobody, dry_run, dst_links):
+    """The same for -H members (linked in DST already, or separate files)."""
+    def pair(top, named, linked):
+        first = f(top + "/s/u", mode=0o000, acl=_nb_acl(0o000, named), **NB)
+        second = {"path": top + "/s/v", "link": top + "/s/u"} if linked else {**first,
+                                                                             "path": top + "/s/v"}
+        return [d(top, **NB), d(top + "/s", **NB), first, second]
+    check(nb_case(*pair("src", "g:100:---", True), *pair("dst", "u:1234:---", dst_links),
+                  dry_run=dry_run, itemize=True), nobody)
+
+
+@pytest.mark.parametrize("dry_run", [True, False])
+def test_nobody_unreadable_own_dir_itemizes_its_default_acl(nobody, dry_run):
+    """A default ACL that differs shows ``a`` too."""
+    check(nb_case(d("src", **NB), d("src/s", **NB),
+                  d("src/s/u", mode=0o300, default_acl="u::rwx,g::---,o::---,u:1234:r--", **NB),
+                  d("dst", **NB), d("dst/s", **NB),
+                  d("dst/s/u", mode=0o300, default_acl="u::rwx,g::---,o::---", **NB),
+                  dry_run=dry_run, itemize=True), nobody)
+
+
+def test_nobody_found_case_unreadable_own_file_acl(nobody):
+    """The random suite's case: SRC without a slash, the file one level down."""
+    check(nb_case(d("src", **NB), f("src/a", **NB),
+                  f("src/u", mode=0o000, acl=_nb_acl(0o000, "g:100:---,g:65534:---"), **NB),
+                  d("dst", **NB), d("dst/src", **NB),
+                  f("dst/src/u", mode=0o000, acl=_nb_acl(0o000, "u:1234:---"), **NB),
+                  src=b"src", dry_run=True, itemize=True, delete=False), nobody)
