@@ -47,10 +47,10 @@ class FakeEngine:
         self.fail_on: str | None = None
 
     def __call__(self, src, dst, options, *, engine=None, on_progress=None, on_item=None,
-                 dry_run=False):
+                 dry_run=False, link_dest=None):
         self.calls.append({"src": src, "dst": dst, "options": options, "engine": engine,
                            "dst_existed": os.path.isdir(dst), "on_item": on_item,
-                           "dry_run": dry_run})
+                           "dry_run": dry_run, "link_dest": link_dest})
         self.log.append(("sync", src, dst))
         if self.fail_on is not None and self.fail_on in src:
             result = SyncResult(engine="fake", src=src, dst=dst, exit_code=23,
@@ -307,6 +307,8 @@ def test_the_facade_engine_is_passed_to_every_sync(layout, fake_engine):
     Backups.of_volumes("main", "config", layout=layout, engine="rsync").create_backup(
         RecordingEffects())
     assert [c["engine"] for c in fake_engine.calls] == ["rsync", "rsync"]
+    # (a mirror backup links against nothing: only snapshots have a base)
+    assert [c["link_dest"] for c in fake_engine.calls] == [None, None]
 
 
 # -- failures -------------------------------------------------------------------------
