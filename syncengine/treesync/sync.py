@@ -1202,7 +1202,8 @@ class TreeSync:
             except OSError as exc:
                 self._fail(f"rsync: [generator] recv_generator: mkdir {self._full(rel)} failed: "
                            f"{_strerror(exc)}")
-                if self._keeps_xattrs(src_meta):
+                if self._keeps_xattrs(src_meta) and not self._basis_dir_has_xattrs(
+                        src_meta, dst_path, rel):
                     # rsync's receiver still comes to set the new dir's xattrs
                     self._fail(f"rsync: [receiver] stat {self._full(rel)} failed: "
                                f"No such file or directory (2)")
@@ -2991,6 +2992,17 @@ class TreeSync:
             if (found.st_dev, found.st_ino) == (st.st_dev, st.st_ino):
                 return True
         return False
+
+    def _basis_dir_has_xattrs(self, src_meta: SrcMeta, dst_path: tuple[bytes, ...],
+                              rel: bytes) -> bool:
+        """Whether a dir in DIR has the new dir's xattrs already: then rsync's
+        generator, itemizing the new dir against it (try_dests_non()),
+        leaves its receiver nothing to set."""
+        if self._basis is None:
+            return False
+        basis, letters = self._find_basis(stat.S_IFDIR, src_meta, dst_path, rel,
+                                          lambda *_: True)
+        return basis is not None and letters[ITEMIZE_ATTRS.index("x")] == "."
 
     def _new_dir_code(self, src_meta: SrcMeta, dst_path: tuple[bytes, ...], rel: bytes
                       ) -> str | None:

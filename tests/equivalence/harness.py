@@ -303,19 +303,27 @@ def _name_temps(snap: dict[bytes, dict], before: dict[bytes, dict]) -> dict[byte
     return {name(path): rec for path, rec in snap.items()}
 
 
-def source_path(case: Case, dst_path: bytes) -> bytes | None:
-    """The work-dir path of the source entry a destination path copies
-    (one source: ``src/`` onto DST itself, ``src`` into ``DST/src``)."""
+def source_paths(case: Case, dst_path: bytes) -> list[bytes]:
+    """The work-dir paths of the source entries that a destination path
+    copies, in the order of the SRC arguments (``src/`` onto DST itself,
+    ``src`` into ``DST/src``); with several sources the first one that has
+    the entry is the one rsync's merged list keeps."""
     dest = case.dest.rstrip(b"/")
-    if case.sources[0].endswith(b"/"):
-        top = dest
-    else:
-        top = dest + b"/" + case.sources[0].rstrip(b"/").rpartition(b"/")[2]
-    if dst_path == top:
-        return case.sources[0].rstrip(b"/")
-    if dst_path.startswith(top + b"/"):
-        return case.sources[0].rstrip(b"/") + dst_path[len(top):]
-    return None
+    found = []
+    for source in case.sources:
+        arg = source.rstrip(b"/")
+        top = dest if source.endswith(b"/") else dest + b"/" + arg.rpartition(b"/")[2]
+        if dst_path == top:
+            found.append(arg)
+        elif dst_path.startswith(top + b"/"):
+            found.append(arg + dst_path[len(top):])
+    return found
+
+
+def source_path(case: Case, dst_path: bytes) -> bytes | None:
+    """The first of :func:`source_paths` (None: no source copies it)."""
+    found = source_paths(case, dst_path)
+    return found[0] if found else None
 
 
 def rsync_lost_group_obj(before: dict | None, src: dict | None, rsync: dict | None,
@@ -345,7 +353,8 @@ def _forgive_rsync_losses(case: Case, before: dict, rs: Outcome, nat: Outcome) -
     (README, known differences), rsync's record takes the native one."""
     made = case.dest.rstrip(b"/")  # (a DST the run makes: mkdir 0777, no sticky bit)
     for path, rec in rs.snap.items():
-        src = source_path(case, path)
+        # (the first source that has the entry: several sources merge)
+        src = next((p for p in source_paths(case, path) if p in nat.snap), None)
         old = before.get(path) or ({"type": "dir", "mode": 0o777} if path == made else None)
         if rec != nat.snap.get(path) and src is not None and rsync_lost_group_obj(
                 old, nat.snap.get(src), rec, nat.snap.get(path)):

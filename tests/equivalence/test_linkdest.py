@@ -370,3 +370,20 @@ def test_refused_link_is_a_quiet_copy_as_nobody(base):
     rs, _ = check(Case(spec=spec, sources=[b"src/"], dest=b"dst", link_dest=(b"prev",),
                        unprivileged=True, itemize=True), base(True))
     assert not inode_shared(rs, b"roots")
+
+
+def test_a_new_dir_that_cannot_be_made_with_dirs_xattrs_in_dir(tmp_path):
+    """mkdir refused (an immutable DST): rsync's receiver comes to set the
+    new dir's xattrs only when they differ from those of DIR's dir, which
+    its generator itemized it against (try_dests_non()); the native engine
+    said the receiver's stat failed whatever DIR held."""
+    for basis_xattrs in ({"trusted.t": b""}, {"trusted.t": b"other"}):
+        check(Case(spec=[{"path": ".", "mode": 0o755, "mtime_ns": T},
+                         {"path": "src", "type": "dir", "mode": 0o755, "mtime_ns": T,
+                          "xattrs": {"trusted.t": b""}},
+                         {"path": "dst", "type": "dir", "mode": 0o755, "mtime_ns": T,
+                          "flags": "i"},
+                         {"path": "prev", "type": "dir", "mode": 0o755, "mtime_ns": T},
+                         {"path": "prev/src", "type": "dir", "mode": 0o755, "mtime_ns": T,
+                          "xattrs": basis_xattrs}],
+                   sources=[b"src"], dest=b"dst", link_dest=(b"prev",)), tmp_path)

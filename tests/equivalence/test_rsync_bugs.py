@@ -43,8 +43,9 @@ NB = {"uid": 65534, "gid": 65534}
 
 def acl_case(*entries, **kw) -> Case:
     root = {**ROOT, **NB} if kw.get("unprivileged") else ROOT
-    return Case(spec=[root, *entries], sources=[kw.pop("src", b"src/")], dest=b"dst",
-                itemize=True, **kw)
+    src = kw.pop("src", b"src/")
+    return Case(spec=[root, *entries], sources=list(src) if isinstance(src, tuple) else [src],
+                dest=b"dst", itemize=True, **kw)
 
 
 def _group_lost(acl: tuple[str, ...]) -> tuple[str, ...]:
@@ -58,13 +59,16 @@ def _group_lost(acl: tuple[str, ...]) -> tuple[str, ...]:
     ([d("src", mode=0o1777, acl=ACL)], [d("dst", mode=0o775)]),
     ([d("src", mode=0o1777, acl=ACL), f("src/f")], []),
     ([d("src", mode=0o1777, acl=ACL, **NB), f("src/f", **NB)], "nobody"),
+    # ... with several sources, the first SRC/ giving DST its attributes
+    ([d("src", mode=0o1777, acl=ACL), d("src2", mode=0o1777, acl=ACL), f("src2/f")],
+     "several"),
     # a file whose setuid bit goes off
     ([d("src"), f("src/t", mode=0o755, acl=FILE_ACL)], [d("dst"), f("dst/t", mode=0o4755)]),
     # ... or its setgid bit, under SRC without a slash
     ([d("src"), f("src/t", mode=0o755, acl=FILE_ACL)], [d("dst"), d("dst/src"),
                                                        f("dst/src/t", mode=0o2755)]),
-], ids=["sticky-dir", "sticky-dst", "sticky-new-dst", "sticky-new-dst-as-nobody", "setuid-file",
-         "setgid-file-in-src"])
+], ids=["sticky-dir", "sticky-dst", "sticky-new-dst", "sticky-new-dst-as-nobody",
+         "sticky-new-dst-of-several", "setuid-file", "setgid-file-in-src"])
 def test_acl_group_equal_to_mask_is_kept(request, tmp_path, entries, dst):
     """rsync 3.5.0 writes ``group::---`` over an entry whose sticky bit
     comes on (a dir) or whose setuid/setgid goes off (a file) when the
@@ -72,9 +76,11 @@ def test_acl_group_equal_to_mask_is_kept(request, tmp_path, entries, dst):
     permissions.  The native engine writes the source's ACL; everything
     else (lines, exit code, the rest of the tree) is rsync's.  (A DST the
     run makes for SRC/'s contents is such a dir: it is made 0777 first.)"""
-    nobody = dst == "nobody"
-    dst = [] if nobody else dst
+    nobody, several = dst == "nobody", dst == "several"
+    dst = [] if nobody or several else dst
     src = b"src" if any(e["path"].startswith("dst/src") for e in dst) else b"src/"
+    if several:
+        src = (b"src", b"src2/")
     case = acl_case(*entries, *dst, src=src, unprivileged=nobody)
     rs, nat = check(case, request.getfixturevalue("nobody_base") if nobody else tmp_path)
     assert len(rs.lost) == 1, rs.lost
