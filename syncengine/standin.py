@@ -64,20 +64,15 @@ def parse_argv(argv: Sequence[str]) -> StandinArgs:
             only_paths = True
         elif arg == "--delete":
             args.delete = True
-        elif arg.startswith("--exclude="):
-            args.excludes.append(arg[len("--exclude="):])
-        elif arg == "--exclude":
-            if i >= len(items):
-                raise UsageError("rsync: --exclude: missing argument")
-            args.excludes.append(items[i])
-            i += 1
-        elif arg.startswith("--link-dest="):
-            args.link_dest.append(arg[len("--link-dest="):])
-        elif arg == "--link-dest":
-            if i >= len(items):
-                raise UsageError("rsync: --link-dest: missing argument")
-            args.link_dest.append(items[i])
-            i += 1
+        elif arg.partition("=")[0] in ("--exclude", "--link-dest"):
+            # --opt=VALUE, or --opt VALUE
+            name, eq, value = arg.partition("=")
+            if not eq:
+                if i >= len(items):
+                    raise UsageError(f"rsync: {name}: missing argument")
+                value = items[i]
+                i += 1
+            (args.excludes if name == "--exclude" else args.link_dest).append(value)
         elif arg == "--info=progress2":
             args.progress2 = True
         elif arg in ("--no-inc-recursive", "--no-i-r"):

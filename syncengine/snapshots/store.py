@@ -92,8 +92,33 @@ def _volume_rel(name: str) -> str:
     return f"{VOLUMES_DIR}/{name}/"
 
 
+class _Layout:
+    """The paths below a snapshot's dir (``path``): its volumes, and where a
+    path of the mirror layout goes in it."""
+
+    backup_root: str
+
+    @property
+    def path(self) -> str:
+        raise NotImplementedError
+
+    @property
+    def volumes_dir(self) -> str:
+        return f"{self.path}/{VOLUMES_DIR}"
+
+    def volume_path(self, name: str) -> str:
+        """``…/volumes/<name>/`` (with the slash: its contents, for rsync)."""
+        return self.path_for(_volume_rel(name))
+
+    def path_for(self, path: str) -> str:
+        """Where ``path`` of the mirror layout (relative to the backup root,
+        or absolute inside it: a BackupSync's backup_path) is in this
+        snapshot: what a restore reads, or where a backup's sync writes."""
+        return _relocate(self.backup_root, self.path, path)
+
+
 @dataclass(frozen=True)
-class Snapshot:
+class Snapshot(_Layout):
     """A complete snapshot of ``backup_root``."""
 
     backup_root: str
@@ -113,19 +138,6 @@ class Snapshot:
     @property
     def path(self) -> str:
         return f"{self.backup_root.rstrip('/')}/{SNAPSHOTS_DIR}/{self.id}"
-
-    @property
-    def volumes_dir(self) -> str:
-        return f"{self.path}/{VOLUMES_DIR}"
-
-    def volume_path(self, name: str) -> str:
-        """``…/volumes/<name>/`` (with the slash: its contents, for rsync)."""
-        return self.path_for(_volume_rel(name))
-
-    def path_for(self, path: str) -> str:
-        """Where ``path`` of the mirror layout (relative to the backup root,
-        or absolute inside it) is in this snapshot: what a restore reads."""
-        return _relocate(self.backup_root, self.path, path)
 
     @property
     def data_version_path(self) -> str:
@@ -342,7 +354,7 @@ def _next_id(entries: dict[str, bool], now: datetime.datetime) -> SnapshotId:
 
 
 @dataclass
-class SnapshotBuild:
+class SnapshotBuild(_Layout):
     """A snapshot being built under ``.partial-<ID>``: sync into
     :meth:`volume_path` (or :meth:`path_for`), linking against
     :meth:`link_dest`; then :meth:`commit` or :meth:`abandon`.  As a
@@ -359,19 +371,6 @@ class SnapshotBuild:
     @property
     def path(self) -> str:
         return f"{self.backup_root.rstrip('/')}/{SNAPSHOTS_DIR}/{PARTIAL_PREFIX}{self.id}"
-
-    @property
-    def volumes_dir(self) -> str:
-        return f"{self.path}/{VOLUMES_DIR}"
-
-    def volume_path(self, name: str) -> str:
-        return self.path_for(_volume_rel(name))
-
-    def path_for(self, path: str) -> str:
-        """Where ``path`` of the mirror layout (relative to the backup root,
-        or absolute inside it: a BackupSync's backup_path) goes in this
-        build: the destination of that sync."""
-        return _relocate(self.backup_root, self.path, path)
 
     @property
     def data_version_path(self) -> str:
