@@ -298,7 +298,9 @@ def test_a_fatal_error_of_the_walk_completes_the_files_before_it(tmp_path, monke
     monkeypatch.setattr(sync_module.TreeSync, "_dir", fatal_in_d3)
     tree, lines = tree_sync(src, tmp_path / "dst")
     assert tree.run() == 11
-    assert sum(sent) > 60
+    # The writer had files in flight (more than one batch; on a busy machine
+    # the walk writes what the lagging writer declines, so not all of them).
+    assert sum(sent) > 20
     assert serial(monkeypatch, src, tmp_path / "ref") == (11, lines)
     assert files(tmp_path / "dst") == files(tmp_path / "ref")
     # all written before d3 (but f001: as the first of a hard-link group whose
