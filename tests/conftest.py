@@ -60,8 +60,9 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     if system:
         proc = subprocess.run([system, "--version"], capture_output=True, text=True)
         version = f"{system}: {(proc.stdout.splitlines() or ['?'])[0].strip()}"
+    from tests.equivalence.conftest import header
     return [found.describe() if isinstance(found, Reference) else f"reference rsync: none: {found}",
-            f"system rsync (the rsync engine's): {version}"]
+            f"system rsync (the rsync engine's): {version}", header()]
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

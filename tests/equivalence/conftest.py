@@ -28,9 +28,10 @@ PROFILE_NAME = "thorough" if os.environ.get("HYPOTHESIS_PROFILE") == "thorough" 
 PROFILE = settings.get_profile(PROFILE_NAME)
 
 
-def pytest_report_header(config: pytest.Config) -> list[str]:
-    return [f"equivalence suite: profile {PROFILE_NAME!r}, {PROFILE.max_examples} examples, "
-            f"seed {SEED} (rerun with SYNCENGINE_EQUIV_SEED={SEED})"]
+def header() -> str:
+    """The run's equivalence settings, for the session header (tests/conftest.py)."""
+    return (f"equivalence suite: profile {PROFILE_NAME!r}, {PROFILE.max_examples} examples, "
+            f"seed {SEED} (rerun with SYNCENGINE_EQUIV_SEED={SEED})")
 
 
 @pytest.fixture(scope="module")
