@@ -55,13 +55,14 @@ from pathlib import Path
 SEED = ["-rlptgocAXH", "--delete", "--info=progress2", "--no-inc-recursive"]
 
 
-def contestants(with_cp: bool, one_cpu: bool = False) -> dict[str, list[str]]:
+def contestants(one_cpu: bool = False) -> dict[str, list[str]]:
+    """The native engine, rsync (when installed) and ``cp -a`` (timed for
+    initial copies only: see Bench.scenario)."""
     pin = ["taskset", "-c", "0"] if one_cpu else []
     found = {"native": [*pin, sys.executable, "-m", "syncengine", "rsync", *SEED]}
     if shutil.which("rsync"):
         found["rsync"] = [*pin, "rsync", *SEED]
-    if with_cp:
-        found["cp -a"] = [*pin, "cp", "-a"]
+    found["cp -a"] = [*pin, "cp", "-a"]
     return found
 
 
@@ -256,7 +257,7 @@ class Bench:
     def __init__(self, work: Path, rounds: int, one_cpu: bool = False) -> None:
         self.work = work
         self.rounds = rounds
-        self.runners = contestants(True, one_cpu)
+        self.runners = contestants(one_cpu)
         self.counter = 0
         self.rows: list[tuple[str, str, dict[str, float]]] = []
         self.memory_rows: list[tuple[str, dict[str, tuple[float, float]]]] = []
