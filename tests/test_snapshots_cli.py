@@ -383,7 +383,11 @@ def test_a_killed_snapshot_backup_never_leaves_a_listed_half_snapshot(engine, tm
     cut_short = 0       # kills that left a build behind: the case this test is about
     for _ in range(16):
         proc = subprocess.Popen(argv, start_new_session=True)
-        time.sleep(rng.uniform(0.1, 0.9))
+        if rng.random() < 0.25:                      # sometimes before or around the start
+            time.sleep(rng.uniform(0.0, 0.3))
+        else:                                        # mostly inside a build, however fast the machine
+            _wait_for_a_build(bk, proc)
+            time.sleep(rng.uniform(0.0, 0.05))
         os.kill(proc.pid, signal.SIGKILL)            # syncengine only: its rsync runs on
         proc.wait()
         _wait_for_group_to_end(proc.pid)
@@ -398,6 +402,15 @@ def test_a_killed_snapshot_backup_never_leaves_a_listed_half_snapshot(engine, tm
     assert [n for n in entries(bk) if n.startswith(".")] == []
     newest = list_snapshots(bk)[-1]
     assert verify_trees(f"{vols}/main/", newest.volume_path("main")) == []
+
+
+def _wait_for_a_build(root, proc, limit=30.0):
+    """Return once a ``.partial-`` build exists under ``root`` (or the run ended)."""
+    deadline = time.monotonic() + limit
+    while proc.poll() is None and time.monotonic() < deadline:
+        if any(n.startswith(".partial-") for n in entries(root)):
+            return
+        time.sleep(0.002)
 
 
 def test_restore_with_a_snapshots_config_defaults_to_the_latest(roots, tmp_path):
