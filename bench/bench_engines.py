@@ -18,7 +18,9 @@ site-packages: a tree nobody generated).  Scenarios: the initial copy (also
 timed for ``cp -a``), nothing changed, 1% of the files changed at the same
 size and mtime, 10% deleted.  One table: shape x scenario, medians, the
 ratios native / rsync and native / ``cp -a``; then peak RSS per shape
-(process tree, initial copy and re-run, measured in runs of their own).
+(process tree, initial copy and re-run, measured in runs of their own) and
+the most processes seen in each tree at once (the native engine's helpers
+show there).
 
 Each scenario runs the contestants alternately (A B A B ...) so that drift of
 the machine hits all of them, and every run writes into a fresh directory
@@ -27,8 +29,16 @@ several times slower).  Both engines run as separate processes with the
 seed's command line: ``rsync -rlptgocAXH --delete --info=progress2
 --no-inc-recursive SRC/ DST`` and ``python -m syncengine rsync`` with the
 same argv.  ``--one-cpu`` runs every contestant under ``taskset -c 0``: the
-native engine then sees one CPU and starts no helper processes, as in a
-small container.
+native engine then sees one CPU (its affinity mask) and starts no helper
+processes, as in a small container (the peak-RSS table's process counts
+show it), and rsync's three processes share that CPU.
+
+``--scaling N,N,...`` times an initial copy and a re-run with nothing
+changed on trees of N entries (files of 0-256 bytes, 100 a dir): median
+microseconds per entry of each engine, native / rsync, each per-entry time
+against the same engine's at the smallest N (1.00 where the cost grows
+linearly), and peak RSS (runs of their own); then the fixed cost of a run,
+which every figure includes (an empty tree).
 
 ``--xfs`` adds an initial copy inside a loop-mounted XFS image made with
 ``mkfs.xfs -m reflink=1`` (needs root and xfsprogs; the image lives in the
@@ -50,8 +60,11 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
+# --only's names.
+SCENARIOS = ("initial", "unchanged", "changed", "deleted")
 SEED = ["-rlptgocAXH", "--delete", "--info=progress2", "--no-inc-recursive"]
 
 
@@ -220,8 +233,9 @@ def rewrite_same_size_and_time(paths: list[Path]) -> None:
 
 
 # -- measuring ---------------------------------------------------------------------------
-def _tree_rss_kib(pid: int) -> int:
-    total, todo = 0, [pid]
+def _tree_sample(pid: int) -> tuple[int, int]:
+    """(RSS in KiB summed over the process tree of `pid`, its processes)."""
+    total, count, todo = 0, 0, [pid]
     while todo:
         p = todo.pop()
         try:
@@ -229,38 +243,58 @@ def _tree_rss_kib(pid: int) -> int:
                 for line in f:
                     if line.startswith("VmRSS:"):
                         total += int(line.split()[1])
+            count += 1
             for task in os.listdir(f"/proc/{p}/task"):
                 with open(f"/proc/{p}/task/{task}/children") as f:
                     todo.extend(int(c) for c in f.read().split())
         except (FileNotFoundError, ProcessLookupError, ValueError):
             continue
-    return total
+    return total, count
 
 
-def timed_run(argv: list[str], sample_memory: bool = False) -> tuple[float, int]:
-    """Run argv; return (seconds, peak RSS of its process tree in KiB)."""
+@dataclass(frozen=True)
+class Run:
+    seconds: float
+    peak_kib: int = 0       # peak RSS of the process tree (sampled runs only)
+    processes: int = 0      # the most processes seen in it at once (sampled runs only)
+
+
+def timed_run(argv: list[str], sample_memory: bool = False) -> Run:
+    """Run argv; with `sample_memory`, sample its process tree every 10 ms
+    (which costs time: time runs without it)."""
     start = time.perf_counter()
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    peak = 0
+    peak = processes = 0
     if sample_memory:
         while proc.poll() is None:
-            peak = max(peak, _tree_rss_kib(proc.pid))
+            kib, count = _tree_sample(proc.pid)
+            peak, processes = max(peak, kib), max(processes, count)
             time.sleep(0.01)
     _, err = proc.communicate()
     elapsed = time.perf_counter() - start
     if proc.returncode not in (0, 24):
         raise SystemExit(f"{argv[0]} failed with {proc.returncode}: {err.decode()[-500:]}")
-    return elapsed, peak
+    return Run(elapsed, peak, processes)
+
+
+@dataclass(frozen=True)
+class Peaks:
+    """Peak RSS (MiB) and most processes of an initial copy and a re-run."""
+    initial: float
+    rerun: float
+    processes: tuple[int, int]
 
 
 class Bench:
     def __init__(self, work: Path, rounds: int, one_cpu: bool = False) -> None:
         self.work = work
         self.rounds = rounds
+        self.pin = ["taskset", "-c", "0"] if one_cpu else []
         self.runners = contestants(one_cpu)
+        self.engines = [who for who in ("native", "rsync") if who in self.runners]
         self.counter = 0
         self.rows: list[tuple[str, str, dict[str, float]]] = []
-        self.memory_rows: list[tuple[str, dict[str, tuple[float, float]]]] = []
+        self.memory_rows: list[tuple[str, dict[str, Peaks]]] = []
 
     def fresh(self, stem: str, where: Path | None = None) -> Path:
         self.counter += 1
@@ -279,8 +313,7 @@ class Bench:
                 if prepare is not None:
                     prepare(dst)
                 target = [str(src) + "/", str(dst)] if who != "cp -a" else [str(src), str(dst)]
-                seconds, _ = timed_run(argv + target)
-                times.setdefault(who, []).append(seconds)
+                times.setdefault(who, []).append(timed_run(argv + target).seconds)
                 shutil.rmtree(dst)
         medians = {who: statistics.median(v) for who, v in times.items()}
         self.rows.append((shape, name, medians))
@@ -288,22 +321,45 @@ class Bench:
               flush=True)
         return medians
 
-    def memory(self, shape: str, src: Path) -> None:
-        """Peak RSS of each engine's process tree: an initial copy, then a
-        re-run with nothing changed (runs of their own: sampling costs time)."""
-        peaks = {}
-        for who in ("native", "rsync"):
-            if who not in self.runners:
-                continue
-            dst = self.fresh("mem", None)
+    def initial_and_rerun(self, src: Path) -> dict[str, tuple[float, float]]:
+        """Median seconds of each engine's initial copy of `src` and of its
+        re-run with nothing changed: `rounds` rounds, the engines
+        alternating, each round into a fresh directory."""
+        times: dict[str, tuple[list[float], list[float]]] = {w: ([], []) for w in self.engines}
+        for _ in range(self.rounds):
+            for who in self.engines:
+                dst = self.fresh("dst")
+                argv = self.runners[who] + [str(src) + "/", str(dst)]
+                times[who][0].append(timed_run(argv).seconds)
+                times[who][1].append(timed_run(argv).seconds)
+                shutil.rmtree(dst)
+        return {who: (statistics.median(first), statistics.median(again))
+                for who, (first, again) in times.items()}
+
+    def peaks(self, src: Path) -> dict[str, Peaks]:
+        """Each engine's peak RSS (process tree) in an initial copy of `src`,
+        then a re-run: runs of their own, as sampling costs time."""
+        found = {}
+        for who in self.engines:
+            dst = self.fresh("mem")
             argv = self.runners[who] + [str(src) + "/", str(dst)]
-            _, first = timed_run(argv, sample_memory=True)
-            _, again = timed_run(argv, sample_memory=True)
-            peaks[who] = (first / 1024, again / 1024)
+            first, again = timed_run(argv, sample_memory=True), timed_run(argv, sample_memory=True)
+            found[who] = Peaks(first.peak_kib / 1024, again.peak_kib / 1024,
+                               (first.processes, again.processes))
             shutil.rmtree(dst)
-        self.memory_rows.append((shape, peaks))
+        return found
+
+    def memory(self, shape: str, src: Path) -> None:
+        self.memory_rows.append((shape, self.peaks(src)))
 
     def report(self) -> str:
+        """The tables that have rows: times, peak RSS."""
+        tables = [self._times_table(), self._memory_table()]
+        return "\n\n".join("\n".join(table) for table in tables if table)
+
+    def _times_table(self) -> list[str]:
+        if not self.rows:
+            return []
         names = list(self.runners)
         lines = ["| shape | scenario | " + " | ".join(names) + " | native / rsync | native / cp -a |",
                  "|---|---|" + "---|" * len(names) + "---|---|"]
@@ -311,15 +367,22 @@ class Bench:
             cells = [f"{medians[w]:.3f} s" if w in medians else "" for w in names]
             lines.append(f"| {shape} | {name} | " + " | ".join(cells)
                          + f" | {_ratio(medians, 'rsync')} | {_ratio(medians, 'cp -a')} |")
-        if self.memory_rows:
-            lines += ["", "| peak RSS, MiB | native initial | native re-run | rsync initial | "
-                      "rsync re-run |", "|---|---|---|---|---|"]
-            for shape, peaks in self.memory_rows:
-                cells = [f"{peaks[w][k]:.1f}" if w in peaks else "" for w in ("native", "rsync")
-                         for k in (0, 1)]
-                lines.append(f"| {shape} | " + " | ".join(cells) + " |")
-        return "\n".join(lines)
+        return lines
 
+    def _memory_table(self) -> list[str]:
+        """Peak RSS, and the most processes seen at once (initial, re-run):
+        helpers show there (under --one-cpu the native engine has none)."""
+        if not self.memory_rows:
+            return []
+        lines = ["| peak RSS, MiB | native initial | native re-run | rsync initial | rsync re-run "
+                 "| processes, native | processes, rsync |", "|---|---|---|---|---|---|---|"]
+        for shape, peaks in self.memory_rows:
+            cells = [f"{getattr(peaks[w], k):.1f}" if w in peaks else ""
+                     for w in ("native", "rsync") for k in ("initial", "rerun")]
+            cells += [", ".join(map(str, peaks[w].processes)) if w in peaks else ""
+                      for w in ("native", "rsync")]
+            lines.append(f"| {shape} | " + " | ".join(cells) + " |")
+        return lines
 
 def _ratio(medians: dict[str, float], other: str) -> str:
     if not medians.get(other) or "native" not in medians:
@@ -369,31 +432,51 @@ def bench_shape(bench: Bench, shape: str, make: Callable[[Path], None], only: se
     shutil.rmtree(src)
 
 
+def make_scaling_tree(root: Path, entries: int) -> None:
+    """`entries` entries: files of 0-256 bytes, 100 a directory."""
+    root.mkdir()
+    dirs = [root / f"d{i:05d}" for i in range(max(1, entries // 100))]
+    for d in dirs:
+        d.mkdir()
+    _small_files(root, dirs, entries - len(dirs), random.Random(5), sizes=(0, 256))
+
+
 def scaling(bench: Bench, sizes: list[int]) -> str:
-    """Time per entry of an initial copy and a re-run at each tree size (files
-    of 0-256 bytes, 100 a directory), and peak RSS: does the cost grow
-    linearly, and does memory stay flat?"""
-    lines = ["| entries | who | initial copy, us/entry | re-run, us/entry | peak RSS initial, MiB "
-             "| peak RSS re-run, MiB |", "|---|---|---|---|---|---|"]
-    for n in sizes:
+    """Time per entry of an initial copy and of a re-run with nothing
+    changed at each tree size (make_scaling_tree): medians of `rounds`, the
+    engines alternating; each per-entry time against the same engine's at
+    the smallest size (linear cost: 1.00); peak RSS from runs of their own.
+    The fixed cost of a run (an empty tree) is in every figure, and given."""
+    first = min(sizes)
+    lines = ["| entries | who | initial copy, us/entry | re-run, us/entry | native / rsync, "
+             f"initial | native / rsync, re-run | initial, x per entry at {first:,} | re-run, "
+             f"x per entry at {first:,} | peak RSS initial, MiB | peak RSS re-run, MiB |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    per_entry: dict[tuple[int, str], tuple[float, float]] = {}
+    for n in sorted(sizes):
         src = bench.work / f"scale-{n}"
-        src.mkdir()
-        dirs = [src / f"d{i:05d}" for i in range(max(1, n // 100))]
-        for d in dirs:
-            d.mkdir()
-        _small_files(src, dirs, n - len(dirs), random.Random(5), sizes=(0, 256))
-        for who in ("native", "rsync"):
-            if who not in bench.runners:
-                continue
-            dst = bench.fresh("scale-dst")
-            argv = bench.runners[who] + [str(src) + "/", str(dst)]
-            first, first_rss = timed_run(argv, sample_memory=True)
-            again, again_rss = timed_run(argv, sample_memory=True)
-            lines.append(f"| {n:,} | {who} | {first / n * 1e6:.1f} | {again / n * 1e6:.1f} | "
-                         f"{first_rss / 1024:.1f} | {again_rss / 1024:.1f} |")
-            print("  " + lines[-1], flush=True)
-            shutil.rmtree(dst)
+        make_scaling_tree(src, n)
+        medians, peaks = bench.initial_and_rerun(src), bench.peaks(src)
         shutil.rmtree(src)
+        for who in bench.engines:
+            per_entry[n, who] = (medians[who][0] / n * 1e6, medians[who][1] / n * 1e6)
+        for who in bench.engines:
+            (initial, rerun), (at_first_initial, at_first_rerun) = per_entry[n, who], per_entry[first, who]
+            versus = ["", ""]
+            if who == "native" and "rsync" in bench.engines:
+                versus = [f"{medians['native'][k] / medians['rsync'][k]:.2f}" for k in (0, 1)]
+            lines.append(f"| {n:,} | {who} | {initial:.1f} | {rerun:.1f} | {versus[0]} | "
+                         f"{versus[1]} | {initial / at_first_initial:.2f} | "
+                         f"{rerun / at_first_rerun:.2f} | {peaks[who].initial:.1f} | "
+                         f"{peaks[who].rerun:.1f} |")
+            print("  " + lines[-1], flush=True)
+    empty = bench.work / "scale-empty"
+    empty.mkdir()
+    fixed = bench.initial_and_rerun(empty)
+    shutil.rmtree(empty)
+    lines += ["", "The fixed cost in each figure (an empty tree: initial copy, re-run): "
+              + "; ".join(f"{who} {fixed[who][0]:.3f} s, {fixed[who][1]:.3f} s"
+                          for who in bench.engines) + "."]
     return "\n".join(lines)
 
 
@@ -431,8 +514,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--shapes", default="bench,mixed,wide,deep,big,corpus",
                     help="tree shapes, comma-separated (default: all)")
-    ap.add_argument("--only", default="initial,unchanged,changed,deleted",
-                    help="scenarios to run, comma-separated (default: all four)")
+    ap.add_argument("--only", default=",".join(SCENARIOS),
+                    help="scenarios to run, comma-separated, from " + ", ".join(SCENARIOS)
+                    + " (default: all)")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--no-memory", action="store_true", help="skip the peak-RSS runs")
     ap.add_argument("--scaling", default="",
@@ -451,6 +535,16 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [s for s in shapes if s not in makers]
     if unknown:
         ap.error(f"unknown shape(s): {', '.join(unknown)} (choose from {', '.join(makers)})")
+    only = {s for s in args.only.split(",") if s}
+    if only - set(SCENARIOS):
+        ap.error(f"unknown scenario(s): {', '.join(sorted(only - set(SCENARIOS)))} "
+                 f"(choose from {', '.join(SCENARIOS)})")
+    try:
+        sizes = [int(n) for n in args.scaling.split(",") if n]
+    except ValueError:
+        sizes = [0]
+    if any(n < 1 for n in sizes):
+        ap.error(f"--scaling takes entry counts, comma-separated, not {args.scaling!r}")
 
     work = Path(tempfile.mkdtemp(prefix="syncengine-bench-", dir=args.work))
     try:
@@ -460,15 +554,15 @@ def main(argv: list[str] | None = None) -> int:
               + ("; every contestant pinned to CPU 0" if args.one_cpu else ""), flush=True)
         bench = Bench(work, args.rounds, one_cpu=args.one_cpu)
         for shape in shapes:
-            bench_shape(bench, shape, makers[shape], set(args.only.split(",")),
-                        with_memory=not args.no_memory)
+            bench_shape(bench, shape, makers[shape], only, with_memory=not args.no_memory)
         if args.xfs:
             xfs_scenario(bench, work, 1200)
-        print()
-        print(bench.report())
-        if args.scaling:
+        if shapes or args.xfs:
             print()
-            print(scaling(bench, [int(n) for n in args.scaling.split(",")]))
+            print(bench.report())
+        if sizes:
+            print()
+            print(scaling(bench, sizes))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0

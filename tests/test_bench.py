@@ -34,9 +34,9 @@ def test_engine_bench_quick_run_reports_every_shape_and_scenario(tmp_path):
             timed_cp = scenario == "initial copy"
             assert bool(re.fullmatch(SECONDS, cp)) == timed_cp
             assert bool(re.fullmatch(r"\d+\.\d\d", vs_cp)) == timed_cp
-        # peak RSS of an initial copy and a re-run, for each engine
-        assert re.search(rf"^\| {shape} \| \d+\.\d \| \d+\.\d \| \d+\.\d \| \d+\.\d \|$",
-                         proc.stdout, re.M), proc.stdout
+        # peak RSS of an initial copy and a re-run, for each engine, and their processes
+        assert re.search(rf"^\| {shape} \| \d+\.\d \| \d+\.\d \| \d+\.\d \| \d+\.\d \| "
+                         rf"[1-9]\d*, [1-9]\d* \| [1-9]\d*, [1-9]\d* \|$", proc.stdout, re.M), proc.stdout
     assert not list(tmp_path.iterdir()), "the bench leaves its scratch dir behind"
 
 
@@ -44,17 +44,27 @@ def test_engine_bench_quick_run_reports_every_shape_and_scenario(tmp_path):
 @pytest.mark.rsync
 def test_engine_bench_scaling_and_one_cpu(tmp_path):
     proc = subprocess.run([sys.executable, str(BENCH / "bench_engines.py"), "--quick", "--one-cpu",
-                           "--shapes", "wide", "--only", "initial", "--no-memory",
-                           "--scaling", "500,1000", "--work", str(tmp_path)],
-                          capture_output=True, text=True, timeout=300)
+                           "--shapes", "wide", "--only", "initial", "--scaling", "500,1000",
+                           "--work", str(tmp_path)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "pinned to CPU 0" in proc.stdout
     assert re.search(rf"^\| wide \| initial copy \| {SECONDS} \| {SECONDS} \| {SECONDS} \|",
                      proc.stdout, re.M)
+    # on one CPU the native engine starts no helper process (initial copy, re-run)
+    assert re.search(r"^\| wide \| [\d.]+ \| [\d.]+ \| [\d.]+ \| [\d.]+ \| 1, 1 \| \d+, \d+ \|$",
+                     proc.stdout, re.M), proc.stdout
+    per_entry, times, mib = r"\d+\.\d", r"\d+\.\d\d", r"\d+\.\d"
     for n in ("500", "1,000"):
         for who in ("native", "rsync"):
-            assert re.search(rf"^\| {n} \| {who} \| \d+\.\d \| \d+\.\d \| \d+\.\d \| \d+\.\d \|$",
-                             proc.stdout, re.M), proc.stdout
+            versus = rf"{times} \| {times}" if who == "native" else r" \| "
+            # per entry: initial, re-run; native / rsync; growth against 500 entries; peak RSS
+            growth = r"1\.00 \| 1\.00" if n == "500" else rf"{times} \| {times}"
+            assert re.search(rf"^\| {n} \| {who} \| {per_entry} \| {per_entry} \| {versus} \| "
+                             rf"{growth} \| {mib} \| {mib} \|$", proc.stdout, re.M), proc.stdout
+    assert re.search(r"^The fixed cost in each figure \(an empty tree: initial copy, re-run\): "
+                     r"native \d+\.\d{3} s, \d+\.\d{3} s; rsync \d+\.\d{3} s, \d+\.\d{3} s\.$",
+                     proc.stdout, re.M), proc.stdout
+    assert not list(tmp_path.iterdir()), "the bench leaves its scratch dir behind"
 
 
 def test_filter_bench_runs():
