@@ -5,6 +5,7 @@ every shape users have.
     python bench/bench_engines.py --shapes bench,wide --rounds 3
     python bench/bench_engines.py --one-cpu           # everything pinned to CPU 0 (taskset -c 0)
     python bench/bench_engines.py --scaling 20000,200000,1000000   # time and RSS per entry
+    python bench/bench_engines.py --snapshots --shapes bench --only ''  # a snapshot vs rsync --link-dest
     python bench/bench_engines.py --quick             # tiny trees, 1 round (CI)
     python bench/bench_engines.py --xfs               # also the initial copy on XFS (root)
 
@@ -40,6 +41,17 @@ against the same engine's at the smallest N (1.00 where the cost grows
 linearly), and peak RSS (runs of their own); then the fixed cost of a run,
 which every figure includes (an empty tree).
 
+``--snapshots`` (or ``snapshot`` in ``--only``) adds, on each shape, a
+snapshot of the unchanged tree linked against the previous snapshot:
+``syncengine backup --snapshot --engine python`` (the whole run, as users
+make it), the native engine alone (``syncengine rsync --link-dest=PREV``
+with the seed's argv) and ``rsync --link-dest=PREV`` with the same argv
+(what the rsync engine runs), alternating, each new snapshot removed after
+its run.  Its own table gives the medians, the ratio to rsync and what one
+new snapshot adds: its inodes that are not the previous one's (dirs; files
+and symlinks, their data) and their blocks as du counts them (a tmpfs
+allocates none for a dir).
+
 ``--xfs`` adds an initial copy inside a loop-mounted XFS image made with
 ``mkfs.xfs -m reflink=1`` (needs root and xfsprogs; the image lives in the
 scratch dir): there copy_file_range clones the data instead of copying it.
@@ -63,8 +75,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-# --only's names.
-SCENARIOS = ("initial", "unchanged", "changed", "deleted")
+# --only's names; "snapshot" (also --snapshots) is not run by default.
+SCENARIOS = ("initial", "unchanged", "changed", "deleted", "snapshot")
 SEED = ["-rlptgocAXH", "--delete", "--info=progress2", "--no-inc-recursive"]
 
 
@@ -295,6 +307,7 @@ class Bench:
         self.counter = 0
         self.rows: list[tuple[str, str, dict[str, float]]] = []
         self.memory_rows: list[tuple[str, dict[str, Peaks]]] = []
+        self.snapshot_rows: list[tuple[str, str, float, Added]] = []
 
     def fresh(self, stem: str, where: Path | None = None) -> Path:
         self.counter += 1
@@ -353,8 +366,8 @@ class Bench:
         self.memory_rows.append((shape, self.peaks(src)))
 
     def report(self) -> str:
-        """The tables that have rows: times, peak RSS."""
-        tables = [self._times_table(), self._memory_table()]
+        """The tables that have rows: times, peak RSS, snapshots."""
+        tables = [self._times_table(), self._memory_table(), self._snapshot_table()]
         return "\n\n".join("\n".join(table) for table in tables if table)
 
     def _times_table(self) -> list[str]:
@@ -384,6 +397,20 @@ class Bench:
             lines.append(f"| {shape} | " + " | ".join(cells) + " |")
         return lines
 
+    def _snapshot_table(self) -> list[str]:
+        if not self.snapshot_rows:
+            return []
+        lines = ["| snapshot of an unchanged tree | who | median | / rsync | new dirs | new files "
+                 "and symlinks | file data written, KiB | allocated (du), KiB |",
+                 "|---|---|---|---|---|---|---|---|"]
+        rsync_times = {shape: t for shape, who, t, _ in self.snapshot_rows if who == "rsync"}
+        for shape, who, seconds, added in self.snapshot_rows:
+            ratio = f"{seconds / rsync_times[shape]:.2f}" if shape in rsync_times else ""
+            lines.append(f"| {shape} | {who} | {seconds:.3f} s | {ratio} | {added.dirs} | "
+                         f"{added.others} | {added.data / 1024:.1f} | {added.allocated / 1024:.1f} |")
+        return lines
+
+
 def _ratio(medians: dict[str, float], other: str) -> str:
     if not medians.get(other) or "native" not in medians:
         return ""
@@ -393,7 +420,9 @@ def _ratio(medians: dict[str, float], other: str) -> str:
 def bench_shape(bench: Bench, shape: str, make: Callable[[Path], None], only: set[str],
                 with_memory: bool) -> None:
     """Every scenario on one shape of tree."""
-    src = bench.work / f"src-{shape}"
+    volumes = bench.work / "volumes"  # (the source is a volume: see snapshot_scenario)
+    volumes.mkdir(exist_ok=True)
+    src = volumes / shape
     make(src)
     seed_copy = bench.runners.get("rsync", bench.runners["native"])
 
@@ -408,6 +437,8 @@ def bench_shape(bench: Bench, shape: str, make: Callable[[Path], None], only: se
         bench.scenario(shape, "initial copy", src, with_cp=True)
     if "unchanged" in only:
         bench.scenario(shape, "nothing changed", src, prepare=synced)
+    if "snapshot" in only:
+        snapshot_scenario(bench, shape, volumes)
     changed = [p for p in files if p.lstat().st_size][::100]
     rewrite_same_size_and_time(changed)
     # The destination holds the old bytes: prepare from a pristine copy.
@@ -430,6 +461,107 @@ def bench_shape(bench: Bench, shape: str, make: Callable[[Path], None], only: se
     if with_memory:
         bench.memory(shape, src)
     shutil.rmtree(src)
+
+
+# -- snapshots ------------------------------------------------------------------------
+@dataclass
+class Added:
+    """What a new snapshot adds: its inodes that are not the previous one's."""
+    dirs: int = 0
+    others: int = 0         # files and symlinks (not hard links to the previous snapshot's)
+    data: int = 0           # the sizes of those files
+    allocated: int = 0      # the blocks of every new inode, as du counts them (st_blocks)
+
+
+def _walk(root: Path):
+    """lstat of every entry of a tree, root included (no symlink followed)."""
+    yield root.lstat()
+    todo = [root]
+    while todo:
+        with os.scandir(todo.pop()) as it:
+            for entry in it:
+                st = entry.stat(follow_symlinks=False)
+                yield st
+                if stat.S_ISDIR(st.st_mode):
+                    todo.append(Path(entry.path))
+
+
+def inodes(root: Path) -> set[tuple[int, int]]:
+    return {(st.st_dev, st.st_ino) for st in _walk(root)}
+
+
+def added_by(new: Path, previous: set[tuple[int, int]]) -> Added:
+    """Count each inode of `new` that is not in `previous` once (as du)."""
+    added, seen = Added(), set(previous)
+    for st in _walk(new):
+        key = (st.st_dev, st.st_ino)
+        if key in seen:
+            continue
+        seen.add(key)
+        added.allocated += st.st_blocks * 512
+        if stat.S_ISDIR(st.st_mode):
+            added.dirs += 1
+        else:
+            added.others += 1
+            added.data += st.st_size if stat.S_ISREG(st.st_mode) else 0
+    return added
+
+
+def snapshot_scenario(bench: Bench, shape: str, volumes: Path) -> None:
+    """A new snapshot of the unchanged volume `volumes/shape`, linked
+    against the previous one (made first, untimed), by:
+
+    - ``syncengine backup --snapshot --engine python``: the whole run a user
+      makes (hard-link probe, build under a temp name, link-dest against the
+      newest snapshot, commit by rename);
+    - ``syncengine rsync --link-dest=PREV`` with the seed's argv: the
+      native engine alone, into a fresh dir;
+    - ``rsync --link-dest=PREV`` with the same argv (what the rsync engine
+      runs for a snapshot).
+
+    Alternating, `rounds` times; each new snapshot is removed after its
+    run, so each links against the same PREV.  Also what each adds."""
+    src = volumes / shape
+    root = bench.work / f"backup-{shape}"
+    root.mkdir()
+    backup = [*bench.pin, sys.executable, "-m", "syncengine", "backup", shape, "--snapshot",
+              "--engine", "python", "-q", "--volumes-root", str(volumes), "--backup-root", str(root)]
+    timed_run(backup)
+    snapshots = root / "snapshots"
+    (prev,) = snapshots.iterdir()
+    previous = inodes(prev)
+    link = [f"--link-dest={prev / 'volumes' / shape}", f"{src}/"]
+
+    def snapshot_backup() -> tuple[float, Path]:
+        seconds = timed_run(backup).seconds
+        (made,) = set(snapshots.iterdir()) - {prev}
+        return seconds, made
+
+    def linked(argv: list[str]) -> Callable[[], tuple[float, Path]]:
+        def run() -> tuple[float, Path]:
+            dst = bench.fresh("snap")
+            return timed_run(argv + link + [str(dst)]).seconds, dst
+        return run
+
+    runs = {"native, backup --snapshot": snapshot_backup,
+            "native, syncengine rsync": linked(bench.runners["native"])}
+    if "rsync" in bench.runners:
+        runs["rsync"] = linked(bench.runners["rsync"])
+    times: dict[str, list[float]] = {who: [] for who in runs}
+    added: dict[str, Added] = {}
+    for _ in range(bench.rounds):
+        for who, run in runs.items():
+            seconds, made = run()
+            times[who].append(seconds)
+            if who not in added:
+                added[who] = added_by(made, previous)
+            shutil.rmtree(made)
+    shutil.rmtree(root)
+    for who, seconds in times.items():
+        bench.snapshot_rows.append((shape, who, statistics.median(seconds), added[who]))
+    print(f"  {shape}, snapshot of an unchanged tree: " + ", ".join(
+        f"{who} {statistics.median(t):.3f}s ({added[who].dirs} new dirs, {added[who].others} "
+        "new files)" for who, t in times.items()), flush=True)
 
 
 def make_scaling_tree(root: Path, entries: int) -> None:
@@ -514,9 +646,12 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--shapes", default="bench,mixed,wide,deep,big,corpus",
                     help="tree shapes, comma-separated (default: all)")
-    ap.add_argument("--only", default=",".join(SCENARIOS),
+    ap.add_argument("--only", default=",".join(SCENARIOS[:4]),
                     help="scenarios to run, comma-separated, from " + ", ".join(SCENARIOS)
-                    + " (default: all)")
+                    + " (default: the first four)")
+    ap.add_argument("--snapshots", action="store_true",
+                    help="also the snapshot scenario: a snapshot of the unchanged tree linked "
+                    "against the previous one (backup --snapshot vs rsync --link-dest)")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--no-memory", action="store_true", help="skip the peak-RSS runs")
     ap.add_argument("--scaling", default="",
@@ -535,7 +670,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [s for s in shapes if s not in makers]
     if unknown:
         ap.error(f"unknown shape(s): {', '.join(unknown)} (choose from {', '.join(makers)})")
-    only = {s for s in args.only.split(",") if s}
+    only = {s for s in args.only.split(",") if s} | ({"snapshot"} if args.snapshots else set())
     if only - set(SCENARIOS):
         ap.error(f"unknown scenario(s): {', '.join(sorted(only - set(SCENARIOS)))} "
                  f"(choose from {', '.join(SCENARIOS)})")

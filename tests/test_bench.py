@@ -67,6 +67,33 @@ def test_engine_bench_scaling_and_one_cpu(tmp_path):
     assert not list(tmp_path.iterdir()), "the bench leaves its scratch dir behind"
 
 
+@pytest.mark.slow
+@pytest.mark.rsync
+def test_engine_bench_snapshot_of_an_unchanged_tree_adds_only_dirs(tmp_path):
+    proc = subprocess.run([sys.executable, str(BENCH / "bench_engines.py"), "--quick", "--snapshots",
+                           "--shapes", "bench,mixed", "--only", "unchanged", "--no-memory",
+                           "--work", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = {(m[1], m[2]): m.groups()[2:] for m in re.finditer(
+        rf"^\| (\w+) \| (native, backup --snapshot|native, syncengine rsync|rsync) \| ({SECONDS}) "
+        r"\| (\d+\.\d\d) \| (\d+) \| (\d+) \| (\d+\.\d) \| (\d+\.\d) \|$", proc.stdout, re.M)}
+    for shape in ("bench", "mixed"):
+        assert (shape, "nothing changed") in {(m[1], m[2]) for m in re.finditer(
+            r"^\| (\w+) \| ([^|]+?) \|", proc.stdout, re.M)}
+        by_rsync = rows[shape, "rsync"]
+        assert by_rsync[1] == "1.00"
+        for who in ("native, backup --snapshot", "native, syncengine rsync"):
+            seconds, ratio, dirs, others, data, allocated = rows[shape, who]
+            # every file of the unchanged tree is a hard link to the previous snapshot's
+            assert (others, data) == ("0", "0.0"), proc.stdout
+            # and every dir is new: the tree's (as rsync's), plus <ID>/ and volumes/
+            # for a snapshot made by backup --snapshot
+            made_by_backup = who == "native, backup --snapshot"
+            assert int(dirs) == int(by_rsync[2]) + (2 if made_by_backup else 0), proc.stdout
+        assert (by_rsync[3], by_rsync[4]) == ("0", "0.0") and int(by_rsync[2]) > 1
+    assert not list(tmp_path.iterdir()), "the bench leaves its scratch dir behind"
+
+
 def test_filter_bench_runs():
     proc = subprocess.run([sys.executable, str(BENCH / "bench_filters.py")], capture_output=True,
                           text=True, timeout=300)
