@@ -277,12 +277,17 @@ def timed_run(argv: list[str], sample_memory: bool = False) -> Run:
     start = time.perf_counter()
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     peak = processes = 0
-    if sample_memory:
-        while proc.poll() is None:
-            kib, count = _tree_sample(proc.pid)
-            peak, processes = max(peak, kib), max(processes, count)
-            time.sleep(0.01)
-    _, err = proc.communicate()
+    try:
+        if sample_memory:
+            while proc.poll() is None:
+                kib, count = _tree_sample(proc.pid)
+                peak, processes = max(peak, kib), max(processes, count)
+                time.sleep(0.01)
+        _, err = proc.communicate()
+    except BaseException:  # (Ctrl-C: stop the run before the scratch dir is removed)
+        proc.kill()
+        proc.wait()
+        raise
     elapsed = time.perf_counter() - start
     if proc.returncode not in (0, 24):
         raise SystemExit(f"{argv[0]} failed with {proc.returncode}: {err.decode()[-500:]}")
