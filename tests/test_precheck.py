@@ -9,6 +9,7 @@ import os
 import pytest
 
 from syncengine.treesync import precheck as precheck_module
+from syncengine.treesync import roots as roots_module
 from syncengine.treesync import sync as sync_module
 from syncengine.treesync.filters import FilterRules
 from syncengine.treesync.precheck import Precheck
@@ -317,10 +318,10 @@ def test_no_workers_with_one_cpu(tmp_path, monkeypatch):
     assert run(src, dst)[0] == 0
     started = []
     monkeypatch.setattr(precheck_module, "Precheck", lambda *args: started.append(args))
-    monkeypatch.setattr(sync_module, "_cpus", lambda: 1)
+    monkeypatch.setattr(roots_module, "usable_cpus", lambda: 1)
     assert run(src, dst) == (0, [])
     assert started == []
-    monkeypatch.setattr(sync_module, "_cpus", lambda: 2)
+    monkeypatch.setattr(roots_module, "usable_cpus", lambda: 2)
     assert run(src, dst) == (0, [])  # (the fake returns None: no look-ahead)
     assert len(started) == 1         # with two they are started
 
