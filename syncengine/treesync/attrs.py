@@ -1,4 +1,11 @@
-"""TODO"""
+"""What a non-root rsync can see of a destination entry's attributes.
+
+rsync reads the ACLs of an existing destination entry below the top level
+through an open of it; when it cannot open it, it leaves its ACLs as they
+are but still compares them by path for ``-i`` (``_acl_blind`` /
+``_seen_acl``).  Setting attributes is meta.py's (``apply_meta``); ACL
+storage is acl.py's, xattrs xattrs.py's.
+"""
 
 from __future__ import annotations
 
@@ -23,7 +30,7 @@ if TYPE_CHECKING:
 
 
 class DestAttrs:
-    """TODO"""
+    """The attributes the generator reads and itemizes, as rsync sees them."""
 
     def _acl_blind(self: TreeSync, src_meta: SrcMeta, dirfd: int, name: bytes, rel: bytes) -> SrcMeta:
         """A non-root rsync reads the ACLs of an existing destination entry

@@ -1,4 +1,11 @@
-"""TODO"""
+"""``--link-dest=DIR`` in the walk (rsync's ``try_dests_reg()`` and
+``try_dests_non()``); finding DIR's match for an entry is linkdest.py's.
+
+A new file identical to DIR's (content, with -c by checksum, and every
+preserved attribute) is hard-linked from DIR; a match in content only is
+copied locally; a file match of the same type is the basis its transfer is
+itemized against.  DIR's entries are never changed.
+"""
 
 from __future__ import annotations
 
@@ -30,9 +37,8 @@ if TYPE_CHECKING:
 
 
 class LinkDestRun:
-    """TODO"""
+    """--link-dest: link, copy or itemize against DIR's entry."""
 
-    # -- --link-dest (linkdest.py) ----------------------------------------------------
     def _basis_letters(self: TreeSync, src_meta: SrcMeta, dirfd: int, name: bytes, st: os.stat_result,
                        rel: bytes, path: bytes) -> str:
         """The attribute columns of DIR's entry (at ``path``) against the

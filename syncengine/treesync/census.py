@@ -1,4 +1,17 @@
-"""TODO"""
+"""Pass 1, rsync's sender building its file list (flist.c ``send_file_list()``).
+
+``Census`` walks one SRC argument in rsync's sender's order: it counts
+entries and bytes (progress totals, the single-item rule), reports what
+cannot be read (unlistable dirs, entries whose attributes cannot be read:
+those are left out of the list) and notes, for each hard-link group, which
+member comes last in the walk.  With ``--no-inc-recursive`` any such error
+suppresses every deletion, so it must be known before the first one.
+
+``CensusPass`` runs a census per SRC and merges the lists of several
+sources as rsync merges them (filelist.py); what they cannot read is
+reported in rsync's order, one SRC's whole tree after the other's
+(``SenderReport``).
+"""
 
 from __future__ import annotations
 
@@ -24,9 +37,8 @@ if TYPE_CHECKING:
 
 
 class CensusPass:
-    """TODO"""
+    """The run's first pass: the file list of every source, merged."""
 
-    # -- pass 1: the file list --------------------------------------------------
     def _census(self: TreeSync) -> None:
         """rsync's sender building one file list from every source: each
         source's entries counted (Census), those of several sources for

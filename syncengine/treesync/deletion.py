@@ -1,4 +1,13 @@
-"""TODO"""
+"""``--delete``: rsync's ``delete_in_dir()``, ``delete_item()`` and
+``delete_dir_contents()`` on the receiving side.
+
+A dir's destination entries that the sender's list lacks are deleted
+before its contents are synced (delete-during), in reverse f_name_cmp order;
+excluded entries are kept and keep their dir.  Nothing is deleted once the
+sender could not read something ("IO error encountered -- skipping file
+deletion").  An entry of another type in the way of a new one is removed
+here too (``_make_way``).
+"""
 
 from __future__ import annotations
 
@@ -19,9 +28,8 @@ if TYPE_CHECKING:
 
 
 class Deletion:
-    """TODO"""
+    """Deleting what the source lacks, and making way for another type."""
 
-    # -- deletion ---------------------------------------------------------------
     def _dest_listing(self: TreeSync, dirfd: int, name: bytes, rel: bytes,
                       in_sync: set[bytes] | None = None,
                       ) -> tuple[list[tuple[bytes, os.stat_result]], bool]:

@@ -1,4 +1,17 @@
-"""TODO"""
+"""Pass 2, the walk: rsync's generator over the merged list, dir by dir.
+
+In each dir the non-dirs come sorted bytewise, then each subdir with its
+subtree (rsync's f_name_cmp order).  A dir gets its attributes when it is
+entered (``_dir``: a non-root user's dir gets u+rwx while it is filled),
+then its extraneous entries are deleted (deletion.py, delete-during,
+reverse order), then its contents are synced (``_dir_contents``); its mtime
+is put back (and, for a non-root user, its mode) once the contents are
+done, as rsync's final ``touch_up_dirs()`` does.  A new dir of an initial
+copy is made under a temp name (a shelter) and renamed once complete.
+
+What is known about the dir being filled lives in its ``DirFrame``
+(model.py); each entry goes to files.py, symlinks.py or back here.
+"""
 
 from __future__ import annotations
 
@@ -43,9 +56,8 @@ if TYPE_CHECKING:
 
 
 class DirWalk:
-    """TODO"""
+    """The walk: one entry, one dir and its contents, the touch-up."""
 
-    # -- one entry ----------------------------------------------------------
     def _entry(self: TreeSync, src_parent: int, name: bytes, st: os.stat_result, dst_parent: int,
                dst_name: bytes, rel: bytes, dst_path: tuple[bytes, ...], source: Source,
                frame: DirFrame | None = None, more: tuple[Layer, ...] = ()) -> None:

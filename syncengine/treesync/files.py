@@ -1,4 +1,14 @@
-"""TODO"""
+"""Regular files: rsync's ``recv_generator()`` for a file, then its
+receiver's ``receive_data()`` / ``finish_transfer()``.
+
+With ``-c`` a destination file of the same size and checksum keeps its data
+and gets its attributes fixed in place; anything else is written to a temp
+file in the same dir, given its attributes and renamed over the target
+(never written in place).  A source caught changing while it is read is
+copied once more, then discarded (exit 23), as rsync's receiver does.  New
+small files of an initial copy may go to the writer process, big ones are
+copied behind the walk (pending.py).
+"""
 
 from __future__ import annotations
 
@@ -37,9 +47,8 @@ if TYPE_CHECKING:
 
 
 class FileTransfer:
-    """TODO"""
+    """One regular file: compare, fix in place, or write anew."""
 
-    # -- regular files ------------------------------------------------------------
     def _file(self: TreeSync, src_parent: int, name: bytes, st: os.stat_result, dst_parent: int,
               dst_name: bytes, rel: bytes, dst_path: tuple[bytes, ...], source: Source,
               frame: DirFrame | None) -> None:

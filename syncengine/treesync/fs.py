@@ -1,4 +1,7 @@
-"""TODO"""
+"""System calls on dir fds for the walk: the open flags, lstat/open/list
+relative to a dir fd (never following a symlink in the destination),
+space reservation, inode flags.  Nothing here knows about rsync.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,15 @@
-"""TODO"""
+"""``-H``: a model of rsync's hlink.c without incremental recursion.
+
+Members of a group (one source inode) come in the walk's order; the first
+is FIRST and the census knows the last.  A member whose previous member is
+done is linked to the group's FIRST; otherwise it is synced on its own,
+except that a missing one that is not the last waits.  A member that gets
+written (or is found identical) becomes FIRST and links every member
+before it in the chain to itself (``finish_hard_link()``); one that could
+not be sent passes the job down its chain (``handle_skipped_hlink()``).
+Destination dirs are opened again by path here, one component at a time,
+never following a symlink.
+"""
 
 from __future__ import annotations
 
@@ -25,7 +36,7 @@ if TYPE_CHECKING:
 
 
 class HardLinks:
-    """TODO"""
+    """Hard-link groups: waiting, linking, and skipped members."""
 
     def _sent(self: TreeSync, group: LinkGroup, index: int, failure: OSError | None) -> None:
         """A hard-link member went to rsync's sender and receiver.  Their
@@ -51,7 +62,6 @@ class HardLinks:
             else:
                 self._skipped_hard_link(group, index, failure)
 
-    # -- hard links (rsync hlink.c) ------------------------------------------------
     @staticmethod
     def _check_prior(group: LinkGroup, index: int) -> int:
         """The member before ``index`` in its chain, past skipped ones."""

@@ -1,4 +1,9 @@
-"""TODO"""
+"""A source dir's listing as the walk needs it: sorted, filtered, as the
+census saw it (entries it left out stay out), merged across several
+sources' dirs of the same path (filelist.py), and, for a dir the generator
+skips ("*** Skipping any contents from this failed directory ***"), its
+hard-linked members marked skipped.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +23,7 @@ if TYPE_CHECKING:
 
 
 class SourceListing:
-    """TODO"""
+    """The source side of the walk: listing a dir, or skipping one."""
 
     def _open_layers(self: TreeSync, src_parent: int, name: bytes, rel: bytes, source: Source,
                      more: tuple[Layer, ...], quiet: bool = False,

@@ -1,4 +1,7 @@
-"""TODO"""
+"""The run's types: the sources, the per-directory frame, hard-link
+groups and members, the progress counters, the exceptions that end a run,
+and the tuning constants of the walk.
+"""
 
 from __future__ import annotations
 

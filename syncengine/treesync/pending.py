@@ -1,4 +1,19 @@
-"""TODO"""
+"""Work that completes behind the walk, in the walk's order.
+
+- The writer process (writer.py): on an initial copy as root, new small
+  files go to a forked process in batches; it writes them to temp files
+  and answers with what happened and the lines it printed.
+- Copies behind the walk: a big file's data is copied by a thread
+  (copy_file_range releases the GIL) while the walk goes on.
+- A dir's touch-up, or its delete-pass warning, waiting for those.
+
+Each is a pending item; items complete in order -- their lines printed,
+their temp files renamed, their attributes checked -- before any later
+line is printed, before their dir's fd closes and its mtime is set, and on
+an abort their temp files are removed.  Free space for twice what is under
+way is checked every so often: near a full disk the walk writes itself, in
+order, as rsync would.
+"""
 
 from __future__ import annotations
 
@@ -33,7 +48,7 @@ if TYPE_CHECKING:
 
 
 class PendingWork:
-    """TODO"""
+    """The writer process, copies behind the walk, and the queue that orders them."""
 
     def _start_writer(self: TreeSync) -> None:
         """An initial copy (DST new or empty, not append-only) as root: a
@@ -145,7 +160,6 @@ class PendingWork:
     def _note_temp(self: TreeSync, tmp: bytes) -> None:
         """A temp file was made (the writer process notes it: see writer.py)."""
 
-    # -- the writer process (writer.py) ------------------------------------------------
     # New small files of the dirs this run made go to the writer in
     # batches; each batch is a pending item like a copy behind the walk,
     # completed in order: its lines printed, its temp files renamed.  A

@@ -1,4 +1,6 @@
-"""TODO"""
+"""What the run says: itemized changes (-i), rsync's generator's
+flushing of them, and error lines with the names rsync gives them.
+"""
 
 from __future__ import annotations
 
@@ -17,9 +19,8 @@ if TYPE_CHECKING:
 
 
 class Reporting:
-    """TODO"""
+    """Item lines and error lines, in rsync's order and words."""
 
-    # -- itemizing (-i) ----------------------------------------------------------------
     def _item(self: TreeSync, code: str | None, rel: bytes, *, is_dir: bool = False,
               target: bytes | None = None, link: bytes | None = None) -> None:
         """An itemized change.  A deletion is one of rsync's generator's

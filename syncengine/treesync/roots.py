@@ -1,4 +1,13 @@
-"""TODO"""
+"""Where the transfer goes: DST and the top of the list (rsync's
+``get_local_name()`` and the start of ``do_recv()``).
+
+DST may exist (a dir, or a file for a single item), be created (one trailing
+slash, or several items) or name a single item's new name; rsync's fatal
+lines for each case are here.  Then the tops of the merged list are sent
+into it, and at the end of the run the dirs whose touch-up waited for hard
+links are touched up (``_finish``).  The re-run look-ahead (precheck.py) is
+started here too: it needs to know DST before the walk.
+"""
 
 from __future__ import annotations
 
@@ -19,9 +28,8 @@ if TYPE_CHECKING:
 
 
 class TransferRoot:
-    """TODO"""
+    """DST, the tops of the list, and the end of the run."""
 
-    # -- where things go (rsync's get_local_name) ----------------------------
     def _dest_lopped(self: TreeSync) -> bytes:
         """DST as rsync's get_local_name() names the dir it creates: one
         trailing slash lopped off, then the others trimmed by do_mkdir()

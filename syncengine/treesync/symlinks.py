@@ -1,4 +1,9 @@
-"""TODO"""
+"""Symlinks (rsync's recv_generator for a symlink, and ``atomic_create()``).
+
+A symlink with the source's target is kept (its attributes fixed), any
+other entry is replaced: made under a temp name and renamed over it.
+Symlinks that share an inode are a hard-link group as files are.
+"""
 
 from __future__ import annotations
 
@@ -30,9 +35,8 @@ if TYPE_CHECKING:
 
 
 class Symlinks:
-    """TODO"""
+    """Symlinks, and rsync's atomic_create() for links and symlinks."""
 
-    # -- symlinks -------------------------------------------------------------------
     def _symlink(self: TreeSync, src_parent: int, name: bytes, st: os.stat_result, dst_parent: int,
                  dst_name: bytes, rel: bytes, dst_path: tuple[bytes, ...], source: Source,
                  frame: DirFrame | None) -> None:

@@ -1,4 +1,5 @@
-"""TODO"""
+"""rsync's fixed words and path forms in messages.
+"""
 
 from __future__ import annotations
 
