@@ -36,6 +36,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from syncengine import messages
 from syncengine.treesync import acl as aclmod
 from syncengine.treesync import meta as metamod
 from syncengine.treesync.acl import Acl
@@ -47,7 +48,6 @@ from syncengine.treesync.meta import (
     apply_meta,
     itemize_meta,
     read_src_meta,
-    rsync_escape,
 )
 from syncengine.treesync.xattrs import Node
 
@@ -702,7 +702,10 @@ def test_unreadable_source_xattr_is_a_sender_error(base):
         'Permission denied (13)']}
 
 
-def test_rsync_escape():
+def test_rsync_escape_without_a_charset():
+    """rsync's generator and receiver escape their lines without iconv."""
+    def rsync_escape(line):
+        return messages.rsync_escape(line, None)
     assert rsync_escape('a "x\ny\tz\x7f"') == 'a "x\\#012y\tz\\#177"'
     assert rsync_escape("caf\u00e9") == "caf\\#303\\#251"
     assert rsync_escape(os.fsdecode(b"\xff")) == "\\#377"

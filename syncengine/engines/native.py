@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import time
 
+from ..messages import exit_line
 from ..options import SyncOptions
 from .base import ItemCallback, Progress, ProgressCallback, SyncJob, SyncResult
 
@@ -61,7 +62,7 @@ class NativeJob(SyncJob):
             rules = FilterRules.from_excludes(self._options.exclude)
         except ValueError as exc:
             self._err(str(exc))
-            self._err("rsync error: syntax or usage error (code 1)")
+            self._err(exit_line(1))
             return self._make_result(src_text, 1, None)
         for warning in rules.warnings:
             self._err(warning)

@@ -9,11 +9,13 @@ itemized against.  DIR's entries are never changed.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from .. import messages as msg
 from ..itemize import NEW_COLUMNS
 from . import faults
 from .fs import open_file, xattrs_readable
@@ -28,7 +30,6 @@ from .model import LinkGroup, Source, set_column
 from .transfer import (
     same_size_content,
 )
-from .words import strerror
 
 if TYPE_CHECKING:
     from .sync import TreeSync
@@ -134,23 +135,22 @@ class LinkDestRun:
                 os.close(os.open(basis_path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
                 return
             except OSError as exc:  # (as nobody, a dir of DIR without u+r)
-                failure = f'secure open of basis "{os.fsdecode(basis_path)}" failed: ' \
-                          f"{strerror(exc)}"
-        self._fail(f"rsync: [generator] gen_entry_copy_xattrs: {failure}")
+                failure = msg.secure_open_basis_failed(basis_path, exc)
+        self._fail(msg.copy_xattrs_failed(failure))
 
     def _new_dir_unopenable(self: TreeSync, path: bytes, shown: str, mode: int) -> str | None:
         """Why rsync cannot open the new dir to copy xattrs onto (see above)."""
         if not self.dry_run:
             if not self.am_root and not mode & stat.S_IRUSR:
-                return f'openat("{shown}") failed: Permission denied (13)'
+                return msg.openat_failed(shown, errno.EACCES)
             return None
         base = os.getcwdb() if self._root_new else self._curr_dir
         if not os.path.isdir(os.path.join(base, path.rpartition(b"/")[0])):
-            return f'secure open of "{shown}" failed: No such file or directory (2)'
+            return msg.secure_open_failed(shown, errno.ENOENT)
         if not os.path.isdir(os.path.join(base, path)):
-            return f'openat("{shown}") failed: No such file or directory (2)'
+            return msg.openat_failed(shown, errno.ENOENT)
         if not os.access(os.path.join(base, path), os.R_OK):
-            return f'openat("{shown}") failed: Permission denied (13)'
+            return msg.openat_failed(shown, errno.EACCES)
         return None
 
     def _link_dest_file(self: TreeSync, src_parent: int, name: bytes, st: os.stat_result,
@@ -246,7 +246,7 @@ class LinkDestRun:
         try:
             os.close(open_file(basis.name, basis.dirfd))
         except OSError as exc:
-            self._fail(f'rsync: [generator] open "{os.fsdecode(basis.path)}": {strerror(exc)}')
+            self._fail(msg.basis_open_failed(basis.path, exc))
 
     def _link_basis(self: TreeSync, basis: Basis, dst_parent: int, dst_name: bytes) -> OSError | None:
         """Hard-link DIR's entry in (rsync's hard_link_one()); the failure,

@@ -22,13 +22,14 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from .. import messages as msg
+from ..messages import sender_abs
 from .filelist import merge_listings
 from .fs import LIST_FLAGS, PATH_FOLLOW, list_names, open_listable
 from .meta import (
     read_src_meta,
 )
 from .model import Cancelled, LinkGroup, Source, join_rel
-from .words import sender_abs, strerror
 
 if TYPE_CHECKING:
     from .sync import TreeSync
@@ -256,8 +257,7 @@ class Census:
     def _top_failed(self, verb: str, exc: OSError, path: bytes | None = None) -> None:
         source, run = self.source, self.run_
         source.st = None
-        run._fail(f'rsync: [sender] {verb} "{sender_abs(path or source.arg)}" failed: '
-                  f"{strerror(exc)}")
+        run._fail(msg.sender_failed(verb, sender_abs(path or source.arg), exc))
         # rsync's send_file_list(): a SRC/ (or a SRC's dir) it cannot chdir
         # into stops every deletion; a missing SRC (link_stat, ENOENT) does
         # not.
@@ -292,8 +292,7 @@ class Census:
 
     def _unlistable(self, rel: bytes, exc: OSError) -> None:
         self.source.unlistable.add(rel)
-        self.run_._scan_failed(f'rsync: [sender] opendir "{self.source.opendir_shown(rel)}" '
-                               f"failed: {strerror(exc)}")
+        self.run_._scan_failed(msg.sender_failed("opendir", self.source.opendir_shown(rel), exc))
 
     def _list(self, opener: Callable[[], int], rel: bytes) -> None:
         try:

@@ -16,10 +16,10 @@ import os
 import stat
 from typing import TYPE_CHECKING
 
+from .. import messages as msg
 from . import faults
 from .fs import LIST_FLAGS, PATH_FLAGS, chmod_at, list_names, lstat_at
 from .model import Cancelled, join_rel
-from .words import TYPE_WORDS, strerror
 
 if TYPE_CHECKING:
     from .sync import TreeSync
@@ -48,8 +48,7 @@ class Deletion:
         try:
             fd = os.open(name, LIST_FLAGS | os.O_NOFOLLOW, dir_fd=dirfd)
         except OSError as exc:
-            self._scan_failed(f"rsync: [generator] opendir {self._full(rel)} failed: "
-                              f"{strerror(exc)}")
+            self._scan_failed(msg.generator_opendir_failed(self._full(rel), exc))
             return listing, protected
         try:
             names = list_names(fd)
@@ -65,9 +64,8 @@ class Deletion:
                             self.rules.excluded(child_rel, True):
                         protected = True  # there, and excluded: it keeps the dir
                     else:
-                        self._scan_failed(f"rsync: [generator] readlink_stat("
-                                          f"{self._full(child_rel)}) failed: "
-                                          f"{os.strerror(err)} ({err})")
+                        self._scan_failed(msg.generator_readlink_stat_failed(
+                            self._full(child_rel), err))
                     continue
                 if self.rules.excluded(child_rel, stat.S_ISDIR(st.st_mode)):
                     protected = True
@@ -116,7 +114,7 @@ class Deletion:
         if not (self.scan_error or self.meta.src_io_error):
             return False
         if not self._warned_no_delete:
-            self.out("IO error encountered -- skipping file deletion")
+            self.out(msg.NO_DELETION)
             self._warned_no_delete = True
         return True
 
@@ -144,10 +142,9 @@ class Deletion:
                 return True
             except OSError as exc:
                 if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
-                    self.out(f"cannot delete non-empty directory: {os.fsdecode(rel)}")
+                    self.out(msg.cannot_delete_non_empty(rel))
                 else:
-                    self._fail(f"rsync: [generator] delete_file: rmdir({os.fsdecode(rel)}) failed: "
-                               f"{strerror(exc)}")
+                    self._fail(msg.delete_failed("rmdir", rel, exc))
                 return False
         else:
             try:
@@ -156,8 +153,7 @@ class Deletion:
             except FileNotFoundError:
                 return True
             except OSError as exc:
-                self._fail(f"rsync: [generator] delete_file: unlink({os.fsdecode(rel)}) failed: "
-                           f"{strerror(exc)}")
+                self._fail(msg.delete_failed("unlink", rel, exc))
                 return False
         if count:
             # (an entry removed to make way for another type is not itemized)
@@ -204,7 +200,7 @@ class Deletion:
             finally:
                 os.close(fd)
         if not ok:
-            self.out(f"cannot delete non-empty directory: {os.fsdecode(rel)}")
+            self.out(msg.cannot_delete_non_empty(rel))
         return ok
 
     def _make_way(self: TreeSync, dirfd: int, name: bytes, dst_st: os.stat_result, new_kind: int,
@@ -215,5 +211,5 @@ class Deletion:
         if self._delete(dirfd, name, dst_st, rel, recurse=self.delete, count=False,
                         own_fix=own_fix):
             return True
-        self._fail(f"could not make way for new {TYPE_WORDS[new_kind]}: {os.fsdecode(rel)}")
+        self._fail(msg.could_not_make_way(new_kind, rel))
         return False

@@ -15,6 +15,7 @@ What is known about the dir being filled lives in its ``DirFrame``
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import time
@@ -22,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from .. import messages as msg
 from . import faults
 from .fs import PATH_FLAGS, VIRTUAL, chmod_at, lstat_at
 from .meta import (
@@ -46,7 +48,6 @@ from .pending import DeleteCheck, TouchUp
 from .transfer import (
     temp_name,
 )
-from .words import strerror
 from .xattrs import receiver_keeps
 
 if TYPE_CHECKING:
@@ -76,7 +77,7 @@ class DirWalk:
         elif kind == stat.S_IFLNK:
             self._symlink(src_parent, name, st, dst_parent, dst_name, rel, dst_path, source, frame)
         else:
-            self.out(f'skipping non-regular file "{os.fsdecode(rel)}"')
+            self.out(msg.skipping_non_regular(rel))
             self.stats.files_skipped += 1
         self._done_entry(st)
 
@@ -163,13 +164,11 @@ class DirWalk:
             except FileExistsError:
                 shelter = None
             except OSError as exc:
-                self._fail(f"rsync: [generator] recv_generator: mkdir {self._full(rel)} failed: "
-                           f"{strerror(exc)}")
+                self._fail(msg.mkdir_failed(self._full(rel), exc))
                 if self._keeps_xattrs(src_meta) and not self._basis_dir_has_xattrs(
                         src_meta, dst_path, rel):
                     # rsync's receiver still comes to set the new dir's xattrs
-                    self._fail(f"rsync: [receiver] stat {self._full(rel)} failed: "
-                               f"No such file or directory (2)")
+                    self._fail(msg.receiver_stat_failed(self._full(rel), errno.ENOENT))
                 self._skip_contents(src_parent, name, st, rel, dst_path, source, more)
                 return
         mode = stat.S_IMODE(st.st_mode)
@@ -234,8 +233,8 @@ class DirWalk:
                 faults.mutated("rename")
             except OSError as exc:  # (someone made that name meanwhile)
                 rel = self._drel(b"/".join(frame.dst_path))
-                self._fail(f"rsync: [receiver] rename {self._full(sibling(rel, frame.shelter))}"
-                           f' -> "{os.fsdecode(rel)}": {strerror(exc)}')
+                self._fail(msg.receiver_rename_failed(self._full(sibling(rel, frame.shelter)), rel,
+                                                      exc))
             del self._shelters[frame.dst_path]
             frame.shelter = None
         if frame.waiting_links:
@@ -301,8 +300,7 @@ class DirWalk:
                 dst_fd = VIRTUAL if frame.virtual else os.dup(dst_parent) \
                     if dst_name == b"." else os.open(dst_name, PATH_FLAGS, dir_fd=dst_parent)
             except OSError as exc:
-                self._fail(f"rsync: [generator] opendir {self._full(rel)} failed: "
-                           f"{strerror(exc)}")
+                self._fail(msg.generator_opendir_failed(self._full(rel), exc))
                 return
             try:
                 self._dir_contents(layers, dst_parent, dst_name, dst_fd, rel, dst_path, frame)
@@ -322,8 +320,7 @@ class DirWalk:
         try:
             chmod_at(dst_parent, dst_name, mode | 0o700)
         except OSError as exc:
-            self._fail(f"rsync: [generator] failed to modify permissions on "
-                       f"{self._full(rel)}: {strerror(exc)}")
+            self._fail(msg.modify_permissions_failed(self._full(rel), exc))
 
     def _receiver_pass(self: TreeSync, dst_parent: int, dst_name: bytes, frame: DirFrame) -> None:
         """rsync's receiver writing a dir's xattrs and setting its attributes
@@ -337,8 +334,8 @@ class DirWalk:
         try:
             chmod_at(dst_parent, dst_name, frame.mode)
         except OSError as exc:
-            self._fail(f"rsync: [receiver] failed to set permissions on {self._full(rel)}: "
-                       f"{strerror(exc)}")
+            self._fail(msg.attr_call_failed("receiver", msg.set_permissions_call(self._full(rel)),
+                                            exc.errno or 0))
 
     def _touch_up(self: TreeSync, dst_parent: int, dst_name: bytes, frame: DirFrame) -> None:
         """rsync's touch_up_dirs(): a non-root user's dir without u+w gets its

@@ -17,7 +17,9 @@ import os
 import stat
 from typing import TYPE_CHECKING
 
+from .. import messages as msg
 from ..itemize import NEW_COLUMNS
+from ..messages import sender_abs
 from . import faults
 from .fs import NotRegularFile, lstat_at, open_file, reserve_space
 from .meta import (
@@ -38,7 +40,6 @@ from .transfer import (
     temp_name,
     unlink_quietly,
 )
-from .words import sender_abs, strerror
 
 if TYPE_CHECKING:
     from .sync import TreeSync
@@ -90,8 +91,7 @@ class FileTransfer:
                 frame.waiting_links += 1
             return
         if dst_st is None and stat_errno != errno.ENOENT:
-            self._fail(f"rsync: [generator] recv_generator: failed to stat {self._full(rel)}: "
-                       f"{os.strerror(stat_errno)} ({stat_errno})")
+            self._fail(msg.failed_to_stat(self._full(rel), stat_errno))
             return
         self._transfer_file(src_parent, name, st, dst_parent, dst_name, rel, dst_path, source,
                             group, index, dst_st, direct=self._sheltered)
@@ -122,7 +122,7 @@ class FileTransfer:
                 self._sent(group, index, open_error)
             return
         if isinstance(open_error, NotRegularFile):  # as the walk reports one it meets
-            self.out(f'skipping non-regular file "{os.fsdecode(rel)}"')
+            self.out(msg.skipping_non_regular(rel))
             self.stats.files_skipped += 1
             if group is not None:
                 self._sent(group, index, open_error)
@@ -276,8 +276,7 @@ class FileTransfer:
             except OSError as exc:
                 tmp = os.fsencode(exc.filename) if exc.filename is not None and not direct \
                     else temp_name(dst_name)
-                self._fail(f"rsync: [receiver] mkstemp {self._full(sibling(rel, tmp))} "
-                           f"failed: {strerror(exc)}")
+                self._fail(msg.mkstemp_failed(self._full(sibling(rel, tmp)), exc))
                 return False
             read_error: OSError | None = None
             try:
@@ -305,11 +304,9 @@ class FileTransfer:
         return False
 
     def _write_failed(self: TreeSync, exc: OSError, rel: bytes) -> Fatal:
-        return Fatal(11, f'rsync: [receiver] write failed on '
-                         f'"{sender_abs(self._dest_abs(self._drel(rel)))}": {strerror(exc)}',
-                     "rsync error: error in file IO (code 11)",
-                     # rsync's sender, writing to the receiver that died
-                     "rsync: [sender] write error: Broken pipe (32)")
+        return Fatal(11, msg.write_failed(sender_abs(self._dest_abs(self._drel(rel))), exc),
+                     msg.exit_line(11),
+                     msg.SENDER_BROKEN_PIPE)  # (rsync's sender, writing to the receiver that died)
 
     def _finish_write(self: TreeSync, src_fd: int, tmp_fd: int, tmp: bytes, before: os.stat_result,
                       copied: int, read_error: OSError | None, src_meta: SrcMeta,
@@ -342,11 +339,9 @@ class FileTransfer:
         if copied < before.st_size:
             code = read_error.errno if read_error is not None else errno.ENODATA
             shown = sender_abs(src_path if src_path is not None else rel)
-            self._fail(f'rsync: [sender] read errors mapping "{shown}": '
-                       f"{os.strerror(code)} ({code})")
+            self._fail(msg.read_errors_mapping(shown, code))
         if attempt == 2:
-            self._fail(f"ERROR: {os.fsdecode(self._drel(rel))} failed verification -- "
-                       f"update discarded.")
+            self._fail(msg.failed_verification(self._drel(rel)))
             return False
         return None
 
@@ -360,8 +355,8 @@ class FileTransfer:
             try:
                 os.rename(tmp, dst_name, src_dir_fd=dst_parent, dst_dir_fd=dst_parent)
             except OSError as exc:
-                self._fail(f"rsync: [receiver] rename {self._full(sibling(rel, tmp))} -> "
-                           f'"{os.fsdecode(self._drel(rel))}": {strerror(exc)}')
+                self._fail(msg.receiver_rename_failed(self._full(sibling(rel, tmp)), self._drel(rel),
+                                                      exc))
                 unlink_quietly(dst_parent, tmp)
                 return False
             faults.mutated("rename")

@@ -18,6 +18,7 @@ import os
 import stat
 from typing import TYPE_CHECKING
 
+from .. import messages as msg
 from ..itemize import NEW_COLUMNS
 from .fs import PATH_FLAGS, PATH_FOLLOW, VIRTUAL, lstat_at, open_file
 from .meta import (
@@ -27,7 +28,6 @@ from .meta import (
     stat_letters,
 )
 from .model import DirFrame, LinkGroup, Member, set_column
-from .words import strerror
 
 if TYPE_CHECKING:
     from .sync import TreeSync
@@ -110,8 +110,7 @@ class HardLinks:
             try:
                 parent = self._open_dest_dir(other.dst_path[:-1])
             except OSError as exc:
-                self._fail(f"rsync: [generator] stat {self._full(other.rel)} failed: "
-                           f"{strerror(exc)}")
+                self._fail(msg.generator_stat_failed(self._full(other.rel), exc))
                 continue
             try:
                 dst_st, _ = lstat_at(parent, other.dst_path[-1])
@@ -161,8 +160,7 @@ class HardLinks:
         finally:
             self._close_dir(parent)
         if st is None and err != errno.ENOENT:
-            self._fail(f"rsync: [generator] recv_generator: failed to stat "
-                       f"{self._full(member.rel)}: {os.strerror(err)} ({err})")
+            self._fail(msg.failed_to_stat(self._full(member.rel), err))
             return True
         return False
 
@@ -211,8 +209,7 @@ class HardLinks:
         try:
             leader_dir = self._open_dest_dir(leader.dst_path[:-1])
         except OSError as exc:
-            self._fail(f"rsync: [generator] stat {self._full(leader.rel)} failed: "
-                       f"{strerror(exc)}")
+            self._fail(msg.generator_stat_failed(self._full(leader.rel), exc))
             return
         try:
             leader_st, err = lstat_at(leader_dir, leader.dst_path[-1])
@@ -225,8 +222,7 @@ class HardLinks:
             # hard_link_check() takes that as it is -- a zeroed stat --,
             # unless its path runs into a file: ENOTDIR)
             if leader_st is None and not (self.dry_run and err == errno.ENOENT):
-                self._fail(f"rsync: [generator] stat {self._full(leader.rel)} failed: "
-                           f"{os.strerror(err)} ({err})")
+                self._fail(msg.generator_stat_failed(self._full(leader.rel), err))
                 return
             # (a dry run's leader that would have been written is not there)
             if leader_st is not None:
@@ -262,8 +258,7 @@ class HardLinks:
             if replaced_dir and not self.dry_run and not group.symlinks:
                 # rsync then reads the default ACL of what it takes for the
                 # old dir, now a file: libacl refuses that with EACCES.
-                self._fail(f"rsync: [generator] get_acl: sys_acl_get_file("
-                           f"{os.fsdecode(member.rel)}, ACL_TYPE_DEFAULT): Permission denied (13)")
+                self._fail(msg.default_acl_refused(member.rel))
         finally:
             self._close_dir(leader_dir)
 

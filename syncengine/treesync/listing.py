@@ -11,10 +11,11 @@ import os
 import stat
 from typing import TYPE_CHECKING
 
+from .. import messages as msg
+from ..messages import sender_abs
 from .filelist import merge_listings
 from .fs import list_names, lstat_at, open_listable
 from .model import InSync, Layer, Member, Source, join_rel, more_layers
-from .words import SKIP_DIR, sender_abs, strerror
 
 if TYPE_CHECKING:
     from .precheck import Precheck
@@ -44,9 +45,8 @@ class SourceListing:
                 fd = open_listable(name, layer.parent)
             except OSError as exc:  # it could be listed a moment ago
                 if not quiet:
-                    self._scan_failed(f'rsync: [sender] opendir '
-                                      f'"{layer.source.opendir_shown(rel)}" '
-                                      f"failed: {strerror(exc)}")
+                    self._scan_failed(msg.sender_failed("opendir", layer.source.opendir_shown(rel),
+                                                        exc))
                 continue
             fds.append(fd)
             layers.append((fd, layer.source, None))
@@ -75,7 +75,7 @@ class SourceListing:
         is a skipped member of its group (rsync's handle_skipped_hlink(): if
         it was the one to be written, an earlier waiting member is written
         instead)."""
-        self.err(SKIP_DIR)
+        self.err(msg.SKIP_DIR)
         self._done_entry(st)
         layers, fds = self._open_layers(src_parent, name, rel, source, more, quiet=True)
         try:
@@ -142,8 +142,7 @@ class SourceListing:
                 names = sorted(list_names(src_fd))
             except OSError as exc:
                 if not quiet:
-                    self._scan_failed(f'rsync: [sender] opendir "{source.opendir_shown(rel)}" '
-                                      f"failed: {strerror(exc)}")
+                    self._scan_failed(msg.sender_failed("opendir", source.opendir_shown(rel), exc))
                 return entries
         for name in names:
             child = join_rel(rel, name)
@@ -189,5 +188,4 @@ class SourceListing:
 
     def _lstat_failed(self: TreeSync, source: Source, rel: bytes, exc: OSError) -> None:
         """rsync's sender could not lstat a source entry."""
-        self._scan_failed(f'rsync: [sender] readlink_stat("{sender_abs(source.sender_path(rel))}") '
-                          f"failed: {strerror(exc)}")
+        self._scan_failed(msg.readlink_stat_failed(sender_abs(source.sender_path(rel)), exc))

@@ -28,6 +28,7 @@ import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from .. import messages as msg
 from . import acl as _acl
 from . import faults
 from .acl import ACCESS, DEFAULT, TYPE_NAMES, Acl, access_differs, access_to_set
@@ -43,7 +44,7 @@ from .xattrs import (
 )
 
 __all__ = ["SrcMeta", "MetaContext", "read_src_meta", "apply_meta", "bare_transfer",
-           "itemize_meta", "ITEMIZE_ATTRS", "UNCHANGED", "NEW", "rsync_escape"]
+           "itemize_meta", "ITEMIZE_ATTRS", "UNCHANGED", "NEW"]
 
 ITEMIZE_ATTRS = "tpoguax"
 UNCHANGED = "......."
@@ -69,8 +70,8 @@ class MetaContext:
     """Per-run state: who we are, which filesystems lack xattrs, and where
     error lines go.
 
-    ``errors(line)`` receives each rsync-style line (already escaped the
-    way rsync prints to stderr); without it the lines collect in
+    ``errors(line)`` receives each rsync-style line (messages.py words it;
+    the caller escapes it as it prints it); without it the lines collect in
     ``messages``.  ``dest_root`` is the destination root as an absolute
     path (rsync's cwd), used to print full names; ``had_error`` means exit
     23; ``src_io_error`` means a source entry could not be read, which in
@@ -95,10 +96,8 @@ class MetaContext:
         return self.am_root or gid in self.groups
 
     def report(self, role: str, what: str, err: OSError) -> None:
-        code = err.errno or 0
-        line = "rsync: [%s] %s: %s (%d)" % (role, what, os.strerror(code), code)
+        line = msg.attr_call_failed(role, what, err.errno or 0)
         self.had_error = True
-        line = rsync_escape(line)
         if self.errors is not None:
             self.errors(line)
         else:
@@ -140,21 +139,6 @@ class MetaContext:
             return []
 
 
-def rsync_escape(line: str) -> str:
-    """What rsync's filtered_fwrite() prints: control bytes (but tab),
-    bytes >= 0x7f and a backslash that starts ``\\#ddd`` become ``\\#ooo``."""
-    raw = line.encode("utf-8", "surrogateescape")
-    out = bytearray()
-    for i, b in enumerate(raw):
-        if (b < 0x20 and b != 9) or b >= 0x7F or (
-                b == 0x5C and raw[i + 1:i + 2] == b"#" and raw[i + 2:i + 5].isdigit()
-                and len(raw[i + 2:i + 5]) == 3):
-            out += b"\\#%03o" % b
-        else:
-            out.append(b)
-    return out.decode("ascii")
-
-
 # -- reading ------------------------------------------------------------------
 def _node(mode: int, fd: int | None, dirfd: int, name: bytes) -> Node:
     # A symlink is always addressed by name with the l* calls, never an fd.
@@ -186,13 +170,13 @@ def read_src_meta(st: os.stat_result, *, fd: int | None, dirfd: int, name: bytes
         try:
             names = ctx.list_xattr_names(node, st)
         except OSError as e:
-            _source_failed(ctx, 'get_xattr_names: llistxattr("%s",1024) failed' % shown(), e)
+            _source_failed(ctx, msg.llistxattr_call(f'"{shown()}"'), e)
             return None
         try:
             xattrs = read_xattrs(node, names, sender_keeps)
         except OSError as e:
-            _source_failed(ctx, 'get_xattr_data: lgetxattr("%s","%s",0) failed' % (
-                shown(), os.fsdecode(e.xattr_name)), e)  # type: ignore[attr-defined]
+            _source_failed(ctx, msg.lgetxattr_call(f'"{shown()}"', e.xattr_name),  # type: ignore[attr-defined]
+                           e)
             return None
         acls: dict[str, Acl | None] = {ACCESS: None, DEFAULT: None}
         for kind, xname in ((ACCESS, ACL_ACCESS_XATTR), (DEFAULT, ACL_DEFAULT_XATTR)):
@@ -202,8 +186,7 @@ def read_src_meta(st: os.stat_result, *, fd: int | None, dirfd: int, name: bytes
                 try:
                     acls[kind] = _acl.get_backend().read(node, kind)
                 except OSError as e:
-                    _source_failed(ctx, "get_acl: xacl_get(%s, %s)" % (
-                        shown(), TYPE_NAMES[kind]), e)
+                    _source_failed(ctx, msg.xacl_get_call(shown(), TYPE_NAMES[kind]), e)
                     return None
     finally:
         node.close()
@@ -234,13 +217,12 @@ def _read_dest(ctx: MetaContext, node: Node, st: os.stat_result, role: str,
     try:
         names = ctx.list_xattr_names(node, st)
     except OSError as e:
-        ctx.report(role, "get_xattr_names: llistxattr(%s,1024) failed" % ctx.full_name(rel), e)
+        ctx.report(role, msg.llistxattr_call(ctx.full_name(rel)), e)
         return dest
     try:
         dest.xattrs = read_xattrs(node, names, lambda n: receiver_keeps(n, ctx.am_root))
     except OSError as e:
-        ctx.report(role, 'get_xattr_data: lgetxattr(%s,"%s",0) failed' % (
-            ctx.full_name(rel), os.fsdecode(getattr(e, "xattr_name", b""))), e)
+        ctx.report(role, msg.lgetxattr_call(ctx.full_name(rel), getattr(e, "xattr_name", b"")), e)
     if node.is_link:
         return dest
     backend = _acl.get_backend()
@@ -249,8 +231,7 @@ def _read_dest(ctx: MetaContext, node: Node, st: os.stat_result, role: str,
             try:
                 acl = backend.read(node, kind)
             except OSError as e:
-                ctx.report(role, "get_acl: xacl_get(%s, %s)" % (
-                    os.fsdecode(rel), TYPE_NAMES[kind]), e)
+                ctx.report(role, msg.xacl_get_call(os.fsdecode(rel), TYPE_NAMES[kind]), e)
                 return dest
             setattr(dest, "acl_access" if kind == ACCESS else "acl_default", acl)
     dest.acl_ok = True
@@ -379,7 +360,7 @@ def apply_meta(ctx: MetaContext, src: SrcMeta | None, dst_st: os.stat_result | N
             try:
                 dst_st = node.lstat()
             except OSError as e:
-                ctx.report(role, "stat %s failed" % ctx.full_name(rel), e)
+                ctx.report(role, msg.stat_call(ctx.full_name(rel)), e)
                 return UNCHANGED
         dest = _read_dest(ctx, node, dst_st, role, rel)
         if transfer:
@@ -441,7 +422,7 @@ def _receiver_pass(ctx: MetaContext, node: Node | None, src: SrcMeta, exact_time
         try:
             st = node.lstat()
         except OSError as e:
-            ctx.report("receiver", "stat %s failed" % ctx.full_name(rel), e)
+            ctx.report("receiver", msg.stat_call(ctx.full_name(rel)), e)
             return
         dest = _read_dest(ctx, node, st, "receiver", rel)
         _set_attrs(ctx, node, src, dest, "receiver", True, exact_time, rel)
@@ -464,8 +445,7 @@ def _set_attrs(ctx: MetaContext, node: Node, src: SrcMeta, dest: _Dest, role: st
             node.chown(uid, gid)
             faults.mutated("chown")
         except OSError as e:
-            ctx.report(role, "%s %s failed" % ("chown" if uid != -1 else "chgrp",
-                                               ctx.full_name(rel)), e)
+            ctx.report(role, msg.chown_call(ctx.full_name(rel), owner=uid != -1), e)
             return seen
         # chown clears setuid/setgid and security.capability: look again.
         dest = _read_dest(ctx, node, _restat(node, st), role, rel)
@@ -484,7 +464,7 @@ def _set_attrs(ctx: MetaContext, node: Node, src: SrcMeta, dest: _Dest, role: st
             node.utime(st.st_atime_ns, src.mtime_ns)
             faults.mutated("utime")
         except OSError as e:
-            ctx.report(role, "failed to set times on %s" % ctx.full_name(rel), e)
+            ctx.report(role, msg.set_times_call(ctx.full_name(rel)), e)
             return seen
     if node.is_link:
         return seen  # symlinks get no ACL and no chmod
@@ -500,7 +480,7 @@ def _set_attrs(ctx: MetaContext, node: Node, src: SrcMeta, dest: _Dest, role: st
             node.chmod(src.mode & _PERMS)
             faults.mutated("chmod")
         except OSError as e:
-            ctx.report(role, "failed to set permissions on %s" % ctx.full_name(rel), e)
+            ctx.report(role, msg.set_permissions_call(ctx.full_name(rel)), e)
     return seen
 
 
@@ -550,8 +530,7 @@ def _write_xattrs(ctx: MetaContext, node: Node, sets: list[tuple[bytes, bytes]],
             faults.mutated("setxattr")
             changed = True
         except OSError as e:
-            ctx.report(role, 'rsync_xal_set: %ssetxattr(%s,"%s") failed' % (
-                call, ctx.full_name(rel), os.fsdecode(n)), e)
+            ctx.report(role, msg.setxattr_call(call, ctx.full_name(rel), n), e)
     for n in removes:
         try:
             node.removexattr(n)
@@ -559,8 +538,7 @@ def _write_xattrs(ctx: MetaContext, node: Node, sets: list[tuple[bytes, bytes]],
             changed = True
         except OSError as e:
             if e.errno != errno.ENODATA:
-                ctx.report(role, 'rsync_xal_set: %sremovexattr(%s,"%s") failed' % (
-                    call, ctx.full_name(rel), os.fsdecode(n)), e)
+                ctx.report(role, msg.removexattr_call(call, ctx.full_name(rel), n), e)
     return changed
 
 
@@ -613,7 +591,7 @@ def _set_acls(ctx: MetaContext, node: Node, src: SrcMeta, dest: _Dest,
                 faults.mutated("set access ACL")
             except OSError as e:
                 # rsync gives up on the default ACL too when this fails.
-                ctx.report(role, "set_acl: %s(%s, %s)" % (setter, shown, TYPE_NAMES[ACCESS]), e)
+                ctx.report(role, msg.set_acl_call(setter, shown, TYPE_NAMES[ACCESS]), e)
                 return mode, False
             written = True
             try:
@@ -628,8 +606,8 @@ def _set_acls(ctx: MetaContext, node: Node, src: SrcMeta, dest: _Dest,
                     backend.write(node, DEFAULT, src.acl_default)
                 faults.mutated("set default ACL")
             except OSError as e:
-                what = ("set_acl: sys_acl_delete_def_file(%s)" % shown if src.acl_default is None
-                        else "set_acl: %s(%s, %s)" % (setter, shown, TYPE_NAMES[DEFAULT]))
+                what = (msg.delete_default_acl_call(shown) if src.acl_default is None
+                        else msg.set_acl_call(setter, shown, TYPE_NAMES[DEFAULT]))
                 ctx.report(role, what, e)
         return mode, written
     finally:

@@ -9,12 +9,12 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from ..messages import sender_abs
 from .filelist import Merged
 from .meta import (
     ITEMIZE_ATTRS,
     SrcMeta,
 )
-from .words import sender_abs
 
 if TYPE_CHECKING:
     pass

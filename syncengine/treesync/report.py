@@ -8,9 +8,10 @@ import errno
 import os
 from typing import TYPE_CHECKING
 
+from .. import messages as msg
 from ..itemize import ItemChange
+from ..messages import sender_abs
 from .model import FLUSH_EVERY, NO_CHANGE
-from .words import sender_abs, strerror
 
 if TYPE_CHECKING:
     from .sync import TreeSync
@@ -77,10 +78,10 @@ class Reporting:
     def _source_open_failed(self: TreeSync, exc: OSError, shown: bytes) -> None:
         path = sender_abs(shown)
         if exc.errno == errno.ENOENT:
-            self.err(f'file has vanished: "{path}"')
+            self.err(msg.vanished(path))
             self.vanished = True
         else:
-            self._fail(f'rsync: [sender] send_files failed to open "{path}": {strerror(exc)}')
+            self._fail(msg.send_files_failed(path, exc))
 
     def _dest_abs(self: TreeSync, rel: bytes) -> bytes:
         return os.path.join(self._curr_dir, rel)

@@ -15,11 +15,12 @@ import os
 import stat
 from typing import TYPE_CHECKING
 
+from .. import messages as msg
+from ..messages import full_fname, sender_abs
 from . import faults
 from .filelist import merge_listings
 from .fs import PATH_FOLLOW, VIRTUAL, usable_cpus
 from .model import DirFrame, Fatal, Layer, Source, more_layers
-from .words import full_fname, sender_abs, strerror
 
 if TYPE_CHECKING:
     from .sync import TreeSync
@@ -48,8 +49,7 @@ class TransferRoot:
         except FileNotFoundError:
             dst_st = None
         except OSError as exc:
-            raise Fatal(3, f'rsync: [Receiver] ERROR: cannot stat destination '
-                           f'"{full_fname(self.dest)}": {strerror(exc)}') from exc
+            raise Fatal(3, msg.cannot_stat_destination(full_fname(self.dest), exc)) from exc
         if total == 0:
             # Nothing to send: rsync still chdir()s into an existing DST, and
             # creates a missing one given with a trailing slash.
@@ -60,9 +60,9 @@ class TransferRoot:
             return
         if dst_st is not None and not stat.S_ISDIR(dst_st.st_mode):
             if total > 1:
-                raise Fatal(3, "ERROR: destination must be a directory when copying more than 1 file")
+                raise Fatal(3, msg.DEST_NOT_A_DIR)
             if stat.S_ISDIR(sources[0].st.st_mode):
-                raise Fatal(3, "ERROR: cannot overwrite non-directory with a directory")
+                raise Fatal(3, msg.DIR_OVER_NON_DIR)
         if dst_st is not None and stat.S_ISDIR(dst_st.st_mode):
             self._into_dir(sources, "change_dir#1", self.dest)
         elif total != 1 or self.dest.endswith(b"/"):
@@ -78,8 +78,8 @@ class TransferRoot:
                 parent_fd = os.open(parent or b".", PATH_FOLLOW)
                 os.close(os.open(b".", os.O_PATH | os.O_CLOEXEC, dir_fd=parent_fd))
             except OSError as exc:
-                raise Fatal(3, f'rsync: [Receiver] change_dir#3 "{full_fname(parent or b".")}"'
-                               f" failed: {strerror(exc)}") from exc
+                raise Fatal(3, msg.change_dir_failed("change_dir#3", full_fname(parent or b"."),
+                                                     exc)) from exc
             self._curr_dir = os.path.abspath(parent or b".")
             self.meta.dest_root = self._curr_dir
             self._check_basis_dirs()
@@ -126,11 +126,10 @@ class TransferRoot:
                 os.mkdir(self.dest, 0o777)
                 faults.mutated("mkdir")
             except OSError as exc:
-                raise Fatal(11, f'rsync: [Receiver] mkdir "{full_fname(self._dest_lopped())}" '
-                                f"failed: {strerror(exc)}") from exc
+                raise Fatal(11, msg.mkdir_dest_failed(full_fname(self._dest_lopped()), exc)) from exc
             self._made_here(None, self.dest)
         if self.on_item is not None:
-            self.out(f"created directory {os.fsdecode(self._dest_lopped())}")
+            self.out(msg.created_directory(self._dest_lopped()))
 
     def _guard_dest_in_a_source(self: TreeSync) -> None:
         """When DST is a source dir or lies inside one (``src/ src/copy``):
@@ -176,15 +175,13 @@ class TransferRoot:
             try:
                 root_fd = os.open(self.dest, PATH_FOLLOW)
             except OSError as exc:
-                raise Fatal(3, f'rsync: [Receiver] {how} "{full_fname(shown)}" failed: '
-                               f"{strerror(exc)}") from exc
+                raise Fatal(3, msg.change_dir_failed(how, full_fname(shown), exc)) from exc
         try:
             try:  # rsync chdir()s into DST: that needs search permission
                 if root_fd != VIRTUAL:
                     os.close(os.open(b".", os.O_PATH | os.O_CLOEXEC, dir_fd=root_fd))
             except OSError as exc:
-                raise Fatal(3, f'rsync: [Receiver] {how} "{full_fname(shown)}" failed: '
-                               f"{strerror(exc)}") from exc
+                raise Fatal(3, msg.change_dir_failed(how, full_fname(shown), exc)) from exc
             self._root_fd = root_fd
             self._curr_dir = os.path.abspath(self.dest)
             self.meta.dest_root = self._curr_dir
@@ -219,8 +216,7 @@ class TransferRoot:
                     fd = os.open(source.arg if source.contents_form else source.parent,
                                  PATH_FOLLOW)
                 except OSError as exc:  # gone since the census
-                    self._scan_failed(f'rsync: [sender] change_dir "{sender_abs(source.arg)}" '
-                                      f"failed: {strerror(exc)}")
+                    self._scan_failed(msg.sender_failed("change_dir", sender_abs(source.arg), exc))
                     continue
                 fds.append(fd)
                 if source.contents_form:

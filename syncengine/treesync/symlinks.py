@@ -12,6 +12,7 @@ import stat
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from .. import messages as msg
 from ..itemize import NEW_COLUMNS
 from . import faults
 from .fs import lstat_at
@@ -26,7 +27,6 @@ from .transfer import (
     temp_name,
     unlink_quietly,
 )
-from .words import strerror
 
 if TYPE_CHECKING:
     from .sync import TreeSync
@@ -130,8 +130,7 @@ class Symlinks:
             make(create)
             faults.mutated(verb)
         except OSError as exc:
-            self._fail(f"rsync: [generator] {verb} {self._full(created_rel)} {shown} failed: "
-                       f"{strerror(exc)}")
+            self._fail(msg.create_failed(verb, self._full(created_rel), shown, exc))
             return False
         if create != dst_name:
             try:
@@ -140,9 +139,7 @@ class Symlinks:
             except OSError as exc:
                 unlink_quietly(dst_parent, create)
                 self._note_stuck_temp(dst_parent, dst_name, create)
-                # (sic: rsync quotes full_fname()'s quoted name again)
-                self._fail(f"rsync: [generator] rename {self._full(created_rel)} -> "
-                           f'"{self._full(rel)}" failed: {strerror(exc)}')
+                self._fail(msg.generator_rename_failed(self._full(created_rel), self._full(rel), exc))
                 return False
         return True
 

@@ -43,7 +43,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from .. import messages as msg
 from ..itemize import ItemChange
+from ..messages import SENDER_LINES, SERVER_SIDE, locale_codec, rsync_escape
 from .attrs import DestAttrs
 from .basis import LinkDestRun
 from .census import CensusPass
@@ -54,14 +56,12 @@ from .filters import FilterRules
 from .hardlinks import HardLinks
 from .linkdest import BasisDirs, resolve_basis_dirs
 from .listing import SourceListing
-from .messages import locale_codec, rsync_escape, unescape
 from .meta import MetaContext
 from .model import RECURSION_LIMIT, Cancelled, DirFrame, Fatal, LinkGroup, Stats, parse_source
 from .pending import Copier, CopyJob, DeleteCheck, PendingWork, TouchUp
 from .report import Reporting
 from .roots import TransferRoot
 from .symlinks import Symlinks
-from .words import EXIT_LINES, SENDER_LINES, SERVER_SIDE
 from .writer import Batch, Writer
 
 if TYPE_CHECKING:
@@ -118,9 +118,8 @@ class TreeSync(CensusPass, TransferRoot, DirWalk, SourceListing, DestAttrs, Dele
         self._next_flush = 0
         self.cancel_event = cancel or threading.Event()
         self.stats = Stats()
-        # meta escapes its lines as in the C locale: undo that and escape
-        # them for this locale (idempotent if meta escapes them right).
-        self.meta = MetaContext(errors=lambda line: self.err(unescape(line)))
+        # (late-bound: the census and the writer process redirect self.err)
+        self.meta = MetaContext(errors=lambda line: self.err(line))
         self.am_root = self.meta.am_root
         self.uid = os.geteuid()
         self.partial = False         # rsync's io_error: ends in exit 23
@@ -203,12 +202,11 @@ class TreeSync(CensusPass, TransferRoot, DirWalk, SourceListing, DestAttrs, Dele
         except Fatal as fatal:
             for line in fatal.lines:
                 self.err(line)
-            if fatal.exit_code in EXIT_LINES and not any(
-                    line.startswith("rsync error:") for line in fatal.lines):
-                self.err(f"rsync error: {EXIT_LINES[fatal.exit_code]} (code {fatal.exit_code})")
+            if not any(msg.is_exit_line(line) for line in fatal.lines):
+                self.err(msg.exit_line(fatal.exit_code))
             return fatal.exit_code
         except Cancelled:
-            self.err("rsync error: received SIGINT, SIGTERM, or SIGHUP (code 20)")
+            self.err(msg.exit_line(20))
             return 20
         finally:
             self._flush()
@@ -242,12 +240,10 @@ class TreeSync(CensusPass, TransferRoot, DirWalk, SourceListing, DestAttrs, Dele
 
     def _exit_code(self) -> int:
         if self.partial or self.meta.had_error:
-            self.err("rsync error: some files/attrs were not transferred (see previous errors) "
-                     "(code 23)")
+            self.err(msg.exit_line(23))
             return 23
         if self.vanished:
-            self.err("rsync warning: some files vanished before they could be transferred "
-                     "(code 24)")
+            self.err(msg.exit_line(24))
             return 24
         return 0
 

@@ -66,7 +66,7 @@ from pathlib import Path
 from typing import Any
 
 from fixtures.treespec import build_tree, clear_flags
-from syncengine.treesync.messages import rsync_escape
+from syncengine.messages import rsync_escape
 from tests.reference import reference_rsync
 from tests.snapshot import diff_snapshots, snapshot
 

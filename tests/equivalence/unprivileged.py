@@ -36,7 +36,7 @@ _RUNNER = r'''
 import json, os, sys
 req = json.load(sys.stdin)
 sys.path.insert(0, req["pkgroot"])
-from syncengine.treesync.messages import rsync_escape
+from syncengine.messages import rsync_escape
 from syncengine.treesync.sync import run_sync
 out, err = [], []
 code = run_sync([bytes.fromhex(s) for s in req["sources"]], bytes.fromhex(req["dest"]),
@@ -127,8 +127,8 @@ def _run_forked(sources: list[bytes], dest: bytes, delete: bool, excludes: list[
     """The engine in a child of this (root) process that drops to nobody:
     for machines where nobody cannot run any Python (an interpreter under
     /root only).  Everything it needs is imported before the fork."""
+    from syncengine.messages import rsync_escape
     from syncengine.treesync import acl
-    from syncengine.treesync.messages import rsync_escape
     from syncengine.treesync.sync import run_sync
     read_end, write_end = os.pipe()
     pid = os.fork()
