@@ -18,6 +18,7 @@ from syncengine.treesync import model as model_module
 from syncengine.treesync import pending as pending_module
 from syncengine.treesync import sync as sync_module
 from syncengine.treesync import writer as writer_module
+from syncengine.treesync.model import Tuning
 from syncengine.treesync.transfer import WriteError
 from syncengine.treesync.xattrs import Node
 from tests.conftest import run_rsync, tree_sync
@@ -85,12 +86,8 @@ def same_names(lines):
 
 def serial(monkeypatch, src, dst, **kw):
     """The same run without a writer."""
-    monkeypatch.setenv("SYNCENGINE_WRITER", "0")
-    try:
-        tree, lines = tree_sync(src, dst, **kw)
-        return tree.run(), lines
-    finally:
-        monkeypatch.delenv("SYNCENGINE_WRITER")
+    tree, lines = tree_sync(src, dst, tuning=Tuning(writer=False), **kw)
+    return tree.run(), lines
 
 
 @pytest.mark.rsync

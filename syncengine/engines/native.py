@@ -54,6 +54,7 @@ class NativeJob(SyncJob):
             self._err_sink(line)
 
     def _run(self) -> SyncResult:
+        from ..environment import tuning_from_environment
         from ..treesync.filters import FilterRules
         from ..treesync.sync import TreeSync
 
@@ -69,7 +70,7 @@ class NativeJob(SyncJob):
         tree = TreeSync(self._sources, self._dst, delete=self._options.delete, rules=rules,
                         out=self._out, err=self._err, on_progress=self._on_stats,
                         cancel=self._cancelled, on_item=self._on_item, dry_run=self._dry_run,
-                        link_dest=self._link_dest)
+                        link_dest=self._link_dest, tuning=tuning_from_environment())
         return self._make_result(src_text, tree.run(), tree.stats)
 
     def _on_stats(self, stats) -> None:

@@ -14,7 +14,7 @@ import stat
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from .acl import ACCESS, DEFAULT, access_differs, get_backend
+from .acl import ACCESS, DEFAULT, access_differs
 from .meta import (
     UNCHANGED,
     SrcMeta,
@@ -49,7 +49,7 @@ class DestAttrs:
             return src_meta
         node = Node(fd=None, dirfd=dirfd, name=name, is_link=False)
         try:
-            backend = get_backend()
+            backend = self.meta.acl
             return replace(src_meta, acl_access=backend.read(node, ACCESS),
                            acl_default=backend.read(node, DEFAULT)
                            if stat.S_ISDIR(src_meta.mode) else None)

@@ -79,7 +79,7 @@ class MetaContext:
     """
 
     def __init__(self, errors: Callable[[str], None] | None = None, *,
-                 dest_root: bytes | str | None = None) -> None:
+                 dest_root: bytes | str | None = None, acl_backend: str | None = None) -> None:
         self.am_root = os.geteuid() == 0
         # rsync's is_in_group(): the supplementary groups and the egid.
         self.groups = frozenset(os.getgroups()) | {os.getegid()}
@@ -89,6 +89,7 @@ class MetaContext:
         self.had_error = False
         self.src_io_error = False
         self._no_xattr_devs: set[int] = set()
+        self.acl = _acl.acl_backend(acl_backend)  # how ACLs are read and written
 
     def may_set_gid(self, gid: int) -> bool:
         """-g as non-root: only to a group the caller is in (rsync skips the
@@ -184,7 +185,7 @@ def read_src_meta(st: os.stat_result, *, fd: int | None, dirfd: int, name: bytes
             if xname in names and not node.is_link and (
                     kind == ACCESS or stat.S_ISDIR(st.st_mode)):
                 try:
-                    acls[kind] = _acl.get_backend().read(node, kind)
+                    acls[kind] = ctx.acl.read(node, kind)
                 except OSError as e:
                     _source_failed(ctx, msg.xacl_get_call(shown(), TYPE_NAMES[kind]), e)
                     return None
@@ -225,7 +226,7 @@ def _read_dest(ctx: MetaContext, node: Node, st: os.stat_result, role: str,
         ctx.report(role, msg.lgetxattr_call(ctx.full_name(rel), getattr(e, "xattr_name", b"")), e)
     if node.is_link:
         return dest
-    backend = _acl.get_backend()
+    backend = ctx.acl
     for kind, xname in ((ACCESS, ACL_ACCESS_XATTR), (DEFAULT, ACL_DEFAULT_XATTR)):
         if xname in names and (kind == ACCESS or stat.S_ISDIR(st.st_mode)):
             try:
@@ -573,7 +574,7 @@ def _set_acls(ctx: MetaContext, node: Node, src: SrcMeta, dest: _Dest,
               st: os.stat_result, role: str, rel: bytes) -> tuple[int, bool]:
     """Returns the entry's mode afterwards (as rsync's stat buffer has it)
     and whether the access ACL (and with it the rwx bits) was written."""
-    backend = _acl.get_backend()
+    backend = ctx.acl
     shown = os.fsdecode(rel)
     mode = st.st_mode
     written = False

@@ -46,6 +46,16 @@ class Fatal(Exception):
         self.settled = False  # the files under way before it are dealt with (_unwind)
 
 
+@dataclass(frozen=True)
+class Tuning:
+    """The run's knobs, decided by whoever starts it (read from the
+    environment at the process's edge: syncengine/environment.py)."""
+
+    precheck: bool = True            # a re-run's look-ahead workers (precheck.py)
+    writer: bool = True              # an initial copy's writer process (writer.py)
+    acl_backend: str | None = None   # "raw", "libacl"; None: libacl if importable (acl.py)
+
+
 @dataclass
 class Stats:
     entries_total: int = 0

@@ -60,7 +60,7 @@ class PendingWork:
         if self.dry_run or self.on_item is not None or self._made is not None or \
                 not self.am_root or self._precheck is not None or \
                 self.stats.entries_total < 2 or faults.armed() or usable_cpus() < 2 or \
-                os.environ.get("SYNCENGINE_WRITER", "1") == "0":
+                not self.tuning.writer:
             return
         if self._basis is not None:
             return  # (each new file is first looked up in DIR)

@@ -96,7 +96,7 @@ class TransferRoot:
         workers find the files already in sync while the census and the
         walk go on (precheck.py)."""
         if len(self.sources) != 1 or self._made is not None or usable_cpus() < 2 or \
-                os.environ.get("SYNCENGINE_PRECHECK", "1") == "0":
+                not self.tuning.precheck:
             return
         if self._basis is not None:
             return  # (a file in sync may still be replaced by a link to DIR's)
@@ -115,7 +115,7 @@ class TransferRoot:
         try:
             from .precheck import Precheck  # (a re-run's only: 1 ms of import)
             self._precheck = Precheck(src_dir, dst_dir, source.rel, self.rules.excluded,
-                                      self.cancel_event)
+                                      self.cancel_event, self.tuning.acl_backend)
         except OSError:
             pass  # (no pipe or process to spare: the walk does it all itself)
 

@@ -57,7 +57,7 @@ from .hardlinks import HardLinks
 from .linkdest import BasisDirs, resolve_basis_dirs
 from .listing import SourceListing
 from .meta import MetaContext
-from .model import RECURSION_LIMIT, Cancelled, DirFrame, Fatal, LinkGroup, Stats, parse_source
+from .model import RECURSION_LIMIT, Cancelled, DirFrame, Fatal, LinkGroup, Stats, Tuning, parse_source
 from .pending import Copier, CopyJob, DeleteCheck, PendingWork, TouchUp
 from .report import Reporting
 from .roots import TransferRoot
@@ -79,7 +79,8 @@ class TreeSync(CensusPass, TransferRoot, DirWalk, SourceListing, DestAttrs, Dele
                  on_progress: Callable[[Stats], None] | None = None,
                  cancel: threading.Event | None = None,
                  on_item: Callable[[ItemChange], None] | None = None,
-                 dry_run: bool = False, link_dest: Sequence[bytes | str] = ()) -> None:
+                 dry_run: bool = False, link_dest: Sequence[bytes | str] = (),
+                 tuning: Tuning = Tuning()) -> None:
         self.sources = [replace(parse_source(os.fsencode(s)), index=i)
                         for i, s in enumerate(sources)]
         self.dest = os.fsencode(dest)
@@ -107,6 +108,7 @@ class TreeSync(CensusPass, TransferRoot, DirWalk, SourceListing, DestAttrs, Dele
         # changes are only reported (dirs it would create are VIRTUAL).
         self.on_item = on_item
         self.dry_run = dry_run
+        self.tuning = tuning
         self._virtual: set[tuple[bytes, ...]] = set()
         self._root_new = False       # DST was created by this run
         # rsync's generator sends its item lines (-i, -v) to the sender as
@@ -119,7 +121,7 @@ class TreeSync(CensusPass, TransferRoot, DirWalk, SourceListing, DestAttrs, Dele
         self.cancel_event = cancel or threading.Event()
         self.stats = Stats()
         # (late-bound: the census and the writer process redirect self.err)
-        self.meta = MetaContext(errors=lambda line: self.err(line))
+        self.meta = MetaContext(errors=lambda line: self.err(line), acl_backend=tuning.acl_backend)
         self.am_root = self.meta.am_root
         self.uid = os.geteuid()
         self.partial = False         # rsync's io_error: ends in exit 23
@@ -253,8 +255,8 @@ def run_sync(sources: Sequence[bytes | str], dest: bytes | str, *, delete: bool 
              excludes: Sequence[str | bytes] = (), out: Callable[[str], None] = print,
              err: Callable[[str], None] = print,
              on_item: Callable[[ItemChange], None] | None = None, dry_run: bool = False,
-             link_dest: Sequence[bytes | str] = ()) -> int:
+             link_dest: Sequence[bytes | str] = (), tuning: Tuning = Tuning()) -> int:
     """Convenience: one run with rsync's exclude list; returns the exit code."""
     return TreeSync(sources, dest, delete=delete, rules=FilterRules.from_excludes(excludes),
                     out=out, err=err, on_item=on_item, dry_run=dry_run,
-                    link_dest=link_dest).run()
+                    link_dest=link_dest, tuning=tuning).run()
