@@ -400,11 +400,8 @@ class DirWalk:
         # it: rsync's receiver handles the dir before its files, while the
         # generator (creating symlinks, fixing attributes) runs ahead.
         deferred: list[tuple] | None = [] if frame.receiver_pass is not None else None
-        self._deferred = deferred
         later: list[Callable[[], None]] = []
-        self._receiver_later = later
-        self._dst_stats, self._fresh = dst_stats, frame.fresh
-        self._sheltered = frame.sheltered
+        frame.dst_stats, frame.deferred, frame.receiver_later = dst_stats, deferred, later
         # A new single-linked small file of a dir this run made goes
         # straight to the writer (as _entry, _file and _transfer_file would
         # send it, in fewer steps: most files of an initial copy are such).
@@ -441,9 +438,7 @@ class DirWalk:
                     self._entry(fd, name, st, dst_fd, name, join_rel(rel, name),
                                 dst_path + (name,), src, frame)
         finally:
-            self._deferred = self._receiver_later = None
-            self._dst_stats, self._fresh = None, False
-            self._sheltered = False
+            frame.dst_stats = frame.deferred = frame.receiver_later = None
             if precheck is not None:
                 precheck.end_dir(rel)
         if frame.receiver_pass is not None:

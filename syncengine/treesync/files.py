@@ -15,6 +15,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .. import messages as msg
@@ -54,12 +55,12 @@ class FileTransfer:
               dst_name: bytes, rel: bytes, dst_path: tuple[bytes, ...], source: Source,
               frame: DirFrame | None) -> None:
         group = self._groups.get((st.st_dev, st.st_ino)) if st.st_nlink > 1 else None
-        if group is None and self._fresh:
+        if group is None and frame is not None and frame.fresh:
             dst_st, stat_errno = None, errno.ENOENT
         else:
             # The delete pass's lstat, unless another name shares the inode
             # (an entry before this one may have changed its attributes).
-            dst_st = self._dst_stats.pop(dst_name, None) if self._dst_stats else None
+            dst_st = frame.dst_stats.pop(dst_name, None) if frame and frame.dst_stats else None
             stat_errno = 0
             if dst_st is None or group is not None or dst_st.st_nlink > 1:
                 dst_st, stat_errno = lstat_at(dst_parent, dst_name)
@@ -94,20 +95,23 @@ class FileTransfer:
             self._fail(msg.failed_to_stat(self._full(rel), stat_errno))
             return
         self._transfer_file(src_parent, name, st, dst_parent, dst_name, rel, dst_path, source,
-                            group, index, dst_st, direct=self._sheltered)
+                            group, index, dst_st, frame=frame,
+                            direct=frame is not None and frame.sheltered)
 
     def _transfer_file(self: TreeSync, src_parent: int, name: bytes, st: os.stat_result, dst_parent: int,
                        dst_name: bytes, rel: bytes, dst_path: tuple[bytes, ...], source: Source,
                        group: LinkGroup | None, index: int,
                        dst_st: os.stat_result | None, deferred: bool = False,
-                       direct: bool = False) -> None:
+                       direct: bool = False, frame: DirFrame | None = None) -> None:
         """A regular file whose destination is missing or a regular file:
         fix its attributes in place if identical, else write it anew.
         ``deferred``: its turn is now (see _dir_contents and _complete_write);
-        ``direct``: its dir is in a shelter (see _dir)."""
+        ``direct``: its dir is in a shelter (see _dir); ``frame``: its dir,
+        while the dir's entries are walked."""
         direct = direct and dst_st is None
         if self._writer is not None and not deferred and group is None and dst_st is None and \
-                self._fresh and self._deferred is None and st.st_size < BEHIND_MIN and \
+                frame is not None and frame.fresh and frame.deferred is None and \
+                st.st_size < BEHIND_MIN and \
                 self._writer_takes(st.st_size, dst_parent):
             # (no itemizing with a writer: nothing to print before it)
             self._queue_write(src_parent, name, st, dst_parent, dst_path, rel, source, direct)
@@ -143,7 +147,8 @@ class FileTransfer:
                 # -c: same size and checksum (an unreadable file's checksum
                 # is all zeros, on either side): fix the attributes in place.
                 try:
-                    letters = self._update_in_place(src_meta, dst_parent, dst_name, rel, dst_fd)
+                    letters = self._update_in_place(src_meta, dst_parent, dst_name, rel, dst_fd,
+                                                    frame.receiver_later if frame else None)
                 finally:
                     if dst_fd >= 0:
                         os.close(dst_fd)
@@ -151,9 +156,9 @@ class FileTransfer:
                     group.xattrs_late = True
                 if letters != UNCHANGED:
                     self._item(".f.." + letters, rel)
-            elif self._deferred is not None and not deferred:
+            elif frame is not None and frame.deferred is not None and not deferred:
                 # The receiver's turn comes later (see _dir_contents).
-                self._deferred.append((src_parent, name, st, dst_parent, dst_name, rel,
+                frame.deferred.append((src_parent, name, st, dst_parent, dst_name, rel,
                                        dst_path, source, group, index, dst_st, True))
                 return
             elif src_fd < 0 and not self.dry_run:  # (a dry run's sender opens nothing)
@@ -209,10 +214,12 @@ class FileTransfer:
                 os.close(dst_fd)
 
     def _update_in_place(self: TreeSync, src_meta: SrcMeta, dst_parent: int, dst_name: bytes,
-                         rel: bytes, dst_fd: int = -1) -> str:
+                         rel: bytes, dst_fd: int = -1,
+                         later: list[Callable[[], None]] | None = None) -> str:
         """Fix an identical file's attributes; returns the itemize letters.
         With its open fd (it is readable, so rsync reads its ACLs: see
-        _acl_blind) they are read and set through it."""
+        _acl_blind) they are read and set through it.  ``later``: where
+        its dir's receiver passes wait (DirFrame.receiver_later)."""
         gen_meta = src_meta if dst_fd >= 0 else self._acl_blind(src_meta, dst_parent,
                                                                   dst_name, rel)
         if self.dry_run:
@@ -220,7 +227,7 @@ class FileTransfer:
         else:
             letters = apply_meta(self.meta, gen_meta, None, dirfd=dst_parent, name=dst_name,
                                  fd=dst_fd if dst_fd >= 0 else None, exact_time=True,
-                                 is_new=False, path=self._drel(rel), later=self._receiver_later)
+                                 is_new=False, path=self._drel(rel), later=later)
         return self._seen_acl(letters, src_meta, gen_meta)
 
     def _transfer_code(self: TreeSync, src_meta: SrcMeta, size: int, dst_st: os.stat_result | None,

@@ -6,6 +6,7 @@ and the tuning constants of the walk.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -233,3 +234,12 @@ class DirFrame:
     # Made under this temp name (a shelter, see _dir), until it is complete.
     shelter: bytes | None = None
     sheltered: bool = False  # it is, or is inside, a shelter not yet in place
+    # While its entries are walked (_dir_contents; None before and after):
+    # its destination entries as its delete pass lstat-ed them (each taken
+    # once, at its turn), the transfers that wait for its receiver pass,
+    # and the xattr passes of files fixed in place, which rsync's receiver
+    # makes after its generator is done with the dir's files (it matters
+    # when two names share an inode).
+    dst_stats: dict[bytes, os.stat_result] | None = None
+    deferred: list[tuple] | None = None
+    receiver_later: list[Callable[[], None]] | None = None

@@ -52,7 +52,8 @@ class Symlinks:
         if src_meta is None:
             return
         group = self._groups.get((st.st_dev, st.st_ino)) if st.st_nlink > 1 else None
-        dst_st = None if self._fresh and group is None else lstat_at(dst_parent, dst_name)[0]
+        fresh = frame is not None and frame.fresh
+        dst_st = None if fresh and group is None else lstat_at(dst_parent, dst_name)[0]
         if group is not None:
             index = len(group.members)
             group.members.append(Member(rel, dst_path, source.sender_path(rel), index - 1,

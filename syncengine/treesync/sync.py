@@ -137,11 +137,6 @@ class TreeSync(CensusPass, TransferRoot, DirWalk, SourceListing, DestAttrs, Dele
         # dirs a link went into after their touch-up (rsync's touch-up of
         # every dir comes at the very end): path -> source mtime
         self._retouch: dict[tuple[bytes, ...], int] = {}
-        self._deferred: list[tuple] | None = None  # transfers waiting for a receiver pass
-        # xattr passes of files fixed in place in the dir being filled:
-        # rsync's receiver makes them after its generator is done with the
-        # dir's files (it matters when two names share an inode)
-        self._receiver_later: list[Callable[[], None]] | None = None
         # transferred -H members, and their failures (see _sent)
         self._finishing: list[tuple[LinkGroup, int, OSError | None]] = []
         self._root_fd = -1
@@ -155,12 +150,6 @@ class TreeSync(CensusPass, TransferRoot, DirWalk, SourceListing, DestAttrs, Dele
         self._frozen: dict[tuple[int, int], os.stat_result] = {}
         self._progress_xfr: int = 0
         self._progress_next: float = 0.0
-        # The current dir's destination entries as its delete pass lstat-ed
-        # them (each taken once, at its turn), or None; ``_fresh``: the dir
-        # was just made, so it holds only what this run puts there.
-        self._dst_stats: dict[bytes, os.stat_result] | None = None
-        self._fresh = False
-        self._sheltered = False  # (the same, for a shelter: see _dir)
         self._shut_dirs = 0      # dirs being filled that rsync's touch-up shuts (see _dir)
         # Shelters not yet in place: their paths, and the names they have.
         self._shelters: dict[tuple[bytes, ...], bytes] = {}
