@@ -39,7 +39,22 @@ from .transfer import (
     open_temp,
     unlink_quietly,
 )
-from .writer import BATCH, BATCH_BYTES, FAILED, FATAL, IN_FLIGHT, OK, SKIPPED, Batch, Writer, note_temp, serve
+from .writer import (
+    BATCH,
+    BATCH_BYTES,
+    FAILED,
+    FATAL,
+    IN_FLIGHT,
+    OK,
+    SKIPPED,
+    Batch,
+    QueuedWrite,
+    WriteAnswer,
+    WriteJob,
+    Writer,
+    note_temp,
+    serve,
+)
 
 if TYPE_CHECKING:
     from .sync import TreeSync
@@ -94,39 +109,41 @@ class PendingWork:
         self._put_in_place = lambda tmp, dst_parent, dst_name, rel: not held.append(tmp)
         self._note_temp = lambda tmp: note_temp(writer.temps, job_no[0], tmp)
 
-        def write(src_dir: int, dir_fd: int, job: tuple) -> tuple:
-            job_no[0], name, dst_name, rel, src_path, size, attrs, direct = job
-            mode, uid, gid, mtime_ns, dev = attrs
+        def write(src_dir: int, dir_fd: int, job: WriteJob) -> WriteAnswer:
+            job_no[0] = job.number
             lines.clear()
             held.clear()
             self.partial = self.meta.had_error = False
             copied = self.stats.bytes_done
             try:
-                src_fd = open_file(name, src_dir)
+                src_fd = open_file(job.name, src_dir)
             except OSError:
-                return (SKIPPED,)
+                return WriteAnswer(SKIPPED)
             try:
-                if self.meta.bare(src_fd, dev):  # (read_src_meta's fast path, sooner)
-                    src_meta = SrcMeta(mode, uid, gid, mtime_ns, {})
-                    done = self._write_quick(src_fd, src_meta, dir_fd, dst_name, direct)
+                if self.meta.bare(src_fd, job.dev):  # (read_src_meta's fast path, sooner)
+                    src_meta = SrcMeta(job.mode, job.uid, job.gid, job.mtime_ns, {})
+                    done = self._write_quick(src_fd, src_meta, dir_fd, job.dst_name, job.direct)
                     if done is not None:
-                        return OK, done[0], [], 0, done[1], None
+                        return WriteAnswer(OK, temp=done[0], copied=done[1])
                 else:  # (the walk's lstat, as far as read_src_meta looks at it)
-                    st = os.stat_result((mode, 0, dev, 1, uid, gid, size, 0, 0, 0),
-                                        {"st_mtime_ns": mtime_ns})
-                    src_meta = read_src_meta(st, fd=src_fd, dirfd=src_dir, name=name,
+                    st = os.stat_result((job.mode, 0, job.dev, 1, job.uid, job.gid, job.size,
+                                         0, 0, 0), {"st_mtime_ns": job.mtime_ns})
+                    src_meta = read_src_meta(st, fd=src_fd, dirfd=src_dir, name=job.name,
                                              ctx=self.meta)
                     if src_meta is None:
-                        return (SKIPPED,)
-                done = self._write_new(src_fd, src_meta, dir_fd, dst_name, rel, src_path,
-                                       size=size, direct=direct)
+                        return WriteAnswer(SKIPPED)
+                done = self._write_new(src_fd, src_meta, dir_fd, job.dst_name, job.rel,
+                                       job.src_path, size=job.size, direct=job.direct)
             except Fatal as fatal:
-                return FATAL, b"", list(lines), 0, 0, (fatal.exit_code, list(fatal.lines))
+                return WriteAnswer(FATAL, lines=list(lines),
+                                   fatal=(fatal.exit_code, list(fatal.lines)))
             finally:
                 os.close(src_fd)
-            flags = (1 if self.partial else 0) | (2 if self.meta.had_error else 0)
-            return ((OK, held[0], list(lines), flags, self.stats.bytes_done - copied, None)
-                    if done else (FAILED, b"", list(lines), flags, 0, None))
+            if not done:
+                return WriteAnswer(FAILED, lines=list(lines), partial=self.partial,
+                                   meta_error=self.meta.had_error)
+            return WriteAnswer(OK, held[0], list(lines), self.partial, self.meta.had_error,
+                               self.stats.bytes_done - copied)
         serve(sock, writer.stop, write)
 
     def _write_quick(self: TreeSync, src_fd: int, src_meta: SrcMeta, dst_parent: int,
@@ -212,9 +229,9 @@ class PendingWork:
                 raise
             self._pending.append(batch)
         writer, src_path, size = self._writer, source.sender_path(rel), st.st_size
-        batch.jobs.append(((st, dst_path), (
+        batch.jobs.append(QueuedWrite(st, dst_path, WriteJob(
             writer.number(), name, dst_name, rel, src_path, size,
-            (st.st_mode, st.st_uid, st.st_gid, st.st_mtime_ns, st.st_dev), direct)))
+            st.st_mode, st.st_uid, st.st_gid, st.st_mtime_ns, st.st_dev, direct)))
         batch.size += 64 + len(name) + len(dst_name) + len(rel) + len(src_path)
         writer.pending_bytes += size
         if len(batch.jobs) == BATCH or batch.size >= BATCH_BYTES or not writer.unanswered:
@@ -248,41 +265,40 @@ class PendingWork:
         answers = batch.answers or [None] * len(batch.jobs)
         done = 0
         try:
-            for job, answer in zip(batch.jobs, answers, strict=True):
+            for queued, answer in zip(batch.jobs, answers, strict=True):
                 done += 1
-                self._complete_write(batch, job, answer)
+                self._complete_write(batch, queued, answer)
         finally:
             self._drop_batch(batch, done)
 
-    def _complete_write(self: TreeSync, batch: Batch, job: tuple, answer: tuple | None) -> None:
+    def _complete_write(self: TreeSync, batch: Batch, queued: QueuedWrite,
+                        answer: WriteAnswer | None) -> None:
         """One file the writer wrote: its lines and flags, then its name.
         One it did not write (it left it to the walk, or it is gone) the
         walk transfers now, in its turn."""
-        (st, dst_path), (_, name, dst_name, rel, _, size, _, direct) = job
-        dir_fd = batch.dir_fd
-        self._writer.pending_bytes -= size
-        if answer is None or answer[0] == SKIPPED:  # left to the walk (or the writer is gone)
-            self._transfer_file(batch.src_dir, name, st, dir_fd, dst_name, rel, dst_path,
-                                batch.source, None, -1, None, deferred=True, direct=direct)
+        job, dir_fd = queued.job, batch.dir_fd
+        self._writer.pending_bytes -= job.size
+        if answer is None or answer.outcome == SKIPPED:  # (or the writer is gone)
+            self._transfer_file(batch.src_dir, job.name, queued.st, dir_fd, job.dst_name, job.rel,
+                                queued.dst_path, batch.source, None, -1, None, deferred=True,
+                                direct=job.direct)
             return
-        kind, tmp, lines, flags, copied, fatal = answer
-        for stream, line in lines:
+        for stream, line in answer.lines:
             (self.out if stream == 1 else self.err)(line)
-        if flags & 1:
-            self.partial = True
-        if flags & 2:
-            self.meta.had_error = True
-        if kind == FATAL:
-            raise Fatal(fatal[0], *fatal[1])
-        if kind == OK:
+        self.partial |= answer.partial
+        self.meta.had_error |= answer.meta_error
+        if answer.outcome == FATAL and answer.fatal is not None:
+            exit_code, fatal_lines = answer.fatal
+            raise Fatal(exit_code, *fatal_lines)
+        if answer.outcome == OK:
             try:
-                placed = self._put_in_place(tmp, dir_fd, dst_name, rel)
+                placed = self._put_in_place(answer.temp, dir_fd, job.dst_name, job.rel)
             except BaseException:
-                unlink_quietly(dir_fd, tmp)
+                unlink_quietly(dir_fd, answer.temp)
                 raise
             if placed:
                 self.stats.files_transferred += 1
-                self.stats.bytes_done += copied
+                self.stats.bytes_done += answer.copied
 
     def _drop_batch(self: TreeSync, batch: Batch, completed: int = 0) -> None:
         """Close a batch's fds and remove the temp files of the jobs not
@@ -293,10 +309,10 @@ class PendingWork:
             self._remove_orphans(batch, completed)
         elif completed < len(batch.jobs):
             for answer in batch.answers[completed:]:
-                if answer[0] == OK:
-                    unlink_quietly(batch.dir_fd, answer[1])
+                if answer.outcome == OK:
+                    unlink_quietly(batch.dir_fd, answer.temp)
         if self._writer is not None:
-            self._writer.pending_bytes -= sum(message[5] for _, message in batch.jobs[completed:])
+            self._writer.pending_bytes -= sum(queued.job.size for queued in batch.jobs[completed:])
         os.close(batch.src_dir)
         os.close(batch.dir_fd)
         batch.jobs = []
@@ -308,8 +324,8 @@ class PendingWork:
         nothing else there holds), noted or not: it may have died between
         making and noting it."""
         if batch.sent and self._writer is not None:
-            for _, message in batch.jobs[start:]:
-                orphan = message[2] if message[7] else self._writer.temp_of(message[0])
+            for _, _, job in batch.jobs[start:]:
+                orphan = job.dst_name if job.direct else self._writer.temp_of(job.number)
                 if orphan is not None:
                     unlink_quietly(batch.dir_fd, orphan)
 
@@ -324,8 +340,7 @@ class PendingWork:
     def _pending_bytes(self: TreeSync) -> int:
         """Bytes of the files still being written behind the walk."""
         writer = self._writer.pending_bytes if self._writer is not None else 0
-        return writer + sum(job.before.st_size for job in self._pending
-                            if isinstance(job, CopyJob))
+        return writer + sum(item.pending_size for item in self._pending)
 
     def _copy_behind(self: TreeSync, job: CopyJob) -> None:
         try:
@@ -360,7 +375,7 @@ class PendingWork:
                     return
                 self._pending.pop(0)
                 try:
-                    self._complete(job)
+                    job.complete(self)
                 except Fatal as fatal:  # (what comes after it never happens)
                     fatal.settled = True
                     self._abort_pending()
@@ -372,19 +387,8 @@ class PendingWork:
         finally:
             self._completing = False
 
-    def _complete(self: TreeSync, job: CopyJob | Batch | TouchUp | DeleteCheck) -> None:
-        if isinstance(job, Batch):
-            self._complete_batch(job)
-            return
-        if isinstance(job, TouchUp):
-            try:
-                self._dir_done(job.dir_fd, job.name, job.frame)
-            finally:
-                os.close(job.dir_fd)
-            return
-        if isinstance(job, DeleteCheck):
-            self._no_deletion()
-            return
+    def _complete_copy(self: TreeSync, job: CopyJob) -> None:
+        """A copy behind the walk, in its turn: checked, named, counted."""
         job.done.wait()
         try:
             read_error, copied = None, job.copied
@@ -429,19 +433,7 @@ class PendingWork:
             self._writer.abort()
         self._batch = None
         while self._pending:
-            job = self._pending.pop(0)
-            if isinstance(job, Batch):
-                self._drop_batch(job)
-                continue
-            if isinstance(job, TouchUp):
-                os.close(job.dir_fd)
-                continue
-            if isinstance(job, DeleteCheck):
-                continue
-            job.done.wait()
-            os.close(job.src_fd)
-            os.close(job.tmp_fd)
-            unlink_quietly(job.dst_parent, job.tmp)
+            self._pending.pop(0).abort(self)
         self._publish_shelters()
 
     def _check_cancel(self: TreeSync) -> None:
@@ -467,6 +459,19 @@ class CopyJob:
     error: BaseException | None = None
     done: threading.Event = field(default_factory=threading.Event)
 
+    @property
+    def pending_size(self) -> int:
+        return self.before.st_size
+
+    def complete(self, run: TreeSync) -> None:
+        run._complete_copy(self)
+
+    def abort(self, run: TreeSync) -> None:
+        self.done.wait()
+        os.close(self.src_fd)
+        os.close(self.tmp_fd)
+        unlink_quietly(self.dst_parent, self.tmp)
+
 
 class TouchUp:
     """A dir's touch-up waiting in the pending queue for the writer's
@@ -477,10 +482,21 @@ class TouchUp:
     done = threading.Event()  # (always set: it can run at once)
     done.set()
 
+    pending_size = 0
+
     def __init__(self, dir_fd: int, name: bytes, frame: DirFrame) -> None:
         self.dir_fd = dir_fd
         self.name = name
         self.frame = frame
+
+    def complete(self, run: TreeSync) -> None:
+        try:
+            run._dir_done(self.dir_fd, self.name, self.frame)
+        finally:
+            os.close(self.dir_fd)
+
+    def abort(self, run: TreeSync) -> None:
+        os.close(self.dir_fd)
 
 
 class DeleteCheck:
@@ -492,6 +508,13 @@ class DeleteCheck:
     __slots__ = ()
     dst_parent = -1
     done = TouchUp.done  # (always set: it can run at once)
+    pending_size = 0
+
+    def complete(self, run: TreeSync) -> None:
+        run._no_deletion()
+
+    def abort(self, run: TreeSync) -> None:
+        pass
 
 
 class Copier:
