@@ -43,8 +43,9 @@ from .xattrs import (
     xattr_changes,
 )
 
-__all__ = ["SrcMeta", "MetaContext", "read_src_meta", "apply_meta", "bare_transfer",
-           "itemize_meta", "ITEMIZE_ATTRS", "UNCHANGED", "NEW"]
+__all__ = ["SrcMeta", "MetaContext", "DestState", "read_src_meta", "read_dest", "attr_letters",
+           "apply_meta", "bare_transfer", "itemize_meta", "stat_letters", "ITEMIZE_ATTRS",
+           "UNCHANGED", "NEW"]
 
 ITEMIZE_ATTRS = "tpoguax"
 UNCHANGED = "......."
@@ -202,7 +203,7 @@ def _source_failed(ctx: MetaContext, what: str, err: OSError) -> None:
 
 
 @dataclass(slots=True)
-class _Dest:
+class DestState:
     """What the destination entry has now, as far as rsync compares it."""
 
     st: os.stat_result
@@ -212,9 +213,9 @@ class _Dest:
     acl_default: Acl | None = None
 
 
-def _read_dest(ctx: MetaContext, node: Node, st: os.stat_result, role: str,
-               rel: bytes) -> _Dest:
-    dest = _Dest(st, None, False)
+def read_dest(ctx: MetaContext, node: Node, st: os.stat_result, role: str,
+               rel: bytes) -> DestState:
+    dest = DestState(st, None, False)
     try:
         names = ctx.list_xattr_names(node, st)
     except OSError as e:
@@ -252,7 +253,7 @@ def _mtime_differs(have_ns: int, want_ns: int, exact: bool) -> bool:
     return have_ns // _NS != want_ns // _NS
 
 
-def _letters(ctx: MetaContext, src: SrcMeta, dest: _Dest, seen: _Seen | None = None) -> str:
+def attr_letters(ctx: MetaContext, src: SrcMeta, dest: DestState, seen: _Seen | None = None) -> str:
     """The itemize columns.  ``seen``: what rsync's stat buffer holds after
     its generator pass (see _Seen); None compares with the entry as it was."""
     st = dest.st
@@ -284,7 +285,7 @@ def stat_letters(ctx: MetaContext, src: SrcMeta, dst_st: os.stat_result) -> str:
     """The itemize columns of what the entry's lstat alone tells (ACL and
     xattr columns blank): for an entry whose ACLs and xattrs rsync does not
     read."""
-    return _letters(ctx, src, _Dest(dst_st, None, False))
+    return attr_letters(ctx, src, DestState(dst_st, None, False))
 
 
 _UNREAD = object()  # (_Seen.xattrs: not read after set_file_attrs)
@@ -319,7 +320,7 @@ def itemize_meta(ctx: MetaContext, src: SrcMeta, dst_st: os.stat_result | None =
     try:
         if dst_st is None:
             dst_st = node.lstat()
-        return _letters(ctx, src, _read_dest(ctx, node, dst_st, "generator",
+        return attr_letters(ctx, src, read_dest(ctx, node, dst_st, "generator",
                                              path if path is not None else name))
     except OSError:
         return UNCHANGED
@@ -363,15 +364,15 @@ def apply_meta(ctx: MetaContext, src: SrcMeta | None, dst_st: os.stat_result | N
             except OSError as e:
                 ctx.report(role, msg.stat_call(ctx.full_name(rel)), e)
                 return UNCHANGED
-        dest = _read_dest(ctx, node, dst_st, role, rel)
+        dest = read_dest(ctx, node, dst_st, role, rel)
         if transfer:
             _set_attrs(ctx, node, src, dest, "receiver", True, exact_time, rel)
             return NEW
-        letters = _letters(ctx, src, dest)
+        letters = attr_letters(ctx, src, dest)
         seen = _set_attrs(ctx, node, src, dest, "generator", False, exact_time, rel)
         if letters != UNCHANGED and not stat.S_ISDIR(src.mode):
             # (nothing differed: nothing that _Seen tracks was changed)
-            letters = _letters(ctx, src, dest, seen)
+            letters = attr_letters(ctx, src, dest, seen)
         if letters[6] == "x":
             if later is None:
                 _receiver_pass(ctx, node, src, exact_time, rel)
@@ -425,14 +426,14 @@ def _receiver_pass(ctx: MetaContext, node: Node | None, src: SrcMeta, exact_time
         except OSError as e:
             ctx.report("receiver", msg.stat_call(ctx.full_name(rel)), e)
             return
-        dest = _read_dest(ctx, node, st, "receiver", rel)
+        dest = read_dest(ctx, node, st, "receiver", rel)
         _set_attrs(ctx, node, src, dest, "receiver", True, exact_time, rel)
     finally:
         if own:
             node.close()
 
 
-def _set_attrs(ctx: MetaContext, node: Node, src: SrcMeta, dest: _Dest, role: str,
+def _set_attrs(ctx: MetaContext, node: Node, src: SrcMeta, dest: DestState, role: str,
                with_xattrs: bool, exact_time: bool, rel: bytes) -> _Seen:
     """One set_file_attrs(): only what differs, in rsync's order.  A failed
     chown or utime ends the pass, as in rsync."""
@@ -449,7 +450,7 @@ def _set_attrs(ctx: MetaContext, node: Node, src: SrcMeta, dest: _Dest, role: st
             ctx.report(role, msg.chown_call(ctx.full_name(rel), owner=uid != -1), e)
             return seen
         # chown clears setuid/setgid and security.capability: look again.
-        dest = _read_dest(ctx, node, _restat(node, st), role, rel)
+        dest = read_dest(ctx, node, _restat(node, st), role, rel)
         st = dest.st
         if seen.mode & (stat.S_ISUID | stat.S_ISGID):
             seen = _Seen(st.st_uid, st.st_gid, st.st_mode)
@@ -570,7 +571,7 @@ def _acl_node(node: Node, rel: bytes) -> tuple[Node, Node | None]:
     return held, held
 
 
-def _set_acls(ctx: MetaContext, node: Node, src: SrcMeta, dest: _Dest,
+def _set_acls(ctx: MetaContext, node: Node, src: SrcMeta, dest: DestState,
               st: os.stat_result, role: str, rel: bytes) -> tuple[int, bool]:
     """Returns the entry's mode afterwards (as rsync's stat buffer has it)
     and whether the access ACL (and with it the rwx bits) was written."""

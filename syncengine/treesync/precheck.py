@@ -48,7 +48,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from .meta import UNCHANGED, MetaContext, _letters, _read_dest, read_src_meta
+from .meta import UNCHANGED, MetaContext, attr_letters, read_dest, read_src_meta
 from .procs import fork_helper, kill_and_reap
 from .transfer import same_size_content
 from .xattrs import Node
@@ -272,11 +272,11 @@ class _Worker:
             return False
         node = Node(fd=dst_fd, dirfd=-1, name=name, is_link=False)
         try:
-            dest = _read_dest(self.ctx, node, dst, "generator", name)
+            dest = read_dest(self.ctx, node, dst, "generator", name)
         finally:
             node.close()
         return self.errors == errors and dest.xattrs is not None and dest.acl_ok \
-            and _letters(self.ctx, src_meta, dest) == UNCHANGED
+            and attr_letters(self.ctx, src_meta, dest) == UNCHANGED
 
 
 class Precheck:
