@@ -166,11 +166,12 @@ MAX_FULL_DATUM = 32
 def xattr_changes(want: dict[bytes, bytes], have: dict[bytes, bytes]
                   ) -> tuple[list[tuple[bytes, bytes]], list[bytes]]:
     """(names to set with their values, names to remove), in rsync's order:
-    sets first, each list by name; nothing when the entry has the xattrs
+    sets first, by name, then the removals in the order the entry lists
+    its names (``have``'s); nothing when the entry has the xattrs
     already.  Otherwise rsync_xal_set() sets every value it got whole,
     the same as the entry's or not (it only compares the long ones, by
     checksum): a refused call shows for each."""
-    removes = sorted(n for n in have if n not in want)
+    removes = [n for n in have if n not in want]
     if not removes and all(have.get(n) == v for n, v in want.items()):
         return [], []
     sets = [(n, v) for n, v in sorted(want.items())

@@ -211,3 +211,14 @@ def test_refused_xattrs_include_the_unchanged_short_ones(base, flags, kind):
     rs, nat = check(case(*entries, src=b"src/"), base)
     _refused(rs, nat, '"user.a"', '"user.s"', '"user.x"')
     assert not any('"user.long"' in line for line in rs.err + nat.err)
+
+
+@pytest.mark.parametrize("flags", ["i", "a"])
+def test_refused_removals_come_in_the_entrys_own_order(base, flags):
+    """rsync removes the names the source lacks in the order the entry
+    lists them (listxattr's: here the order they were set in), not by
+    name."""
+    rs, nat = check(case(d("src"), f("src/f", xattrs={"user.x": b"1"}), d("dst"),
+                         f("dst/f", xattrs={"user.z": b"1", "user.m": b"1", "user.a": b"1"},
+                           flags=flags)), base)
+    _refused(rs, nat, '"user.z"', '"user.m"', '"user.a"')
