@@ -1,228 +1,47 @@
-"""The click application: backup, restore, sync, verify, engines."""
+"""The click application: backup, restore, sync, verify, engines (snapshots:
+snapshots.py; options: options.py; error lines and exit codes: guard.py)."""
 
 from __future__ import annotations
 
 import os
-import signal
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import click
-from click.core import ParameterSource
-from click.shell_completion import CompletionItem
 
-from .. import Backups, Layout, SyncError, SyncOptions, SyncResult, start_sync
+from .. import Backups, Layout, SyncOptions, SyncResult, start_sync
 from ..backups import LATEST, check_volume_name, read_data_version, resolve_snapshot
-from ..config import Config, ConfigEntry, HookError, read_config
-from ..engines import ENGINE_NAMES, check_arguments, check_source_kind, resolve_engine_name
+from ..config import Config, ConfigEntry, read_config
+from ..engines import check_arguments, check_source_kind, resolve_engine_name
 from ..engines.native import NativeEngine
 from ..engines.rsync import RsyncEngine
 from ..fsutil import read_version_file
-from ..rootlock import root_lock
-from ..snapshots import (
-                         RetentionPolicy,
-                         SnapshotError,
-                         describe_snapshots,
-                         iter_snapshot_changes,
-                         list_snapshots,
-                         prune_snapshots,
-)
-from ..snapshots.retention import Decision
 from ..verify import IGNORABLE, VerifyStats, iter_differences
 from .display import human_bytes, summary_line
+from .guard import INTERRUPTED, MISMATCH, USAGE_ERROR, CommandFailed, own_signals, run_guarded
 from .observe import CliObserver, run_verify
+from .options import (
+    allow_empty_source_option,
+    choose,
+    complete_snapshots,
+    complete_volumes,
+    config_option,
+    dry_run_options,
+    engine_option,
+    exclude_option,
+    no_verify_in_dry_run,
+    output_options,
+    require_dir,
+    roots_options,
+    sync_dry_run_options,
+    sync_exclude_option,
+    verify_flag,
+)
 from .output import Output
+from .snapshots import snapshots
 
 __all__ = ["main", "app"]
-
-USAGE_ERROR = 2
-MISMATCH = 1        # verify found differences
-HOOK_FAILED = 1     # a hook command failed
-INTERRUPTED = 20    # rsync's code for SIGINT/SIGTERM
-SNAPSHOT_FAILED = 3  # a snapshot cannot be made, found or deleted (rsync's "errors selecting
-                     # input/output files, dirs", as for a busy backup root)
-
-
-class CommandFailed(Exception):
-    """A one-line error for the user, with the exit code to leave with."""
-
-    def __init__(self, message: str, exit_code: int) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
-
-
-def run_guarded(action: Callable[[], int], output: Output) -> None:
-    """Run a command body; turn every expected failure into one line on
-    stderr (and a JSON summary with --json) and its exit code."""
-    try:
-        _interrupt_on_stop_signals()
-        code = action()
-    except CommandFailed as exc:
-        message, code = str(exc), exc.exit_code
-    except HookError as exc:
-        message, code = str(exc), HOOK_FAILED
-        failed_sync = output.failed_sync
-        if failed_sync is not None:  # post_backup failed after a failed sync
-            output.error(f"syncengine: error: {failed_sync}")
-            code = failed_sync.exit_code
-    except ValueError as exc:
-        message, code = str(exc), USAGE_ERROR
-    except SyncError as exc:
-        message, code = str(exc), exc.exit_code
-    except SnapshotError as exc:
-        message, code = str(exc), SNAPSHOT_FAILED
-    except BrokenPipeError:
-        # The reader went away (`syncengine verify ... | head`): no traceback,
-        # and nothing more to say to it.
-        try:
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-        except (OSError, ValueError, AttributeError):
-            pass
-        sys.exit(1)
-    except OSError as exc:
-        message, code = _os_error(exc), 11
-    except KeyboardInterrupt:
-        message, code = "interrupted", INTERRUPTED
-    else:
-        sys.exit(code)
-    output.bar.clear()
-    click.echo(f"syncengine: error: {message}", err=True)
-    output.summary({"exit_code": code, "error": message}, None)
-    sys.exit(code)
-
-
-def _os_error(exc: OSError) -> str:
-    """``PATH: cause`` (rsync and coreutils style), one line."""
-    cause = exc.strerror or str(exc)
-    if exc.filename is None:
-        return cause
-    path = os.fsdecode(exc.filename)
-    if exc.filename2 is not None:
-        path += f" -> {os.fsdecode(exc.filename2)}"
-    return f"{path}: {cause}"
-
-
-# -- options shared by several commands -----------------------------------------------------
-
-def engine_option(f: Callable) -> Callable:
-    return click.option("--engine", type=click.Choice(ENGINE_NAMES), default=None,
-                        envvar="SYNCENGINE_ENGINE", show_envvar=True,
-                        help="Which engine syncs: rsync, the native python engine, "
-                             "or auto (rsync when installed).")(f)
-
-
-def output_options(f: Callable) -> Callable:
-    f = click.option("-q", "--quiet", is_flag=True,
-                     help="Print nothing but errors (no progress, no summary).")(f)
-    f = click.option("--json", "json_out", is_flag=True,
-                     help="Write JSON lines to stdout: progress, errors, and a final summary.")(f)
-    f = click.option("--progress/--no-progress", default=None,
-                     help="Show a live progress line on stderr (default: when stderr is a "
-                          "terminal).")(f)
-    return f
-
-
-def _complete_volumes(ctx: click.Context, param: click.Parameter, incomplete: str
-                      ) -> list[CompletionItem]:
-    """Volume names: directories under the volumes root (backup) or in the
-    backup (restore)."""
-    if ctx.command.name == "restore":
-        root = ctx.params.get("backup_root") or os.environ.get("SYNCENGINE_BACKUP_ROOT")
-        root = os.path.join(root, "volumes") if root else None
-    else:
-        root = ctx.params.get("volumes_root") or os.environ.get("SYNCENGINE_VOLUMES_ROOT")
-    try:
-        names = sorted(e.name for e in os.scandir(root or ".") if root
-                       and e.is_dir(follow_symlinks=False) and e.name.startswith(incomplete))
-    except OSError:
-        return []
-    return [CompletionItem(name) for name in names]
-
-
-def _complete_snapshots(ctx: click.Context, param: click.Parameter, incomplete: str
-                        ) -> list[CompletionItem]:
-    """Snapshot IDs of the backup root (and ``latest``)."""
-    root = ctx.params.get("backup_root") or os.environ.get("SYNCENGINE_BACKUP_ROOT")
-    try:
-        ids = [s.id for s in list_snapshots(root)] if root else []
-    except (OSError, SnapshotError):
-        ids = []
-    return [CompletionItem(i) for i in [*ids, LATEST] if i.startswith(incomplete)]
-
-
-def roots_options(f: Callable) -> Callable:
-    # Not required by click: a --config file may give them. Existence and
-    # type are checked in the command body (_require_dir), so a bad root
-    # gets the same one-line error as every other bad input.
-    f = click.option("--backup-root", envvar="SYNCENGINE_BACKUP_ROOT", show_envvar=True,
-                     type=click.Path(path_type=str),
-                     help="Where backups live (volumes under <root>/volumes/).")(f)
-    f = click.option("--volumes-root", envvar="SYNCENGINE_VOLUMES_ROOT", show_envvar=True,
-                     type=click.Path(path_type=str),
-                     help="The directory whose subdirectories are the volumes.")(f)
-    return f
-
-
-def config_option(f: Callable) -> Callable:
-    return click.option("--config", "config_path", type=click.Path(path_type=str, dir_okay=False),
-                        metavar="FILE",
-                        help="A TOML file describing roots, engine, volumes or custom syncs, "
-                             "options and hooks; command-line flags win over it.")(f)
-
-
-def exclude_option(f: Callable) -> Callable:
-    return click.option("--exclude", "excludes", multiple=True, metavar="PATTERN",
-                        help="rsync exclude rule; repeat for more (first match wins). Replaces "
-                             "every exclude list of a --config file.")(f)
-
-
-def sync_exclude_option(f: Callable) -> Callable:
-    return click.option("--exclude", "excludes", multiple=True, metavar="PATTERN",
-                        help="rsync exclude rule; repeat for more (first match wins).")(f)
-
-
-def verify_flag(f: Callable) -> Callable:
-    return click.option("--verify", is_flag=True,
-                        help="After each sync, compare the copy with its source (as "
-                             "`syncengine verify` does); a difference makes the command exit 1 "
-                             "after it finishes.")(f)
-
-
-def _dry_run_options(f: Callable, facade_note: str = "") -> Callable:
-    f = click.option("-i", "--itemize-changes", "itemize", is_flag=True,
-                     help="Print each change as rsync -i does (>f+++++++++ new-file, "
-                          ".d..t...... dir/, *deleting   gone); with --json, itemize "
-                          "events.")(f)
-    f = click.option("-n", "--dry-run", "dry_run", is_flag=True,
-                     help="Change nothing: show what would be done (with -i, each change)."
-                          + facade_note)(f)
-    return f
-
-
-def dry_run_options(f: Callable) -> Callable:
-    """-n and -i of backup and restore (which have hooks and a data version)."""
-    return _dry_run_options(f, " Hooks do not run and no data version is written.")
-
-
-def sync_dry_run_options(f: Callable) -> Callable:
-    """-n and -i of sync: one tree, no hooks, no data version."""
-    return _dry_run_options(f)
-
-
-def allow_empty_source_option(f: Callable) -> Callable:
-    return click.option("--allow-empty-source", is_flag=True,
-                        help="Let an empty source directory replace a copy that is not empty. "
-                             "Refused by default: an unmounted volume is an empty directory, "
-                             "and --delete would wipe its copy.")(f)
-
-
-def _no_verify_in_dry_run(verify: bool, dry_run: bool) -> None:
-    if verify and dry_run:
-        raise CommandFailed("--verify cannot be used with --dry-run (nothing is copied to "
-                            "verify)", USAGE_ERROR)
-
 
 # (click >= 8.2 raises it for a group run without a command)
 _NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
@@ -274,13 +93,6 @@ def _layout(volumes_root: str, backup_root: str) -> Layout:
     return Layout(volumes_root=os.path.abspath(volumes_root), backup_root=os.path.abspath(backup_root))
 
 
-def _require_dir(path: str, what: str) -> None:
-    """Bad input is a usage error (exit 2), caught before anything runs."""
-    if not os.path.lexists(path):
-        raise CommandFailed(f"{what} {path} does not exist", USAGE_ERROR)
-    if not os.path.isdir(path):
-        raise CommandFailed(f"{what} {path} is not a directory", USAGE_ERROR)
-
 
 def _require_writable(path: str, what: str) -> None:
     """A destination the sync could not write (a read-only filesystem, or
@@ -303,7 +115,7 @@ def _list_volumes(root: str, what: str, output: Output) -> list[str]:
     """The volumes under ``root``: its directories.  A symlink is not a
     volume (it would lead the backup anywhere): each one is named in a
     warning.  None at all is an error: there would be nothing to do."""
-    _require_dir(root, what)
+    require_dir(root, what)
     names = []
     for entry in sorted(os.scandir(root), key=lambda e: e.name):
         if entry.is_symlink():
@@ -329,13 +141,6 @@ def _check_volumes(volumes: list[str], src_root: str, where: str, dst_root: str,
         _require_dir_destination(dst_of(volume), dst_root)
 
 
-def _choose(ctx: click.Context, name: str, value: Any, from_config: Any) -> Any:
-    """A flag on the command line wins over the config file, which wins
-    over the environment variable."""
-    if value is not None and ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE:
-        return value
-    return from_config if from_config is not None else value
-
 
 def _roots(ctx: click.Context, config: Config | None, volumes_root: str | None,
            backup_root: str | None) -> Layout:
@@ -343,7 +148,7 @@ def _roots(ctx: click.Context, config: Config | None, volumes_root: str | None,
     for name, flag, env, value in (
             ("volumes_root", "--volumes-root", "SYNCENGINE_VOLUMES_ROOT", volumes_root),
             ("backup_root", "--backup-root", "SYNCENGINE_BACKUP_ROOT", backup_root)):
-        roots[name] = _choose(ctx, name, value, getattr(config, name, None))
+        roots[name] = choose(ctx, name, value, getattr(config, name, None))
         if not roots[name]:
             raise click.UsageError(f"Missing option '{flag}' (or {env}, or layout.{name} in a "
                                    f"--config file).", ctx)
@@ -364,7 +169,7 @@ def _facade(ctx: click.Context, config: Config | None, entries: list[ConfigEntry
             layout: Layout, engine: str | None, excludes: tuple[str, ...], no_delete: bool,
             allow_empty_source: bool, output: Output, snapshot: bool = False,
             allow_full_copies: bool = False) -> Backups:
-    engine = _choose(ctx, "engine", engine, config.engine if config else None)
+    engine = choose(ctx, "engine", engine, config.engine if config else None)
     if config is None:
         backups = Backups.with_options(SyncOptions(delete=not no_delete, exclude=excludes),
                                        layout=layout, engine=engine)
@@ -432,7 +237,7 @@ class _NoEffects:
 # -- backup ------------------------------------------------------------------------------------
 
 @app.command(short_help="Back up volumes (or a --config file's syncs) into a backup root.")
-@click.argument("volumes", nargs=-1, shell_complete=_complete_volumes)
+@click.argument("volumes", nargs=-1, shell_complete=complete_volumes)
 @config_option
 @roots_options
 @exclude_option
@@ -478,11 +283,11 @@ def backup(ctx: click.Context, volumes: tuple[str, ...], config_path: str | None
     output = Output("backup", json_out=json_out, quiet=quiet, progress=progress)
 
     def body() -> int:
-        _no_verify_in_dry_run(verify, dry_run)
+        no_verify_in_dry_run(verify, dry_run)
         config = read_config(config_path) if config_path else None
         layout = _roots(ctx, config, volumes_root, backup_root)
-        _require_dir(layout.volumes_root, "volumes root")
-        _require_dir(layout.backup_root, "backup root")
+        require_dir(layout.volumes_root, "volumes root")
+        require_dir(layout.backup_root, "backup root")
         _require_writable(layout.backup_root, "backup root")
         entries = _plan(config, volumes,
                         lambda: _list_volumes(layout.volumes_root, "volumes root", output))
@@ -508,14 +313,14 @@ def backup(ctx: click.Context, volumes: tuple[str, ...], config_path: str | None
 # -- restore -----------------------------------------------------------------------------------
 
 @app.command(short_help="Restore volumes (or a --config file's syncs) from a backup.")
-@click.argument("volumes", nargs=-1, shell_complete=_complete_volumes)
+@click.argument("volumes", nargs=-1, shell_complete=complete_volumes)
 @config_option
 @roots_options
 @exclude_option
 @click.option("--no-delete", is_flag=True, help="Keep data files that are not in the backup.")
 @allow_empty_source_option
 @click.option("--snapshot", "snapshot_id", metavar="ID|latest", default=None,
-              shell_complete=_complete_snapshots,
+              shell_complete=complete_snapshots,
               help="Restore from this complete snapshot (see `syncengine snapshots list`), or "
                    "the newest with `latest`, instead of the mirror; the snapshot is only read. "
                    "With a --config file's [snapshots] table the default is `latest`.")
@@ -545,11 +350,11 @@ def restore(ctx: click.Context, volumes: tuple[str, ...], config_path: str | Non
     output = Output("restore", json_out=json_out, quiet=quiet, progress=progress)
 
     def body() -> int:
-        _no_verify_in_dry_run(verify, dry_run)
+        no_verify_in_dry_run(verify, dry_run)
         config = read_config(config_path) if config_path else None
         layout = _roots(ctx, config, volumes_root, backup_root)
-        _require_dir(layout.volumes_root, "volumes root")
-        _require_dir(layout.backup_root, "backup root")
+        require_dir(layout.volumes_root, "volumes root")
+        require_dir(layout.backup_root, "backup root")
         _require_writable(layout.volumes_root, "volumes root")
         # A config whose backups are snapshots has no mirror to restore: the latest.
         chosen = snapshot_id or (LATEST if config is not None and config.snapshots else None)
@@ -608,7 +413,7 @@ def sync_command(src: str, dst: str, excludes: tuple[str, ...], delete: bool, ve
     output = Output("sync", json_out=json_out, quiet=quiet, progress=progress)
 
     def body() -> int:
-        _no_verify_in_dry_run(verify, dry_run)
+        no_verify_in_dry_run(verify, dry_run)
         if not src or not dst:
             raise ValueError("SRC and DST must not be empty")
         # Bad input is refused before rsync runs (one line, exit 2, nothing changed).
@@ -701,174 +506,6 @@ def verify_command(src: str, dst: str, excludes: tuple[str, ...], ignore: tuple[
     run_guarded(body, output)
 
 
-# -- snapshots ---------------------------------------------------------------------------------
-
-def backup_root_option(f: Callable) -> Callable:
-    return click.option("--backup-root", envvar="SYNCENGINE_BACKUP_ROOT", show_envvar=True,
-                        type=click.Path(path_type=str),
-                        help="The backup root whose snapshots/ to use.")(f)
-
-
-def json_option(f: Callable) -> Callable:
-    return click.option("--json", "json_out", is_flag=True,
-                        help="Write JSON lines to stdout: one event each, then a summary.")(f)
-
-
-def _snapshot_root(ctx: click.Context, backup_root: str | None,
-                   config: Config | None = None) -> str:
-    root = _choose(ctx, "backup_root", backup_root, config.backup_root if config else None)
-    if not root:
-        raise click.UsageError("Missing option '--backup-root' (or SYNCENGINE_BACKUP_ROOT).", ctx)
-    _require_dir(root, "backup root")
-    return os.path.abspath(root)
-
-
-@app.group(short_help="List, prune and compare the snapshots of a backup root.")
-def snapshots() -> None:
-    """List, prune and compare the snapshots that `backup --snapshot` makes
-    in <backup-root>/snapshots/ (complete ones only: a run in progress, or
-    one that failed or was killed, is never listed).
-
-    \b
-    Example:
-      syncengine snapshots list --backup-root /mnt/backup
-    """
-
-
-@snapshots.command(name="list", short_help="List the complete snapshots, oldest first.")
-@backup_root_option
-@json_option
-@click.pass_context
-def snapshots_list(ctx: click.Context, backup_root: str | None, json_out: bool) -> None:
-    """List the complete snapshots, oldest first, one a line: its ID, time
-    (UTC), data version, entries, and the bytes it does not share with the
-    snapshot before it (its files that are not hard links into that one).
-    With --json, a `snapshot` event each (id, time, data_version, entries,
-    unshared_bytes, unshared_disk_bytes), then a summary.
-
-    \b
-    Example:
-      syncengine snapshots list --backup-root /mnt/backup --json
-    """
-    output = Output("snapshots list", json_out=json_out, quiet=False, progress=False)
-
-    def body() -> int:
-        infos = describe_snapshots(_snapshot_root(ctx, backup_root))
-        for info in infos:
-            if json_out:
-                output.emit({"event": "snapshot", **info.as_dict()})
-            else:
-                click.echo(info.line())
-        output.summary({"exit_code": 0, "snapshots": len(infos)}, None)
-        return 0
-    run_guarded(body, output)
-
-
-def _keep_option(rule: str, what: str) -> Callable[[Callable], Callable]:
-    return click.option(f"--keep-{rule}", rule, type=click.IntRange(min=0), default=None,
-                        metavar="N", help=f"Keep {what}.")
-
-
-@snapshots.command(name="prune", short_help="Delete the snapshots no retention rule keeps.")
-@backup_root_option
-@config_option
-@_keep_option("last", "the N newest snapshots")
-@_keep_option("hourly", "the newest snapshot of each of the N latest hours that have one")
-@_keep_option("daily", "the newest snapshot of each of the N latest days that have one")
-@_keep_option("weekly", "the newest snapshot of each of the N latest ISO weeks that have one")
-@_keep_option("monthly", "the newest snapshot of each of the N latest months that have one")
-@click.option("-n", "--dry-run", "dry_run", is_flag=True,
-              help="Delete nothing: list what would be deleted.")
-@json_option
-@click.pass_context
-def snapshots_prune(ctx: click.Context, backup_root: str | None, config_path: str | None,
-                    last: int | None, hourly: int | None, daily: int | None,
-                    weekly: int | None, monthly: int | None, dry_run: bool,
-                    json_out: bool) -> None:
-    """Delete the complete snapshots that no --keep rule keeps, with the
-    rules of borg prune (see the README's "Retention rules"; periods in
-    UTC). The newest snapshot is never deleted, and a prune waits for no
-    one: while a backup or restore runs on the backup root it fails at
-    once (exit 3). Without --keep options, a --config file's [snapshots]
-    table gives them. Prints `delete ID` (with -n: `would delete ID`)
-    for each snapshot that goes and `keep ID (RULE)` for the others.
-
-    \b
-    Examples:
-      syncengine snapshots prune --backup-root /mnt/backup --keep-last 3 --keep-daily 7
-      syncengine snapshots prune -n --config myservice.toml
-    """
-    output = Output("snapshots prune", json_out=json_out, quiet=False, progress=False)
-
-    def body() -> int:
-        config = read_config(config_path) if config_path else None
-        root = _snapshot_root(ctx, backup_root, config)
-        rules = {"last": last, "hourly": hourly, "daily": daily, "weekly": weekly,
-                 "monthly": monthly}
-        if any(n is not None for n in rules.values()):
-            policy = RetentionPolicy(**{k: n or 0 for k, n in rules.items()})
-        elif config is not None and config.retention is not None:
-            policy = config.retention
-        else:
-            raise click.UsageError("give at least one --keep-… option (or a --config file "
-                                   "with a [snapshots] table that has keep_… keys).", ctx)
-        with root_lock(root, "prune", dry_run=dry_run):
-            decisions = prune_snapshots(root, policy, dry_run=dry_run)
-        for decision in decisions:
-            _prune_line(output, decision, dry_run)
-        gone = sum(not d.keep for d in decisions)
-        output.summary({"exit_code": 0, "dry_run": dry_run, "deleted": gone,
-                        "kept": len(decisions) - gone}, None)
-        return 0
-    run_guarded(body, output)
-
-
-def _prune_line(output: Output, decision: Decision, dry_run: bool) -> None:
-    if decision.keep:
-        action, line = ("in_use" if decision.reason == "in use" else "keep",
-                        f"keep {decision.id} ({decision.reason})")
-    else:
-        action = "would_delete" if dry_run else "delete"
-        line = f"{'would delete' if dry_run else 'delete'} {decision.id}"
-    if output.json:
-        output.emit({"event": "prune", "id": decision.id, "action": action,
-                     "reason": decision.reason})
-    else:
-        click.echo(line)
-
-
-@snapshots.command(name="diff", short_help="Show what changed between two snapshots.")
-@click.argument("old", shell_complete=_complete_snapshots)
-@click.argument("new", shell_complete=_complete_snapshots)
-@backup_root_option
-@json_option
-@click.pass_context
-def snapshots_diff(ctx: click.Context, old: str, new: str, backup_root: str | None,
-                   json_out: bool) -> None:
-    """Show what changed from snapshot OLD to snapshot NEW (IDs, or
-    `latest`), below volumes/, as rsync -i lines: the lines
-    `rsync -rlptgocAXH --delete -n -i NEW/volumes/ OLD/volumes/` prints
-    (>f+++++++++ new file, *deleting   gone, .f..t...... touched). With
-    --json, `itemize` events.
-
-    \b
-    Example:
-      syncengine snapshots diff 2026-12-06T151700Z latest --backup-root /mnt/backup
-    """
-    output = Output("snapshots diff", json_out=json_out, quiet=False, progress=False)
-
-    def body() -> int:
-        root = _snapshot_root(ctx, backup_root)
-        a, b = resolve_snapshot(root, old), resolve_snapshot(root, new)
-        changes = 0
-        for change in iter_snapshot_changes(a, b):
-            changes += 1
-            output.item(change)
-        output.summary({"exit_code": 0, "old": a.id, "new": b.id, "changes": changes}, None)
-        return 0
-    run_guarded(body, output)
-
-
 # -- engines -----------------------------------------------------------------------------------
 
 @app.command(short_help="Show the available engines and which one auto picks.")
@@ -905,20 +542,10 @@ def engines(json_out: bool) -> None:
     run_guarded(body, output)
 
 
-_owns_signals = False  # set by main(): the command owns the process (not so in a test)
 
-
-def _interrupt_on_stop_signals() -> None:
-    """From the moment a command body runs, SIGINT, SIGTERM and SIGHUP
-    stop it as Ctrl-C does: the running sync is cancelled (its temp file
-    removed) and the exit code is 20, rsync's.  (Before that, the entry
-    point's handler exits at once with the same line: see __main__.)"""
-    if _owns_signals:
-        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(signum, signal.default_int_handler)
+app.add_command(snapshots)
 
 
 def main() -> None:
-    global _owns_signals
-    _owns_signals = True
+    own_signals()
     app(prog_name="syncengine")

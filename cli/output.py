@@ -41,7 +41,7 @@ import click
 
 from .. import Progress, SyncError, SyncResult
 from ..itemize import ItemChange
-from ..treesync.messages import rsync_escape
+from ..messages import rsync_escape
 from ..verify import Difference, VerifyStats, display_name, json_name
 from .display import REDRAW_INTERVAL, ProgressDisplay, emit_json, estimate, human_bytes, sync_progress_line
 

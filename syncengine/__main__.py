@@ -47,6 +47,7 @@ stop_at_once_on_signals()
 
 def main() -> None:
     stop_at_once_on_signals()  # (the `syncengine` script imports this module, then calls main)
+    _arm_crash_hook_if_asked()
     argv = sys.argv[1:]
     if argv[:1] == ["rsync"]:
         rest = argv[1:]
@@ -56,6 +57,14 @@ def main() -> None:
             _exit_at_once(run_standin(rest))
     from syncengine.cli import main as cli_main
     cli_main()
+
+
+def _arm_crash_hook_if_asked() -> None:
+    """The test-only crash hook, when the environment asks for it (imported
+    only then: the stand-in's start-up is its speed)."""
+    if "SYNCENGINE_CRASH_AFTER" in os.environ or "SYNCENGINE_STALL_AFTER" in os.environ:
+        from syncengine.environment import arm_crash_hook
+        arm_crash_hook()
 
 
 def _exit_at_once(code: int) -> None:

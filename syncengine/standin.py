@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TextIO
 
 from .engines.base import Progress
+from .messages import SENDER_LINES, exit_line, rsync_escape
 from .treesync.linkdest import MAX_BASIS_DIRS
 
 __all__ = ["StandinArgs", "UsageError", "Progress2Writer", "cancel_on_signals", "parse_argv",
@@ -194,10 +195,6 @@ def write_out(stream: TextIO, text: str) -> bool:
         return False
 
 
-# stderr lines that rsync's sender prints while it sends (its generator and
-# receiver write theirs straight to stderr, and its closing line comes
-# after the last progress record).
-_SENDER_LINES = ("rsync: [sender] ", "file has vanished: ")
 
 # rsync's "received SIGINT, SIGTERM, or SIGHUP" (exit 20).
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -228,11 +225,10 @@ def run_standin(argv: Sequence[str], stdout: TextIO = sys.stdout, stderr: TextIO
     try:
         args = parse_argv(argv)
     except UsageError as exc:
-        write_out(stderr, f"{exc}\nrsync error: syntax or usage error (code 1)\n")
+        write_out(stderr, f"{exc}\n{exit_line(1)}\n")
         return 1
     from .engines.native import NativeEngine
     from .options import SyncOptions
-    from .treesync.messages import rsync_escape
 
     diagnostics_lost = threading.Event()
     writer = Progress2Writer(stdout, per_file=not args.dry_run) if args.progress2 else None
@@ -243,7 +239,7 @@ def run_standin(argv: Sequence[str], stdout: TextIO = sys.stdout, stderr: TextIO
         write_out(stdout, line + "\n")
 
     def err(line: str) -> None:
-        if writer is not None and line.startswith(_SENDER_LINES):
+        if writer is not None and line.startswith(SENDER_LINES):
             writer.end_record(stderr)
         # rsync ends with code 13 when it cannot write a message (a closed
         # stderr), at once: so the run stops here.

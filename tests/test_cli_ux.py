@@ -21,8 +21,9 @@ from click.testing import CliRunner
 
 from fixtures.treespec import build_tree
 from syncengine import Progress
-from syncengine.cli.app import _os_error, app
+from syncengine.cli.app import app
 from syncengine.cli.display import ProgressDisplay
+from syncengine.cli.guard import os_error_line
 from syncengine.cli.output import Output
 from tests.conftest import PAST_NS, copy_sample_volumes
 
@@ -129,7 +130,7 @@ def test_verify_bad_input_is_one_line_naming_the_path_and_the_cause(tmp_path):
     assert error_lines(result.stderr) == [
         f"syncengine: error: source {tmp_path}/nope/: No such file or directory"]
     assert events(result.stdout)[-1]["exit_code"] == 2
-    assert _os_error(PermissionError(13, "Permission denied", "/x/y")) == "/x/y: Permission denied"
+    assert os_error_line(PermissionError(13, "Permission denied", "/x/y")) == "/x/y: Permission denied"
 
 
 @pytest.mark.rsync

@@ -7,12 +7,15 @@ from __future__ import annotations
 import os
 import threading
 
+from syncengine.treesync import files as files_module
+from syncengine.treesync import model as model_module
+from syncengine.treesync import pending as pending_module
 from syncengine.treesync import sync as sync_module
 from syncengine.treesync.transfer import WriteError
 from tests.conftest import tree_sync
 from tests.snapshot import snapshot
 
-BIG = sync_module._BEHIND_MIN + 12345
+BIG = model_module.BEHIND_MIN + 12345
 PAST = 1_600_000_000_123_456_789
 
 
@@ -61,11 +64,11 @@ def test_a_failed_copy_stops_the_copies_queued_after_it(tmp_path, monkeypatch):
     import time
     src, dst = tmp_path / "src", tmp_path / "dst"
     make_tree(src)
-    real_copy = sync_module.copy_data
+    real_copy = pending_module.copy_data
     copies = []
 
     def copy(src_fd, dst_fd, size, check=None):
-        if size < sync_module._BEHIND_MIN:
+        if size < model_module.BEHIND_MIN:
             return real_copy(src_fd, dst_fd, size, check)
         copies.append(size)
         if len(copies) == 1:
@@ -75,7 +78,8 @@ def test_a_failed_copy_stops_the_copies_queued_after_it(tmp_path, monkeypatch):
                 check()
             time.sleep(0.05)
         return size
-    monkeypatch.setattr(sync_module, "copy_data", copy)
+    for module in (files_module, pending_module):
+        monkeypatch.setattr(module, "copy_data", copy)
     tree, lines = tree_sync(src, dst)
     started = time.monotonic()
     assert tree.run() == 11

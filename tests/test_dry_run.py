@@ -21,8 +21,8 @@ from fixtures.treespec import build_tree
 from syncengine import Backups, FileEffects, Layout, sync
 from syncengine.cli.app import app
 from syncengine.itemize import ItemChange, parse_line
+from syncengine.messages import rsync_escape
 from syncengine.standin import UsageError, parse_argv
-from syncengine.treesync.messages import rsync_escape
 from tests.conftest import PAST_NS, copy_sample_volumes, run_rsync
 from tests.snapshot import snapshot
 

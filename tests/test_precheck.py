@@ -9,8 +9,10 @@ import os
 import pytest
 
 from syncengine.treesync import precheck as precheck_module
+from syncengine.treesync import roots as roots_module
 from syncengine.treesync import sync as sync_module
 from syncengine.treesync.filters import FilterRules
+from syncengine.treesync.model import Tuning
 from syncengine.treesync.precheck import Precheck
 from tests.snapshot import snapshot
 
@@ -27,13 +29,13 @@ def make_tree(root, dirs=3, files=20):
     os.setxattr(root / "d0" / "f001", b"user.k", b"v")
 
 
-def run(src, dst, monkeypatch=None, counts=None):
+def run(src, dst, monkeypatch=None, counts=None, tuning=Tuning()):
     """One run; with ``counts``, how many files the precheck found in sync
     (True) or not (False)."""
     lines = []
     tree = sync_module.TreeSync([f"{src}/"], str(dst), delete=True,
                                 rules=FilterRules.from_excludes(()),
-                                out=lines.append, err=lines.append)
+                                out=lines.append, err=lines.append, tuning=tuning)
     if counts is not None:
         original = Precheck.verdict
 
@@ -87,11 +89,7 @@ def test_rerun_fixes_what_differs_and_skips_the_rest(tmp_path, monkeypatch):
     code, lines = run(src, dst, monkeypatch, counts=counts)
     assert code == 0 and lines == []
     assert counts == {True: 59, False: 2}  # all but d1/f002 and d2/f004
-    os.environ["SYNCENGINE_PRECHECK"] = "0"
-    try:
-        assert run(src, ref) == (0, [])
-    finally:
-        del os.environ["SYNCENGINE_PRECHECK"]
+    assert run(src, ref, tuning=Tuning(precheck=False)) == (0, [])
     def files(root):  # (dir mtimes are compared in whole seconds: they may differ)
         return {k: v for k, v in snapshot(root).items() if v["type"] != "dir"}
     assert files(dst) == files(ref)
@@ -317,10 +315,10 @@ def test_no_workers_with_one_cpu(tmp_path, monkeypatch):
     assert run(src, dst)[0] == 0
     started = []
     monkeypatch.setattr(precheck_module, "Precheck", lambda *args: started.append(args))
-    monkeypatch.setattr(sync_module, "_cpus", lambda: 1)
+    monkeypatch.setattr(roots_module, "usable_cpus", lambda: 1)
     assert run(src, dst) == (0, [])
     assert started == []
-    monkeypatch.setattr(sync_module, "_cpus", lambda: 2)
+    monkeypatch.setattr(roots_module, "usable_cpus", lambda: 2)
     assert run(src, dst) == (0, [])  # (the fake returns None: no look-ahead)
     assert len(started) == 1         # with two they are started
 

@@ -13,8 +13,12 @@ import threading
 
 import pytest
 
+from syncengine.treesync import files as files_module
+from syncengine.treesync import model as model_module
+from syncengine.treesync import pending as pending_module
 from syncengine.treesync import sync as sync_module
 from syncengine.treesync import writer as writer_module
+from syncengine.treesync.model import Tuning
 from syncengine.treesync.transfer import WriteError
 from syncengine.treesync.xattrs import Node
 from tests.conftest import run_rsync, tree_sync
@@ -42,7 +46,7 @@ def make_tree(root, dirs=4, files=40):
         os.symlink(f"f{files - 1:03d}", sub / "link")
         os.link(sub / "f001", sub / "hard")
         os.utime(sub, ns=(PAST, PAST + d))
-    (root / "big").write_bytes(b"B" * (sync_module._BEHIND_MIN + 5))
+    (root / "big").write_bytes(b"B" * (model_module.BEHIND_MIN + 5))
     os.utime(root, ns=(PAST, PAST))
 
 
@@ -82,12 +86,8 @@ def same_names(lines):
 
 def serial(monkeypatch, src, dst, **kw):
     """The same run without a writer."""
-    monkeypatch.setenv("SYNCENGINE_WRITER", "0")
-    try:
-        tree, lines = tree_sync(src, dst, **kw)
-        return tree.run(), lines
-    finally:
-        monkeypatch.delenv("SYNCENGINE_WRITER")
+    tree, lines = tree_sync(src, dst, tuning=Tuning(writer=False), **kw)
+    return tree.run(), lines
 
 
 @pytest.mark.rsync
@@ -139,7 +139,7 @@ def test_its_failures_come_out_as_without_it(tmp_path, monkeypatch, sent):
     writing every file itself."""
     src = tmp_path / "src"
     make_tree(src, dirs=3)
-    real_open_temp = sync_module.open_temp
+    real_open_temp = files_module.open_temp
     real_utime = os.utime
 
     where = tmp_path / "failed-in"  # the pids the failures happened in
@@ -151,7 +151,7 @@ def test_its_failures_come_out_as_without_it(tmp_path, monkeypatch, sent):
     def open_temp(dirfd, name, mode, direct=False):
         if name in (b"f005", b"f023"):
             failed()  # (as os.open fails: on the temp file's name)
-            raise PermissionError(13, "Permission denied", sync_module.temp_name(name))
+            raise PermissionError(13, "Permission denied", files_module.temp_name(name))
         return real_open_temp(dirfd, name, mode, direct)
 
     def utime(target, *args, ns=None, **kwargs):
@@ -159,7 +159,8 @@ def test_its_failures_come_out_as_without_it(tmp_path, monkeypatch, sent):
             failed()
             raise PermissionError(1, "Operation not permitted")
         return real_utime(target, *args, ns=ns, **kwargs)
-    monkeypatch.setattr(sync_module, "open_temp", open_temp)
+    for module in (files_module, pending_module):  # (the walk's and the writer's)
+        monkeypatch.setattr(module, "open_temp", open_temp)
     monkeypatch.setattr(os, "utime", utime)  # (by fd or by name)
     tree, lines = tree_sync(src, tmp_path / "dst")
     code = tree.run()
@@ -186,7 +187,7 @@ def test_a_file_the_writer_cannot_open_or_read_is_left_to_the_walk(tmp_path, mon
     src = tmp_path / "src"
     make_tree(src, dirs=2)
     run_pid = os.getpid()
-    real_open, real_read = sync_module._open_file, sync_module.read_src_meta
+    real_open, real_read = files_module.open_file, pending_module.read_src_meta
     where = tmp_path / "failed-in"
 
     def failed(name: bytes) -> None:
@@ -208,8 +209,9 @@ def test_a_file_the_writer_cannot_open_or_read_is_left_to_the_walk(tmp_path, mon
             failed(name)
             return None
         return real_read(st, name=name, **kw)
-    monkeypatch.setattr(sync_module, "_open_file", open_file)
-    monkeypatch.setattr(sync_module, "read_src_meta", read_src_meta)
+    for module in (files_module, pending_module):
+        monkeypatch.setattr(module, "open_file", open_file)
+    monkeypatch.setattr(pending_module, "read_src_meta", read_src_meta)  # (the writer's)
     # (every file it may take goes to the writer: none is written by the walk first)
     monkeypatch.setattr(sync_module.TreeSync, "_writer_busy", lambda self: False)
     tree, lines = tree_sync(src, tmp_path / "dst")
@@ -264,7 +266,7 @@ def test_a_fatal_write_error_in_the_writer(tmp_path, monkeypatch, sent):
     after it stay: a known difference, see writer.py.)"""
     src = tmp_path / "src"
     make_tree(src, dirs=3)
-    real_copy = sync_module.copy_data
+    real_copy = files_module.copy_data
 
     def copy_data(src_fd, dst_fd, size, check=None):
         if size == 29 * 37:  # f029 of the second dir holds the 1073 bytes
@@ -272,7 +274,8 @@ def test_a_fatal_write_error_in_the_writer(tmp_path, monkeypatch, sent):
             if where == "d1" or where.startswith(".d1."):  # (or its shelter)
                 raise WriteError(28, "No space left on device")
         return real_copy(src_fd, dst_fd, size, check)
-    monkeypatch.setattr(sync_module, "copy_data", copy_data)
+    for module in (files_module, pending_module):
+        monkeypatch.setattr(module, "copy_data", copy_data)
     tree, lines = tree_sync(src, tmp_path / "dst")
     code = tree.run()
     ref_code, ref_lines = serial(monkeypatch, src, tmp_path / "ref")
@@ -344,7 +347,7 @@ def test_if_the_writer_dies_the_walk_writes_its_files(tmp_path, monkeypatch, sen
     run_pid = os.getpid()
     calls = []
     target = "_write_quick" if when == "between files" else "copy_data"
-    module = sync_module.TreeSync if target == "_write_quick" else sync_module
+    module = sync_module.TreeSync if target == "_write_quick" else pending_module
     original = getattr(module, target)
 
     def dying(*args, **kw):
@@ -354,6 +357,8 @@ def test_if_the_writer_dies_the_walk_writes_its_files(tmp_path, monkeypatch, sen
                 os._exit(9)
         return original(*args, **kw)
     monkeypatch.setattr(module, target, dying)
+    if target == "copy_data":  # (the writer's _write_new copies with the walk's)
+        monkeypatch.setattr(files_module, target, dying)
     deaths = []
     gone = writer_module.Writer._gone
     monkeypatch.setattr(writer_module.Writer, "_gone",
@@ -374,7 +379,7 @@ def test_near_a_full_disk_the_walk_writes_in_order_itself(tmp_path, monkeypatch,
         def __init__(self, fs):
             self.f_frsize, self.f_favail = fs.f_frsize, fs.f_favail
             self.f_bavail = (200 << 20) // fs.f_frsize  # less than the room kept free
-    monkeypatch.setattr(sync_module.os, "fstatvfs", lambda fd: Full(real(fd)))
+    monkeypatch.setattr(os, "fstatvfs", lambda fd: Full(real(fd)))
     tree, lines = tree_sync(src, dst)
     assert tree.run() == 0 and lines == []
     assert sent == []
@@ -395,7 +400,7 @@ def test_no_writer_where_it_could_change_what_rsync_does(tmp_path, monkeypatch, 
         dst.mkdir()
         (dst / "old").write_bytes(b"x")
     elif why == "one cpu":
-        monkeypatch.setattr(sync_module, "_cpus", lambda: 1)
+        monkeypatch.setattr(pending_module, "usable_cpus", lambda: 1)
     else:
         faults.arm(0)  # counting, never crashing
     try:
@@ -439,13 +444,14 @@ def test_a_new_dir_is_filled_under_a_temp_name_and_named_when_complete(tmp_path,
             named.append(real.name)
         return original(self, dst_parent, dst_name, frame)
     made = []
-    real_open_temp = sync_module.open_temp
+    real_open_temp = files_module.open_temp
 
     def open_temp(dirfd, name, mode, direct=False):
         made.append((os.readlink(f"/proc/self/fd/{dirfd}"), name, direct))
         return real_open_temp(dirfd, name, mode, direct)
     monkeypatch.setattr(sync_module.TreeSync, "_dir_done", dir_done)
-    monkeypatch.setattr(sync_module, "open_temp", open_temp)
+    for module in (files_module, pending_module):  # (the walk's and the writer's)
+        monkeypatch.setattr(module, "open_temp", open_temp)
     tree, lines = tree_sync(src, dst)
     assert tree.run() == 0 and lines == []
     assert sum(sent) > 40
@@ -534,7 +540,7 @@ def test_a_writer_that_dies_before_it_notes_a_file_in_a_shelter(tmp_path, monkey
     make_tree(src)
     run_pid = os.getpid()
     calls = []
-    real = sync_module.open_temp
+    real = files_module.open_temp
 
     def dying(*args, **kw):
         made = real(*args, **kw)
@@ -543,7 +549,8 @@ def test_a_writer_that_dies_before_it_notes_a_file_in_a_shelter(tmp_path, monkey
             if len(calls) == 30:
                 os._exit(9)
         return made
-    monkeypatch.setattr(sync_module, "open_temp", dying)
+    for module in (files_module, pending_module):
+        monkeypatch.setattr(module, "open_temp", dying)
     tree, lines = tree_sync(src, dst)
     assert tree.run() == 0 and lines == []
     assert run_rsync("-rlptgocAXH", "--delete", f"{src}/", str(ref)).returncode == 0

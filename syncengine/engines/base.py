@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..itemize import ItemChange
+from ..messages import EXIT_MESSAGES, SENDER_BROKEN_PIPE, WARNING_EXIT_CODES
 from ..options import SyncOptions
 
 __all__ = [
@@ -28,33 +29,6 @@ __all__ = [
     "SyncResult",
     "is_failure",
 ]
-
-# rsync's exit codes (rsync(1), "EXIT VALUES").
-EXIT_MESSAGES = {
-    0: "success",
-    1: "syntax or usage error",
-    2: "protocol incompatibility",
-    3: "errors selecting input/output files, dirs",
-    4: "requested action not supported",
-    5: "error starting client-server protocol",
-    10: "error in socket IO",
-    11: "error in file IO",
-    12: "error in rsync protocol data stream",
-    13: "errors with program diagnostics",
-    14: "error in IPC code",
-    20: "received SIGINT, SIGTERM, or SIGHUP",
-    21: "some error returned by waitpid()",
-    22: "error allocating core memory buffers",
-    23: "some files/attrs were not transferred (see previous errors)",
-    24: "some files vanished before they could be transferred",
-    25: "the --max-delete limit stopped deletions",
-    30: "timeout in data send/receive",
-    35: "timeout waiting for daemon connection",
-}
-
-# 24 (source files vanished during the run) is a warning, not a failure.
-WARNING_EXIT_CODES = frozenset({24})
-
 
 def is_failure(exit_code: int) -> bool:
     return exit_code != 0 and exit_code not in WARNING_EXIT_CODES
@@ -125,7 +99,7 @@ class SyncResult:
 
 # Lines that only echo an earlier failure: rsync's summary line, and its
 # sender's complaint when the receiver died of a write error (disk full).
-_ECHOES = ("rsync error:", "rsync: [sender] write error: Broken pipe")
+_ECHOES = ("rsync error:", SENDER_BROKEN_PIPE)
 
 
 class SyncError(Exception):

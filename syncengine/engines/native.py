@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import time
 
+from ..messages import exit_line
 from ..options import SyncOptions
 from .base import ItemCallback, Progress, ProgressCallback, SyncJob, SyncResult
 
@@ -53,6 +54,7 @@ class NativeJob(SyncJob):
             self._err_sink(line)
 
     def _run(self) -> SyncResult:
+        from ..environment import tuning_from_environment
         from ..treesync.filters import FilterRules
         from ..treesync.sync import TreeSync
 
@@ -61,14 +63,14 @@ class NativeJob(SyncJob):
             rules = FilterRules.from_excludes(self._options.exclude)
         except ValueError as exc:
             self._err(str(exc))
-            self._err("rsync error: syntax or usage error (code 1)")
+            self._err(exit_line(1))
             return self._make_result(src_text, 1, None)
         for warning in rules.warnings:
             self._err(warning)
         tree = TreeSync(self._sources, self._dst, delete=self._options.delete, rules=rules,
                         out=self._out, err=self._err, on_progress=self._on_stats,
                         cancel=self._cancelled, on_item=self._on_item, dry_run=self._dry_run,
-                        link_dest=self._link_dest)
+                        link_dest=self._link_dest, tuning=tuning_from_environment())
         return self._make_result(src_text, tree.run(), tree.stats)
 
     def _on_stats(self, stats) -> None:

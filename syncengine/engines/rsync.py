@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from typing import cast
 
 from ..itemize import parse_line
+from ..messages import unescape
 from ..options import SyncOptions
-from ..treesync.messages import unescape
 from ..treesync.procs import dies_with_this_thread
 from .base import ItemCallback, Progress, ProgressCallback, SyncError, SyncJob, SyncResult
 

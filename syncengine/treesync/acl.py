@@ -12,7 +12,6 @@ an extended ACL makes the destination drop its own (access and default).
 from __future__ import annotations
 
 import errno
-import os
 import struct
 from dataclasses import dataclass
 
@@ -20,7 +19,7 @@ from .xattrs import ACL_ACCESS_XATTR, ACL_DEFAULT_XATTR, Node
 
 __all__ = ["Acl", "USER_OBJ", "USER", "GROUP_OBJ", "GROUP", "MASK", "OTHER",
            "ACCESS", "DEFAULT", "TYPE_NAMES", "access_differs", "access_to_set",
-           "get_backend", "set_backend", "RawBackend", "LibaclBackend"]
+           "acl_backend", "RawBackend", "LibaclBackend"]
 
 # Tag values of <linux/posix_acl_xattr.h>; libacl uses the same numbers.
 USER_OBJ, USER, GROUP_OBJ, GROUP, MASK, OTHER = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
@@ -237,33 +236,17 @@ def _normal_or_empty(acl: Acl, kind: str) -> Acl | None:
     return acl if acl.entries else None
 
 
-def _default_backend():
-    if os.environ.get("SYNCENGINE_ACL_BACKEND") == "raw":
+def acl_backend(which: str | None = None) -> RawBackend | LibaclBackend:
+    """A backend: "raw", "libacl", or None for libacl when pylibacl is
+    importable, else raw (each run names its own: Tuning.acl_backend)."""
+    if which == "raw":
         return RawBackend()
     try:
         import posix1e
     except ImportError:
+        if which == "libacl":
+            raise
         return RawBackend()
-    return LibaclBackend(posix1e)
-
-
-_backend = _default_backend()
-
-
-def get_backend():
-    return _backend
-
-
-def set_backend(which: str | None) -> None:
-    """Choose the backend: "raw", "libacl", or None for the default (libacl
-    when importable, unless env SYNCENGINE_ACL_BACKEND=raw).  For tests."""
-    global _backend
-    if which == "raw":
-        _backend = RawBackend()
-    elif which == "libacl":
-        import posix1e
-        _backend = LibaclBackend(posix1e)
-    elif which is None:
-        _backend = _default_backend()
-    else:
+    if which not in (None, "libacl"):
         raise ValueError(which)
+    return LibaclBackend(posix1e)

@@ -1,7 +1,8 @@
 """A test-only crash hook: die right after the N-th filesystem mutation.
 
-With ``SYNCENGINE_CRASH_AFTER=N`` in the environment (read once, when this
-module is first imported), the native engine calls ``os._exit(137)`` right
+Armed (by :func:`arm`; a process started with ``SYNCENGINE_CRASH_AFTER=N``
+in its environment arms it at start-up: syncengine/environment.py), the
+native engine calls ``os._exit(137)`` right
 after its N-th change to the destination: creating a temp file, each write
 into it, a rename, unlink, rmdir, mkdir, symlink, link, and every chown,
 chmod, utime, xattr and ACL change.  137 is what a shell reports for a
@@ -11,13 +12,13 @@ runs, no buffered output is flushed, no ``finally`` block executes.
 Unset (the normal case) the hook is a module-level no-op function: one
 call per mutation, nothing read, nothing counted.
 
-``SYNCENGINE_STALL_AFTER=N`` instead makes the engine sleep for
-``SYNCENGINE_STALL_SECONDS`` (default 1.5) right after its N-th mutation
-and then go on: a window in which a test can signal the process while,
+Armed with a stall (``SYNCENGINE_STALL_AFTER=N``), the engine instead
+sleeps (``SYNCENGINE_STALL_SECONDS``, default 1.5) right after its N-th
+mutation and then goes on: a window in which a test can signal the process while,
 say, a temp file exists.
 
-Tests that fork a child process can arm the hook there with :func:`arm`
-instead of the environment variable; :func:`count` tells how many
+Tests that fork a child process arm the hook there with :func:`arm`;
+:func:`count` tells how many
 mutations the armed process has made so far.
 """
 
@@ -26,10 +27,8 @@ from __future__ import annotations
 import os
 import time
 
-__all__ = ["CRASH_EXIT", "ENV", "STALL_ENV", "arm", "armed", "count", "mutated"]
+__all__ = ["CRASH_EXIT", "arm", "armed", "count", "mutated"]
 
-ENV = "SYNCENGINE_CRASH_AFTER"
-STALL_ENV = "SYNCENGINE_STALL_AFTER"
 CRASH_EXIT = 137
 
 _limit = 0
@@ -80,19 +79,6 @@ def count() -> int:
     return _count
 
 
-def _env_number(name: str, default: float) -> float:
-    value = os.environ.get(name, "").strip()
-    try:
-        return float(value) if value else default
-    except ValueError:
-        return default
-
-
 # ``mutated(what)``: call right after each filesystem mutation of the
 # destination (``what`` only documents the call site).
 mutated = _noop
-if os.environ.get(ENV) or os.environ.get(STALL_ENV):
-    if os.environ.get(ENV):
-        arm(int(_env_number(ENV, -1)))
-    else:
-        arm(int(_env_number(STALL_ENV, -1)), stall=_env_number("SYNCENGINE_STALL_SECONDS", 1.5))

@@ -28,6 +28,7 @@ import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from .. import messages as msg
 from . import acl as _acl
 from . import faults
 from .acl import ACCESS, DEFAULT, TYPE_NAMES, Acl, access_differs, access_to_set
@@ -42,8 +43,9 @@ from .xattrs import (
     xattr_changes,
 )
 
-__all__ = ["SrcMeta", "MetaContext", "read_src_meta", "apply_meta", "bare_transfer",
-           "itemize_meta", "ITEMIZE_ATTRS", "UNCHANGED", "NEW", "rsync_escape"]
+__all__ = ["SrcMeta", "MetaContext", "DestState", "read_src_meta", "read_dest", "attr_letters",
+           "apply_meta", "bare_transfer", "itemize_meta", "stat_letters", "ITEMIZE_ATTRS",
+           "UNCHANGED", "NEW"]
 
 ITEMIZE_ATTRS = "tpoguax"
 UNCHANGED = "......."
@@ -69,8 +71,8 @@ class MetaContext:
     """Per-run state: who we are, which filesystems lack xattrs, and where
     error lines go.
 
-    ``errors(line)`` receives each rsync-style line (already escaped the
-    way rsync prints to stderr); without it the lines collect in
+    ``errors(line)`` receives each rsync-style line (messages.py words it;
+    the caller escapes it as it prints it); without it the lines collect in
     ``messages``.  ``dest_root`` is the destination root as an absolute
     path (rsync's cwd), used to print full names; ``had_error`` means exit
     23; ``src_io_error`` means a source entry could not be read, which in
@@ -78,7 +80,7 @@ class MetaContext:
     """
 
     def __init__(self, errors: Callable[[str], None] | None = None, *,
-                 dest_root: bytes | str | None = None) -> None:
+                 dest_root: bytes | str | None = None, acl_backend: str | None = None) -> None:
         self.am_root = os.geteuid() == 0
         # rsync's is_in_group(): the supplementary groups and the egid.
         self.groups = frozenset(os.getgroups()) | {os.getegid()}
@@ -88,6 +90,7 @@ class MetaContext:
         self.had_error = False
         self.src_io_error = False
         self._no_xattr_devs: set[int] = set()
+        self.acl = _acl.acl_backend(acl_backend)  # how ACLs are read and written
 
     def may_set_gid(self, gid: int) -> bool:
         """-g as non-root: only to a group the caller is in (rsync skips the
@@ -95,10 +98,8 @@ class MetaContext:
         return self.am_root or gid in self.groups
 
     def report(self, role: str, what: str, err: OSError) -> None:
-        code = err.errno or 0
-        line = "rsync: [%s] %s: %s (%d)" % (role, what, os.strerror(code), code)
+        line = msg.attr_call_failed(role, what, err.errno or 0)
         self.had_error = True
-        line = rsync_escape(line)
         if self.errors is not None:
             self.errors(line)
         else:
@@ -140,21 +141,6 @@ class MetaContext:
             return []
 
 
-def rsync_escape(line: str) -> str:
-    """What rsync's filtered_fwrite() prints: control bytes (but tab),
-    bytes >= 0x7f and a backslash that starts ``\\#ddd`` become ``\\#ooo``."""
-    raw = line.encode("utf-8", "surrogateescape")
-    out = bytearray()
-    for i, b in enumerate(raw):
-        if (b < 0x20 and b != 9) or b >= 0x7F or (
-                b == 0x5C and raw[i + 1:i + 2] == b"#" and raw[i + 2:i + 5].isdigit()
-                and len(raw[i + 2:i + 5]) == 3):
-            out += b"\\#%03o" % b
-        else:
-            out.append(b)
-    return out.decode("ascii")
-
-
 # -- reading ------------------------------------------------------------------
 def _node(mode: int, fd: int | None, dirfd: int, name: bytes) -> Node:
     # A symlink is always addressed by name with the l* calls, never an fd.
@@ -186,13 +172,13 @@ def read_src_meta(st: os.stat_result, *, fd: int | None, dirfd: int, name: bytes
         try:
             names = ctx.list_xattr_names(node, st)
         except OSError as e:
-            _source_failed(ctx, 'get_xattr_names: llistxattr("%s",1024) failed' % shown(), e)
+            _source_failed(ctx, msg.llistxattr_call(f'"{shown()}"'), e)
             return None
         try:
             xattrs = read_xattrs(node, names, sender_keeps)
         except OSError as e:
-            _source_failed(ctx, 'get_xattr_data: lgetxattr("%s","%s",0) failed' % (
-                shown(), os.fsdecode(e.xattr_name)), e)  # type: ignore[attr-defined]
+            _source_failed(ctx, msg.lgetxattr_call(f'"{shown()}"', e.xattr_name),  # type: ignore[attr-defined]
+                           e)
             return None
         acls: dict[str, Acl | None] = {ACCESS: None, DEFAULT: None}
         for kind, xname in ((ACCESS, ACL_ACCESS_XATTR), (DEFAULT, ACL_DEFAULT_XATTR)):
@@ -200,10 +186,9 @@ def read_src_meta(st: os.stat_result, *, fd: int | None, dirfd: int, name: bytes
             if xname in names and not node.is_link and (
                     kind == ACCESS or stat.S_ISDIR(st.st_mode)):
                 try:
-                    acls[kind] = _acl.get_backend().read(node, kind)
+                    acls[kind] = ctx.acl.read(node, kind)
                 except OSError as e:
-                    _source_failed(ctx, "get_acl: xacl_get(%s, %s)" % (
-                        shown(), TYPE_NAMES[kind]), e)
+                    _source_failed(ctx, msg.xacl_get_call(shown(), TYPE_NAMES[kind]), e)
                     return None
     finally:
         node.close()
@@ -218,7 +203,7 @@ def _source_failed(ctx: MetaContext, what: str, err: OSError) -> None:
 
 
 @dataclass(slots=True)
-class _Dest:
+class DestState:
     """What the destination entry has now, as far as rsync compares it."""
 
     st: os.stat_result
@@ -228,29 +213,27 @@ class _Dest:
     acl_default: Acl | None = None
 
 
-def _read_dest(ctx: MetaContext, node: Node, st: os.stat_result, role: str,
-               rel: bytes) -> _Dest:
-    dest = _Dest(st, None, False)
+def read_dest(ctx: MetaContext, node: Node, st: os.stat_result, role: str,
+               rel: bytes) -> DestState:
+    dest = DestState(st, None, False)
     try:
         names = ctx.list_xattr_names(node, st)
     except OSError as e:
-        ctx.report(role, "get_xattr_names: llistxattr(%s,1024) failed" % ctx.full_name(rel), e)
+        ctx.report(role, msg.llistxattr_call(ctx.full_name(rel)), e)
         return dest
     try:
         dest.xattrs = read_xattrs(node, names, lambda n: receiver_keeps(n, ctx.am_root))
     except OSError as e:
-        ctx.report(role, 'get_xattr_data: lgetxattr(%s,"%s",0) failed' % (
-            ctx.full_name(rel), os.fsdecode(getattr(e, "xattr_name", b""))), e)
+        ctx.report(role, msg.lgetxattr_call(ctx.full_name(rel), getattr(e, "xattr_name", b"")), e)
     if node.is_link:
         return dest
-    backend = _acl.get_backend()
+    backend = ctx.acl
     for kind, xname in ((ACCESS, ACL_ACCESS_XATTR), (DEFAULT, ACL_DEFAULT_XATTR)):
         if xname in names and (kind == ACCESS or stat.S_ISDIR(st.st_mode)):
             try:
                 acl = backend.read(node, kind)
             except OSError as e:
-                ctx.report(role, "get_acl: xacl_get(%s, %s)" % (
-                    os.fsdecode(rel), TYPE_NAMES[kind]), e)
+                ctx.report(role, msg.xacl_get_call(os.fsdecode(rel), TYPE_NAMES[kind]), e)
                 return dest
             setattr(dest, "acl_access" if kind == ACCESS else "acl_default", acl)
     dest.acl_ok = True
@@ -270,7 +253,7 @@ def _mtime_differs(have_ns: int, want_ns: int, exact: bool) -> bool:
     return have_ns // _NS != want_ns // _NS
 
 
-def _letters(ctx: MetaContext, src: SrcMeta, dest: _Dest, seen: _Seen | None = None) -> str:
+def attr_letters(ctx: MetaContext, src: SrcMeta, dest: DestState, seen: _Seen | None = None) -> str:
     """The itemize columns.  ``seen``: what rsync's stat buffer holds after
     its generator pass (see _Seen); None compares with the entry as it was."""
     st = dest.st
@@ -302,7 +285,7 @@ def stat_letters(ctx: MetaContext, src: SrcMeta, dst_st: os.stat_result) -> str:
     """The itemize columns of what the entry's lstat alone tells (ACL and
     xattr columns blank): for an entry whose ACLs and xattrs rsync does not
     read."""
-    return _letters(ctx, src, _Dest(dst_st, None, False))
+    return attr_letters(ctx, src, DestState(dst_st, None, False))
 
 
 _UNREAD = object()  # (_Seen.xattrs: not read after set_file_attrs)
@@ -337,7 +320,7 @@ def itemize_meta(ctx: MetaContext, src: SrcMeta, dst_st: os.stat_result | None =
     try:
         if dst_st is None:
             dst_st = node.lstat()
-        return _letters(ctx, src, _read_dest(ctx, node, dst_st, "generator",
+        return attr_letters(ctx, src, read_dest(ctx, node, dst_st, "generator",
                                              path if path is not None else name))
     except OSError:
         return UNCHANGED
@@ -379,17 +362,17 @@ def apply_meta(ctx: MetaContext, src: SrcMeta | None, dst_st: os.stat_result | N
             try:
                 dst_st = node.lstat()
             except OSError as e:
-                ctx.report(role, "stat %s failed" % ctx.full_name(rel), e)
+                ctx.report(role, msg.stat_call(ctx.full_name(rel)), e)
                 return UNCHANGED
-        dest = _read_dest(ctx, node, dst_st, role, rel)
+        dest = read_dest(ctx, node, dst_st, role, rel)
         if transfer:
             _set_attrs(ctx, node, src, dest, "receiver", True, exact_time, rel)
             return NEW
-        letters = _letters(ctx, src, dest)
+        letters = attr_letters(ctx, src, dest)
         seen = _set_attrs(ctx, node, src, dest, "generator", False, exact_time, rel)
         if letters != UNCHANGED and not stat.S_ISDIR(src.mode):
             # (nothing differed: nothing that _Seen tracks was changed)
-            letters = _letters(ctx, src, dest, seen)
+            letters = attr_letters(ctx, src, dest, seen)
         if letters[6] == "x":
             if later is None:
                 _receiver_pass(ctx, node, src, exact_time, rel)
@@ -441,16 +424,16 @@ def _receiver_pass(ctx: MetaContext, node: Node | None, src: SrcMeta, exact_time
         try:
             st = node.lstat()
         except OSError as e:
-            ctx.report("receiver", "stat %s failed" % ctx.full_name(rel), e)
+            ctx.report("receiver", msg.stat_call(ctx.full_name(rel)), e)
             return
-        dest = _read_dest(ctx, node, st, "receiver", rel)
+        dest = read_dest(ctx, node, st, "receiver", rel)
         _set_attrs(ctx, node, src, dest, "receiver", True, exact_time, rel)
     finally:
         if own:
             node.close()
 
 
-def _set_attrs(ctx: MetaContext, node: Node, src: SrcMeta, dest: _Dest, role: str,
+def _set_attrs(ctx: MetaContext, node: Node, src: SrcMeta, dest: DestState, role: str,
                with_xattrs: bool, exact_time: bool, rel: bytes) -> _Seen:
     """One set_file_attrs(): only what differs, in rsync's order.  A failed
     chown or utime ends the pass, as in rsync."""
@@ -464,11 +447,10 @@ def _set_attrs(ctx: MetaContext, node: Node, src: SrcMeta, dest: _Dest, role: st
             node.chown(uid, gid)
             faults.mutated("chown")
         except OSError as e:
-            ctx.report(role, "%s %s failed" % ("chown" if uid != -1 else "chgrp",
-                                               ctx.full_name(rel)), e)
+            ctx.report(role, msg.chown_call(ctx.full_name(rel), owner=uid != -1), e)
             return seen
         # chown clears setuid/setgid and security.capability: look again.
-        dest = _read_dest(ctx, node, _restat(node, st), role, rel)
+        dest = read_dest(ctx, node, _restat(node, st), role, rel)
         st = dest.st
         if seen.mode & (stat.S_ISUID | stat.S_ISGID):
             seen = _Seen(st.st_uid, st.st_gid, st.st_mode)
@@ -484,7 +466,7 @@ def _set_attrs(ctx: MetaContext, node: Node, src: SrcMeta, dest: _Dest, role: st
             node.utime(st.st_atime_ns, src.mtime_ns)
             faults.mutated("utime")
         except OSError as e:
-            ctx.report(role, "failed to set times on %s" % ctx.full_name(rel), e)
+            ctx.report(role, msg.set_times_call(ctx.full_name(rel)), e)
             return seen
     if node.is_link:
         return seen  # symlinks get no ACL and no chmod
@@ -500,7 +482,7 @@ def _set_attrs(ctx: MetaContext, node: Node, src: SrcMeta, dest: _Dest, role: st
             node.chmod(src.mode & _PERMS)
             faults.mutated("chmod")
         except OSError as e:
-            ctx.report(role, "failed to set permissions on %s" % ctx.full_name(rel), e)
+            ctx.report(role, msg.set_permissions_call(ctx.full_name(rel)), e)
     return seen
 
 
@@ -550,8 +532,7 @@ def _write_xattrs(ctx: MetaContext, node: Node, sets: list[tuple[bytes, bytes]],
             faults.mutated("setxattr")
             changed = True
         except OSError as e:
-            ctx.report(role, 'rsync_xal_set: %ssetxattr(%s,"%s") failed' % (
-                call, ctx.full_name(rel), os.fsdecode(n)), e)
+            ctx.report(role, msg.setxattr_call(call, ctx.full_name(rel), n), e)
     for n in removes:
         try:
             node.removexattr(n)
@@ -559,8 +540,7 @@ def _write_xattrs(ctx: MetaContext, node: Node, sets: list[tuple[bytes, bytes]],
             changed = True
         except OSError as e:
             if e.errno != errno.ENODATA:
-                ctx.report(role, 'rsync_xal_set: %sremovexattr(%s,"%s") failed' % (
-                    call, ctx.full_name(rel), os.fsdecode(n)), e)
+                ctx.report(role, msg.removexattr_call(call, ctx.full_name(rel), n), e)
     return changed
 
 
@@ -591,11 +571,11 @@ def _acl_node(node: Node, rel: bytes) -> tuple[Node, Node | None]:
     return held, held
 
 
-def _set_acls(ctx: MetaContext, node: Node, src: SrcMeta, dest: _Dest,
+def _set_acls(ctx: MetaContext, node: Node, src: SrcMeta, dest: DestState,
               st: os.stat_result, role: str, rel: bytes) -> tuple[int, bool]:
     """Returns the entry's mode afterwards (as rsync's stat buffer has it)
     and whether the access ACL (and with it the rwx bits) was written."""
-    backend = _acl.get_backend()
+    backend = ctx.acl
     shown = os.fsdecode(rel)
     mode = st.st_mode
     written = False
@@ -613,7 +593,7 @@ def _set_acls(ctx: MetaContext, node: Node, src: SrcMeta, dest: _Dest,
                 faults.mutated("set access ACL")
             except OSError as e:
                 # rsync gives up on the default ACL too when this fails.
-                ctx.report(role, "set_acl: %s(%s, %s)" % (setter, shown, TYPE_NAMES[ACCESS]), e)
+                ctx.report(role, msg.set_acl_call(setter, shown, TYPE_NAMES[ACCESS]), e)
                 return mode, False
             written = True
             try:
@@ -628,8 +608,8 @@ def _set_acls(ctx: MetaContext, node: Node, src: SrcMeta, dest: _Dest,
                     backend.write(node, DEFAULT, src.acl_default)
                 faults.mutated("set default ACL")
             except OSError as e:
-                what = ("set_acl: sys_acl_delete_def_file(%s)" % shown if src.acl_default is None
-                        else "set_acl: %s(%s, %s)" % (setter, shown, TYPE_NAMES[DEFAULT]))
+                what = (msg.delete_default_acl_call(shown) if src.acl_default is None
+                        else msg.set_acl_call(setter, shown, TYPE_NAMES[DEFAULT]))
                 ctx.report(role, what, e)
         return mode, written
     finally:

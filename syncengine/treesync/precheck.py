@@ -48,7 +48,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from .meta import UNCHANGED, MetaContext, _letters, _read_dest, read_src_meta
+from .meta import UNCHANGED, MetaContext, attr_letters, read_dest, read_src_meta
 from .procs import fork_helper, kill_and_reap
 from .transfer import same_size_content
 from .xattrs import Node
@@ -119,13 +119,13 @@ class _Worker:
     """The code of one worker process."""
 
     def __init__(self, index: int, claims: _Claims, excluded: Callable[[bytes, bool], bool],
-                 out_fd: int) -> None:
+                 out_fd: int, acl_backend: str | None = None) -> None:
         self.index = index
         self.claims = claims
         self.excluded = excluded
         self.out_fd = out_fd
         self.errors = 0
-        self.ctx = MetaContext(errors=self._error)
+        self.ctx = MetaContext(errors=self._error, acl_backend=acl_backend)
         self.noatime = bool(_NOATIME)  # (PermissionError unless root or the owner)
         self.rel = b""           # the dir being compared
         self.sent = time.monotonic()
@@ -272,11 +272,11 @@ class _Worker:
             return False
         node = Node(fd=dst_fd, dirfd=-1, name=name, is_link=False)
         try:
-            dest = _read_dest(self.ctx, node, dst, "generator", name)
+            dest = read_dest(self.ctx, node, dst, "generator", name)
         finally:
             node.close()
         return self.errors == errors and dest.xattrs is not None and dest.acl_ok \
-            and _letters(self.ctx, src_meta, dest) == UNCHANGED
+            and attr_letters(self.ctx, src_meta, dest) == UNCHANGED
 
 
 class Precheck:
@@ -289,12 +289,13 @@ class Precheck:
     does everything itself."""
 
     def __init__(self, src_dir: bytes, dst_dir: bytes, rel: bytes,
-                 excluded: Callable[[bytes, bool], bool], cancel: threading.Event) -> None:
+                 excluded: Callable[[bytes, bool], bool], cancel: threading.Event,
+                 acl_backend: str | None = None) -> None:
         self.cancel = cancel
         claims = _Claims()
         # The walk's own share (see share): one forked worker and the walk's
         # process make two on two cores, and a process less in memory.
-        self.helper = _Worker(1, claims, excluded, -1)
+        self.helper = _Worker(1, claims, excluded, -1, acl_backend)
         self.own: dict[bytes, dict[bytes, tuple | int]] = {}
         self.skipped: set[bytes] = set()  # dirs the worker left out
         self.fds: list[int] = []
@@ -302,10 +303,11 @@ class Precheck:
         self.buffers: list[bytearray] = []
         # per worker: rel -> [verdicts so far, whether the dir is done]
         self.dirs: list[dict[bytes, list]] = []
-        self._start(src_dir, dst_dir, rel, excluded, claims)
+        self._start(src_dir, dst_dir, rel, excluded, claims, acl_backend)
 
     def _start(self, src_dir: bytes, dst_dir: bytes, rel: bytes,
-               excluded: Callable[[bytes, bool], bool], claims: _Claims) -> None:
+               excluded: Callable[[bytes, bool], bool], claims: _Claims,
+               acl_backend: str | None) -> None:
         read_fd, write_fd = os.pipe()
         try:
             import fcntl
@@ -315,7 +317,7 @@ class Precheck:
 
         def work() -> None:
             os.close(read_fd)
-            worker = _Worker(0, claims, excluded, write_fd)
+            worker = _Worker(0, claims, excluded, write_fd, acl_backend)
             src_fd = os.open(src_dir, _LIST_FLAGS & ~os.O_NOFOLLOW)
             dst_fd = os.open(dst_dir, _PATH_FLAGS & ~os.O_NOFOLLOW)
             worker.walk(src_fd, dst_fd, rel)

@@ -43,7 +43,7 @@ import signal
 import struct
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .procs import fork_helper, kill_and_reap
 
@@ -62,8 +62,8 @@ def _sockets():
         _socket = core
     return _socket
 
-__all__ = ["BATCH", "BATCH_BYTES", "Batch", "Writer", "OK", "FAILED", "FATAL", "SKIPPED",
-           "note_temp", "serve"]
+__all__ = ["BATCH", "BATCH_BYTES", "Batch", "QueuedWrite", "WriteAnswer", "WriteJob", "Writer",
+           "OK", "FAILED", "FATAL", "SKIPPED", "note_temp", "serve"]
 
 BATCH = 16        # files per batch
 BATCH_BYTES = 64 << 10  # and at most about this much message (names and paths)
@@ -78,16 +78,53 @@ _FDS = struct.Struct("2i")  # a batch's dir fds, as SCM_RIGHTS carries them
 _TEMPS = 256      # jobs under way at most: (IN_FLIGHT + 1) * BATCH, with room
 
 
+class WriteJob(NamedTuple):
+    """A file as the writer gets it (a plain tuple on the socket)."""
+
+    number: int        # the job's number (its temp file's record: note_temp)
+    name: bytes        # in the source dir
+    dst_name: bytes    # in the destination dir
+    rel: bytes
+    src_path: bytes    # as rsync's sender names it (messages)
+    size: int
+    # the walk's lstat, as far as read_src_meta looks at it
+    mode: int
+    uid: int
+    gid: int
+    mtime_ns: int
+    dev: int
+    direct: bool       # the dir is a shelter: written under its own name (TreeSync._dir)
+
+
+class WriteAnswer(NamedTuple):
+    """What became of a job (a plain tuple on the socket)."""
+
+    outcome: int                    # OK, FAILED, FATAL or SKIPPED
+    temp: bytes = b""               # OK: the temp file, for the run to rename
+    lines: tuple | list = ()        # (1 stdout | 2 stderr, line) printed meanwhile
+    partial: bool = False           # rsync's io_error was set (exit 23)
+    meta_error: bool = False        # an attribute could not be set (exit 23)
+    copied: int = 0                 # bytes
+    fatal: tuple | list | None = None  # FATAL: (exit code, its lines)
+
+
+class QueuedWrite(NamedTuple):
+    """A job in a batch, and what the run keeps to finish the file."""
+
+    st: os.stat_result
+    dst_path: tuple[bytes, ...]
+    job: WriteJob
+
+
 class Batch:
     """Files of one source dir for one destination dir, in the walk's
     order.  ``src_dir`` and ``dir_fd`` are the run's own dups of the dirs
     (the writer opens the files in the one and writes them in the other;
     the run renames them there, and transfers a file the writer left to
-    it, after the walk has closed both); ``jobs``: (what the run keeps of
-    the file, the job as the writer gets it: number, source name, name,
-    rel, source path, size, attributes from the lstat, and whether the dir
-    is in a shelter: see TreeSync._dir); ``answers`` arrive as one list
-    when the writer is done."""
+    it, after the walk has closed both); ``answers`` arrive as one list
+    when the writer is done.  As an item of the run's pending queue it
+    completes and aborts through the run (TreeSync._complete_batch,
+    _drop_batch)."""
 
     __slots__ = ("src_dir", "dir_fd", "key", "source", "jobs", "size", "sent", "answers",
                  "done")
@@ -98,11 +135,19 @@ class Batch:
         self.dir_fd = dir_fd
         self.key = key  # the dir's path: which batch a file may join
         self.source = source  # (and of which source)
-        self.jobs: list[tuple] = []
+        self.jobs: list[QueuedWrite] = []
         self.size = 0  # (the message's, roughly)
         self.sent = False
-        self.answers: list[tuple] | None = None
+        self.answers: list[WriteAnswer] | None = None
         self.done = threading.Event()
+
+    pending_size = 0  # (its bytes are counted by the Writer: pending_bytes)
+
+    def complete(self, run: Any) -> None:
+        run._complete_batch(self)
+
+    def abort(self, run: Any) -> None:
+        run._drop_batch(self)
 
 
 class Writer:
@@ -135,7 +180,7 @@ class Writer:
         """Hand a batch over; False if the writer is gone."""
         batch.sent = True
         if self.sock is not None:
-            message = marshal.dumps([job[1] for job in batch.jobs])
+            message = marshal.dumps([tuple(queued.job) for queued in batch.jobs])
             try:
                 self.sock.sendmsg([message], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS,
                                                _FDS.pack(batch.dir_fd, batch.src_dir))])
@@ -163,7 +208,7 @@ class Writer:
             self._gone()
             return True
         batch = self.unanswered.pop(0)
-        batch.answers = marshal.loads(data)
+        batch.answers = [WriteAnswer(*answer) for answer in marshal.loads(data)]
         batch.done.set()
         return True
 
@@ -215,10 +260,10 @@ def note_temp(temps: mmap.mmap, job: int, name: bytes) -> None:
 
 
 def serve(sock: socket.socket, stop: mmap.mmap,
-          write: Callable[[int, int, tuple], tuple]) -> None:
+          write: Callable[[int, int, WriteJob], WriteAnswer]) -> None:
     """The writer's loop: each batch's jobs through ``write(src_dir,
     dir_fd, job)``, an answer per batch; skipped once ``stop`` is set
-    (the answer (SKIPPED,): the run writes it itself, or not at all)."""
+    (SKIPPED: the run writes it itself, or not at all)."""
     core = _sockets()
     while True:
         message, ancillary, _, _ = sock.recvmsg(_ANSWER_SIZE, core.CMSG_SPACE(_FDS.size))
@@ -226,7 +271,7 @@ def serve(sock: socket.socket, stop: mmap.mmap,
             return
         dir_fd, src_dir = _FDS.unpack(ancillary[0][2])
         try:
-            answers = [(SKIPPED,) if stop[0] else write(src_dir, dir_fd, job)
+            answers = [(SKIPPED,) if stop[0] else tuple(write(src_dir, dir_fd, WriteJob._make(job)))
                        for job in marshal.loads(message)]
         finally:
             os.close(src_dir)

@@ -158,10 +158,22 @@ def read_xattrs(node: Node, names: list[bytes], keep) -> dict[bytes, bytes]:
     return out
 
 
+# rsync's sender sends a value up to this long whole, a longer one as a
+# checksum (xattrs.c MAX_FULL_DATUM).
+MAX_FULL_DATUM = 32
+
+
 def xattr_changes(want: dict[bytes, bytes], have: dict[bytes, bytes]
                   ) -> tuple[list[tuple[bytes, bytes]], list[bytes]]:
     """(names to set with their values, names to remove), in rsync's order:
-    sets first, each list by name."""
-    sets = [(n, v) for n, v in sorted(want.items()) if have.get(n) != v]
-    removes = sorted(n for n in have if n not in want)
+    sets first, by name, then the removals in the order the entry lists
+    its names (``have``'s); nothing when the entry has the xattrs
+    already.  Otherwise rsync_xal_set() sets every value it got whole,
+    the same as the entry's or not (it only compares the long ones, by
+    checksum): a refused call shows for each."""
+    removes = [n for n in have if n not in want]
+    if not removes and all(have.get(n) == v for n, v in want.items()):
+        return [], []
+    sets = [(n, v) for n, v in sorted(want.items())
+            if len(v) <= MAX_FULL_DATUM or have.get(n) != v]
     return sets, removes

@@ -66,7 +66,7 @@ from pathlib import Path
 from typing import Any
 
 from fixtures.treespec import build_tree, clear_flags
-from syncengine.treesync.messages import rsync_escape
+from syncengine.messages import rsync_escape
 from tests.reference import reference_rsync
 from tests.snapshot import diff_snapshots, snapshot
 
@@ -253,11 +253,10 @@ def run_native(case: Case, workdir: bytes) -> Outcome:
                                               case.link_dest_args(workdir))
         return Outcome(code, [normalize_line(x, wd) for x in out],
                        [normalize_line(x, wd) for x in err])
-    from syncengine.treesync import acl
+    from syncengine.treesync.model import Tuning
     from syncengine.treesync.sync import run_sync
     out: list[str] = []
     err: list[str] = []
-    acl.set_backend(case.acl_backend)
     # run_sync raises the recursion limit for deep trees; hypothesis warns
     # when a test leaves it changed, so it is raised and put back here.
     limit = sys.getrecursionlimit()
@@ -268,10 +267,10 @@ def run_native(case: Case, workdir: bytes) -> Outcome:
                             out=out.append, err=err.append, dry_run=case.dry_run,
                             on_item=(lambda item: out.append(rsync_escape(item.line())))
                             if case.itemize else None,
-                            link_dest=case.link_dest_args(workdir))
+                            link_dest=case.link_dest_args(workdir),
+                            tuning=Tuning(acl_backend=case.acl_backend))
     finally:
         sys.setrecursionlimit(limit)
-        acl.set_backend(None)
     return Outcome(code, [normalize_line(x, wd) for x in out], [normalize_line(x, wd) for x in err])
 
 

@@ -191,3 +191,34 @@ def test_nobody_waiting_member_in_a_dir_it_cannot_search(nobody):
     check(case(d("src", mode=0o005), d("src/a", **NB), f("src/c", b"", mode=0o640, gid=65534),
                ln("src/dir", "a", **NB), f("src/b", b"", **NB),
                {"path": "src/a/a", "link": "src/c"}, delete=False, nobody=True), nobody)
+
+
+@pytest.mark.parametrize("flags", ["i", "a"])
+@pytest.mark.parametrize("kind", ["file", "dir", "root"])
+def test_refused_xattrs_include_the_unchanged_short_ones(base, flags, kind):
+    """Once an entry's xattrs differ, rsync's receiver sets every value up
+    to 32 bytes long (sent whole), the ones the entry has already too, and
+    only the longer ones (sent as a checksum) that differ: on a protected
+    entry each of those is refused, with its line."""
+    same = {"user.a": b"", "user.s": b"s" * 32, "user.long": b"L" * 33}
+    want = {**same, "user.x": b"new"}
+    if kind == "file":
+        entries = (d("src"), f("src/f", xattrs=want), d("dst"), f("dst/f", xattrs=same, flags=flags))
+    elif kind == "dir":
+        entries = (d("src"), d("src/e", xattrs=want), d("dst"), d("dst/e", xattrs=same, flags=flags))
+    else:  # (DST itself, as several sources' "." make it)
+        entries = (d("src", xattrs=want), d("src2", xattrs=want), d("dst", xattrs=same, flags=flags))
+    rs, nat = check(case(*entries, src=b"src/"), base)
+    _refused(rs, nat, '"user.a"', '"user.s"', '"user.x"')
+    assert not any('"user.long"' in line for line in rs.err + nat.err)
+
+
+@pytest.mark.parametrize("flags", ["i", "a"])
+def test_refused_removals_come_in_the_entrys_own_order(base, flags):
+    """rsync removes the names the source lacks in the order the entry
+    lists them (listxattr's: here the order they were set in), not by
+    name."""
+    rs, nat = check(case(d("src"), f("src/f", xattrs={"user.x": b"1"}), d("dst"),
+                         f("dst/f", xattrs={"user.z": b"1", "user.m": b"1", "user.a": b"1"},
+                           flags=flags)), base)
+    _refused(rs, nat, '"user.z"', '"user.m"', '"user.a"')

@@ -14,7 +14,7 @@ import subprocess
 
 import pytest
 
-from syncengine.treesync.messages import rsync_escape
+from syncengine.messages import rsync_escape
 
 from . import harness
 from .harness import Case, check, rsync_binary

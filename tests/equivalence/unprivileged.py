@@ -11,7 +11,7 @@ of the session.  Where nobody can run no Python at all, the engine runs in
 a forked child of the test process that drops to nobody (setgroups,
 setresgid, setresuid) after everything it needs is imported.  A system Python usually
 lacks pylibacl; either way these runs use the engine's ACL path through the
-kernel's ``system.posix_acl_*`` attributes (``SYNCENGINE_ACL_BACKEND=raw``).
+kernel's ``system.posix_acl_*`` attributes (``Tuning(acl_backend="raw")``).
 
 :func:`nobody_base` is called once per session (see ``conftest.py``); if no
 usable interpreter exists the unprivileged tests skip with the reason.
@@ -36,7 +36,8 @@ _RUNNER = r'''
 import json, os, sys
 req = json.load(sys.stdin)
 sys.path.insert(0, req["pkgroot"])
-from syncengine.treesync.messages import rsync_escape
+from syncengine.messages import rsync_escape
+from syncengine.treesync.model import Tuning
 from syncengine.treesync.sync import run_sync
 out, err = [], []
 code = run_sync([bytes.fromhex(s) for s in req["sources"]], bytes.fromhex(req["dest"]),
@@ -44,7 +45,8 @@ code = run_sync([bytes.fromhex(s) for s in req["sources"]], bytes.fromhex(req["d
                 out=out.append, err=err.append, dry_run=req["dry_run"],
                 on_item=(lambda item: out.append(rsync_escape(item.line())))
                 if req["itemize"] else None,
-                link_dest=[bytes.fromhex(p) for p in req.get("link_dest", ())])
+                link_dest=[bytes.fromhex(p) for p in req.get("link_dest", ())],
+                tuning=Tuning(acl_backend="raw"))
 json.dump({"code": code, "out": out, "err": err}, sys.stdout)
 '''
 
@@ -127,8 +129,8 @@ def _run_forked(sources: list[bytes], dest: bytes, delete: bool, excludes: list[
     """The engine in a child of this (root) process that drops to nobody:
     for machines where nobody cannot run any Python (an interpreter under
     /root only).  Everything it needs is imported before the fork."""
-    from syncengine.treesync import acl
-    from syncengine.treesync.messages import rsync_escape
+    from syncengine.messages import rsync_escape
+    from syncengine.treesync.model import Tuning
     from syncengine.treesync.sync import run_sync
     read_end, write_end = os.pipe()
     pid = os.fork()
@@ -140,13 +142,13 @@ def _run_forked(sources: list[bytes], dest: bytes, delete: bool, excludes: list[
             os.setresgid(NOBODY, NOBODY, NOBODY)
             os.setresuid(NOBODY, NOBODY, NOBODY)
             os.chdir(cwd)
-            acl.set_backend("raw")
             out: list[str] = []
             err: list[str] = []
             rc = run_sync(sources, dest, delete=delete, excludes=excludes,
                           out=out.append, err=err.append, dry_run=dry_run,
                           on_item=(lambda item: out.append(rsync_escape(item.line())))
-                          if itemize else None, link_dest=link_dest)
+                          if itemize else None, link_dest=link_dest,
+                          tuning=Tuning(acl_backend="raw"))
             os.write(write_end, json.dumps({"code": rc, "out": out, "err": err}).encode())
             code = 0
         finally:
@@ -177,10 +179,8 @@ def run_native_as_nobody(sources: list[bytes], dest: bytes, delete: bool, exclud
     proc = subprocess.run([*_SETPRIV, env.python, "-s", "-E", env.runner],
                           input=json.dumps(request).encode(), capture_output=True, cwd=cwd,
                           timeout=120,
-                          # The locale as rsync gets it (it decides how names are
-                          # escaped); ACLs through the kernel's xattrs, always.
-                          env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1",
-                                   SYNCENGINE_ACL_BACKEND="raw"))
+                          # (the locale as rsync gets it: it decides how names are escaped)
+                          env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1"))
     if proc.returncode != 0:
         raise AssertionError("the native engine crashed as nobody:\n"
                              + proc.stderr.decode(errors="replace"))
