@@ -57,6 +57,7 @@ def test_engine_bench_scaling_and_one_cpu(tmp_path):
                              proc.stdout, re.M), proc.stdout
 
 
+@pytest.mark.slow   # (the bench itself: a few seconds)
 def test_filter_bench_runs():
     proc = subprocess.run([sys.executable, str(BENCH / "bench_filters.py")], capture_output=True,
                           text=True, timeout=300)

@@ -33,6 +33,10 @@ from tests.snapshot import diff_snapshots, snapshot
 
 from .helpers import t
 
+# Nearly every test here starts real commands and processes: the fast part
+# (-m "not slow") runs a sample of them (tests/conftest.py).
+pytestmark = pytest.mark.sampled(5)
+
 
 def syncengine(*argv: str, env: dict[str, str] | None = None, timeout: float = 60
                ) -> subprocess.CompletedProcess:
