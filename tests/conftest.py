@@ -19,6 +19,7 @@ says how it is found; the run's header names it with its sha256).
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import subprocess
@@ -62,12 +63,52 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         version = f"{system}: {(proc.stdout.splitlines() or ['?'])[0].strip()}"
     from tests.equivalence.conftest import header
     return [found.describe() if isinstance(found, Reference) else f"reference rsync: none: {found}",
-            f"system rsync (the rsync engine's): {version}", header()]
+            f"system rsync (the rsync engine's): {version}", header(),
+            "fast part (-m 'not slow'): the samples of the sampled families are drawn with "
+            "that seed too"]
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
     if item.get_closest_marker("rsync") is not None:
         rsync_path_or_skip()
+
+
+# -- the fast part: `pytest -m "not slow"` ----------------------------------------------
+#
+# ``@pytest.mark.sampled(k)`` on a parametrized test, a class or a module
+# (pytestmark), or ``sampled(k, "name")`` on several tests of one module
+# (one group per name): of the tests it covers, the fast part runs ``k``,
+# drawn afresh each run from the run's seed (the header names it; the same
+# seed draws the same tests), and marks the others slow.  The full run runs
+# them all.  For tests that each cost a process or a run against rsync:
+# families (one rule on many inputs) and files full of them.
+
+def _sample_group(item: pytest.Item) -> tuple[tuple[str, ...], int] | None:
+    """(the group's key, k) of the closest ``sampled`` marker, or None."""
+    for node, mark in item.iter_markers_with_node("sampled"):
+        if len(mark.args) > 1:
+            key: tuple[str, ...] = (item.path.as_posix(), mark.args[1])
+        elif node is item:   # (on the function: its parameter sets)
+            key = (item.path.as_posix(), getattr(item, "originalname", item.name))
+        else:
+            key = (node.nodeid,)
+        return key, int(mark.args[0])
+    return None
+
+
+@pytest.hookimpl(tryfirst=True)   # (before -m deselects by marker)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    from tests.equivalence.conftest import SEED
+    groups: dict[tuple[tuple[str, ...], int], list[pytest.Item]] = {}
+    for item in items:
+        found = _sample_group(item)
+        if found is not None and item.get_closest_marker("slow") is None:
+            groups.setdefault(found, []).append(item)
+    for (key, k), members in groups.items():
+        drawn = random.Random(f"{SEED}:{key}").sample(members, min(k, len(members)))
+        for item in members:
+            if item not in drawn:
+                item.add_marker(pytest.mark.slow)
 
 
 # -- helpers used by several test files ------------------------------------------------

@@ -94,6 +94,7 @@ def test_engine_bench_snapshot_of_an_unchanged_tree_adds_only_dirs(tmp_path):
     assert not list(tmp_path.iterdir()), "the bench leaves its scratch dir behind"
 
 
+@pytest.mark.slow   # (the bench itself: a few seconds)
 def test_filter_bench_runs():
     proc = subprocess.run([sys.executable, str(BENCH / "bench_filters.py")], capture_output=True,
                           text=True, timeout=300)

@@ -23,7 +23,9 @@ REPO = Path(__file__).resolve().parent.parent
 
 # -- helpers --------------------------------------------------------------------------------
 
-pytestmark = pytest.mark.usefixtures("clean_env")
+# Most tests here start the command as a process: the fast part (-m "not
+# slow") runs a sample of them (tests/conftest.py).
+pytestmark = [pytest.mark.usefixtures("clean_env"), pytest.mark.sampled(12)]
 
 
 @pytest.fixture
@@ -434,6 +436,7 @@ BAD_INPUT_RUNS = ([(case, how) for case in sorted(BAD_INPUTS) for how in ("cliru
 
 
 @pytest.mark.parametrize("case, how", BAD_INPUT_RUNS)
+@pytest.mark.sampled(4)
 def test_bad_input_is_one_line_exit_2_and_changes_nothing(case, how, with_backup, tmp_path,
                                                           monkeypatch):
     vols, bk = with_backup
@@ -459,6 +462,7 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(case, how, with_backup
 
 @pytest.mark.rsync
 @pytest.mark.parametrize("how", ["script", "module"])
+@pytest.mark.sampled(1)
 def test_backup_and_restore_as_a_subprocess(how, sample):
     vols, bk = sample
     original = snapshot(vols / "main")
@@ -475,6 +479,7 @@ def test_backup_and_restore_as_a_subprocess(how, sample):
 
 
 @pytest.mark.parametrize("how", ["script", "module"])
+@pytest.mark.sampled(1)
 def test_version_and_help_as_a_subprocess(how):
     proc = run("--version", how=how)
     assert proc.returncode == 0 and "syncengine" in proc.stdout

@@ -18,6 +18,10 @@ from syncengine.cli.app import app
 from syncengine.cli.display import ProgressDisplay
 from tests.conftest import copy_sample_volumes
 
+# Most tests here start the command as a process: the fast part (-m "not
+# slow") runs a sample of them (tests/conftest.py).
+pytestmark = pytest.mark.sampled(6)
+
 ITEM_LINE = re.compile(r"^(?:[<>ch.][fdLDS][.+ cstpoguax?]{9}|\*deleting  ) \S")
 
 

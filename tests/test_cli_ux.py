@@ -31,7 +31,9 @@ REPO = Path(__file__).resolve().parent.parent
 COMMANDS = ["backup", "restore", "sync", "verify", "engines", "rsync"]
 
 
-pytestmark = pytest.mark.usefixtures("clean_env")
+# Most tests here start the command as a process: the fast part (-m "not
+# slow") runs a sample of them (tests/conftest.py).
+pytestmark = [pytest.mark.usefixtures("clean_env"), pytest.mark.sampled(8)]
 
 
 @pytest.fixture

@@ -286,6 +286,7 @@ def _all_names(tree: Tree, prefix: bytes = b"") -> Iterator[bytes]:
 
 
 @pytest.mark.parametrize(("pattern", "with_slash", "without_slash"), SPEC_TABLE)
+@pytest.mark.sampled(5)
 def test_spec_table_against_rsync(
     rsync: str, workdir: Path, pattern: str, with_slash: set[str], without_slash: set[str]
 ) -> None:

@@ -489,6 +489,7 @@ NONROOT_CASES = [
 @needs_root
 @needs_acl_tools
 @pytest.mark.parametrize("case", ROOT_CASES, ids=lambda c: c.id)
+@pytest.mark.sampled(4)
 def test_like_rsync_as_root(base, case):
     check_case(base, case)
 
@@ -498,6 +499,7 @@ def test_like_rsync_as_root(base, case):
 @needs_acl_tools
 @pytest.mark.skipif(shutil.which("setpriv") is None, reason="setpriv not installed")
 @pytest.mark.parametrize("case", NONROOT_CASES, ids=lambda c: c.id)
+@pytest.mark.sampled(1)
 def test_like_rsync_as_nobody(base, case):
     check_case(base, case)
 
@@ -516,6 +518,7 @@ USERNS_CASES = [
 @needs_root
 @needs_acl_tools
 @pytest.mark.parametrize("case", USERNS_CASES, ids=lambda c: c.id)
+@pytest.mark.sampled(1)
 def test_like_rsync_chown_failures(base, case):
     if subprocess.run(["unshare", "-U", "--map-root-user", "true"], capture_output=True).returncode:
         pytest.skip("no user namespaces here")
@@ -554,6 +557,7 @@ NOXATTR_CASES = [
 @pytest.mark.rsync
 @needs_acl_tools
 @pytest.mark.parametrize("case", NOXATTR_CASES, ids=lambda c: c.id)
+@pytest.mark.sampled(1)
 def test_like_rsync_without_xattr_support(base, ramfs, case):
     dest = ramfs / base.name
     dest.mkdir()

@@ -98,6 +98,7 @@ def _outputs(stdout: str) -> list[list[str]]:
     return [chunk.splitlines() for chunk in chunks[1:]]
 
 
+@pytest.mark.sampled(1, "examples")
 def test_the_python_examples_run_and_print_what_they_say(tmp_path):
     vols = tmp_path / "startos" / "volumes"
     shutil.copytree(REPO / "fixtures" / "volumes", vols, symlinks=True)
@@ -158,6 +159,7 @@ def test_the_python_examples_run_and_print_what_they_say(tmp_path):
 
 
 @pytest.mark.parametrize("block", runnable("sh"), ids=str)
+@pytest.mark.sampled(1, "examples")
 def test_the_shell_examples_run(block, tmp_path):
     # A step that installs the package is already done here.
     command = re.sub(r"pip install [^&\n]*&& ", "", substituted(block.text, tmp_path))

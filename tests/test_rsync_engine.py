@@ -255,6 +255,7 @@ def test_sync_result_counts_match_the_tree(tmp_path):
     assert again.files_transferred == 0
 
 
+@pytest.mark.sampled(1, "slow runs")
 def test_progress_is_monotonic_reaches_100_and_reports_samples(tmp_path, throttled_rsync):
     build_tree(tmp_path / "src", [{"path": "big", "size": 1_500_000, "seed": 1},
                                   {"path": "small", "content": "x"}])
@@ -276,6 +277,7 @@ def test_progress_is_monotonic_reaches_100_and_reports_samples(tmp_path, throttl
     assert samples[-1].bytes_done == 1_500_001
 
 
+@pytest.mark.sampled(1, "slow runs")
 def test_cancel_stops_a_running_rsync_with_exit_20(tmp_path, throttled_rsync):
     build_tree(tmp_path / "src", [{"path": "big", "size": 3_000_000, "seed": 2}])
     started = threading.Event()
@@ -508,6 +510,7 @@ def test_the_python_engine_works_or_refuses_clearly(tmp_path):
 # -- the conftest's rsync gate itself ----------------------------------------------------------
 
 @pytest.mark.parametrize("require, outcome", [("", "skipped"), ("1", "error")])
+@pytest.mark.sampled(1, "slow runs")
 def test_rsync_marker_skips_or_fails_without_rsync(tmp_path, require, outcome):
     test_file = tmp_path / "test_gate.py"
     test_file.write_text("import pytest\n\n"
@@ -530,6 +533,7 @@ def test_rsync_marker_skips_or_fails_without_rsync(tmp_path, require, outcome):
 
 
 @pytest.mark.rsync
+@pytest.mark.sampled(1, "slow runs")
 def test_a_failing_progress_callback_stops_rsync_and_surfaces(tmp_path, throttled_rsync):
     # At 300 kB/s this rsync would run for 10 s; the job must not leave it
     # running (nobody reads its output any more) once it has failed.

@@ -23,7 +23,9 @@ from syncengine.snapshots import RetentionPolicy, list_snapshots
 from tests.conftest import copy_sample_volumes
 from tests.test_cli import console_script, json_summary, one_error_line
 
-pytestmark = pytest.mark.usefixtures("clean_env")
+# Each test runs several commands as processes: the fast part (-m "not
+# slow") runs a sample of them (tests/conftest.py).
+pytestmark = [pytest.mark.usefixtures("clean_env"), pytest.mark.sampled(3)]
 
 ENGINES = ["python", "rsync"]
 

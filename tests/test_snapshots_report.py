@@ -240,6 +240,7 @@ _pairs = st.lists(st.tuples(st.integers(0, 20), st.integers(0, 20)), max_size=3)
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.dictionaries(st.sampled_from(_NAMES), _tree(2), max_size=3), _pairs,
        st.dictionaries(st.sampled_from(_NAMES), _tree(2), max_size=3), _pairs)
+@pytest.mark.slow   # (40 random tree pairs, each against rsync)
 def test_diff_lines_are_rsyncs_on_generated_trees(tmp_path_factory, old_tree, old_links,
                                                   new_tree, new_links):
     work = tmp_path_factory.mktemp("diff")

@@ -154,6 +154,7 @@ def newest_first(ids):
     return sorted(ids, key=lambda i: parse_id(i), reverse=True)
 
 
+@pytest.mark.sampled(1, "properties")
 @settings(max_examples=300, deadline=None)
 @given(snapshot_ids(), policies())
 def test_the_newest_is_always_kept(ids, policy):
@@ -163,6 +164,7 @@ def test_the_newest_is_always_kept(ids, policy):
     assert sorted(d.id for d in decisions) == sorted(ids)
 
 
+@pytest.mark.sampled(1, "properties")
 @settings(max_examples=200, deadline=None)
 @given(snapshot_ids(), st.integers(1, 10))
 def test_keep_last_keeps_exactly_the_n_newest(ids, n):
@@ -178,6 +180,7 @@ _PERIOD_OF = {
 }
 
 
+@pytest.mark.sampled(1, "properties")
 @settings(max_examples=300, deadline=None)
 @given(snapshot_ids(), st.sampled_from(sorted(_PERIOD_OF)), st.integers(1, 8))
 def test_one_periodic_rule_keeps_the_newest_of_the_n_latest_periods(ids, rule, n):
@@ -200,6 +203,7 @@ def test_one_periodic_rule_keeps_the_newest_of_the_n_latest_periods(ids, rule, n
     assert all(count == 1 for count in per_period.values())
 
 
+@pytest.mark.sampled(1, "properties")
 @settings(max_examples=300, deadline=None)
 @given(snapshot_ids(), policies())
 def test_pruning_is_idempotent(ids, policy):
@@ -207,6 +211,7 @@ def test_pruning_is_idempotent(ids, policy):
     assert kept(sorted(once), **vars(policy)) == once
 
 
+@pytest.mark.sampled(1, "properties")
 @settings(max_examples=300, deadline=None)
 @given(snapshot_ids(), policies(), policies())
 def test_a_stricter_policy_never_keeps_more(ids, a, b):

@@ -591,5 +591,6 @@ class BackupRootLife(RuleBasedStateMachine):
         assert not [n for n in on_disk if n.startswith(".deleting-")]
 
 
-TestBackupRootLife = BackupRootLife.TestCase
+# A random life (60 of them): a slow test, like the full random equivalence runs.
+TestBackupRootLife = pytest.mark.slow(BackupRootLife.TestCase)
 TestBackupRootLife.settings = settings(max_examples=60, stateful_step_count=25, deadline=None)

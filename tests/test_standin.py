@@ -116,6 +116,7 @@ def test_what_the_native_engine_cannot_honour_is_refused(argv):
     ["-rlptgocAXH", "--exclude=- ", "SRC", "DST"],
     ["-rlptgocAXH", "--exclude=+ ", "SRC", "DST"],
 ])
+@pytest.mark.sampled(2)
 def test_usage_errors_match_rsync(tmp_path, argv):
     (tmp_path / "SRC").mkdir()
     real = run_rsync(*argv, cwd=tmp_path)
@@ -136,6 +137,7 @@ def test_usage_errors_match_rsync(tmp_path, argv):
     ("src/f", "miss/x", None),
     ("src", "file", "file"),
 ])
+@pytest.mark.sampled(2)
 def test_runs_and_exit_codes_match_rsync(tmp_path, src, dst, pre):
     for side in ("real", "ours"):
         root = tmp_path / side
@@ -204,6 +206,7 @@ def _with_a_closed(stream: str, argv: list[str], cwd) -> subprocess.Popen:
     ("stdout", ["src/"]),              # rsync goes on, its output lost
     ("stderr", ["missing", "src/"]),   # rsync ends at its first message: 13
 ])
+@pytest.mark.sampled(1)
 def test_a_reader_that_goes_away_is_met_as_rsync_meets_it(tmp_path, stream, sources):
     for side in ("real", "ours"):
         (tmp_path / side / "src" / "sub").mkdir(parents=True)
@@ -243,6 +246,7 @@ def _screen(stdout: bytes, root) -> list[str]:
 @pytest.mark.parametrize("dry_run", [False, True], ids=["real", "dry-run"])
 @pytest.mark.parametrize("progress", [False, True], ids=["", "progress2"])
 @pytest.mark.parametrize("letters", ["-i", "-v", "-iv", ""])
+@pytest.mark.sampled(2)
 def test_what_is_printed_is_rsyncs_line_for_line(tmp_path, letters, progress, dry_run):
     """-i, -v and --info=progress2 together print what rsync prints, in its
     order: a dir's deletions before its own line, a progress record after

@@ -19,7 +19,10 @@ from syncengine.treesync.sync import run_sync
 
 from .harness import RSYNC_FLAGS, Case, check, rsync_binary
 
-pytestmark = [pytest.mark.rsync, pytest.mark.skipif(os.geteuid() != 0, reason="needs root")]
+# Each test runs both engines against the reference rsync: the fast part (-m "not
+# slow") runs a sample (tests/conftest.py), the full run all of them.
+pytestmark = [pytest.mark.rsync, pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
+              pytest.mark.sampled(12)]
 
 T = 1_600_000_000_000_000_000
 ROOT = {"path": ".", "mode": 0o755, "mtime_ns": T}
@@ -143,6 +146,7 @@ SOURCE_LISTS = [(b"src/", b"src2/"), (b"src2/", b"src/"), (b"src", b"src2/"), (b
 
 @pytest.mark.parametrize("delete", [True, False], ids=["delete", "no-delete"])
 @pytest.mark.parametrize("sources", SOURCE_LISTS, ids=[b" ".join(s).decode() for s in SOURCE_LISTS])
+@pytest.mark.sampled(2)
 def test_several_sources_are_merged_into_one_list(base, sources, delete):
     """rsync sends one sorted list for all its sources (flist.c
     clean_flist): of two entries with one path the first wins, a dir beats
@@ -164,6 +168,7 @@ def test_several_sources_are_merged_into_one_list(base, sources, delete):
 
 
 @pytest.mark.parametrize("missing", [b"nosuch/", b"nosuch", b"src2/h/", b"nosuch/x", b"src2/h/x"])
+@pytest.mark.sampled(1)
 def test_a_source_that_cannot_be_read_stops_deletion(base, missing):
     """rsync's sender sets its io_error when it cannot chdir into a SRC/,
     or into the dir that holds a SRC (missing, or a file), and then
@@ -181,6 +186,7 @@ def test_a_source_that_cannot_be_read_stops_deletion(base, missing):
 
 
 @pytest.mark.parametrize("second", [b"src2/", b"src2/sub", b"src2/sub/"])
+@pytest.mark.sampled(1, "as nobody")
 def test_as_nobody_a_source_it_cannot_enter_stops_deletion(nobody_base, second):
     """As nobody, a second source it cannot enter (mode 000): rsync cannot
     chdir into src2/ or into src2 to find src2/sub -- no deletion at all,
@@ -227,6 +233,7 @@ UNREADABLE_SOURCES = [(b"src/", b"src2/"), (b"src2/", b"src/"), (b"src", b"src2"
 
 @pytest.mark.parametrize("sources", UNREADABLE_SOURCES,
                          ids=[b" ".join(s).decode() for s in UNREADABLE_SOURCES])
+@pytest.mark.sampled(1, "as nobody")
 def test_as_nobody_what_several_sources_cannot_read_comes_in_argument_order(nobody_base,
                                                                             sources):
     """rsync's sender builds the list one SRC argument at a time, each
@@ -244,6 +251,7 @@ def test_as_nobody_what_several_sources_cannot_read_comes_in_argument_order(nobo
 
 
 @pytest.mark.parametrize("contents", [False, True], ids=["empty", "with-a-file"])
+@pytest.mark.sampled(1, "as nobody")
 def test_as_nobody_a_new_dst_dir_it_cannot_read_fails_its_delete_pass(nobody_base, contents):
     """As nobody, `rsync --delete src dst` makes dst itself (a single item
     onto a new name) with src's mode 070, which denies it u+r; rsync's
@@ -308,6 +316,7 @@ DEST_FORMS = [
 
 @pytest.mark.parametrize("source", [b"src/", b"src/f"])
 @pytest.mark.parametrize("dest, pre", DEST_FORMS, ids=[x.decode() for x, _ in DEST_FORMS])
+@pytest.mark.sampled(3)
 def test_destination_forms_and_their_messages(base, source, dest, pre):
     """Each spelling of DST gives rsync's lines: "cannot stat destination",
     mkdir and change_dir failures and "created directory" name DST as
@@ -453,6 +462,7 @@ KINDS = {
 @pytest.mark.parametrize("delete", [True, False], ids=["delete", "no-delete"])
 @pytest.mark.parametrize("src_kind, dst_kind",
                          [(s, d) for s in ("file", "dir", "symlink") for d in KINDS if s != d])
+@pytest.mark.sampled(3)
 def test_type_changes(base, src_kind, dst_kind, delete):
     entries = [*SRC, d("dst"), *KINDS[src_kind]("src/x"), *KINDS[dst_kind]("dst/x")]
     rs, nat = check(case(*entries, delete=delete), base)
@@ -502,6 +512,7 @@ def test_source_read_error_suppresses_deletion(nobody_base):
 
 # -- rsync-semantics §11: the -H deadlock ----------------------------------------------------------
 
+@pytest.mark.slow   # (it waits out rsync's hang: 3 s)
 def test_section_11_deadlock_native_finishes(tmp_path):
     """Source a and b hard-linked, destination a/ a non-empty dir, -H without
     --delete: rsync 3.5.0 with incremental recursion hangs (killed at the

@@ -60,6 +60,7 @@ def case(*entries, **kw) -> Case:
 ], ids=["missing", "empty", "first-there", "others-there", "in-place", "wrong-target",
         "other-owner", "other-types"])
 @pytest.mark.parametrize("mode", ["run", "dry-run", "no-delete"])
+@pytest.mark.sampled(4)
 def test_symlinks_sharing_an_inode_stay_one(tmp_path, dst, mode):
     rs, nat = check(case(*GROUP, *dst, dry_run=mode == "dry-run", delete=mode != "no-delete"),
                     tmp_path)
@@ -89,6 +90,7 @@ def test_a_member_that_cannot_be_made(tmp_path):
     ("x/t/a/c", [d("dst/x"), f("dst/x/t")]),
     ("c/a/c", [ln("dst/c", b"."), {"path": "dst/a", "type": "fifo", "mtime_ns": T}]),
 ], ids=["parent", "grandparent", "deeper", "through-a-symlink"])
+@pytest.mark.sampled(1)
 def test_dry_run_leader_below_an_entry_in_the_way(tmp_path, leader, in_the_way):
     """A dry run: the group's first member would be made in a dir that is
     another type's entry in DST.  rsync's hard_link_check() looks the

@@ -75,6 +75,7 @@ SCENARIOS = {
 
 @pytest.mark.parametrize("dry_run", [False, True], ids=["real", "dry-run"])
 @pytest.mark.parametrize("name", list(SCENARIOS))
+@pytest.mark.sampled(4)
 def test_itemized_lines_are_rsyncs(tmp_path, name, dry_run):
     rs, nat = check(case(*SCENARIOS[name], delete=True, excludes=[b"*.tmp"], itemize=True,
                          dry_run=dry_run), tmp_path)
@@ -133,6 +134,7 @@ def _many_entries(files: int, dirs: int) -> list:
 
 @pytest.mark.parametrize("files", [0, 196, 197, 396])
 @pytest.mark.parametrize("dry_run", [False, True], ids=["real", "dry-run"])
+@pytest.mark.sampled(2)
 def test_deletions_and_item_lines_come_in_rsyncs_order(tmp_path, files, dry_run):
     """rsync's generator sends its item lines to the sender as data and its
     deletions as messages, and flushes after the list's first entry and

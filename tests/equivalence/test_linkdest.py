@@ -18,7 +18,10 @@ from tests.snapshot import diff_snapshots
 
 from .harness import Case, check, run_both
 
-pytestmark = [pytest.mark.rsync, pytest.mark.skipif(os.geteuid() != 0, reason="needs root")]
+# Each test runs both engines against the reference rsync: the fast part (-m "not
+# slow") runs a sample (tests/conftest.py), the full run all of them.
+pytestmark = [pytest.mark.rsync, pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
+              pytest.mark.sampled(12)]
 
 T = 1_600_000_000_000_000_000
 NB = {"uid": 65534, "gid": 65534}

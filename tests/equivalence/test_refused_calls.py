@@ -19,7 +19,10 @@ import pytest
 
 from .harness import Case, check
 
-pytestmark = [pytest.mark.rsync, pytest.mark.skipif(os.geteuid() != 0, reason="needs root")]
+# Each test runs both engines against the reference rsync: the fast part (-m "not
+# slow") runs a sample (tests/conftest.py), the full run all of them.
+pytestmark = [pytest.mark.rsync, pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
+              pytest.mark.sampled(8)]
 
 T = 1_600_000_000_000_000_000
 LATER = T + 10 ** 10

@@ -19,7 +19,10 @@ from syncengine.messages import rsync_escape
 from . import harness
 from .harness import Case, check, rsync_binary
 
-pytestmark = [pytest.mark.rsync, pytest.mark.skipif(os.geteuid() != 0, reason="needs root")]
+# Each test runs both engines against the reference rsync: the fast part (-m "not
+# slow") runs a sample (tests/conftest.py), the full run all of them.
+pytestmark = [pytest.mark.rsync, pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
+              pytest.mark.sampled(8)]
 
 T = 1_600_000_000_000_000_000   # a time in the past (ns)
 ROOT = {"path": ".", "mode": 0o755, "mtime_ns": T}
@@ -533,6 +536,7 @@ DST_A = {"linked": {"path": "dst/a", "link": "dst/b"}, "missing": None,
 @pytest.mark.parametrize("dry_run", [True, False])
 @pytest.mark.parametrize("itemize", [True, False])
 @pytest.mark.parametrize("dst_a", list(DST_A))
+@pytest.mark.sampled(2, "matrices as nobody")
 def test_nobody_each_member_of_a_linked_dest_group_has_its_xattrs_read(nobody, dry_run, itemize,
                                                                        dst_a):
     """A hard-link group whose DST file's xattrs nobody cannot read: rsync's
@@ -567,6 +571,7 @@ def test_dry_run_links_a_waiting_member_right_after_its_leader(base, dest, exist
 
 @pytest.mark.parametrize("dest", [b"locked/dst", b"locked/dst/", b"locked/x", b"locked/x/y"])
 @pytest.mark.parametrize("src", [b"src/", b"src/f"])
+@pytest.mark.sampled(2, "matrices as nobody")
 def test_nobody_destination_it_cannot_stat(nobody, src, dest):
     """DST below a dir nobody cannot search: rsync's receiver says
     `rsync: [Receiver] ERROR: cannot stat destination "/abs/DST": ...`,
@@ -639,6 +644,7 @@ def _nb_acl(mode: int, extra: str) -> str:
 @pytest.mark.parametrize("dst_dir", [0o755, 0o1777])
 @pytest.mark.parametrize("unreadable", list(UNREADABLE))
 @pytest.mark.parametrize("src_file", list(SRC_FILE))
+@pytest.mark.sampled(2, "matrices as nobody")
 def test_nobody_generator_reads_an_unreadable_dst_files_xattrs(nobody, dry_run, itemize, dst_dir,
                                                                unreadable, src_file):
     """A root-owned DST file nobody cannot read, with a user.* xattr, in a
@@ -657,6 +663,7 @@ def test_nobody_generator_reads_an_unreadable_dst_files_xattrs(nobody, dry_run, 
 @pytest.mark.parametrize("dry_run", [True, False])
 @pytest.mark.parametrize("itemize", [True, False])
 @pytest.mark.parametrize("sub_mode", [0o700, 0o711, 0o1777])
+@pytest.mark.sampled(2, "matrices as nobody")
 def test_nobody_generator_reads_an_unreadable_dst_dirs_xattrs(nobody, dry_run, itemize, sub_mode):
     """The same for a root-owned DST dir with a user.* xattr, with and
     without a file of nobody's to go in it."""
@@ -671,6 +678,7 @@ def test_nobody_generator_reads_an_unreadable_dst_dirs_xattrs(nobody, dry_run, i
 @pytest.mark.parametrize("src_mode,dst_mode", [(0o000, 0o000), (0o600, 0o000), (0o000, 0o600),
                                                (0o200, 0o200), (0o600, 0o600)])
 @pytest.mark.parametrize("dst_named", ["u:1234:---", "g:100:---,g:65534:---"])
+@pytest.mark.sampled(2, "matrices as nobody")
 def test_nobody_same_unreadable_own_file_itemizes_its_acl(nobody, dry_run, itemize, src_mode,
                                                           dst_mode, dst_named):
     """An own file nobody cannot read on either side (so -c finds both
@@ -689,6 +697,7 @@ def test_nobody_same_unreadable_own_file_itemizes_its_acl(nobody, dry_run, itemi
 @pytest.mark.parametrize("dry_run", [True, False])
 @pytest.mark.parametrize("dst_mode", [0o000, 0o300, 0o100])
 @pytest.mark.parametrize("dst_named", ["u:1234:---", "g:100:---"])
+@pytest.mark.sampled(2, "matrices as nobody")
 def test_nobody_unreadable_own_dir_itemizes_its_acl(nobody, dry_run, dst_mode, dst_named):
     """The same for a dir nobody cannot read in DST (a dir ACL is also
     read by path)."""

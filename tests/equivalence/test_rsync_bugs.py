@@ -176,6 +176,7 @@ def test_paths_longer_than_4096_bytes_are_copied(tmp_path):
     assert len(copied) < len(names) and content is None
 
 
+@pytest.mark.slow   # (over 1023 levels, both engines, rsync's run: about 10 s)
 def test_more_than_1023_levels_are_copied(tmp_path):
     """rsync's sender cannot list a dir 1024 levels down ("opendir ...
     failed: Cannot allocate memory", exit 23): its contents are missing.

@@ -255,6 +255,7 @@ def test_cli_refuses_bad_input_with_one_line(work, case, request):
 
 
 @pytest.mark.parametrize("case", AS_PROCESS)
+@pytest.mark.sampled(1)
 def test_cli_refuses_bad_input_as_a_process(work, case, request):
     argv, fragment = CLI[case]
     if _needs_readonly(argv):
@@ -316,6 +317,7 @@ STANDIN = {
 
 @pytest.mark.rsync
 @pytest.mark.parametrize("case", sorted(STANDIN))
+@pytest.mark.sampled(2)
 def test_standin_does_what_rsync_does(tmp_path, case):
     """Both on identical work dirs: the same exit code, lines and tree
     (the stand-in is rsync's drop-in, so it copies rsync even where rsync

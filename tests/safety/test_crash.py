@@ -368,6 +368,7 @@ def test_data_version_crash_between_write_and_rename_keeps_the_old_file(tmp_path
 # -- SIGTERM / SIGINT ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.sampled(1, "stop signals")
 def test_sigterm_and_sigint_remove_the_temp_file_and_exit_20_like_rsync(tmp_path, signum):
     src = tmp_path / "src"
     build_tree(src, [{"path": "a", "content": "small\n", "mtime_ns": t(1)},
@@ -447,6 +448,7 @@ def _signal_rsync(tmp_path: Path, signum: int) -> _SignalledRsync:
 
 
 @pytest.mark.parametrize("command", ["sync", "backup"])
+@pytest.mark.sampled(1, "stop signals")
 def test_sigterm_stops_the_friendly_commands_cleanly(tmp_path, command):
     """``syncengine sync`` and ``backup`` (native engine) take SIGTERM as
     Ctrl-C: the engine is cancelled, its temp file removed, one line, exit

@@ -34,7 +34,9 @@ from tests.snapshot import diff_snapshots, snapshot
 
 from .helpers import FLAGS, is_temp, lines, standin, t
 
-pytestmark = pytest.mark.rsync
+# Each test races a real run (timed changes, throttled rsync): the fast part
+# (-m "not slow") runs a sample of them (tests/conftest.py).
+pytestmark = [pytest.mark.rsync, pytest.mark.sampled(2)]
 
 
 @pytest.fixture

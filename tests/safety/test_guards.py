@@ -8,26 +8,34 @@ while the command starts, nothing to do, and volumes that are symlinks."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import resource
+import select
 import signal
 import subprocess
 import sys
 import time
+import traceback
 from pathlib import Path
 
 import pytest
 
 from fixtures.treespec import build_tree
-from syncengine import Backups, Layout
+from syncengine import Backups, FileEffects, Layout, SyncError
 from syncengine.backups import EmptySourceError
 from syncengine.rootlock import BackupRootBusy
+from syncengine.treesync import faults
 from tests.conftest import RecordingEffects
 from tests.reference import reference_rsync
 from tests.snapshot import diff_snapshots, snapshot
 
 from .helpers import t
+
+# Nearly every test here starts real commands and processes: the fast part
+# (-m "not slow") runs a sample of them (tests/conftest.py).
+pytestmark = pytest.mark.sampled(5)
 
 
 def syncengine(*argv: str, env: dict[str, str] | None = None, timeout: float = 60
@@ -37,9 +45,19 @@ def syncengine(*argv: str, env: dict[str, str] | None = None, timeout: float = 6
                           preexec_fn=_limit_memory)
 
 
-def _limit_memory() -> None:
-    """A run that reads without end (/dev/zero) fails in the child, not the machine."""
-    resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+def _limit_memory(above: int = 0) -> None:
+    """A run that reads without end (/dev/zero) fails in the child, not the
+    machine: 2 GiB more than ``above`` (the bytes mapped already)."""
+    limit = above + (2 << 30)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+def _address_space() -> int:
+    """This process's virtual memory size (bytes)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmSize:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmSize in /proc/self/status")
 
 
 def syncengine_popen(*argv: str, env: dict[str, str] | None = None) -> subprocess.Popen:
@@ -94,6 +112,52 @@ def roots_args(roots) -> list[str]:
     return ["--volumes-root", str(roots[0]), "--backup-root", str(roots[1])]
 
 
+def back_up(roots, *volumes: str) -> None:
+    """A backup (of every volume of ``roots`` unless named) made by the
+    library in this process: the setup of a test whose subject is the run
+    after it, without a command's start-up to pay for."""
+    layout = Layout(volumes_root=str(roots[0]), backup_root=str(roots[1]))
+    Backups.of_volumes(*(volumes or sorted(os.listdir(roots[0]))), layout=layout) \
+        .create_backup(RecordingEffects())
+
+
+def in_a_child(call, timeout: float = 20):
+    """``call()`` in a forked child whose memory is capped: what it returns
+    (through JSON).  What the test guards against may block or read without
+    end; the child is killed when it does not answer within ``timeout``."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns
+        status = 70
+        try:
+            os.close(read_end)
+            _limit_memory(above=_address_space())
+            os.write(write_end, json.dumps(call()).encode())
+            status = 0
+        except BaseException:
+            traceback.print_exc()  # (to the test's captured stderr)
+        finally:
+            os._exit(status)
+    os.close(write_end)
+    chunks = []
+    try:
+        deadline = time.monotonic() + timeout
+        while select.select([read_end], [], [], max(0.0, deadline - time.monotonic()))[0]:
+            chunk = os.read(read_end, 1 << 16)
+            if not chunk:
+                break
+            chunks.append(chunk)
+        else:
+            os.kill(pid, signal.SIGKILL)
+            pytest.fail(f"the child did not finish within {timeout} s")
+    finally:
+        os.close(read_end)
+        _, status = os.waitpid(pid, 0)
+    assert status == 0 and chunks, \
+        f"the child failed (exit {os.waitstatus_to_exitcode(status)}: see its stderr)"
+    return json.loads(b"".join(chunks))
+
+
 # -- 5. rsync dies with syncengine ------------------------------------------------------------
 
 @pytest.fixture
@@ -123,19 +187,24 @@ def test_sigkill_of_a_backup_kills_every_rsync_process(roots, slow_rsync_path):
                                    if p.name.startswith(".big.")], 5)
 
 
-@pytest.mark.parametrize("delay", [0.0, 0.005, 0.05, 0.3])
-def test_ctrl_c_at_any_moment_of_an_rsync_sync_stops_rsync(tmp_path, slow_rsync_path, delay):
+# Right at the job's start (before rsync exists), while rsync starts, and
+# once rsync's processes run.
+@pytest.mark.parametrize("moment", [0.0, 0.02, "rsync runs"])
+def test_ctrl_c_at_any_moment_of_an_rsync_sync_stops_rsync(tmp_path, slow_rsync_path, moment):
     build_tree(tmp_path / "src", [{"path": "big", "size": 3_000_000, "seed": 3}])
+    marker = str(tmp_path / "src")
     proc = syncengine_popen("sync", f"{tmp_path}/src/", str(tmp_path / "dst"), "--engine",
                             "rsync", "--json", env={"PATH": slow_rsync_path})
     assert json.loads(proc.stdout.readline())["event"] == "sync_start"
-    time.sleep(delay)
+    if moment == "rsync runs":
+        assert wait_until(lambda: len(processes_with(marker)) >= 3, 20), "rsync never started"
+    else:
+        time.sleep(moment)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 20, err
     assert error_lines(err) == ["syncengine: error: interrupted"]
     assert json.loads(out.splitlines()[-1])["exit_code"] == 20
-    marker = str(tmp_path / "src")
     if not wait_until(lambda: not processes_with(marker), 10):
         for pid in processes_with(marker):
             os.kill(pid, signal.SIGKILL)
@@ -144,9 +213,11 @@ def test_ctrl_c_at_any_moment_of_an_rsync_sync_stops_rsync(tmp_path, slow_rsync_
 
 # -- 6. a signal while the command starts ---------------------------------------------------------
 
+@functools.cache
 def _python_start_time() -> float:
     """How long this machine takes to start Python and exit (the slowest
-    of three): before that a signal may find no Python code to handle it."""
+    of three, measured once): before that a signal may find no Python code
+    to handle it."""
     times = []
     for _ in range(3):
         started = time.monotonic()
@@ -161,7 +232,7 @@ def test_a_signal_while_the_command_starts_is_the_interrupted_line_and_exit_20(
     build_tree(tmp_path / "src", [{"path": "big", "size": 2_000_000, "seed": 3}])
     python_up = _python_start_time()
     outcomes = []
-    for after in (0.03, 0.08, 0.15, 0.25):   # while Python imports click and the facade
+    for after in (0.03, 0.1, 0.2):   # while Python imports click and the facade
         proc = syncengine_popen("sync", f"{tmp_path}/src/", str(tmp_path / "dst"), "--engine",
                                 "rsync", env={"PATH": slow_rsync_path})
         time.sleep(python_up + after)
@@ -209,8 +280,7 @@ def _config_with_marker_hooks(tmp_path: Path, roots, **extra: str) -> Path:
 def test_a_backup_of_an_unmounted_volume_is_refused_and_deletes_nothing(
         tmp_path, roots, engine, rsync_required):
     config = _config_with_marker_hooks(tmp_path, roots)
-    assert syncengine("backup", "--config", str(config), "--engine", engine).returncode == 0
-    (tmp_path / "hooks").unlink()
+    back_up(roots)
     _unmount(roots[0] / "main")
     before = snapshot(roots[1])
     proc = syncengine("backup", "--config", str(config), "--engine", engine)
@@ -229,7 +299,7 @@ def test_a_backup_of_an_unmounted_volume_is_refused_and_deletes_nothing(
 
 
 def test_a_restore_from_an_empty_backup_copy_is_refused(tmp_path, roots):
-    assert syncengine("backup", *roots_args(roots)).returncode == 0
+    back_up(roots)
     _unmount(roots[1] / "volumes" / "logs")
     before = snapshot(roots[0])
     proc = syncengine("restore", "logs", *roots_args(roots))
@@ -274,7 +344,7 @@ def test_a_second_run_on_a_busy_backup_root_fails_at_once_and_a_killed_run_never
     config = tmp_path / "c.toml"
     config.write_text(f'volumes = ["main"]\n[layout]\nvolumes_root = "{roots[0]}"\n'
                       f'backup_root = "{roots[1]}"\n{hooks}')
-    assert syncengine("backup", "main", *roots_args(roots)).returncode == 0
+    back_up(roots, "main")
     first = syncengine_popen("backup", "--config", str(config))
     try:
         assert wait_until(lambda: (tmp_path / "started").exists(), 20), "the first run stalled"
@@ -341,7 +411,7 @@ def test_a_planted_data_version_file_is_one_error_line_before_anything_runs(
         tmp_path, roots, kind):
     secret = tmp_path / "secret"
     secret.write_text("TOP-SECRET-PASSWORD")
-    assert syncengine("backup", *roots_args(roots)).returncode == 0
+    back_up(roots)
     _plant(roots[1] / "dataVersion.txt", kind, secret)
     (roots[0] / "main" / "a").write_text("changed since the backup")
     before = snapshot(roots[0])
@@ -354,24 +424,21 @@ def test_a_planted_data_version_file_is_one_error_line_before_anything_runs(
     assert diff_snapshots(before, snapshot(roots[0])) == [] and not (tmp_path / "hooks").exists()
 
 
-LIBRARY_RESTORE = """
-import json, sys
-from syncengine import Backups, FileEffects, Layout
-from tests.conftest import RecordingEffects
-layout = Layout(volumes_root=sys.argv[1], backup_root=sys.argv[2])
-effects = RecordingEffects()
-outcome = {}
-for what, call in (("restore", lambda: Backups.of_volumes("main", layout=layout)
-                               .restore_backup(effects)),
-                   ("file_effects", lambda: FileEffects(layout.data_version_path)
-                                    .get_data_version())):
-    try:
-        outcome[what] = repr(call())
-    except ValueError as exc:
-        outcome[what] = type(exc).__name__ + ": " + str(exc)
-outcome["set_versions"] = effects.set_versions
-print(json.dumps(outcome))
-"""
+def _library_restore(layout: Layout) -> dict[str, object]:
+    """What a restore and FileEffects make of dataVersion.txt: the value or
+    the error, and what the effects were handed."""
+    effects = RecordingEffects()
+    outcome: dict[str, object] = {}
+    for what, call in (("restore", lambda: Backups.of_volumes("main", layout=layout)
+                                   .restore_backup(effects)),
+                       ("file_effects", lambda: FileEffects(layout.data_version_path)
+                                        .get_data_version())):
+        try:
+            outcome[what] = repr(call())
+        except ValueError as exc:
+            outcome[what] = type(exc).__name__ + ": " + str(exc)
+    outcome["set_versions"] = effects.set_versions
+    return outcome
 
 
 @pytest.mark.parametrize("kind", PLANTED)
@@ -383,14 +450,11 @@ def test_the_library_never_hands_a_planted_data_version_on(tmp_path, roots, kind
     os.unlink(roots[1] / "dataVersion.txt")
     _plant(roots[1] / "dataVersion.txt", kind, secret)
     # In a process of its own: what this guards against blocks or eats memory.
-    proc = subprocess.run([sys.executable, "-c", LIBRARY_RESTORE, str(roots[0]), str(roots[1])],
-                          capture_output=True, text=True, timeout=20, preexec_fn=_limit_memory,
-                          cwd=Path(__file__).parents[2])
-    outcome = json.loads(proc.stdout)
+    outcome = in_a_child(lambda: _library_restore(layout))
     assert outcome["set_versions"] == []
     for what in ("restore", "file_effects"):
         assert outcome[what].startswith(f"DataVersionError: {roots[1]}/dataVersion.txt: ")
-    assert "TOP-SECRET" not in proc.stdout
+    assert "TOP-SECRET" not in json.dumps(outcome)
 
 
 def test_a_regular_data_version_file_still_reads(tmp_path, roots):
@@ -466,13 +530,16 @@ def test_fifos_swapped_in_after_the_walk_are_skipped_not_waited_for(tmp_path):
     names = [f"f{i:02d}" for i in range(20)]
     build_tree(tmp_path / "src", [{"path": name, "content": name} for name in names])
     # The engine stalls after its second change to the destination (the
-    # file list is built by then, few files or none are copied): every file
-    # becomes a fifo meanwhile.
+    # file list is built by then, few files or none are copied); once the
+    # destination shows, the run is held still while every file becomes a
+    # fifo.
     proc = syncengine_popen("rsync", "-rlptgocAXH", "--delete", f"{tmp_path}/src/",
                             str(tmp_path / "dst"),
-                            env={"SYNCENGINE_STALL_AFTER": "2", "SYNCENGINE_STALL_SECONDS": "1.5"})
+                            env={"SYNCENGINE_STALL_AFTER": "2", "SYNCENGINE_STALL_SECONDS": "0.5"})
     assert wait_until(lambda: (tmp_path / "dst").exists(), 20)
+    os.kill(proc.pid, signal.SIGSTOP)
     _swap_for_fifos([tmp_path / "src" / name for name in names])
+    os.kill(proc.pid, signal.SIGCONT)
     try:
         out, err = proc.communicate(timeout=20)
     except subprocess.TimeoutExpired:
@@ -490,15 +557,18 @@ def test_fifos_swapped_in_after_the_walk_are_skipped_not_waited_for(tmp_path):
 
 def test_rsync_itself_blocks_on_a_fifo_swapped_in_for_a_source_file(tmp_path):
     """What rsync does (the Known difference): its sender, slowed so that
-    "a_big" takes 2 s, opens "b" after it without O_NONBLOCK and waits
-    there for a writer that never comes."""
-    build_tree(tmp_path / "src", [{"path": "a_big", "size": 300_000, "seed": 1},
+    "a_big" takes about half a second, opens "b" after it without
+    O_NONBLOCK and waits there for a writer that never comes."""
+    build_tree(tmp_path / "src", [{"path": "a_big", "size": 80_000, "seed": 1},
                                   {"path": "b", "content": "small"}])
     proc = subprocess.Popen([reference_rsync(), "-rlptgocAXH", "--delete", "--bwlimit=150",
                              f"{tmp_path}/src/", str(tmp_path / "dst")],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     try:
-        time.sleep(0.5)                                  # the file list is sent by now
+        # "b" is listed, and "a_big" is on its way (its temp file shows): "b" is
+        # opened next.
+        assert wait_until(lambda: (tmp_path / "dst").exists() and any(
+            p.name.startswith(".a_big.") for p in (tmp_path / "dst").iterdir()), 15)
         _swap_for_fifos([tmp_path / "src" / "b"])
         marker = str(tmp_path / "src")
 
@@ -533,17 +603,36 @@ while not os.path.exists(stop):
 
 
 def test_a_process_swapping_fifos_for_source_files_never_hangs_a_backup(tmp_path, roots):
-    names = [f"f{i:03d}" for i in range(100)]
+    names = [f"f{i:02d}" for i in range(40)]
     build_tree(roots[0] / "swapped", [{"path": name, "content": name} for name in names])
     stop = tmp_path / "stop"
     swapper = subprocess.Popen([sys.executable, "-c", SWAPPER, str(roots[0] / "swapped"),
                                 str(stop)])
+
+    def backup(backup_root: Path) -> tuple[int, str]:
+        layout = Layout(volumes_root=str(roots[0]), backup_root=str(backup_root))
+        # A short pause after the run's listing (its second change to the
+        # destination), as a slow disk would make: the swapper's chance to
+        # turn files it listed into fifos before it opens them.
+        faults.arm(2, stall=0.03)
+        try:
+            Backups.of_volumes("swapped", layout=layout, engine="python") \
+                .create_backup(RecordingEffects())
+        except SyncError as exc:
+            return exc.exit_code, exc.stderr
+        return 0, ""
+
     try:
-        for _ in range(5):
-            proc = syncengine("backup", "swapped", *roots_args(roots), "--engine", "python",
-                              timeout=60)
+        # Each backup a process of its own (forked: cheap enough for many
+        # tries), into a new backup root (so that it opens every file it
+        # listed, any of which may be a fifo by then).  Without the fix, most
+        # runs hang.
+        for run in range(8):
+            backup_root = tmp_path / f"backup{run}"
+            backup_root.mkdir()
+            code, stderr = in_a_child(functools.partial(backup, backup_root), timeout=20)
             # (24: the swapper's ".swap" was listed, then gone)
-            assert proc.returncode in (0, 24), proc.stderr
+            assert code in (0, 24), stderr
         assert swapper.poll() is None, "the swapper stopped"
     finally:
         stop.touch()
