@@ -229,9 +229,10 @@ class PendingWork:
                 raise
             self._pending.append(batch)
         writer, src_path, size = self._writer, source.sender_path(rel), st.st_size
-        batch.jobs.append(QueuedWrite(st, dst_path, WriteJob(
+        # (_make: a new small file's cost on the walk's side is a few µs)
+        batch.jobs.append(QueuedWrite._make((st, dst_path, WriteJob._make((
             writer.number(), name, dst_name, rel, src_path, size,
-            st.st_mode, st.st_uid, st.st_gid, st.st_mtime_ns, st.st_dev, direct)))
+            st.st_mode, st.st_uid, st.st_gid, st.st_mtime_ns, st.st_dev, direct)))))
         batch.size += 64 + len(name) + len(dst_name) + len(rel) + len(src_path)
         writer.pending_bytes += size
         if len(batch.jobs) == BATCH or batch.size >= BATCH_BYTES or not writer.unanswered:

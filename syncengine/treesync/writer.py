@@ -108,6 +108,9 @@ class WriteAnswer(NamedTuple):
     fatal: tuple | list | None = None  # FATAL: (exit code, its lines)
 
 
+_SKIPPED = tuple(WriteAnswer(SKIPPED))
+
+
 class QueuedWrite(NamedTuple):
     """A job in a batch, and what the run keeps to finish the file."""
 
@@ -208,7 +211,7 @@ class Writer:
             self._gone()
             return True
         batch = self.unanswered.pop(0)
-        batch.answers = [WriteAnswer(*answer) for answer in marshal.loads(data)]
+        batch.answers = [WriteAnswer._make(answer) for answer in marshal.loads(data)]
         batch.done.set()
         return True
 
@@ -271,7 +274,7 @@ def serve(sock: socket.socket, stop: mmap.mmap,
             return
         dir_fd, src_dir = _FDS.unpack(ancillary[0][2])
         try:
-            answers = [(SKIPPED,) if stop[0] else tuple(write(src_dir, dir_fd, WriteJob._make(job)))
+            answers = [_SKIPPED if stop[0] else tuple(write(src_dir, dir_fd, WriteJob._make(job)))
                        for job in marshal.loads(message)]
         finally:
             os.close(src_dir)
