@@ -6,8 +6,10 @@ lists the case.  Each test here runs both engines on the case, asserts that
 the native result equals the source, and pins what rsync does: a future
 rsync that fixes the bug makes its test fail, and the entry can go.
 
-The random suite meets the ACL case too; the harness accepts exactly that
-difference there (``harness.rsync_lost_group_obj``) and nothing else.
+The random suite meets the ACL case and the --link-dest symlink case too;
+the harness accepts exactly those differences there
+(``harness.rsync_lost_group_obj``, ``harness.rsync_lost_symlink_xattrs``)
+and nothing else.
 """
 
 from __future__ import annotations
@@ -189,3 +191,31 @@ def test_more_than_1023_levels_are_copied(tmp_path):
     assert b"Cannot allocate memory (12)" in rsync.stderr
     copied, content = _chain(work + b"/a/dst")
     assert len(copied) == 1024 and content is None
+
+
+# -- --link-dest: a symlink matched in content only loses its xattrs ----------------------------
+
+@pytest.mark.parametrize("names", [{"trusted.t": b""}, {"trusted.a": b"1", "trusted.b": b"two"}])
+def test_link_dest_symlink_matched_in_content_keeps_its_xattrs(tmp_path, names):
+    """With --link-dest, a symlink whose DIR counterpart has the same
+    target and the same xattrs but another mtime (level 2: made anew, not
+    linked) comes out of rsync 3.5.0 without any xattr: rsync compares the
+    source's xattrs against DIR's, finds nothing to set, and the new
+    symlink has none.  A file or dir in the same place keeps them.  The
+    native engine gives the symlink the source's xattrs."""
+    later = T + 10 ** 9
+    case = Case(spec=[ROOT, d("src"), f("src/f", xattrs=names, mtime_ns=later),
+                      {"path": "src/l", "type": "symlink", "target": b"f", "mtime_ns": later,
+                       "xattrs": names},
+                      d("src/d", xattrs=names, mtime_ns=later),
+                      d("prev"), f("prev/f", xattrs=names),
+                      {"path": "prev/l", "type": "symlink", "target": b"f", "mtime_ns": T,
+                       "xattrs": names},
+                      d("prev/d", xattrs=names)],
+                sources=[b"src/"], dest=b"dst", link_dest=(b"prev",), itemize=True)
+    rs, nat = check(case, tmp_path)
+    assert list(rs.lost) == [b"dst/l"]
+    assert rs.lost[b"dst/l"]["xattrs"] == {}                    # rsync's result
+    assert nat.snap[b"dst/l"]["xattrs"] == nat.snap[b"src/l"]["xattrs"] == names
+    for kept in (b"dst/f", b"dst/d"):                            # (rsync keeps theirs)
+        assert nat.snap[kept]["xattrs"] == nat.snap[b"src" + kept[3:]]["xattrs"]
