@@ -751,3 +751,13 @@ def test_nobody_found_case_unreadable_own_file_acl(nobody):
                   d("dst", **NB), d("dst/src", **NB),
                   f("dst/src/u", mode=0o000, acl=_nb_acl(0o000, "u:1234:---"), **NB),
                   src=b"src", dry_run=True, itemize=True, delete=False), nobody)
+
+
+@pytest.mark.parametrize("excludes", [[b"+ "], [b"!", b"+ "], [b"- "], [b"!", b"- ", b"x"]])
+def test_an_unparsable_exclude_is_rsyncs_usage_error(base, excludes):
+    """``--exclude='+ '`` (an include prefix with no pattern) is rsync's
+    "unexpected end of filter rule" and exit 1 before anything is done;
+    run_sync raised ValueError instead (the stand-in and the engine were
+    right).  Found by a long random run."""
+    rs, nat = check(case(d("src"), f("src/a"), excludes=excludes), base)
+    assert nat.code == rs.code == 1
