@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import time
 
-from ..messages import exit_line
 from ..options import SyncOptions
 from .base import ItemCallback, Progress, ProgressCallback, SyncJob, SyncResult
 
@@ -55,18 +54,12 @@ class NativeJob(SyncJob):
 
     def _run(self) -> SyncResult:
         from ..environment import tuning_from_environment
-        from ..treesync.filters import FilterRules
-        from ..treesync.sync import TreeSync
+        from ..treesync.sync import TreeSync, read_excludes
 
         src_text = " ".join(os.fsdecode(s) for s in self._sources)
-        try:
-            rules = FilterRules.from_excludes(self._options.exclude)
-        except ValueError as exc:
-            self._err(str(exc))
-            self._err(exit_line(1))
+        rules = read_excludes(self._options.exclude, self._err)
+        if rules is None:
             return self._make_result(src_text, 1, None)
-        for warning in rules.warnings:
-            self._err(warning)
         tree = TreeSync(self._sources, self._dst, delete=self._options.delete, rules=rules,
                         out=self._out, err=self._err, on_progress=self._on_stats,
                         cancel=self._cancelled, on_item=self._on_item, dry_run=self._dry_run,

@@ -67,7 +67,7 @@ from .writer import Batch, Writer
 if TYPE_CHECKING:
     from .precheck import Precheck
 
-__all__ = ["Cancelled", "Fatal", "Stats", "TreeSync", "run_sync"]
+__all__ = ["Cancelled", "Fatal", "Stats", "TreeSync", "read_excludes", "run_sync"]
 
 
 class TreeSync(CensusPass, TransferRoot, DirWalk, SourceListing, DestAttrs, Deletion,
@@ -246,6 +246,22 @@ def run_sync(sources: Sequence[bytes | str], dest: bytes | str, *, delete: bool 
              on_item: Callable[[ItemChange], None] | None = None, dry_run: bool = False,
              link_dest: Sequence[bytes | str] = (), tuning: Tuning = Tuning()) -> int:
     """Convenience: one run with rsync's exclude list; returns the exit code."""
-    return TreeSync(sources, dest, delete=delete, rules=FilterRules.from_excludes(excludes),
-                    out=out, err=err, on_item=on_item, dry_run=dry_run,
-                    link_dest=link_dest, tuning=tuning).run()
+    rules = read_excludes(excludes, err)
+    if rules is None:
+        return 1
+    return TreeSync(sources, dest, delete=delete, rules=rules, out=out, err=err, on_item=on_item,
+                    dry_run=dry_run, link_dest=link_dest, tuning=tuning).run()
+
+
+def read_excludes(excludes: Sequence[str | bytes], err: Callable[[str], None]) -> FilterRules | None:
+    """rsync's exclude list, its warnings said; None (said, as rsync says
+    it before its exit 1) when a rule cannot be parsed."""
+    try:
+        rules = FilterRules.from_excludes(excludes)
+    except ValueError as exc:
+        err(str(exc))
+        err(msg.exit_line(1))
+        return None
+    for warning in rules.warnings:
+        err(warning)
+    return rules
