@@ -14,12 +14,13 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from collections.abc import Container
 from typing import TYPE_CHECKING
 
 from .. import messages as msg
 from . import faults
-from .fs import LIST_FLAGS, PATH_FLAGS, chmod_at, list_names, lstat_at
-from .model import Cancelled, join_rel
+from .fs import LIST_FLAGS, PATH_FLAGS, chmod_at, lstat_at, streamed_names
+from .model import KEPT_STATS, Cancelled, join_rel
 
 if TYPE_CHECKING:
     from .sync import TreeSync
@@ -31,7 +32,9 @@ class Deletion:
     """Deleting what the source lacks, and making way for another type."""
 
     def _dest_listing(self: TreeSync, dirfd: int, name: bytes, rel: bytes,
-                      in_sync: set[bytes] | None = None,
+                      in_sync: Container[bytes] | None = None,
+                      keep: Container[bytes] | None = None,
+                      kept: dict[bytes, os.stat_result] | None = None,
                       ) -> tuple[list[tuple[bytes, os.stat_result]], bool]:
         """rsync's get_dirlist() on the receiving side: a destination dir's
         entries with their lstat, excluded ones left out, in the reverse of
@@ -42,7 +45,9 @@ class Deletion:
         It opendir()s the dir (read permission is enough); a dir it cannot
         open or an entry it cannot lstat is reported and, as in rsync's
         generator, stops later deletions.  Files the precheck found in sync
-        (``in_sync``) are left out: they stay, and were just read."""
+        (``in_sync``) are left out: they stay, and were just read.  So are
+        the names in ``keep``: the first of them go into ``kept`` with their
+        lstat (a wide dir's lstats are not all held)."""
         listing: list[tuple[bytes, os.stat_result]] = []
         protected = False
         try:
@@ -51,10 +56,9 @@ class Deletion:
             self._scan_failed(msg.generator_opendir_failed(self._full(rel), exc))
             return listing, protected
         try:
-            names = list_names(fd)
-            if in_sync:
-                names = [child for child in names if child not in in_sync]
-            for child in names:
+            for child in streamed_names(fd):  # (a wide dir's names are not held)
+                if in_sync and child in in_sync:
+                    continue
                 child_rel = join_rel(rel, child)
                 st, err = lstat_at(fd, child)
                 if st is None:
@@ -69,6 +73,9 @@ class Deletion:
                     continue
                 if self.rules.excluded(child_rel, stat.S_ISDIR(st.st_mode)):
                     protected = True
+                elif keep is not None and child in keep:
+                    if kept is not None and len(kept) < KEPT_STATS:
+                        kept[child] = st
                 else:
                     listing.append((child, st))
             listing.sort(key=lambda entry: (stat.S_ISDIR(entry[1].st_mode), entry[0]),
@@ -78,8 +85,8 @@ class Deletion:
             os.close(fd)
 
     def _delete_extraneous(self: TreeSync, dst_parent: int, dst_name: bytes, rel: bytes,
-                           keep: set[bytes] | None, virtual: bool = False,
-                           in_sync: set[bytes] | None = None,
+                           keep: Container[bytes] | None, virtual: bool = False,
+                           in_sync: Container[bytes] | None = None,
                            ) -> dict[bytes, os.stat_result] | None:
         """rsync's delete_in_dir(): remove what the sender's list lacks (a
         dry run's rsync does not look into a dir it would have created).
@@ -87,14 +94,8 @@ class Deletion:
         listed), which the dir's files then need not take again."""
         if virtual or self._no_deletion() or keep is None:
             return None
-        listing, _ = self._dest_listing(dst_parent, dst_name, rel, in_sync)
-        kept = {}
-        doomed = []
-        for name, st in listing:
-            if name in keep:
-                kept[name] = st
-            else:
-                doomed.append((name, st))
+        kept: dict[bytes, os.stat_result] = {}
+        doomed, _ = self._dest_listing(dst_parent, dst_name, rel, in_sync, keep, kept)
         if not doomed:
             return kept
         try:

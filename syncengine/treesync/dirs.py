@@ -44,6 +44,7 @@ from .model import (
     set_column,
     sibling,
 )
+from .packed import names_of
 from .pending import DeleteCheck, TouchUp
 from .transfer import (
     temp_name,
@@ -391,10 +392,9 @@ class DirWalk:
                 else:
                     self._no_deletion()
         elif self.delete:
-            dst_stats = self._delete_extraneous(dst_parent, dst_name, rel,
-                                                {name for name, _ in entries}, frame.virtual,
-                                                {name for name, st in entries
-                                                 if st.__class__ is InSync})
+            keep, in_sync = names_of(entries, InSync)
+            dst_stats = self._delete_extraneous(dst_parent, dst_name, rel, keep, frame.virtual,
+                                                in_sync)
         dirs = []
         # With a receiver pass to come for this dir, its transfers wait for
         # it: rsync's receiver handles the dir before its files, while the

@@ -11,6 +11,7 @@ import fcntl
 import os
 import stat
 import sys
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from . import faults
@@ -94,8 +95,20 @@ def usable_cpus() -> int:
 
 def list_names(dirfd: int) -> list[bytes]:
     """Names in a directory (bytes), from an fd open for reading (listdir
-    reads a dup of it: the fd stays open)."""
-    return [name.encode(_FS_ENCODING, _FS_ERRORS) for name in os.listdir(dirfd)]
+    reads a dup of it: the fd stays open).  Encoded in place: a wide dir's
+    names are not held twice."""
+    names: list = os.listdir(dirfd)
+    for i, name in enumerate(names):
+        names[i] = name.encode(_FS_ENCODING, _FS_ERRORS)
+    return names
+
+
+def streamed_names(dirfd: int) -> Iterator[bytes]:
+    """Names in a directory (bytes), one at a time, in the order list_names
+    gives them."""
+    with os.scandir(dirfd) as entries:
+        for entry in entries:
+            yield entry.name.encode(_FS_ENCODING, _FS_ERRORS)
 
 
 def reserve_space(fd: int, size: int, am_root: bool, pending: int) -> bool:

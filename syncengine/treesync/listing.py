@@ -16,6 +16,7 @@ from ..messages import sender_abs
 from .filelist import merge_listings
 from .fs import list_names, lstat_at, open_listable
 from .model import InSync, Layer, Member, Source, join_rel, more_layers
+from .packed import PackedListing
 
 if TYPE_CHECKING:
     from .precheck import Precheck
@@ -131,19 +132,21 @@ class SourceListing:
     def _read_source_dir(self: TreeSync, src_fd: int, rel: bytes, source: Source,
                          quiet: bool = False, precheck: Precheck | None = None,
                          names: list[bytes] | None = None,
-                         ) -> list[tuple[bytes, os.stat_result | InSync]]:
+                         ) -> PackedListing:
         """The sorted, filtered listing of one source dir, as the census saw
         it (entries it left out stay out).  A file the precheck found in
         sync comes as an InSync, not lstat-ed again.  ``names``: the dir's
-        names, sorted, if they were just read."""
-        entries = []
+        names, sorted, if they were just read.  (A wide dir's lstats are
+        kept packed: packed.py.)"""
         if names is None:
             try:
-                names = sorted(list_names(src_fd))
+                names = list_names(src_fd)
             except OSError as exc:
                 if not quiet:
                     self._scan_failed(msg.sender_failed("opendir", source.opendir_shown(rel), exc))
-                return entries
+                return PackedListing(InSync)
+            names.sort()
+        entries = PackedListing(InSync, names)  # (it takes the list over)
         for name in names:
             child = join_rel(rel, name)
             if child in source.dropped:
@@ -151,7 +154,7 @@ class SourceListing:
             if precheck is not None:
                 verdict = precheck.verdict(rel, name)
                 if verdict is not None:
-                    entries.append((name, InSync(*verdict)))
+                    entries.add(name, verdict)
                     continue
             try:
                 st = os.stat(name, dir_fd=src_fd, follow_symlinks=False)
@@ -166,7 +169,7 @@ class SourceListing:
                     continue  # made by this run inside the source: not in rsync's list
                 st = self._frozen.get((st.st_dev, st.st_ino), st)
             if not self.rules.excluded(child, stat.S_ISDIR(st.st_mode)):
-                entries.append((name, st))
+                entries.add(name, st)
         return entries
 
     def _recheck(self: TreeSync, src_fd: int, dst_fd: int, name: bytes, rel: bytes, source: Source,

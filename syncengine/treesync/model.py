@@ -29,6 +29,9 @@ WRITER_BUSY = 3                  # writer batches under way that keep it busy (s
 MAX_PENDING = 256         # items in the pending queue (each holds an fd or more)
 ROOM = 256 << 20          # free space beyond that which needs no reservation (reserve_space)
 NO_CHANGE = "." * 9
+# A dir's delete pass hands its files at most this many destination lstats
+# (the rest are taken again at their turn: a wide dir's are not all held).
+KEPT_STATS = 1 << 10
 FLUSH_EVERY = 200  # entries between the flushes of rsync's generator (its loopchk_limit)
 
 

@@ -46,9 +46,12 @@ import stat
 import struct
 import threading
 import time
+from array import array
+from bisect import bisect_left
 from collections.abc import Callable
 
 from .meta import UNCHANGED, MetaContext, attr_letters, read_dest, read_src_meta
+from .packed import packed_verdict, unpacked_verdict
 from .procs import fork_helper, kill_and_reap
 from .transfer import same_size_content
 from .xattrs import Node
@@ -115,6 +118,34 @@ class _Claims:
         return back - 1
 
 
+class _Verdicts:
+    """The verdicts on a dir's files (sorted names) by one side, packed:
+    three ints a file -- a wide dir's verdicts in tuples and a dict would
+    take some 200 bytes a file."""
+
+    __slots__ = ("files", "_packed")
+    _NONE = (-2, 0, 0)  # (not judged here)
+
+    def __init__(self, files: list[bytes]) -> None:
+        self.files = files
+        self._packed: array | None = None
+
+    def set(self, index: int, verdict: tuple | int) -> None:
+        if self._packed is None:
+            self._packed = array("q", self._NONE) * len(self.files)
+        self._packed[3 * index:3 * index + 3] = array(
+            "q", packed_verdict(verdict) if isinstance(verdict, tuple) else (-1, 0, 0))
+
+    def get(self, name: bytes) -> tuple | int | None:
+        """A file in sync: (size, inode, ctime); -1: not in sync; None:
+        not judged here."""
+        files, packed = self.files, self._packed
+        i = bisect_left(files, name)
+        if packed is None or i == len(files) or files[i] != name or packed[3 * i] == -2:
+            return None
+        return -1 if packed[3 * i] == -1 else unpacked_verdict(packed, 3 * i)
+
+
 class _Worker:
     """The code of one worker process."""
 
@@ -144,31 +175,40 @@ class _Worker:
         while data:
             data = data[os.write(self.out_fd, data):]
 
-    def _listing(self, src_fd: int, rel: bytes) -> tuple[list[tuple], list[bytes]]:
-        """A dir's entries (name, is dir, is file), sorted, and its files
-        to compare, in the order both sides number them for claims."""
+    def _listing(self, src_fd: int, rel: bytes) -> tuple[list[bytes], list[bytes], list[bytes]]:
+        """A dir's names, its files to compare (in the order both sides
+        number them for claims) and its subdirs, each sorted.  (No record
+        per entry: a wide dir's listing stays small.)"""
+        names, files, dirs = [], [], []
         with os.scandir(src_fd) as it:
-            entries = sorted((os.fsencode(e.name), e.is_dir(follow_symlinks=False),
-                              e.is_file(follow_symlinks=False)) for e in it)
-        return entries, [name for name, _, is_file in entries
-                         if is_file and not self.excluded(_join(rel, name), False)]
+            for entry in it:
+                name = os.fsencode(entry.name)
+                names.append(name)
+                if entry.is_file(follow_symlinks=False):
+                    files.append(name)
+                elif entry.is_dir(follow_symlinks=False):
+                    dirs.append(name)
+        names.sort()
+        files.sort()
+        dirs.sort()
+        return names, [name for name in files if not self.excluded(_join(rel, name), False)], dirs
 
     def share(self, src_fd: int, dst_fd: int, rel: bytes,
-              ) -> tuple[dict[bytes, tuple | int], list[bytes]]:
+              ) -> tuple[_Verdicts, list[bytes]]:
         """In the walk's own process, as worker 1: compare a dir's files
         from the back until it meets the forked worker (the walk would
         only wait for it otherwise); returns the verdicts, and the dir's
         names, sorted."""
-        entries, files = self._listing(src_fd, rel)
+        names, files, _ = self._listing(src_fd, rel)
         slot = self.claims.enter(rel, len(files))
-        verdicts = {}
+        verdicts = _Verdicts(files)
         while 0 <= (index := self.claims.take(slot, self.index)) < len(files):
-            verdicts[files[index]] = self.check(src_fd, dst_fd, files[index])
-        return verdicts, [entry[0] for entry in entries]
+            verdicts.set(index, self.check(src_fd, dst_fd, files[index]))
+        return verdicts, names
 
     def walk(self, src_fd: int, dst_fd: int, rel: bytes) -> None:
         """One dir in the walk's order: its files, then each subdir."""
-        entries, files = self._listing(src_fd, rel)
+        files, dirs = self._listing(src_fd, rel)[1:]
         slot = self.claims.enter(rel, len(files))
         self.rel = rel
         verdicts: dict[bytes, tuple | int] = {}
@@ -181,9 +221,7 @@ class _Worker:
                 self._send(rel, verdicts, False)
                 verdicts, size = {}, 0
         self._send(rel, verdicts, True)
-        for name, is_dir, _ in entries:
-            if not is_dir:
-                continue
+        for name in dirs:
             child = _join(rel, name)
             if self.excluded(child, True):
                 continue
@@ -296,7 +334,7 @@ class Precheck:
         # The walk's own share (see share): one forked worker and the walk's
         # process make two on two cores, and a process less in memory.
         self.helper = _Worker(1, claims, excluded, -1, acl_backend)
-        self.own: dict[bytes, dict[bytes, tuple | int]] = {}
+        self.own: dict[bytes, _Verdicts] = {}
         self.skipped: set[bytes] = set()  # dirs the worker left out
         self.fds: list[int] = []
         self.pids: list[int] = []
@@ -343,8 +381,8 @@ class Precheck:
         """(size, destination inode, destination ctime) of a file found in
         sync, else None."""
         own = self.own.get(rel)
-        if own:
-            verdict = own.pop(name, None)
+        if own is not None:
+            verdict = own.get(name)
             if verdict is not None:
                 return verdict if isinstance(verdict, tuple) else None
         while True:
