@@ -353,16 +353,19 @@ def receiver_stat_failed(name: str, error: OSError | int) -> str:
     return f"rsync: [receiver] stat {name} failed: {strerror(error)}"
 
 
-def mkstemp_failed(name: str, error: OSError) -> str:
-    return f"rsync: [receiver] mkstemp {name} failed: {strerror(error)}"
+def mkstemp_failed(name: str, error: OSError, role: str = "receiver") -> str:
+    """``role``: generator when it copies a --link-dest match locally
+    (generator.c copy_altdest_file() -> open_tmpfile())."""
+    return f"rsync: [{role}] mkstemp {name} failed: {strerror(error)}"
 
 
 def write_failed(path: str, error: OSError) -> str:
     return f'rsync: [receiver] write failed on "{path}": {strerror(error)}'
 
 
-def receiver_rename_failed(temp: str, rel: bytes, error: OSError) -> str:
-    return f'rsync: [receiver] rename {temp} -> "{os.fsdecode(rel)}": {strerror(error)}'
+def finish_rename_failed(temp: str, rel: bytes, error: OSError, role: str = "receiver") -> str:
+    """finish_transfer()'s rename (``role`` as for mkstemp_failed)."""
+    return f'rsync: [{role}] rename {temp} -> "{os.fsdecode(rel)}": {strerror(error)}'
 
 
 def failed_verification(rel: bytes) -> str:

@@ -224,18 +224,22 @@ class LinkDestRun:
                 # and the transfer that follows fails too)
                 self._basis_unreadable(basis)
                 return 0
+            if not self._write_new(src_fd, src_meta, dst_parent, dst_name, rel,
+                                   source.sender_path(rel), size=st.st_size, role="generator"):
+                # rsync's copy_altdest_file() failed (its generator's mkstemp
+                # or rename, said so): the file is transferred as if DIR
+                # had no match
+                return 0
+            # (a local copy: rsync's sender transferred nothing)
+            self.stats.files_transferred -= 1
+            self.stats.bytes_done -= st.st_size
             if letters != UNCHANGED:  # (a copy for a refused link changes nothing to tell)
                 self._item("cf.." + letters, rel)
-            if self._write_new(src_fd, src_meta, dst_parent, dst_name, rel,
-                               source.sender_path(rel), size=st.st_size):
-                # (a local copy: rsync's sender transferred nothing)
-                self.stats.files_transferred -= 1
-                self.stats.bytes_done -= st.st_size
-                if group is not None:
-                    group.meta, group.size = src_meta, st.st_size
-                    if self.dry_run:  # (rsync's hard_link_check(): a zeroed stat)
-                        self._dry_linked[rel] = os.stat_result((0,) * 10)
-                    self._finish_hard_link(group, index)
+            if group is not None:
+                group.meta, group.size = src_meta, st.st_size
+                if self.dry_run:  # (rsync's hard_link_check(): a zeroed stat)
+                    self._dry_linked[rel] = os.stat_result((0,) * 10)
+                self._finish_hard_link(group, index)
             return -1
         finally:
             if src_fd >= 0:

@@ -234,8 +234,8 @@ class DirWalk:
                 faults.mutated("rename")
             except OSError as exc:  # (someone made that name meanwhile)
                 rel = self._drel(b"/".join(frame.dst_path))
-                self._fail(msg.receiver_rename_failed(self._full(sibling(rel, frame.shelter)), rel,
-                                                      exc))
+                self._fail(msg.finish_rename_failed(self._full(sibling(rel, frame.shelter)), rel,
+                                                    exc))
             del self._shelters[frame.dst_path]
             frame.shelter = None
         if frame.waiting_links:

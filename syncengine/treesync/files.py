@@ -254,7 +254,7 @@ class FileTransfer:
     def _write_new(self: TreeSync, src_fd: int, src_meta: SrcMeta, dst_parent: int, dst_name: bytes,
                    rel: bytes, src_path: bytes | None = None, *, size: int,
                    behind: bool = False, attempts: tuple[int, ...] = (1, 2),
-                   direct: bool = False) -> bool:
+                   direct: bool = False, role: str = "receiver") -> bool:
         """Copy to a temp file, give it its attributes, rename it over the
         target.  On any failure the temp file is removed.
 
@@ -271,7 +271,9 @@ class FileTransfer:
         ``behind``: the data may be copied while the walk goes on (see
         _copy_behind); True then means "under way".  ``direct``: the file
         is new in a shelter (see _dir): it is written under its own name,
-        which is as good as a temp file's there."""
+        which is as good as a temp file's there.  ``role``: who rsync says
+        failed to make or rename the temp file (the generator, copying a
+        --link-dest match locally)."""
         if self.dry_run:  # counted as rsync -n counts it
             self.stats.files_transferred += 1
             self.stats.bytes_done += size
@@ -283,7 +285,7 @@ class FileTransfer:
             except OSError as exc:
                 tmp = os.fsencode(exc.filename) if exc.filename is not None and not direct \
                     else temp_name(dst_name)
-                self._fail(msg.mkstemp_failed(self._full(sibling(rel, tmp)), exc))
+                self._fail(msg.mkstemp_failed(self._full(sibling(rel, tmp)), exc, role))
                 return False
             read_error: OSError | None = None
             try:
@@ -304,7 +306,7 @@ class FileTransfer:
                 unlink_quietly(dst_parent, tmp)
                 raise
             done = self._finish_write(src_fd, tmp_fd, tmp, before, copied, read_error, src_meta,
-                                      dst_parent, dst_name, rel, src_path, attempt)
+                                      dst_parent, dst_name, rel, src_path, attempt, role)
             if done is not None:
                 return done
             os.lseek(src_fd, 0, os.SEEK_SET)
@@ -318,7 +320,7 @@ class FileTransfer:
     def _finish_write(self: TreeSync, src_fd: int, tmp_fd: int, tmp: bytes, before: os.stat_result,
                       copied: int, read_error: OSError | None, src_meta: SrcMeta,
                       dst_parent: int, dst_name: bytes, rel: bytes, src_path: bytes | None,
-                      attempt: int) -> bool | None:
+                      attempt: int, role: str = "receiver") -> bool | None:
         """A copied temp file: if the source stayed intact, its attributes
         and its real name (True); else it is removed and the failure told
         (False after the second attempt, None: copy it again).  Closes
@@ -330,7 +332,7 @@ class FileTransfer:
                 apply_meta(self.meta, src_meta, None, dirfd=dst_parent, name=tmp, fd=tmp_fd,
                            exact_time=True, is_new=True,
                            path=lambda: sibling(rel, temp_name(tmp) if tmp == dst_name else tmp))
-                if not self._put_in_place(tmp, dst_parent, dst_name, rel):
+                if not self._put_in_place(tmp, dst_parent, dst_name, rel, role):
                     os.close(tmp_fd)
                     return False
         except BaseException:
@@ -352,7 +354,8 @@ class FileTransfer:
             return False
         return None
 
-    def _put_in_place(self: TreeSync, tmp: bytes, dst_parent: int, dst_name: bytes, rel: bytes) -> bool:
+    def _put_in_place(self: TreeSync, tmp: bytes, dst_parent: int, dst_name: bytes, rel: bytes,
+                      role: str = "receiver") -> bool:
         """A finished temp file takes its real name (the writer process
         leaves that to the walk: _complete_write).  When the rename is
         refused (an immutable file, a sticky dir's entry of another
@@ -362,8 +365,8 @@ class FileTransfer:
             try:
                 os.rename(tmp, dst_name, src_dir_fd=dst_parent, dst_dir_fd=dst_parent)
             except OSError as exc:
-                self._fail(msg.receiver_rename_failed(self._full(sibling(rel, tmp)), self._drel(rel),
-                                                      exc))
+                self._fail(msg.finish_rename_failed(self._full(sibling(rel, tmp)), self._drel(rel),
+                                                    exc, role))
                 unlink_quietly(dst_parent, tmp)
                 return False
             faults.mutated("rename")

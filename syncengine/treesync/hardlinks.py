@@ -58,6 +58,8 @@ class HardLinks:
         while self._finishing:
             group, index, failure = self._finishing.pop(0)
             if failure is None:
+                # (the receiver had it after the sender's line for it)
+                self._flush()
                 self._finish_hard_link(group, index)
             else:
                 self._skipped_hard_link(group, index, failure)
@@ -122,7 +124,8 @@ class HardLinks:
         """rsync's handle_skipped_hlink(): the member could not be sent.  If
         it was the last, the member before it that waits becomes the last
         and is synced now (it reads the same inode, so it mostly fails the
-        same way, and so on down the chain)."""
+        same way, and so on down the chain).  A symlink is made again from
+        what the file list holds: its failure ends the chain."""
         while True:
             member = group.members[index]
             member.skip = True
@@ -135,6 +138,9 @@ class HardLinks:
             member = group.members[index]
             member.last = True
             if self._dest_stat_failed(member):
+                return
+            if group.symlinks:
+                self._symlink_retry(group, index)
                 return
             try:
                 fd = open_file(member.src_shown, None)
@@ -195,6 +201,23 @@ class HardLinks:
                                            member.rel), member.rel)
             if self._write_new(src_fd, src_meta, dst_parent, dst_name, member.rel,
                                member.src_shown, size=st.st_size):
+                self._sent(group, index, None)
+        finally:
+            self._close_dir(dst_parent)
+
+    def _symlink_retry(self: TreeSync, group: LinkGroup, index: int) -> None:
+        """Make a waiting symlink member after all (see above): its
+        symlink, or the line of its failure once more."""
+        member = group.members[index]
+        try:
+            dst_parent = self._open_dest_dir(member.dst_path[:-1])
+        except OSError:
+            return
+        try:
+            dst_name = member.dst_path[-1]
+            dst_st, _ = lstat_at(dst_parent, dst_name)
+            if self._make_symlink(group.target, group.meta, dst_parent, dst_name, dst_st,
+                                  member.rel) is not None:
                 self._finish_hard_link(group, index)
         finally:
             self._close_dir(dst_parent)

@@ -70,13 +70,15 @@ class SourceListing:
 
     def _skip_contents(self: TreeSync, src_parent: int, name: bytes, st: os.stat_result, rel: bytes,
                        dst_path: tuple[bytes, ...], source: Source,
-                       more: tuple[Layer, ...] = ()) -> None:
+                       more: tuple[Layer, ...] = (), announce: bool = True) -> None:
         """rsync's "*** Skipping any contents from this failed directory ***":
-        nothing below the dir is written, but each hard-linked file below it
-        is a skipped member of its group (rsync's handle_skipped_hlink(): if
-        it was the one to be written, an earlier waiting member is written
-        instead)."""
-        self.err(msg.SKIP_DIR)
+        nothing below the dir is written, but each hard-linked file or
+        symlink below it is a skipped member of its group (rsync's
+        handle_skipped_hlink(): if it was the one to be written, an earlier
+        waiting member is written instead, and its lines are printed).
+        ``announce``: print that line (not for a subdir of a skipped dir)."""
+        if announce:
+            self.err(msg.SKIP_DIR)
         self._done_entry(st)
         layers, fds = self._open_layers(src_parent, name, rel, source, more, quiet=True)
         try:
@@ -90,7 +92,8 @@ class SourceListing:
                 self._take_entry()
                 self._done_entry(child_st)
                 group = (self._groups.get((child_st.st_dev, child_st.st_ino))
-                         if stat.S_ISREG(child_st.st_mode) and child_st.st_nlink > 1 else None)
+                         if (stat.S_ISREG(child_st.st_mode) or stat.S_ISLNK(child_st.st_mode))
+                         and child_st.st_nlink > 1 else None)
                 if group is not None:
                     child_source = origin[child][1] if origin else layers[0][1]
                     index = len(group.members)
@@ -102,8 +105,8 @@ class SourceListing:
             for child, child_st in dirs:
                 fd, child_source, child_more = origin[child] if origin else (*layers[0][:2], ())
                 self._take_entry()
-                self._skip_contents_quietly(fd, child, child_st, join_rel(rel, child),
-                                            dst_path + (child,), child_source, child_more)
+                self._skip_contents(fd, child, child_st, join_rel(rel, child),
+                                    dst_path + (child,), child_source, child_more, announce=False)
         finally:
             for fd in fds:
                 os.close(fd)
@@ -118,16 +121,6 @@ class SourceListing:
         if len(layers) == 1 and layers[0][2] is None:
             return self._read_source_dir(layers[0][0], rel, layers[0][1], quiet=quiet), None
         return self._merged_dir(layers, rel, quiet)
-
-    def _skip_contents_quietly(self: TreeSync, src_parent: int, name: bytes, st: os.stat_result,
-                               rel: bytes, dst_path: tuple[bytes, ...], source: Source,
-                               more: tuple[Layer, ...] = ()) -> None:
-        """A subdir of a skipped dir: as above, without rsync's line."""
-        err, self.err = self.err, lambda line: None
-        try:
-            self._skip_contents(src_parent, name, st, rel, dst_path, source, more)
-        finally:
-            self.err = err
 
     def _read_source_dir(self: TreeSync, src_fd: int, rel: bytes, source: Source,
                          quiet: bool = False, precheck: Precheck | None = None,

@@ -103,3 +103,37 @@ def test_dry_run_leader_below_an_entry_in_the_way(tmp_path, leader, in_the_way):
         check(case(d("src"), *dirs, ln("src/" + leader), d("src/zz"),
                    h("src/zz/m", "src/" + leader), d("dst"), *in_the_way, dry_run=True,
                    itemize=itemize), tmp_path)
+
+
+ACL = {"acl": "u::---,g::r-x,o::---,m::---,u:1234:---", "default_acl": "u::---,g::---,o::---"}
+
+
+@pytest.mark.parametrize("kind", ["symlink", "file"])
+@pytest.mark.parametrize("dst", [
+    [d("dst", flags="i")],
+    [d("dst", flags="i", **ACL)],
+    [d("dst"), f("dst/b", b"old\n", flags="i"), f("dst/d", b"blocker\n", flags="i")],
+    [d("dst", flags="a"), f("dst/b", b"old\n"), f("dst/d", b"blocker\n")],
+    [d("dst"), d("dst/b", flags="i"), f("dst/b/x"), f("dst/d", b"blocker\n", flags="i")],
+    [d("dst", flags="i"), ln("dst/b", b"y")],
+], ids=["immutable", "immutable-acl", "immutable-entries", "append-only", "nonempty-dir",
+        "wrong-symlink"])
+@pytest.mark.parametrize("layout", [("b", "d/a"), ("b", "c", "d/a"), ("b", "d/e/a")],
+                         ids=["two", "three", "nested"])
+@pytest.mark.sampled(4)
+def test_last_member_in_a_failed_dir(tmp_path, kind, dst, layout):
+    """The group's last member is in a dir rsync could not make (or make
+    way for); the members before it could not be made either, or wait.
+    rsync's handle_skipped_hlink() runs recv_generator() once more for the
+    member before the skipped last one: a symlink is tried again (its
+    failure printed a second time), a waiting file sent.  Lines are
+    printed for it also when the last member is in a subdir of the failed
+    dir.  (The issue's case: a symlink ``a/a -> a`` and ``b`` linked to it,
+    in an immutable DST with ACLs.)"""
+    *firsts, last = layout
+    make = (lambda p: ln(p, b"x")) if kind == "symlink" else f
+    dirs = [d("src/" + "/".join(last.split("/")[:i])) for i in range(1, last.count("/") + 1)]
+    for itemize in (True, False):
+        check(case(d("src"), *dirs, make("src/" + last),
+                   *(h("src/" + name, "src/" + last) for name in firsts), *dst,
+                   delete=False, itemize=itemize, acl_backend="raw"), tmp_path)

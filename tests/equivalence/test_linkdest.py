@@ -390,3 +390,54 @@ def test_a_new_dir_that_cannot_be_made_with_dirs_xattrs_in_dir(tmp_path):
                          {"path": "prev/src", "type": "dir", "mode": 0o755, "mtime_ns": T,
                           "xattrs": basis_xattrs}],
                    sources=[b"src"], dest=b"dst", link_dest=(b"prev",)), tmp_path)
+
+
+@pytest.mark.parametrize("flags", ["i", "a"], ids=["immutable", "append-only"])
+@pytest.mark.parametrize("match", ["exact", "mode"])
+@pytest.mark.parametrize("itemize", [True, False], ids=["itemized", "quiet"])
+def test_refused_local_copy_is_sent_after_all(tmp_path, flags, match, itemize):
+    """A DST that refuses new files: rsync's generator copies DIR's match
+    locally when it differs in an attribute or its link is refused
+    (try_dests_reg() -> copy_altdest_file(), into its own temp file).  An
+    immutable DST refuses that mkstemp, an append-only one the rename (but
+    not a link); the generator says so, itemizes nothing and the file is
+    then sent as if DIR held nothing, failing again in the receiver.  In
+    a -H group that member then waits for the last, as any unmatched one."""
+    def f(path, content, **kw):
+        return {"path": path, "content": content, "mode": 0o644, "mtime_ns": T + 1, **kw}
+
+    differs = {"mode": 0o600} if match == "mode" else {}
+    spec = [{"path": ".", "mode": 0o755, "mtime_ns": T},
+            {"path": "src", "type": "dir", "mode": 0o755, "mtime_ns": T},
+            {"path": "prev", "type": "dir", "mode": 0o755, "mtime_ns": T},
+            {"path": "dst", "type": "dir", "mode": 0o755, "mtime_ns": T, "flags": flags},
+            f("src/a", b"a"), f("prev/a", b"a", **differs),
+            f("src/h1", b"h"), {"path": "src/h2", "link": "src/h1"},
+            f("prev/h1", b"h", **differs),                              # the first matches
+            f("src/k1", b"k"), {"path": "src/k2", "link": "src/k1"},
+            f("prev/k2", b"k", **differs),                              # the last matches
+            f("src/z", b"z")]
+    rs, nat = check(Case(spec=spec, sources=[b"src/"], dest=b"dst", delete=False,
+                         link_dest=(b"prev",), itemize=itemize), tmp_path)
+    if flags == "a" and match == "exact":
+        return  # (an append-only dir takes the links)
+    call = "mkstemp" if flags == "i" else "rename"
+    for name in ("a", "h1", "k2"):
+        generator = [x for x in nat.err if x.startswith(f"rsync: [generator] {call} ")
+                     and f"/.{name}." in x]
+        assert len(generator) == 1, (name, nat.err)
+
+
+def test_refused_local_copy_as_nobody(base):
+    """As nobody, a dir of DST that is root's (mode 755): the generator's
+    local copy of DIR's match fails (EACCES), then the receiver's."""
+    def d(path, **kw):
+        return {"path": path, "type": "dir", "mode": 0o755, "mtime_ns": T, **NB, **kw}
+
+    spec = [d("."), d("src"), d("src/sub"), d("dst"), d("dst/sub", uid=0, gid=0), d("prev"),
+            d("prev/sub"),
+            {"path": "src/sub/a", "content": b"a", "mode": 0o644, "mtime_ns": T, **NB},
+            {"path": "prev/sub/a", "content": b"a", "mode": 0o600, "mtime_ns": T, **NB}]
+    rs, nat = check(Case(spec=spec, sources=[b"src/"], dest=b"dst", delete=False,
+                         link_dest=(b"prev",), unprivileged=True, itemize=True), base(True))
+    assert any(x.startswith("rsync: [generator] mkstemp ") for x in nat.err), nat.err
