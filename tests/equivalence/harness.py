@@ -347,24 +347,37 @@ def rsync_lost_group_obj(before: dict | None, src: dict | None, rsync: dict | No
                 and rsync["acl"] == lost and {**rsync, "acl": native["acl"]} == native)
 
 
-def rsync_lost_symlink_xattrs(case: Case, path: bytes, before: dict, src: dict | None,
-                              rsync: dict | None, native: dict | None) -> bool:
-    """rsync 3.5.0's xattr loss (README, known differences): with
-    --link-dest, a new symlink whose DIR counterpart has the same target
-    and the same xattrs, but other attributes (a match in content only),
-    is made without xattrs: rsync compares the source's against DIR's,
-    finds nothing to set, and never sets them on the new symlink.  The
-    native engine sets the source's.  True when that is the one difference
-    between ``rsync``'s and ``native``'s records of the entry."""
-    if not (case.link_dest and src and rsync and native) or native.get("type") != "symlink" \
-            or not src.get("xattrs") or native.get("xattrs") != src["xattrs"] \
-            or rsync.get("xattrs") or {**rsync, "xattrs": native["xattrs"]} != native:
+def rsync_lost_link_dest_xattrs(case: Case, path: bytes, before: dict, src: dict | None,
+                                rsync: dict | None, native: dict | None) -> bool:
+    """rsync 3.5.0's xattr losses with --link-dest (README, known
+    differences), for an entry whose DIR counterpart has the same content
+    and the same xattrs but other attributes (a match in content only):
+    a new symlink is made without xattrs (rsync compares the source's
+    against DIR's, finds nothing to set, and never sets them on it); a
+    file copied locally from DIR whose group then changes loses its
+    ``security.capability`` (the kernel clears it on chown, and rsync does
+    not set it again).  The native engine keeps the source's.  True when
+    that is the one difference between ``rsync``'s and ``native``'s
+    records of the entry."""
+    if not (case.link_dest and src and rsync and native) or not src.get("xattrs") \
+            or native.get("xattrs") != src["xattrs"] \
+            or {**rsync, "xattrs": native["xattrs"]} != native:
+        return False
+    missing = set(src["xattrs"]) - set(rsync.get("xattrs") or {})
+    if native.get("type") == "symlink":
+        lost = not rsync.get("xattrs")
+    else:
+        lost = native.get("type") == "file" and missing == {"security.capability"} and \
+            {n: v for n, v in rsync["xattrs"].items()} == {
+                n: v for n, v in src["xattrs"].items() if n != "security.capability"}
+    if not lost:
         return False
     rel = path[len(case.dest.rstrip(b"/")) + 1:]
     dirs = [os.path.normpath(os.path.join(case.dest, d)) if d.startswith(b"../") else d
             for d in case.link_dest]  # (as the workdir names them: see link_dest_args)
     counterparts = [before.get(d.rstrip(b"/") + b"/" + rel) for d in dirs]
-    return any(c is not None and c.get("type") == "symlink" and c.get("target") == src["target"]
+    return any(c is not None and c.get("type") == src["type"]
+               and c.get("target") == src.get("target") and c.get("sha256") == src.get("sha256")
                and c.get("xattrs") == src["xattrs"] for c in counterparts)
 
 
@@ -377,7 +390,7 @@ def _forgive_rsync_losses(case: Case, before: dict, rs: Outcome, nat: Outcome) -
         src = next((p for p in source_paths(case, path) if p in nat.snap), None)
         old = before.get(path) or ({"type": "dir", "mode": 0o777} if path == made else None)
         if rec != nat.snap.get(path) and src is not None and (rsync_lost_group_obj(
-                old, nat.snap.get(src), rec, nat.snap.get(path)) or rsync_lost_symlink_xattrs(
+                old, nat.snap.get(src), rec, nat.snap.get(path)) or rsync_lost_link_dest_xattrs(
                 case, path, before, nat.snap.get(src), rec, nat.snap.get(path))):
             rs.lost[path], rs.snap[path] = rec, nat.snap[path]
 

@@ -8,7 +8,7 @@ rsync that fixes the bug makes its test fail, and the entry can go.
 
 The random suite meets the ACL case and the --link-dest symlink case too;
 the harness accepts exactly those differences there
-(``harness.rsync_lost_group_obj``, ``harness.rsync_lost_symlink_xattrs``)
+(``harness.rsync_lost_group_obj``, ``harness.rsync_lost_link_dest_xattrs``)
 and nothing else.
 """
 
@@ -219,3 +219,28 @@ def test_link_dest_symlink_matched_in_content_keeps_its_xattrs(tmp_path, names):
     assert nat.snap[b"dst/l"]["xattrs"] == nat.snap[b"src/l"]["xattrs"] == names
     for kept in (b"dst/f", b"dst/d"):                            # (rsync keeps theirs)
         assert nat.snap[kept]["xattrs"] == nat.snap[b"src" + kept[3:]]["xattrs"]
+
+
+CAPABILITY = b"\x01\x00\x00\x02\x00\x20\x00\x00" + b"\x00" * 12  # cap_net_raw+ep
+
+
+@pytest.mark.parametrize("gid", [1, 0])
+def test_link_dest_local_copy_keeps_its_capability(tmp_path, gid):
+    """With --link-dest, a file whose DIR counterpart has the same content
+    and xattrs but another mtime is copied locally from DIR ("cf"); when
+    its group is not root's, rsync 3.5.0 then chgrps the copy, which
+    clears its ``security.capability``, and never sets it again: the
+    copy loses it (with group 0 no chown happens, and it keeps it).  The
+    native engine keeps the source's capability either way."""
+    later = T + 10 ** 9
+    cap = {"security.capability": CAPABILITY}
+    case = Case(spec=[ROOT, d("src"), f("src/f", b"", gid=gid, xattrs=cap, mtime_ns=later),
+                      d("prev"), f("prev/f", b"", gid=gid, xattrs=cap)],
+                sources=[b"src/"], dest=b"dst", link_dest=(b"prev",), itemize=True)
+    rs, nat = check(case, tmp_path)
+    assert nat.snap[b"dst/f"]["xattrs"] == nat.snap[b"src/f"]["xattrs"] == cap
+    if gid:
+        assert list(rs.lost) == [b"dst/f"]
+        assert rs.lost[b"dst/f"]["xattrs"] == {}                 # rsync's result
+    else:
+        assert not rs.lost
