@@ -106,7 +106,10 @@ class PendingWork:
         job_no = [0]
         self.out = lambda line: lines.append((1, line))
         self.err = lambda line: lines.append((2, line))
-        self._put_in_place = lambda tmp, dst_parent, dst_name, rel: not held.append(tmp)
+        # (the walk renames it in its turn: _complete_write; same signature as
+        # FileTransfer._put_in_place)
+        self._put_in_place = lambda tmp, dst_parent, dst_name, rel, role="receiver": \
+            not held.append(tmp)
         self._note_temp = lambda tmp: note_temp(writer.temps, job_no[0], tmp)
 
         def write(src_dir: int, dir_fd: int, job: WriteJob) -> WriteAnswer:
