@@ -203,11 +203,6 @@ def full_fname(path: bytes) -> str:
     return os.fsdecode(os.getcwdb().rstrip(b"/") + b"/" + path)
 
 
-def shown(rel: bytes) -> str:
-    """A name below the transfer root, as rsync's plain notices show it."""
-    return os.fsdecode(rel)
-
-
 # rsync's words for an entry type in "could not make way for new ...".
 TYPE_WORDS = {stat.S_IFREG: "regular file", stat.S_IFDIR: "directory", stat.S_IFLNK: "symlink"}
 SKIP_DIR = "*** Skipping any contents from this failed directory ***"
