@@ -74,7 +74,17 @@ class PackedListing:
         self._columns = (_Column("I"), _Column("I"), _Column("I"), _Column("q"))
 
     def add(self, name: bytes, st: os.stat_result | tuple[int, int, int]) -> None:
-        held = self._held
+        held, count = self._held, self._count
+        if held is not None and count < HELD and st.__class__ is os.stat_result:
+            # (the common case, in fewer steps: a dir's entry of a small dir)
+            held.append(st)
+            names = self.names
+            if count < len(names):
+                names[count] = name
+            else:
+                names.append(name)
+            self._count = count + 1
+            return
         if held is not None and len(held) >= HELD:
             for record in held:
                 self._pack(record)
@@ -123,8 +133,10 @@ class PackedListing:
     def __iter__(self) -> Iterator[tuple[bytes, object]]:
         self._done()
         if self._held is not None:
-            yield from zip(self.names, self._held, strict=True)
-            return
+            return zip(self.names, self._held, strict=True)
+        return self._unpacked()
+
+    def _unpacked(self) -> Iterator[tuple[bytes, object]]:
         # (the hot loop of a wide dir: each column read as a whole)
         big, in_sync, stat_result = self._big, self._in_sync, os.stat_result
         columns = [repeat(column.value) if column.values is None else column.values
