@@ -31,10 +31,11 @@ STALL_SECONDS = "SYNCENGINE_STALL_SECONDS"
 
 
 def tuning_from_environment(environ: Mapping[str, str] = os.environ) -> Tuning:
-    backend = environ.get(ACL_BACKEND)
+    # (only "raw" is honoured, as before: "libacl" without pylibacl would
+    # fail the run; anything else means the default)
     return Tuning(precheck=environ.get(PRECHECK, "1") != "0",
                   writer=environ.get(WRITER, "1") != "0",
-                  acl_backend=backend if backend in ("raw", "libacl") else None)
+                  acl_backend="raw" if environ.get(ACL_BACKEND) == "raw" else None)
 
 
 def arm_crash_hook(environ: Mapping[str, str] = os.environ) -> None:
