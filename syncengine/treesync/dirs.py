@@ -175,8 +175,14 @@ class DirWalk:
         mode = stat.S_IMODE(st.st_mode)
         if created and self._basis is not None:
             self._copy_basis_xattrs(rel, mode)
+        # DST made by this run, or found empty by an initial copy (the
+        # writer's start), is as new as a dir made here: nothing in it to
+        # look up or delete.  (rsync's delete pass still opens DST, which
+        # can fail only for a user without the permission: _solo_unreadable.)
+        fresh = created or (not dst_path and self.am_root and
+                            (self._root_new or self._writer is not None))
         frame = DirFrame(dst_path, mode, st.st_mtime_ns, virtual=created and self.dry_run,
-                          fresh=created, shelter=shelter,
+                          fresh=fresh, shelter=shelter,
                           sheltered=created and (sheltered or shelter is not None))
         if shelter is not None:
             self._shelters[dst_path] = shelter

@@ -127,7 +127,8 @@ class PendingWork:
                     src_meta = SrcMeta(job.mode, job.uid, job.gid, job.mtime_ns, {})
                     done = self._write_quick(src_fd, src_meta, dir_fd, job.dst_name, job.direct)
                     if done is not None:
-                        return WriteAnswer(OK, temp=done[0], copied=done[1])
+                        return self._named(dir_fd, job, WriteAnswer(OK, temp=done[0],
+                                                                    copied=done[1]))
                 else:  # (the walk's lstat, as far as read_src_meta looks at it)
                     st = os.stat_result((job.mode, 0, job.dev, 1, job.uid, job.gid, job.size,
                                          0, 0, 0), {"st_mtime_ns": job.mtime_ns})
@@ -145,9 +146,25 @@ class PendingWork:
             if not done:
                 return WriteAnswer(FAILED, lines=list(lines), partial=self.partial,
                                    meta_error=self.meta.had_error)
-            return WriteAnswer(OK, held[0], list(lines), self.partial, self.meta.had_error,
-                               self.stats.bytes_done - copied)
+            return self._named(dir_fd, job, WriteAnswer(OK, held[0], list(lines), self.partial,
+                                                        self.meta.had_error,
+                                                        self.stats.bytes_done - copied))
         serve(sock, writer.stop, write)
+
+    @staticmethod
+    def _named(dir_fd: int, job: WriteJob, answer: WriteAnswer) -> WriteAnswer:
+        """In the writer: a temp file outside a shelter (the files of DST
+        itself) takes its real name here, where the walk would take a
+        rename a file, the bulk of its share in a wide dir.  The dir is
+        new, so the name is free; should the rename fail, the walk tries
+        it again in its turn and reports what fails."""
+        if job.direct:
+            return answer
+        try:
+            os.rename(answer.temp, job.dst_name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        except OSError:
+            return answer
+        return answer._replace(temp=job.dst_name)
 
     def _write_quick(self: TreeSync, src_fd: int, src_meta: SrcMeta, dst_parent: int,
                      dst_name: bytes, direct: bool) -> tuple[bytes, int] | None:
