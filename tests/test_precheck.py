@@ -204,6 +204,44 @@ def test_every_file_gets_one_verdict_from_the_worker_or_the_walk(tmp_path):
         check.close()
 
 
+def test_the_walk_reads_the_workers_pipe_while_it_compares_its_share(tmp_path, monkeypatch):
+    """In a wide dir the forked worker sends verdicts faster than the walk
+    asks for them: unless the walk reads them while it compares its own
+    share, the worker waits on a full pipe and the walk compares nearly
+    the whole dir alone.  (A pipe of one page, and a slow walk: the worker
+    must still judge most files.)"""
+    import threading
+    import time
+    monkeypatch.setattr(precheck_module, "_PIPE_SIZE", 4096)
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir()
+    for i in range(2000):
+        (src / f"f{i:05d}").write_bytes(b"x" * (i % 7))
+    assert run(src, dst)[0] == 0
+    check = Precheck(os.fsencode(src), os.fsencode(dst), b".", lambda rel, is_dir: False,
+                     threading.Event())
+    own_check = check.helper.check
+
+    def slow_check(*args):
+        time.sleep(0.0005)
+        return own_check(*args)
+    check.helper.check = slow_check  # (the walk's side only: the worker is forked)
+    try:
+        src_fd = os.open(src, os.O_RDONLY | os.O_DIRECTORY)
+        dst_fd = os.open(dst, os.O_PATH | os.O_DIRECTORY)
+        try:
+            names = check.share(b".", src_fd, dst_fd)
+        finally:
+            os.close(src_fd)
+            os.close(dst_fd)
+        own = check.own[b"."]
+        by_walk = sum(own.get(name) is not None for name in names)
+        assert all(check.verdict(b".", name) is not None for name in names)
+        assert by_walk < len(names) // 2, by_walk
+    finally:
+        check.close()
+
+
 def test_claims_cover_every_index_once_when_taken_in_turns():
     import random
 
@@ -241,7 +279,7 @@ def test_an_index_past_the_list_is_ignored(tmp_path):
     src_fd = os.open(src / "d0", os.O_RDONLY | os.O_DIRECTORY)
     dst_fd = os.open(dst / "d0", os.O_PATH | os.O_DIRECTORY)
     try:
-        verdicts, names = walk_side.share(src_fd, dst_fd, b"d0")
+        verdicts, names = walk_side.share(src_fd, dst_fd, b"d0", lambda: None)
     finally:
         os.close(src_fd)
         os.close(dst_fd)

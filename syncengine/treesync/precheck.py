@@ -71,6 +71,7 @@ _PIPE_SIZE = 1 << 20
 _STALL = 60.0      # seconds without a word from the worker: give up on it
 _HEARTBEAT = 1.0   # a worker comparing a big file says so this often
 _F_SETPIPE_SZ = 1031
+_DRAIN_EVERY = 64  # files the walk compares between two looks at the worker's pipe (a batch)
 
 
 def _join(rel: bytes, name: bytes) -> bytes:
@@ -193,17 +194,23 @@ class _Worker:
         dirs.sort()
         return names, [name for name in files if not self.excluded(_join(rel, name), False)], dirs
 
-    def share(self, src_fd: int, dst_fd: int, rel: bytes,
+    def share(self, src_fd: int, dst_fd: int, rel: bytes, drain: Callable[[], None],
               ) -> tuple[_Verdicts, list[bytes]]:
         """In the walk's own process, as worker 1: compare a dir's files
         from the back until it meets the forked worker (the walk would
         only wait for it otherwise); returns the verdicts, and the dir's
-        names, sorted."""
+        names, sorted.  ``drain`` takes what the forked worker has sent so
+        far: in a wide dir its pipe would fill, and it would wait there
+        while the walk compared the rest alone."""
         names, files, _ = self._listing(src_fd, rel)
         slot = self.claims.enter(rel, len(files))
         verdicts = _Verdicts(files)
+        count = 0
         while 0 <= (index := self.claims.take(slot, self.index)) < len(files):
             verdicts.set(index, self.check(src_fd, dst_fd, files[index]))
+            count += 1
+            if not count % _DRAIN_EVERY:
+                drain()
         return verdicts, names
 
     def walk(self, src_fd: int, dst_fd: int, rel: bytes) -> None:
@@ -374,8 +381,16 @@ class Precheck:
     def share(self, rel: bytes, src_fd: int, dst_fd: int) -> list[bytes]:
         """Before the walk asks for a dir's verdicts: its own share.
         Returns the dir's names, sorted (the walk need not list it again)."""
-        self.own[rel], names = self.helper.share(src_fd, dst_fd, rel)
+        self.own[rel], names = self.helper.share(src_fd, dst_fd, rel, self._drain)
         return names
+
+    def _drain(self) -> None:
+        """Read what the workers have sent so far, to unpack when asked
+        for (packed, a verdict takes some 40 bytes; unpacked, 200)."""
+        for index, fd in enumerate(self.fds):
+            while fd >= 0 and select.select([fd], [], [], 0)[0]:
+                if not self._read(index):
+                    break
 
     def verdict(self, rel: bytes, name: bytes) -> tuple | None:
         """(size, destination inode, destination ctime) of a file found in
@@ -395,10 +410,27 @@ class Precheck:
                         return verdict if isinstance(verdict, tuple) else None
                     if known[1]:
                         continue  # done with the dir: it has nothing on the name
-                if self.fds[index] >= 0:
+                if self.fds[index] >= 0 or self.buffers[index]:
                     waiting.append(index)
             if not waiting or self._skipped(rel) or not self._receive(waiting):
                 return None
+
+    def _read(self, index: int) -> bool:
+        """Read what worker ``index`` sent; False at its end (its fd is
+        then closed; whole batches read before stay to be unpacked)."""
+        fd = self.fds[index]
+        try:
+            data = os.read(fd, 1 << 16)
+        except OSError as exc:
+            if exc.errno == errno.EINTR:
+                return True
+            data = b""
+        if not data:
+            os.close(fd)
+            self.fds[index] = -1
+            return False
+        self.buffers[index] += data
+        return True
 
     def _skipped(self, rel: bytes) -> bool:
         """Whether the worker left out the dir (it could not open it) or
@@ -411,6 +443,8 @@ class Precheck:
     def _receive(self, waiting: list[int]) -> bool:
         """Take what the ``waiting`` workers send next; False when none of
         them has more (or the run was cancelled, or they stalled)."""
+        if any(self._unpack(index) for index in waiting):  # (read before: _drain)
+            return True
         deadline = time.monotonic() + _STALL
         while True:
             fds = [self.fds[index] for index in waiting if self.fds[index] >= 0]
@@ -423,43 +457,32 @@ class Precheck:
             got = False
             for fd in ready:
                 index = self.fds.index(fd)
-                try:
-                    data = os.read(fd, 1 << 16)
-                except OSError as exc:
-                    if exc.errno == errno.EINTR:
-                        continue
-                    data = b""
-                if not data:
-                    os.close(fd)
-                    self.fds[index] = -1
-                    self.buffers[index].clear()
-                    continue
-                self.buffers[index] += data
-                got = self._unpack(index) or got
+                if self._read(index):
+                    got = self._unpack(index) or got
             if got:
                 return True
 
     def _unpack(self, index: int) -> bool:
-        """File the whole batches in a worker's buffer; whether there was one."""
+        """File the next whole batch in a worker's buffer, if there is one
+        (one at a time: a wide dir's verdicts stay packed until asked for)."""
         buf, dirs = self.buffers[index], self.dirs[index]
-        got = False
-        while len(buf) >= _LEN.size:
-            size = _LEN.unpack_from(buf)[0]
-            if len(buf) < _LEN.size + size:
-                break
-            rel, verdicts, done = marshal.loads(bytes(buf[_LEN.size:_LEN.size + size]))
-            del buf[:_LEN.size + size]
-            if verdicts is None:  # a dir it left out, with its subtree
-                self.skipped.add(rel)
-                verdicts = {}
-            known = dirs.get(rel)
-            if known is None:
-                dirs[rel] = [verdicts, done]
-            else:
-                known[0].update(verdicts)
-                known[1] = done
-            got = True
-        return got
+        if len(buf) < _LEN.size:
+            return False
+        size = _LEN.unpack_from(buf)[0]
+        if len(buf) < _LEN.size + size:
+            return False
+        rel, verdicts, done = marshal.loads(bytes(buf[_LEN.size:_LEN.size + size]))
+        del buf[:_LEN.size + size]
+        if verdicts is None:  # a dir it left out, with its subtree
+            self.skipped.add(rel)
+            verdicts = {}
+        known = dirs.get(rel)
+        if known is None:
+            dirs[rel] = [verdicts, done]
+        else:
+            known[0].update(verdicts)
+            known[1] = done
+        return True
 
     def end_dir(self, rel: bytes) -> None:
         self.own.pop(rel, None)
@@ -476,3 +499,5 @@ class Precheck:
         self.pids = []
         for dirs in self.dirs:
             dirs.clear()
+        for buf in self.buffers:
+            buf.clear()
