@@ -367,8 +367,11 @@ def test_a_file_changed_through_another_name_is_looked_at_again(tmp_path, monkey
     sync through another name of its dir (README and readme).  Once the
     walk has changed something in a dir, each file found in sync there is
     lstat-ed again and handled if it is no longer the file the worker saw.
-    (The other name is played by a chmod made while the walk writes a.)"""
+    (The other name is played by a chmod made while the walk writes a; the
+    folding filesystem by exact_names saying no.)"""
+    from syncengine.treesync import dirs as dirs_module
     from syncengine.treesync import faults
+    monkeypatch.setattr(dirs_module, "exact_names", lambda dir_fd: False)
     src, dst = tmp_path / "src", tmp_path / "dst"
     src.mkdir()
     for name in ("a", "b"):
@@ -389,6 +392,52 @@ def test_a_file_changed_through_another_name_is_looked_at_again(tmp_path, monkey
     assert run(src, dst) == (0, [])
     assert (dst / "a").read_bytes() == b"same"
     assert os.stat(dst / "b").st_mode & 0o7777 == 0o644
+
+
+def test_where_names_are_exact_a_change_to_one_name_looks_at_no_other(tmp_path,
+                                                                      monkeypatch):
+    """Where names are exact bytes (no case folding), a transfer to one
+    name cannot reach another file found in sync: after it, the walk takes
+    the other verdicts as they are, with no lstat again (a wide dir's 1%
+    changed re-run lstat-ed every file after the first change); where they
+    may fold, it looks again."""
+    from syncengine.treesync import dirs as dirs_module
+    from syncengine.treesync import fs as fs_module
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir()
+    for name in ("a", "b", "c"):
+        (src / name).write_bytes(b"same")
+        os.utime(src / name, ns=(1_600_000_000_000_000_000,) * 2)
+    assert run(src, dst)[0] == 0
+    for exact, looked_again in ((True, 0), (False, 2)):
+        (dst / "a").write_bytes(b"diff")  # (same size and mtime: only -c finds it)
+        os.utime(dst / "a", ns=(1_600_000_000_000_000_000,) * 2)
+        monkeypatch.setattr(dirs_module, "exact_names", lambda dir_fd, exact=exact: exact)
+        rechecks = []
+        original = sync_module.TreeSync._recheck
+
+        def recheck(self, *args, original=original, rechecks=rechecks):
+            rechecks.append(args[2])
+            return original(self, *args)
+        monkeypatch.setattr(sync_module.TreeSync, "_recheck", recheck)
+        counts = {}
+        assert run(src, dst, monkeypatch, counts) == (0, [])
+        assert counts == {True: 2, False: 1}
+        assert len(rechecks) == looked_again, rechecks
+        assert (dst / "a").read_bytes() == b"same"
+    fd = os.open(tmp_path, os.O_PATH | os.O_DIRECTORY)
+    try:
+        on_this_fs = fs_module._fs_type(os.fstat(fd).st_dev)
+        assert fs_module.exact_names(fd) == (on_this_fs in fs_module._EXACT_FS)
+        monkeypatch.setattr(fs_module, "_fs_type", lambda dev: b"vfat")
+        assert not fs_module.exact_names(fd)  # (it folds case)
+        monkeypatch.setattr(fs_module, "_fs_type", lambda dev: b"ext4")
+        monkeypatch.setattr(fs_module, "_dir_flags", lambda path, dir_fd=None: 0x40000000)
+        assert not fs_module.exact_names(fd)  # (chattr +F)
+        monkeypatch.setattr(fs_module, "_dir_flags", lambda path, dir_fd=None: 0)
+        assert fs_module.exact_names(fd)
+    finally:
+        os.close(fd)
 
 
 def test_a_dir_the_worker_left_out_gets_no_verdicts(tmp_path):

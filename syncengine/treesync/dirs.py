@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from .. import messages as msg
 from . import faults
-from .fs import PATH_FLAGS, VIRTUAL, chmod_at, lstat_at
+from .fs import PATH_FLAGS, VIRTUAL, chmod_at, exact_names, lstat_at
 from .meta import (
     UNCHANGED,
     SrcMeta,
@@ -413,14 +413,22 @@ class DirWalk:
         # send it, in fewer steps: most files of an initial copy are such).
         writer = self._writer if frame.fresh and deferred is None else None
         fd, src, more = src_fd, source, ()
+        # Where names are exact bytes, what the walk changes under one name
+        # (a transfer, a deletion) reaches no file found in sync under
+        # another: no lstat again (exact_names; None: not asked yet).
+        exact: bool | None = None
         try:
             for name, st in entries:
                 if origin is not None:
                     fd, src, more = origin[name]
                 if st.__class__ is InSync and faults.changes != changes:
-                    st = self._recheck(src_fd, dst_fd, name, join_rel(rel, name), source, st)
-                    if st is None:
-                        continue
+                    if exact is None:
+                        exact = exact_names(dst_fd)
+                    if not exact:
+                        st = self._recheck(src_fd, dst_fd, name, join_rel(rel, name), source,
+                                           st)
+                        if st is None:
+                            continue
                 if st.__class__ is InSync:
                     # Nothing to do: _file would change nothing.
                     if self.cancel_event.is_set():

@@ -138,21 +138,65 @@ _FS_IOC_GETFLAGS = 0x80086601  # linux/fs.h (an int, whatever its _IOR says)
 _FS_APPEND_FL = 0x00000020
 
 
-def is_append_only(path: bytes) -> bool:
-    """Whether a dir has the append-only flag (chattr +a): entries can be
-    made in it, but not renamed or removed."""
+_FS_CASEFOLD_FL = 0x40000000
+
+
+def _dir_flags(path: bytes, dir_fd: int | None = None) -> int | None:
+    """A dir's inode flags (chattr's), None if it has none to show."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NONBLOCK | os.O_CLOEXEC,
+                     dir_fd=dir_fd)
     except OSError:
-        return False
+        return None
     try:
         flags = array.array("i", [0])
         fcntl.ioctl(fd, _FS_IOC_GETFLAGS, flags, True)
-        return bool(flags[0] & _FS_APPEND_FL)
+        return flags[0]
     except OSError:
-        return False  # (a filesystem without inode flags)
+        return None  # (a filesystem without inode flags)
     finally:
         os.close(fd)
+
+
+def is_append_only(path: bytes) -> bool:
+    """Whether a dir has the append-only flag (chattr +a): entries can be
+    made in it, but not renamed or removed."""
+    return bool((_dir_flags(path) or 0) & _FS_APPEND_FL)
+
+
+# Filesystems whose names are bytes matched exactly, unless a dir says it
+# folds case (chattr +F: ext4, f2fs, tmpfs).  Any other (vfat, exfat,
+# ntfs, cifs, hfsplus, overlay, fuse...) may fold case or normalise names.
+_EXACT_FS = frozenset((b"ext2", b"ext3", b"ext4", b"xfs", b"btrfs", b"tmpfs", b"f2fs"))
+_fs_types: dict[int, bytes] = {}
+
+
+def _fs_type(dev: int) -> bytes:
+    """The type of the filesystem mounted as ``dev`` (/proc/self/mountinfo)."""
+    if not _fs_types:
+        try:
+            with open("/proc/self/mountinfo", "rb") as f:
+                for line in f:
+                    fields, _, rest = line.partition(b" - ")
+                    major, _, minor = fields.split()[2].partition(b":")
+                    _fs_types[os.makedev(int(major), int(minor))] = rest.split()[0]
+        except (OSError, ValueError, IndexError):
+            pass
+    return _fs_types.get(dev, b"")
+
+
+def exact_names(dir_fd: int) -> bool:
+    """Whether a dir's entries are told apart by their exact bytes: then a
+    change to one name reaches no other entry of the dir (see
+    DirWalk._dir_contents).  False when unsure."""
+    try:
+        dev = os.fstat(dir_fd).st_dev
+    except OSError:
+        return False
+    if _fs_type(dev) not in _EXACT_FS:
+        return False
+    flags = _dir_flags(b".", dir_fd)
+    return flags is not None and not flags & _FS_CASEFOLD_FL
 
 
 def xattrs_readable(path: bytes) -> bool:

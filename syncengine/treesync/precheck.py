@@ -22,7 +22,9 @@ same dir on a filesystem that folds case, or a delete pass removing the
 name the file is stored under.  Once the walk has changed something in
 the dir, it lstats each remaining file and trusts the verdict only if the
 destination file is still the one the worker saw (inode and ctime: a
-ctime moves with every change).  A change made by someone else meanwhile
+ctime moves with every change) -- unless the dir's names are exact bytes
+(fs.exact_names: a filesystem that never folds case, a dir without
+chattr +F), where neither can happen.  A change made by someone else meanwhile
 is a race, as it is for rsync, whose sender checksums each file long
 before its generator gets to it.  (Not covered: a bind mount showing one
 destination dir at two places.)
