@@ -347,19 +347,29 @@ def test_a_long_compare_keeps_the_workers_alive(tmp_path, monkeypatch):
         check.close()
 
 
-def test_no_workers_with_one_cpu(tmp_path, monkeypatch):
-    """On one CPU the workers would only take turns with the walk."""
+def test_with_one_cpu_no_worker_is_forked_and_the_walk_judges_every_file(tmp_path,
+                                                                        monkeypatch):
+    """On one CPU a worker would only take turns with the walk: none is
+    forked, and the walk judges every file itself, in the precheck's few
+    calls (its own share is then the whole dir) rather than _file's many."""
     src, dst = tmp_path / "src", tmp_path / "dst"
     make_tree(src)
     assert run(src, dst)[0] == 0
-    started = []
-    monkeypatch.setattr(precheck_module, "Precheck", lambda *args: started.append(args))
+    forked = []
+    original_start = Precheck._start
+
+    def start(self, *args):
+        forked.append(args)
+        return original_start(self, *args)
+    monkeypatch.setattr(Precheck, "_start", start)
     monkeypatch.setattr(roots_module, "usable_cpus", lambda: 1)
-    assert run(src, dst) == (0, [])
-    assert started == []
+    counts = {}
+    assert run(src, dst, monkeypatch, counts) == (0, [])
+    assert forked == []
+    assert counts == {True: 3 * 20 + 1}  # (make_tree's files, all found in sync)
     monkeypatch.setattr(roots_module, "usable_cpus", lambda: 2)
-    assert run(src, dst) == (0, [])  # (the fake returns None: no look-ahead)
-    assert len(started) == 1         # with two they are started
+    assert run(src, dst) == (0, [])
+    assert len(forked) == 1  # with two CPUs it is forked
 
 
 def test_a_file_changed_through_another_name_is_looked_at_again(tmp_path, monkeypatch):

@@ -337,7 +337,7 @@ class Precheck:
 
     def __init__(self, src_dir: bytes, dst_dir: bytes, rel: bytes,
                  excluded: Callable[[bytes, bool], bool], cancel: threading.Event,
-                 acl_backend: str | None = None) -> None:
+                 acl_backend: str | None = None, workers: bool = True) -> None:
         self.cancel = cancel
         claims = _Claims()
         # The walk's own share (see share): one forked worker and the walk's
@@ -350,7 +350,8 @@ class Precheck:
         self.buffers: list[bytearray] = []
         # per worker: rel -> [verdicts so far, whether the dir is done]
         self.dirs: list[dict[bytes, list]] = []
-        self._start(src_dir, dst_dir, rel, excluded, claims, acl_backend)
+        if workers:  # (without one, the walk's share is every file)
+            self._start(src_dir, dst_dir, rel, excluded, claims, acl_backend)
 
     def _start(self, src_dir: bytes, dst_dir: bytes, rel: bytes,
                excluded: Callable[[bytes, bool], bool], claims: _Claims,

@@ -94,9 +94,8 @@ class TransferRoot:
     def _start_precheck(self: TreeSync) -> None:
         """On a re-run (DST a non-empty dir) of one source dir, let two
         workers find the files already in sync while the census and the
-        walk go on (precheck.py)."""
-        if len(self.sources) != 1 or self._made is not None or usable_cpus() < 2 or \
-                not self.tuning.precheck:
+        walk go on (precheck.py); on one CPU the walk is the only one."""
+        if len(self.sources) != 1 or self._made is not None or not self.tuning.precheck:
             return
         if self._basis is not None:
             return  # (a file in sync may still be replaced by a link to DIR's)
@@ -114,8 +113,11 @@ class TransferRoot:
             return
         try:
             from .precheck import Precheck  # (a re-run's only: 1 ms of import)
+            # (on one CPU no worker: the walk judges every file itself, in
+            # the precheck's few calls rather than in _file's many)
             self._precheck = Precheck(src_dir, dst_dir, source.rel, self.rules.excluded,
-                                      self.cancel_event, self.tuning.acl_backend)
+                                      self.cancel_event, self.tuning.acl_backend,
+                                      workers=usable_cpus() >= 2)
         except OSError:
             pass  # (no pipe or process to spare: the walk does it all itself)
 
