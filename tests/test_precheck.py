@@ -381,7 +381,7 @@ def test_a_file_changed_through_another_name_is_looked_at_again(tmp_path, monkey
     folding filesystem by exact_names saying no.)"""
     from syncengine.treesync import dirs as dirs_module
     from syncengine.treesync import faults
-    monkeypatch.setattr(dirs_module, "exact_names", lambda dir_fd: False)
+    monkeypatch.setattr(dirs_module, "exact_names", lambda dir_fd, mounts: False)
     src, dst = tmp_path / "src", tmp_path / "dst"
     src.mkdir()
     for name in ("a", "b"):
@@ -422,7 +422,8 @@ def test_where_names_are_exact_a_change_to_one_name_looks_at_no_other(tmp_path,
     for exact, looked_again in ((True, 0), (False, 2)):
         (dst / "a").write_bytes(b"diff")  # (same size and mtime: only -c finds it)
         os.utime(dst / "a", ns=(1_600_000_000_000_000_000,) * 2)
-        monkeypatch.setattr(dirs_module, "exact_names", lambda dir_fd, exact=exact: exact)
+        monkeypatch.setattr(dirs_module, "exact_names",
+                            lambda dir_fd, mounts, exact=exact: exact)
         rechecks = []
         original = sync_module.TreeSync._recheck
 
@@ -437,15 +438,15 @@ def test_where_names_are_exact_a_change_to_one_name_looks_at_no_other(tmp_path,
         assert (dst / "a").read_bytes() == b"same"
     fd = os.open(tmp_path, os.O_PATH | os.O_DIRECTORY)
     try:
-        on_this_fs = fs_module._fs_type(os.fstat(fd).st_dev)
-        assert fs_module.exact_names(fd) == (on_this_fs in fs_module._EXACT_FS)
-        monkeypatch.setattr(fs_module, "_fs_type", lambda dev: b"vfat")
-        assert not fs_module.exact_names(fd)  # (it folds case)
-        monkeypatch.setattr(fs_module, "_fs_type", lambda dev: b"ext4")
+        on_this_fs = fs_module._fs_type(os.fstat(fd).st_dev, {})
+        assert fs_module.exact_names(fd, {}) == (on_this_fs in fs_module._EXACT_FS)
+        monkeypatch.setattr(fs_module, "_fs_type", lambda dev, mounts: b"vfat")
+        assert not fs_module.exact_names(fd, {})  # (it folds case)
+        monkeypatch.setattr(fs_module, "_fs_type", lambda dev, mounts: b"ext4")
         monkeypatch.setattr(fs_module, "_dir_flags", lambda path, dir_fd=None: 0x40000000)
-        assert not fs_module.exact_names(fd)  # (chattr +F)
+        assert not fs_module.exact_names(fd, {})  # (chattr +F)
         monkeypatch.setattr(fs_module, "_dir_flags", lambda path, dir_fd=None: 0)
-        assert fs_module.exact_names(fd)
+        assert fs_module.exact_names(fd, {})
     finally:
         os.close(fd)
 

@@ -423,7 +423,7 @@ class DirWalk:
                     fd, src, more = origin[name]
                 if st.__class__ is InSync and faults.changes != changes:
                     if exact is None:
-                        exact = exact_names(dst_fd)
+                        exact = exact_names(dst_fd, self._mounts)
                     if not exact:
                         st = self._recheck(src_fd, dst_fd, name, join_rel(rel, name), source,
                                            st)

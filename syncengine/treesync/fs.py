@@ -168,32 +168,33 @@ def is_append_only(path: bytes) -> bool:
 # folds case (chattr +F: ext4, f2fs, tmpfs).  Any other (vfat, exfat,
 # ntfs, cifs, hfsplus, overlay, fuse...) may fold case or normalise names.
 _EXACT_FS = frozenset((b"ext2", b"ext3", b"ext4", b"xfs", b"btrfs", b"tmpfs", b"f2fs"))
-_fs_types: dict[int, bytes] = {}
 
 
-def _fs_type(dev: int) -> bytes:
-    """The type of the filesystem mounted as ``dev`` (/proc/self/mountinfo)."""
-    if not _fs_types:
+def _fs_type(dev: int, mounts: dict[int, bytes]) -> bytes:
+    """The type of the filesystem mounted as ``dev``; ``mounts``: the
+    run's table of them, read from /proc/self/mountinfo when first asked
+    (per run: a device number may be another filesystem's later)."""
+    if not mounts:
         try:
             with open("/proc/self/mountinfo", "rb") as f:
                 for line in f:
                     fields, _, rest = line.partition(b" - ")
                     major, _, minor = fields.split()[2].partition(b":")
-                    _fs_types[os.makedev(int(major), int(minor))] = rest.split()[0]
+                    mounts[os.makedev(int(major), int(minor))] = rest.split()[0]
         except (OSError, ValueError, IndexError):
             pass
-    return _fs_types.get(dev, b"")
+    return mounts.get(dev, b"")
 
 
-def exact_names(dir_fd: int) -> bool:
+def exact_names(dir_fd: int, mounts: dict[int, bytes]) -> bool:
     """Whether a dir's entries are told apart by their exact bytes: then a
     change to one name reaches no other entry of the dir (see
-    DirWalk._dir_contents).  False when unsure."""
+    DirWalk._dir_contents).  False when unsure.  ``mounts``: see _fs_type."""
     try:
         dev = os.fstat(dir_fd).st_dev
     except OSError:
         return False
-    if _fs_type(dev) not in _EXACT_FS:
+    if _fs_type(dev, mounts) not in _EXACT_FS:
         return False
     flags = _dir_flags(b".", dir_fd)
     return flags is not None and not flags & _FS_CASEFOLD_FL

@@ -137,6 +137,7 @@ class TreeSync(CensusPass, TransferRoot, DirWalk, SourceListing, DestAttrs, Dele
         # dirs a link went into after their touch-up (rsync's touch-up of
         # every dir comes at the very end): path -> source mtime
         self._retouch: dict[tuple[bytes, ...], int] = {}
+        self._mounts: dict[int, bytes] = {}  # (device -> filesystem type: fs.exact_names)
         # transferred -H members, and their failures (see _sent)
         self._finishing: list[tuple[LinkGroup, int, OSError | None]] = []
         self._root_fd = -1
