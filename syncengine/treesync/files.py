@@ -240,7 +240,7 @@ class FileTransfer:
         if dst_st is not None and stat.S_ISREG(dst_st.st_mode):
             gen_meta = self._acl_blind(src_meta, dst_parent, dst_name, rel)
             letters = itemize_meta(self.meta, gen_meta, dst_st, dirfd=dst_parent,
-                                   name=dst_name, path=self._drel(rel))
+                                   name=dst_name, path=self._drel(rel), transfer=True)
             if self.on_item is None:
                 return None
             resized = "." if dst_st.st_size == size else "s"

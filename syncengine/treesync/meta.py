@@ -309,19 +309,23 @@ class _Seen:
 
 def itemize_meta(ctx: MetaContext, src: SrcMeta, dst_st: os.stat_result | None = None, *,
                  dirfd: int, name: bytes, fd: int | None = None,
-                 path: bytes | None = None) -> str:
+                 path: bytes | None = None, transfer: bool = False) -> str:
     """The itemize columns "tpoguax" for ``src`` against the destination
     entry as it is, changing nothing.  For a transfer the walker calls this
     on the old destination file before the temp file replaces it (the
-    entry may be of another type: it is read as what it is).  ``path``:
-    the entry's path below the destination root, for messages (as in
-    apply_meta), default ``name``."""
+    entry may be of another type: it is read as what it is); then xattrs
+    it cannot read count as none (rsync's xattr_diff() without them: the
+    source's xattrs, if any, show as a change).  ``path``: the entry's
+    path below the destination root, for messages (as in apply_meta),
+    default ``name``."""
     node = _node(src.mode if dst_st is None else dst_st.st_mode, fd, dirfd, name)
     try:
         if dst_st is None:
             dst_st = node.lstat()
-        return attr_letters(ctx, src, read_dest(ctx, node, dst_st, "generator",
-                                             path if path is not None else name))
+        dest = read_dest(ctx, node, dst_st, "generator", path if path is not None else name)
+        if transfer and dest.xattrs is None:
+            dest.xattrs = {}
+        return attr_letters(ctx, src, dest)
     except OSError:
         return UNCHANGED
     finally:

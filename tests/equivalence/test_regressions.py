@@ -459,6 +459,23 @@ def test_nobody_receiver_stats_a_new_dir_that_could_not_be_made(nobody):
                   d("dst", mode=0o555, uid=0, gid=0), src=b"src", dest=b"dst"), nobody)
 
 
+def test_nobody_a_transfer_over_a_file_whose_xattrs_cannot_be_read_itemizes_x(nobody):
+    """As nobody, -c against a root-owned file whose ACL denies reading:
+    rsync's generator fails to read its xattr values and, itemizing the
+    transfer, compares the source's xattrs with none (`>fc.......x`); with
+    none on the source either, no `x`.  The native engine left the column
+    blank.  Found by the random suite (seed 424242)."""
+    acl = "u::---,g::---,o::---,m::---,u:1234:---"
+    for xattrs in ({"user.empty": b""}, {}):
+        for dry_run in (True, False):
+            check(nb_case(d("src", mtime_ns=10**18, **NB),
+                          f("src/a", b"", mtime_ns=10**18, xattrs=xattrs, acl=acl, **NB),
+                          d("dst", uid=0, gid=65534, mode=0o1777, mtime_ns=10**18),
+                          f("dst/a", b"", uid=0, gid=65534, mtime_ns=10**18,
+                            xattrs={"user.empty": b""}, acl=acl),
+                          itemize=True, dry_run=dry_run), nobody)
+
+
 def test_nobody_dst_root_without_u_x_still_gets_its_entries_tried(nobody):
     """SRC/ onto a new DST whose mode has no u+x: rsync sets it, fails to
     give itself u+rwx back, and still tries each entry by name (each fails
