@@ -157,7 +157,8 @@ class PendingWork:
         itself) takes its real name here, where the walk would take a
         rename a file, the bulk of its share in a wide dir.  The dir is
         new, so the name is free; should the rename fail, the walk tries
-        it again in its turn and reports what fails."""
+        it again in its turn and reports what fails.  (An abort before the
+        walk's turn removes the file as it would the temp file: _drop_batch.)"""
         if job.direct:
             return answer
         try:
