@@ -27,7 +27,7 @@ from .meta import (
     read_src_meta,
     stat_letters,
 )
-from .model import DirFrame, LinkGroup, Member, set_column
+from .model import DirFrame, LinkGroup, set_column
 
 if TYPE_CHECKING:
     from .sync import TreeSync
@@ -123,9 +123,12 @@ class HardLinks:
     def _skipped_hard_link(self: TreeSync, group: LinkGroup, index: int, exc: OSError | None) -> None:
         """rsync's handle_skipped_hlink(): the member could not be sent.  If
         it was the last, the member before it that waits becomes the last
-        and is synced now (it reads the same inode, so it mostly fails the
-        same way, and so on down the chain).  A symlink is made again from
-        what the file list holds: its failure ends the chain."""
+        and goes through recv_generator() again: linked to a done member
+        before it in the chain (hard_link_check(), so a link that failed at
+        its turn fails again), else synced now (it reads the same inode, so
+        it mostly fails the same way, and so on down the chain).  A symlink
+        is made again from what the file list holds: its failure ends the
+        chain."""
         while True:
             member = group.members[index]
             member.skip = True
@@ -137,7 +140,7 @@ class HardLinks:
             index = prev
             member = group.members[index]
             member.last = True
-            if self._dest_stat_failed(member):
+            if self._generated_again(group, index):
                 return
             if group.symlinks:
                 self._symlink_retry(group, index)
@@ -153,22 +156,26 @@ class HardLinks:
                 os.close(fd)
             return
 
-    def _dest_stat_failed(self: TreeSync, member: Member) -> bool:
-        """rsync's recv_generator for a waiting member synced after all: a
-        name it cannot lstat (its dir shut to us: EACCES) is its "failed to
-        stat" line, and nothing is sent.  True then."""
+    def _generated_again(self: TreeSync, group: LinkGroup, index: int) -> bool:
+        """rsync's recv_generator() for a waiting member handed the turn, up
+        to where it would be sent: a name it cannot lstat (its dir shut to
+        us: EACCES) is its "failed to stat" line; a member with a done one
+        before it is linked (or fails to be) by hard_link_check().  True
+        when that handled it."""
+        member = group.members[index]
         try:
             parent = self._open_dest_dir(member.dst_path[:-1])
         except OSError:
             return False  # (_write_retry gives up on it)
         try:
             st, err = lstat_at(parent, member.dst_path[-1])
+            if st is None and err != errno.ENOENT:
+                self._fail(msg.failed_to_stat(self._full(member.rel), err))
+                return True
+            return index > 0 and self._hard_link_check(group, index, parent, member.dst_path[-1],
+                                                       st, None)
         finally:
             self._close_dir(parent)
-        if st is None and err != errno.ENOENT:
-            self._fail(msg.failed_to_stat(self._full(member.rel), err))
-            return True
-        return False
 
     def _write_retry(self: TreeSync, group: LinkGroup, index: int, src_fd: int) -> None:
         """Write a waiting member from its own source path (see above)."""

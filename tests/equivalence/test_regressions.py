@@ -623,6 +623,30 @@ def test_nobody_unreadable_hard_linked_file_reported_in_readdir_order(nobody):
                   {"path": "src/0", "link": "src/c"}, src=b"src", dry_run=True), nobody)
 
 
+@pytest.mark.parametrize("itemize", [False, True])
+@pytest.mark.parametrize("dst", ["leader only", "member in a subdir", "old member file"])
+def test_nobody_member_handed_the_turn_links_again_to_a_done_leader(nobody, dst, itemize):
+    """Several sources, -H, as nobody: a group of a root-owned 0600 file
+    whose FIRST (``*``) is found in DST already; the links to it fail
+    (EPERM: not ours, not readable), the last member cannot be sent, and
+    rsync's handle_skipped_hlink() runs recv_generator() for the member
+    before it, whose hard_link_check() tries the link once more (its line
+    again).  The native engine sent that member instead ("send_files
+    failed to open" it; found by the random suite, seed 424242)."""
+    root_ro = {"uid": 0, "gid": 65534, "mode": 0o600}
+    spec = [d("src", **NB), f("src/*", **root_ro), d("src2", **NB), d("src2/s", **NB),
+            {"path": "src2/a", "link": "src/*"}, {"path": "src2/c", "link": "src/*"},
+            d("dst", **NB), f("dst/*", **root_ro)]
+    if dst == "member in a subdir":
+        spec += [{"path": "src2/s/e", "link": "src/*"}, d("dst/s", **NB)]
+    elif dst == "old member file":
+        spec += [f("dst/a", b"q", **NB), {"path": "src/b", "link": "src/*"}]
+    rs, nat = check(Case(spec=[NB_ROOT, *spec], sources=[b"src/", b"src2/"], dest=b"dst",
+                         unprivileged=True, itemize=itemize), nobody)
+    assert nat.code == 23
+    assert sum("failed: Operation not permitted" in line for line in nat.err) == 2
+
+
 @pytest.mark.parametrize("dry_run", [False, True], ids=["real", "dry-run"])
 def test_deletions_go_dirs_first_in_reverse_name_order(base, dry_run):
     """rsync deletes a dir's extraneous entries in the reverse of its
