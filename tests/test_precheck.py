@@ -263,6 +263,43 @@ def test_claims_cover_every_index_once_when_taken_in_turns():
         assert sorted(taken) == list(range(files))
 
 
+def test_claims_taken_at_once_by_two_processes_end_only_where_they_meet():
+    """Two processes take from one slot as fast as they can: the forked one
+    is told the dir is done only once the pointers have met -- when it is,
+    nothing is left to take.  (struct.pack_into zeroed a pointer's bytes
+    before writing them: the front worker read a back of 0 and gave up
+    after a few thousand of 300,000 files, every time, and the walk
+    compared the rest alone.)"""
+    from syncengine.treesync.precheck import _Claims
+    files = 300_000
+    claims = _Claims()
+    slot = claims.enter(b"wide", files)
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the forked worker's side
+        code = 1
+        try:
+            os.close(read_fd)
+            count = 0
+            while claims.take(slot, 0) >= 0:
+                count += 1
+            os.write(write_fd, b"%d %d" % (count, claims.take(slot, 0)))
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_fd)
+    assert claims.enter(b"wide", files) == slot
+    count = 0
+    while claims.take(slot, 1) >= 0:
+        count += 1
+    with os.fdopen(read_fd, "rb") as pipe:
+        forked_count, taken_after_the_end = map(int, pipe.read().split())
+    assert os.waitpid(pid, 0)[1] == 0
+    assert taken_after_the_end == -1
+    # (where they meet, both may take the same file: never a file neither took)
+    assert files <= forked_count + count <= files + 2
+
+
 def test_an_index_past_the_list_is_ignored(tmp_path):
     """Two dirs in one slot, or listings that differ, can hand out an index
     past a worker's list: it ends that worker's share of the dir (no

@@ -91,33 +91,43 @@ class _Claims:
     dir in the same slot) rewrites both.  So the worst a race can do is
     have both compare a file, or neither (the walk then does it), or hand
     out an index past a worker's list (ignored): a claim never changes a
-    verdict, only who makes it."""
+    verdict, only who makes it.
+
+    Each pointer is one aligned 8-byte word, read and written whole (a
+    memoryview's item: one load or store).  ``struct.pack_into`` zeroes
+    its bytes before it writes them: the other worker could read a back
+    of 0 and take the dir for done while most of it was left."""
 
     _SLOTS = 1 << 14
-    _SLOT = struct.Struct("<qqq")  # tag (the path's hash), front, back
+    _WORDS = 3  # tag (the path's hash), front, back
 
     def __init__(self) -> None:
-        self.memory = mmap.mmap(-1, self._SLOTS * self._SLOT.size)  # MAP_SHARED: forks see it
+        # (MAP_SHARED: forks see it)
+        self.memory = mmap.mmap(-1, self._SLOTS * self._WORDS * 8)
+        self.words = memoryview(self.memory).cast("q")
 
     def enter(self, rel: bytes, files: int) -> int:
-        """The offset of a dir's slot, set up if the other worker has not
+        """The index of a dir's slot, set up if the other worker has not
         done so yet (the pointers first, the tag last)."""
         tag = hash(rel) | 1  # (never 0, as in a fresh slot)
-        offset = (tag % self._SLOTS) * self._SLOT.size
-        if self._SLOT.unpack_from(self.memory, offset)[0] != tag:
-            struct.pack_into("<qq", self.memory, offset + 8, 0, files)
-            struct.pack_into("<q", self.memory, offset, tag)
-        return offset
+        slot = (tag % self._SLOTS) * self._WORDS
+        words = self.words
+        if words[slot] != tag:
+            words[slot + 1] = 0
+            words[slot + 2] = files
+            words[slot] = tag
+        return slot
 
-    def take(self, offset: int, worker: int) -> int:
+    def take(self, slot: int, worker: int) -> int:
         """The index of the next file for ``worker`` to compare, or -1."""
-        _, front, back = self._SLOT.unpack_from(self.memory, offset)
+        words = self.words
+        front, back = words[slot + 1], words[slot + 2]
         if front >= back:
             return -1
         if worker == 0:
-            struct.pack_into("<q", self.memory, offset + 8, front + 1)
+            words[slot + 1] = front + 1
             return front
-        struct.pack_into("<q", self.memory, offset + 16, back - 1)
+        words[slot + 2] = back - 1
         return back - 1
 
 
