@@ -242,6 +242,43 @@ def test_the_walk_reads_the_workers_pipe_while_it_compares_its_share(tmp_path, m
         check.close()
 
 
+def test_the_worker_goes_on_while_the_walk_reads_nothing(tmp_path, monkeypatch):
+    """The walk reads the worker's pipe only from its share of a dir on
+    (before that comes the census of the whole tree): a worker that waited
+    on a full pipe meanwhile left the walk most of a wide dir.  It queues
+    its verdicts instead, and judges the whole dir before the walk reads a
+    byte (a pipe of one page)."""
+    import threading
+    import time
+    monkeypatch.setattr(precheck_module, "_PIPE_SIZE", 4096)
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir()
+    files = 2000
+    for i in range(files):
+        (src / f"f{i:05d}").write_bytes(b"x" * (i % 7))
+    assert run(src, dst)[0] == 0
+    check = Precheck(os.fsencode(src), os.fsencode(dst), b".", lambda rel, is_dir: False,
+                     threading.Event())
+    try:
+        claims = check.helper.claims
+        slot = claims.enter(b".", files)  # (the worker's slot: set up by it, or now)
+        deadline = time.monotonic() + 10
+        while claims.words[slot + 1] < files and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert claims.words[slot + 1] == files  # the worker took every file
+        src_fd = os.open(src, os.O_RDONLY | os.O_DIRECTORY)
+        dst_fd = os.open(dst, os.O_PATH | os.O_DIRECTORY)
+        try:
+            names = check.share(b".", src_fd, dst_fd)
+        finally:
+            os.close(src_fd)
+            os.close(dst_fd)
+        assert not any(check.own[b"."].get(name) is not None for name in names)
+        assert all(check.verdict(b".", name) is not None for name in names)
+    finally:
+        check.close()
+
+
 def test_claims_cover_every_index_once_when_taken_in_turns():
     import random
 

@@ -74,6 +74,7 @@ _STALL = 60.0      # seconds without a word from the worker: give up on it
 _HEARTBEAT = 1.0   # a worker comparing a big file says so this often
 _F_SETPIPE_SZ = 1031
 _DRAIN_EVERY = 64  # files the walk compares between two looks at the worker's pipe (a batch)
+_BACKLOG = 8 << 20  # bytes of verdicts a worker queues beyond the pipe's (~200,000 files)
 
 
 def _join(rel: bytes, name: bytes) -> bytes:
@@ -173,6 +174,7 @@ class _Worker:
         self.noatime = bool(_NOATIME)  # (PermissionError unless root or the owner)
         self.rel = b""           # the dir being compared
         self.sent = time.monotonic()
+        self.backlog = bytearray()  # batches the pipe did not take yet
 
     def _error(self, line: str) -> None:
         self.errors += 1
@@ -182,11 +184,27 @@ class _Worker:
             self._send(self.rel, {}, False)
 
     def _send(self, rel: bytes, verdicts: dict | None, done: bool) -> None:
+        """Queue a batch and write what the pipe takes now: the walk reads
+        the pipe only while it compares its own share, and a worker that
+        waited on a full pipe meanwhile (through the census, say) would
+        leave it most of a wide dir.  Past _BACKLOG bytes queued it waits."""
         self.sent = time.monotonic()
         data = marshal.dumps((rel, verdicts, done))
-        data = _LEN.pack(len(data)) + data
-        while data:
-            data = data[os.write(self.out_fd, data):]
+        self.backlog += _LEN.pack(len(data))
+        self.backlog += data
+        self.flush(wait=len(self.backlog) > _BACKLOG)
+
+    def flush(self, wait: bool = True) -> None:
+        """Write the queued batches: all of them, or (not ``wait``) what the
+        pipe takes without blocking."""
+        backlog = self.backlog
+        while backlog:
+            try:
+                del backlog[:os.write(self.out_fd, backlog)]
+            except BlockingIOError:
+                if not wait:
+                    return
+                select.select([], [self.out_fd], [])
 
     def _listing(self, src_fd: int, rel: bytes) -> tuple[list[bytes], list[bytes], list[bytes]]:
         """A dir's names, its files to compare (in the order both sides
@@ -375,10 +393,12 @@ class Precheck:
 
         def work() -> None:
             os.close(read_fd)
+            os.set_blocking(write_fd, False)
             worker = _Worker(0, claims, excluded, write_fd, acl_backend)
             src_fd = os.open(src_dir, _LIST_FLAGS & ~os.O_NOFOLLOW)
             dst_fd = os.open(dst_dir, _PATH_FLAGS & ~os.O_NOFOLLOW)
             worker.walk(src_fd, dst_fd, rel)
+            worker.flush()
         try:
             pid = fork_helper(work)
         except OSError:
