@@ -279,6 +279,132 @@ def test_the_worker_goes_on_while_the_walk_reads_nothing(tmp_path, monkeypatch):
         check.close()
 
 
+def _tricky_tree(src):
+    """Dirs whose names sort differently as bytes and as paths ("a" and
+    "a.b", "a/x" between them), each with a few files."""
+    for rel in ("a", "a/x", "a/x/y", "a.b", "a-b", "a0", "b", "b/a", "b/a.b", "b/a/c"):
+        (src / rel).mkdir(parents=True)
+        for i in range(3):
+            (src / rel / f"f{i}").write_bytes(b"%d" % i)
+
+
+def test_the_worker_goes_through_dirs_in_the_walks_order(tmp_path, monkeypatch):
+    """The worker's verdicts come dir by dir in the order the walk asks for
+    them -- the order of the paths' parts (_place) -- so that a batch for a
+    dir before the walk's is one the walk no longer needs."""
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    _tricky_tree(src)
+    assert run(src, dst)[0] == 0
+    shared = []
+    original = Precheck.share
+
+    def recording(self, rel, src_fd, dst_fd):
+        shared.append(rel)
+        return original(self, rel, src_fd, dst_fd)
+    monkeypatch.setattr(Precheck, "share", recording)
+    assert run(src, dst)[0] == 0
+    read_fd, write_fd = os.pipe()
+    worker = precheck_module._Worker(0, precheck_module._Claims(), lambda rel, is_dir: False,
+                                     write_fd)
+    src_fd = os.open(src, os.O_RDONLY | os.O_DIRECTORY)
+    dst_fd = os.open(dst, os.O_PATH | os.O_DIRECTORY)
+    try:
+        worker.walk(src_fd, dst_fd, b".")
+    finally:
+        os.close(src_fd)
+        os.close(dst_fd)
+        os.close(write_fd)
+    import marshal
+    with os.fdopen(read_fd, "rb") as pipe:
+        stream = pipe.read()
+    ended = []
+    while stream:
+        size = int.from_bytes(stream[:4], "little")
+        rel, _, done = marshal.loads(stream[4:4 + size])
+        stream = stream[4 + size:]
+        if done:
+            ended.append(rel)
+    assert ended == shared
+    assert shared == sorted(shared, key=precheck_module._place)
+    assert shared.index(b"a/x/y") < shared.index(b"a-b") < shared.index(b"a.b")
+
+
+def test_a_dir_the_worker_has_judged_is_not_compared_again(tmp_path, monkeypatch):
+    """The claims table is small: by the time the walk gets to a dir the
+    worker judged long before, the dir's slot may hold another dir's
+    claims, and the walk compared the whole dir again.  It first looks
+    for the dir's end among the worker's verdicts.  (One slot for every
+    dir; the worker has finished before the walk starts.)"""
+    import threading
+    monkeypatch.setattr(precheck_module._Claims, "_SLOTS", 1)
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    make_tree(src, dirs=20, files=10)
+    assert run(src, dst)[0] == 0
+    check = Precheck(os.fsencode(src), os.fsencode(dst), b".", lambda rel, is_dir: False,
+                     threading.Event())
+    compared = []
+    own_check = check.helper.check
+    check.helper.check = lambda *args: compared.append(args[2]) or own_check(*args)
+    try:
+        assert os.waitpid(check.pids[0], 0)[1] == 0  # (its verdicts fit in the pipe)
+        for rel in [b"."] + sorted(b"d%d" % d for d in range(20)):  # (the walk's order)
+            src_fd = os.open(src / os.fsdecode(rel), os.O_RDONLY | os.O_DIRECTORY)
+            dst_fd = os.open(dst / os.fsdecode(rel), os.O_PATH | os.O_DIRECTORY)
+            try:
+                names = check.share(rel, src_fd, dst_fd)
+            finally:
+                os.close(src_fd)
+                os.close(dst_fd)
+            assert names == sorted(os.fsencode(n) for n in os.listdir(src / os.fsdecode(rel)))
+            for name in names:
+                if (src / os.fsdecode(rel) / os.fsdecode(name)).is_file():
+                    assert check.verdict(rel, name) is not None, (rel, name)
+            check.end_dir(rel)
+        assert compared == []
+    finally:
+        check.close()
+
+
+def test_verdicts_for_dirs_the_walk_has_passed_are_dropped(tmp_path, monkeypatch):
+    """A slow worker: the walk judges the dirs itself and goes on; the
+    worker's verdicts on them, read later, are dropped, not kept (and the
+    dir the walk is in still gets the worker's)."""
+    import threading
+    import time
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    make_tree(src, dirs=6, files=10)
+    assert run(src, dst)[0] == 0
+    own_check = precheck_module._Worker.check
+
+    def slow_in_the_forked_worker(self, *args):
+        if self.index == 0:
+            time.sleep(0.01)
+        return own_check(self, *args)
+    monkeypatch.setattr(precheck_module._Worker, "check", slow_in_the_forked_worker)
+    check = Precheck(os.fsencode(src), os.fsencode(dst), b".", lambda rel, is_dir: False,
+                     threading.Event())
+    rels = [b"."] + [b"d%d" % d for d in range(6)]
+    try:
+        for rel in rels:
+            if rel == rels[-1]:
+                os.waitpid(check.pids[0], 0)  # (all its verdicts are in the pipe)
+            src_fd = os.open(src / os.fsdecode(rel), os.O_RDONLY | os.O_DIRECTORY)
+            dst_fd = os.open(dst / os.fsdecode(rel), os.O_PATH | os.O_DIRECTORY)
+            try:
+                names = check.share(rel, src_fd, dst_fd)
+            finally:
+                os.close(src_fd)
+                os.close(dst_fd)
+            for name in names:
+                if (src / os.fsdecode(rel) / os.fsdecode(name)).is_file():
+                    assert check.verdict(rel, name) is not None, (rel, name)
+            if rel != rels[-1]:
+                check.end_dir(rel)
+        assert set(check.dirs[0]) == {rels[-1]}
+    finally:
+        check.close()
+
+
 def test_claims_cover_every_index_once_when_taken_in_turns():
     import random
 

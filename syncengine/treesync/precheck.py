@@ -52,6 +52,7 @@ from array import array
 from bisect import bisect_left
 from collections.abc import Callable
 
+from .fs import list_names
 from .meta import UNCHANGED, MetaContext, attr_letters, read_dest, read_src_meta
 from .packed import packed_verdict, unpacked_verdict
 from .procs import fork_helper, kill_and_reap
@@ -74,11 +75,18 @@ _STALL = 60.0      # seconds without a word from the worker: give up on it
 _HEARTBEAT = 1.0   # a worker comparing a big file says so this often
 _F_SETPIPE_SZ = 1031
 _DRAIN_EVERY = 64  # files the walk compares between two looks at the worker's pipe (a batch)
-_BACKLOG = 8 << 20  # bytes of verdicts a worker queues beyond the pipe's (~200,000 files)
+_BACKLOG = 4 << 20  # bytes of verdicts a worker queues beyond the pipe's (~100,000 files)
+_HELD = 4 << 20     # bytes of verdicts the walk reads ahead of its need
 
 
 def _join(rel: bytes, name: bytes) -> bytes:
     return rel + b"/" + name if rel and rel != b"." else name
+
+
+def _place(rel: bytes) -> tuple[bytes, ...]:
+    """A dir's place in the order both the walk and the worker go: depth
+    first, each dir's subdirs by name -- the order of its path's parts."""
+    return tuple(rel.split(b"/")) if rel and rel != b"." else ()
 
 
 class _Claims:
@@ -376,6 +384,7 @@ class Precheck:
         self.fds: list[int] = []
         self.pids: list[int] = []
         self.buffers: list[bytearray] = []
+        self.at: tuple[bytes, ...] | None = None  # the walk's dir (see _place)
         # per worker: rel -> [verdicts so far, whether the dir is done]
         self.dirs: list[dict[bytes, list]] = []
         if workers:  # (without one, the walk's share is every file)
@@ -412,16 +421,38 @@ class Precheck:
         self.dirs.append({})
 
     def share(self, rel: bytes, src_fd: int, dst_fd: int) -> list[bytes]:
-        """Before the walk asks for a dir's verdicts: its own share.
+        """Before the walk asks for a dir's verdicts: its own share, unless
+        the worker has judged the whole dir already (its claims slot may
+        be another dir's by now: the walk would compare it all again).
         Returns the dir's names, sorted (the walk need not list it again)."""
+        self.at = place = _place(rel)
+        self._drain()
+        if self._judged(rel, place):
+            names = list_names(src_fd)
+            names.sort()
+            return names
         self.own[rel], names = self.helper.share(src_fd, dst_fd, rel, self._drain)
         return names
 
+    def _judged(self, rel: bytes, place: tuple[bytes, ...]) -> bool:
+        """Whether a worker's verdicts read so far end the dir's."""
+        for index, dirs in enumerate(self.dirs):
+            while True:
+                known = dirs.get(rel)
+                if known is not None and known[1]:
+                    return True
+                batch = self._unpack(index)
+                if batch is None or _place(batch) > place:  # (beyond it: not there yet)
+                    break
+        return False
+
     def _drain(self) -> None:
-        """Read what the workers have sent so far, to unpack when asked
-        for (packed, a verdict takes some 40 bytes; unpacked, 200)."""
+        """Read what the workers have sent so far (up to _HELD bytes each),
+        to unpack when asked for (packed, a verdict takes some 40 bytes;
+        unpacked, 200)."""
         for index, fd in enumerate(self.fds):
-            while fd >= 0 and select.select([fd], [], [], 0)[0]:
+            while fd >= 0 and len(self.buffers[index]) < _HELD and \
+                    select.select([fd], [], [], 0)[0]:
                 if not self._read(index):
                     break
 
@@ -476,7 +507,7 @@ class Precheck:
     def _receive(self, waiting: list[int]) -> bool:
         """Take what the ``waiting`` workers send next; False when none of
         them has more (or the run was cancelled, or they stalled)."""
-        if any(self._unpack(index) for index in waiting):  # (read before: _drain)
+        if any(self._unpack(index) is not None for index in waiting):  # (read before: _drain)
             return True
         deadline = time.monotonic() + _STALL
         while True:
@@ -491,31 +522,35 @@ class Precheck:
             for fd in ready:
                 index = self.fds.index(fd)
                 if self._read(index):
-                    got = self._unpack(index) or got
+                    got = self._unpack(index) is not None or got
             if got:
                 return True
 
-    def _unpack(self, index: int) -> bool:
+    def _unpack(self, index: int) -> bytes | None:
         """File the next whole batch in a worker's buffer, if there is one
-        (one at a time: a wide dir's verdicts stay packed until asked for)."""
+        (one at a time: a wide dir's verdicts stay packed until asked for);
+        returns its dir.  A batch for a dir the walk has passed (it judged
+        that dir itself) is dropped."""
         buf, dirs = self.buffers[index], self.dirs[index]
         if len(buf) < _LEN.size:
-            return False
+            return None
         size = _LEN.unpack_from(buf)[0]
         if len(buf) < _LEN.size + size:
-            return False
+            return None
         rel, verdicts, done = marshal.loads(bytes(buf[_LEN.size:_LEN.size + size]))
         del buf[:_LEN.size + size]
         if verdicts is None:  # a dir it left out, with its subtree
             self.skipped.add(rel)
             verdicts = {}
+        if self.at is not None and _place(rel) < self.at:
+            return rel
         known = dirs.get(rel)
         if known is None:
             dirs[rel] = [verdicts, done]
         else:
             known[0].update(verdicts)
             known[1] = done
-        return True
+        return rel
 
     def end_dir(self, rel: bytes) -> None:
         self.own.pop(rel, None)
