@@ -314,16 +314,15 @@ def test_the_worker_goes_through_dirs_in_the_walks_order(tmp_path, monkeypatch):
         os.close(src_fd)
         os.close(dst_fd)
         os.close(write_fd)
-    import marshal
     with os.fdopen(read_fd, "rb") as pipe:
         stream = pipe.read()
     ended = []
+    head = precheck_module._HEAD
     while stream:
-        size = int.from_bytes(stream[:4], "little")
-        rel, _, done = marshal.loads(stream[4:4 + size])
-        stream = stream[4 + size:]
+        size, done, length = head.unpack_from(stream)
         if done:
-            ended.append(rel)
+            ended.append(stream[head.size:head.size + length])
+        stream = stream[head.size + size:]
     assert ended == shared
     assert shared == sorted(shared, key=precheck_module._place)
     assert shared.index(b"a/x/y") < shared.index(b"a-b") < shared.index(b"a.b")

@@ -66,7 +66,10 @@ _LIST_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # O_NONBLOCK: a FIFO put where a file was must not block the open
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 _NOATIME = getattr(os, "O_NOATIME", 0)
-_LEN = struct.Struct("<I")
+# A batch: this head (the size of the rest, whether it ends its dir, the
+# length of the dir's path), the path, the verdicts (marshal).  The walk
+# reads the heads alone to find where a dir ends (Precheck._judged).
+_HEAD = struct.Struct("<IBI")
 _BATCH_FILES = 64
 _BATCH_BYTES = 256 << 10
 _SMALL = 64 << 10  # compared in one read a side
@@ -76,7 +79,7 @@ _HEARTBEAT = 1.0   # a worker comparing a big file says so this often
 _F_SETPIPE_SZ = 1031
 _DRAIN_EVERY = 64  # files the walk compares between two looks at the worker's pipe (a batch)
 _BACKLOG = 4 << 20  # bytes of verdicts a worker queues beyond the pipe's (~100,000 files)
-_HELD = 4 << 20     # bytes of verdicts the walk reads ahead of its need
+_HELD = 1 << 20     # bytes of verdicts the walk reads ahead of its need
 
 
 def _join(rel: bytes, name: bytes) -> bytes:
@@ -197,8 +200,9 @@ class _Worker:
         waited on a full pipe meanwhile (through the census, say) would
         leave it most of a wide dir.  Past _BACKLOG bytes queued it waits."""
         self.sent = time.monotonic()
-        data = marshal.dumps((rel, verdicts, done))
-        self.backlog += _LEN.pack(len(data))
+        data = marshal.dumps(verdicts)
+        self.backlog += _HEAD.pack(len(rel) + len(data), done, len(rel))
+        self.backlog += rel
         self.backlog += data
         self.flush(wait=len(self.backlog) > _BACKLOG)
 
@@ -435,15 +439,24 @@ class Precheck:
         return names
 
     def _judged(self, rel: bytes, place: tuple[bytes, ...]) -> bool:
-        """Whether a worker's verdicts read so far end the dir's."""
+        """Whether the verdicts a worker sent so far end the dir's (found by
+        the batches' heads: a wide dir's verdicts stay packed)."""
         for index, dirs in enumerate(self.dirs):
-            while True:
-                known = dirs.get(rel)
-                if known is not None and known[1]:
-                    return True
-                batch = self._unpack(index)
-                if batch is None or _place(batch) > place:  # (beyond it: not there yet)
+            known = dirs.get(rel)
+            if known is not None and known[1]:
+                return True
+            buf, offset = self.buffers[index], 0
+            while offset + _HEAD.size <= len(buf):
+                size, done, length = _HEAD.unpack_from(buf, offset)
+                start = offset + _HEAD.size
+                if start + size > len(buf):
                     break
+                batch = bytes(buf[start:start + length])
+                if batch == rel and done:
+                    return True
+                if _place(batch) > place:
+                    break  # (the worker is past it: the walk shares it)
+                offset = start + size
         return False
 
     def _drain(self) -> None:
@@ -532,13 +545,15 @@ class Precheck:
         returns its dir.  A batch for a dir the walk has passed (it judged
         that dir itself) is dropped."""
         buf, dirs = self.buffers[index], self.dirs[index]
-        if len(buf) < _LEN.size:
+        if len(buf) < _HEAD.size:
             return None
-        size = _LEN.unpack_from(buf)[0]
-        if len(buf) < _LEN.size + size:
+        size, done, length = _HEAD.unpack_from(buf)
+        end = _HEAD.size + size
+        if len(buf) < end:
             return None
-        rel, verdicts, done = marshal.loads(bytes(buf[_LEN.size:_LEN.size + size]))
-        del buf[:_LEN.size + size]
+        rel = bytes(buf[_HEAD.size:_HEAD.size + length])
+        verdicts = marshal.loads(bytes(buf[_HEAD.size + length:end]))
+        del buf[:end]
         if verdicts is None:  # a dir it left out, with its subtree
             self.skipped.add(rel)
             verdicts = {}
