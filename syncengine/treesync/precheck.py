@@ -12,6 +12,11 @@ change nothing and print nothing").  A verdict is, for a file in sync,
 its size and the destination file's identity (inode, ctime), else -1;
 verdicts stream to the walk in batches (one per big file, so the walk can
 go on while the next is compared), and a batch marks each dir's end.
+Both go through the dirs in one order (depth first, subdirs by name): the
+walk skips its share of a dir whose end it has read already, and drops
+the verdicts on a dir it has passed.  Neither waits on the other: the
+worker queues what the pipe does not take, the walk reads ahead; each up
+to a few MiB.
 
 The walk takes a file found in sync as done without looking at it again,
 as long as it has changed nothing in the destination since it entered the
