@@ -48,6 +48,18 @@ def run(src, dst, monkeypatch=None, counts=None, tuning=Tuning()):
     return tree.run(), lines
 
 
+def _share(check, src, dst, rel=b"."):
+    """The walk's side of one dir (as dirs.py asks for it): its share of
+    the dir's files; returns the dir's names."""
+    src_fd = os.open(src / os.fsdecode(rel), os.O_RDONLY | os.O_DIRECTORY)
+    dst_fd = os.open(dst / os.fsdecode(rel), os.O_PATH | os.O_DIRECTORY)
+    try:
+        return check.share(rel, src_fd, dst_fd)
+    finally:
+        os.close(src_fd)
+        os.close(dst_fd)
+
+
 def test_verdicts_name_only_files_in_sync(tmp_path):
     src, dst = tmp_path / "src", tmp_path / "dst"
     make_tree(src)
@@ -187,13 +199,7 @@ def test_every_file_gets_one_verdict_from_the_worker_or_the_walk(tmp_path):
                      threading.Event())
     try:
         for rel in (b".", b"d0", b"d1", b"d2", b"d3"):
-            src_fd = os.open(src / os.fsdecode(rel), os.O_RDONLY | os.O_DIRECTORY)
-            dst_fd = os.open(dst / os.fsdecode(rel), os.O_PATH | os.O_DIRECTORY)
-            try:
-                check.share(rel, src_fd, dst_fd)
-            finally:
-                os.close(src_fd)
-                os.close(dst_fd)
+            _share(check, src, dst, rel)
             names = sorted(os.fsencode(n) for n in os.listdir(src / os.fsdecode(rel)))
             for name in names:
                 path = src / os.fsdecode(rel) / os.fsdecode(name)
@@ -227,13 +233,7 @@ def test_the_walk_reads_the_workers_pipe_while_it_compares_its_share(tmp_path, m
         return own_check(*args)
     check.helper.check = slow_check  # (the walk's side only: the worker is forked)
     try:
-        src_fd = os.open(src, os.O_RDONLY | os.O_DIRECTORY)
-        dst_fd = os.open(dst, os.O_PATH | os.O_DIRECTORY)
-        try:
-            names = check.share(b".", src_fd, dst_fd)
-        finally:
-            os.close(src_fd)
-            os.close(dst_fd)
+        names = _share(check, src, dst)
         own = check.own[b"."]
         by_walk = sum(own.get(name) is not None for name in names)
         assert all(check.verdict(b".", name) is not None for name in names)
@@ -266,13 +266,7 @@ def test_the_worker_goes_on_while_the_walk_reads_nothing(tmp_path, monkeypatch):
         while claims.words[slot + 1] < files and time.monotonic() < deadline:
             time.sleep(0.01)
         assert claims.words[slot + 1] == files  # the worker took every file
-        src_fd = os.open(src, os.O_RDONLY | os.O_DIRECTORY)
-        dst_fd = os.open(dst, os.O_PATH | os.O_DIRECTORY)
-        try:
-            names = check.share(b".", src_fd, dst_fd)
-        finally:
-            os.close(src_fd)
-            os.close(dst_fd)
+        names = _share(check, src, dst)
         assert not any(check.own[b"."].get(name) is not None for name in names)
         assert all(check.verdict(b".", name) is not None for name in names)
     finally:
@@ -347,13 +341,7 @@ def test_a_dir_the_worker_has_judged_is_not_compared_again(tmp_path, monkeypatch
     try:
         assert os.waitpid(check.pids[0], 0)[1] == 0  # (its verdicts fit in the pipe)
         for rel in [b"."] + sorted(b"d%d" % d for d in range(20)):  # (the walk's order)
-            src_fd = os.open(src / os.fsdecode(rel), os.O_RDONLY | os.O_DIRECTORY)
-            dst_fd = os.open(dst / os.fsdecode(rel), os.O_PATH | os.O_DIRECTORY)
-            try:
-                names = check.share(rel, src_fd, dst_fd)
-            finally:
-                os.close(src_fd)
-                os.close(dst_fd)
+            names = _share(check, src, dst, rel)
             assert names == sorted(os.fsencode(n) for n in os.listdir(src / os.fsdecode(rel)))
             for name in names:
                 if (src / os.fsdecode(rel) / os.fsdecode(name)).is_file():
@@ -387,13 +375,7 @@ def test_verdicts_for_dirs_the_walk_has_passed_are_dropped(tmp_path, monkeypatch
         for rel in rels:
             if rel == rels[-1]:
                 os.waitpid(check.pids[0], 0)  # (all its verdicts are in the pipe)
-            src_fd = os.open(src / os.fsdecode(rel), os.O_RDONLY | os.O_DIRECTORY)
-            dst_fd = os.open(dst / os.fsdecode(rel), os.O_PATH | os.O_DIRECTORY)
-            try:
-                names = check.share(rel, src_fd, dst_fd)
-            finally:
-                os.close(src_fd)
-                os.close(dst_fd)
+            names = _share(check, src, dst, rel)
             for name in names:
                 if (src / os.fsdecode(rel) / os.fsdecode(name)).is_file():
                     assert check.verdict(rel, name) is not None, (rel, name)
