@@ -267,7 +267,8 @@ def test_the_worker_goes_on_while_the_walk_reads_nothing(tmp_path, monkeypatch):
             time.sleep(0.01)
         assert claims.words[slot + 1] == files  # the worker took every file
         names = _share(check, src, dst)
-        assert not any(check.own[b"."].get(name) is not None for name in names)
+        own = check.own.get(b".")  # (none when the worker's end of the dir was read first)
+        assert own is None or not any(own.get(name) is not None for name in names)
         assert all(check.verdict(b".", name) is not None for name in names)
     finally:
         check.close()
@@ -352,36 +353,63 @@ def test_a_dir_the_worker_has_judged_is_not_compared_again(tmp_path, monkeypatch
         check.close()
 
 
-def test_verdicts_for_dirs_the_walk_has_passed_are_dropped(tmp_path, monkeypatch):
-    """A slow worker: the walk judges the dirs itself and goes on; the
-    worker's verdicts on them, read later, are dropped, not kept (and the
-    dir the walk is in still gets the worker's)."""
+def _with_a_worker_that_sent(src, dst, stream_file):
+    """A Precheck whose worker has sent what a worker walking the whole
+    tree sends (walked here, before: its stream read at once)."""
     import threading
-    import time
+    fd = os.open(stream_file, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+    src_fd = os.open(src, os.O_RDONLY | os.O_DIRECTORY)
+    dst_fd = os.open(dst, os.O_PATH | os.O_DIRECTORY)
+    try:
+        precheck_module._Worker(0, precheck_module._Claims(), lambda rel, is_dir: False,
+                                fd).walk(src_fd, dst_fd, b".")
+        stream = os.pread(fd, os.fstat(fd).st_size, 0)
+    finally:
+        for each in (fd, src_fd, dst_fd):
+            os.close(each)
+    check = Precheck(os.fsencode(src), os.fsencode(dst), b".", lambda rel, is_dir: False,
+                     threading.Event(), workers=False)
+    check.fds.append(-1)
+    check.buffers.append(bytearray(stream))
+    check.dirs.append({})
+    return check
+
+
+def test_verdicts_for_dirs_the_walk_has_passed_are_dropped(tmp_path):
+    """The walk is in d3; the worker's verdicts on the dirs before it (the
+    walk judged those itself) are read and dropped, not kept; d3's are
+    the walk's."""
     src, dst = tmp_path / "src", tmp_path / "dst"
     make_tree(src, dirs=6, files=10)
     assert run(src, dst)[0] == 0
-    own_check = precheck_module._Worker.check
-
-    def slow_in_the_forked_worker(self, *args):
-        if self.index == 0:
-            time.sleep(0.01)
-        return own_check(self, *args)
-    monkeypatch.setattr(precheck_module._Worker, "check", slow_in_the_forked_worker)
-    check = Precheck(os.fsencode(src), os.fsencode(dst), b".", lambda rel, is_dir: False,
-                     threading.Event())
-    rels = [b"."] + [b"d%d" % d for d in range(6)]
+    check = _with_a_worker_that_sent(src, dst, tmp_path / "stream")
     try:
-        for rel in rels:
-            if rel == rels[-1]:
-                os.waitpid(check.pids[0], 0)  # (all its verdicts are in the pipe)
+        names = _share(check, src, dst, b"d3")
+        assert b"d3" not in check.own  # (the worker's end of d3 was there: no share)
+        assert all(check.verdict(b"d3", name) is not None for name in names)
+        assert set(check.dirs[0]) == {b"d3"}
+    finally:
+        check.close()
+
+
+def test_a_dir_the_worker_left_out_is_shared_by_the_walk(tmp_path):
+    """A worker that could not open a dir says so with the dir's end; that
+    end is no verdict on its files: the walk compares them itself."""
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    make_tree(src, dirs=3, files=10)
+    assert run(src, dst)[0] == 0
+    os.rename(dst / "d1", tmp_path / "d1")  # (gone while the worker walks)
+    check = _with_a_worker_that_sent(src, dst, tmp_path / "stream")
+    os.rename(tmp_path / "d1", dst / "d1")
+    try:
+        for rel in (b".", b"d0", b"d1"):
             names = _share(check, src, dst, rel)
+            by_walk = check.own.get(rel)
             for name in names:
                 if (src / os.fsdecode(rel) / os.fsdecode(name)).is_file():
                     assert check.verdict(rel, name) is not None, (rel, name)
-            if rel != rels[-1]:
-                check.end_dir(rel)
-        assert set(check.dirs[0]) == {rels[-1]}
+            check.end_dir(rel)
+        assert by_walk is not None and all(by_walk.get(name) is not None for name in names)
     finally:
         check.close()
 

@@ -75,6 +75,7 @@ _NOATIME = getattr(os, "O_NOATIME", 0)
 # length of the dir's path), the path, the verdicts (marshal).  The walk
 # reads the heads alone to find where a dir ends (Precheck._judged).
 _HEAD = struct.Struct("<IBI")
+_JUDGED, _LEFT_OUT = 1, 2  # how a batch ends its dir (left out: nothing was compared)
 _BATCH_FILES = 64
 _BATCH_BYTES = 256 << 10
 _SMALL = 64 << 10  # compared in one read a side
@@ -206,7 +207,8 @@ class _Worker:
         leave it most of a wide dir.  Past _BACKLOG bytes queued it waits."""
         self.sent = time.monotonic()
         data = marshal.dumps(verdicts)
-        self.backlog += _HEAD.pack(len(rel) + len(data), done, len(rel))
+        ends = _LEFT_OUT if verdicts is None else _JUDGED if done else 0
+        self.backlog += _HEAD.pack(len(rel) + len(data), ends, len(rel))
         self.backlog += rel
         self.backlog += data
         self.flush(wait=len(self.backlog) > _BACKLOG)
@@ -457,7 +459,7 @@ class Precheck:
                 if start + size > len(buf):
                     break
                 batch = bytes(buf[start:start + length])
-                if batch == rel and done:
+                if batch == rel and done == _JUDGED:
                     return True
                 if _place(batch) > place:
                     break  # (the worker is past it: the walk shares it)
