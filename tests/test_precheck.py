@@ -392,9 +392,11 @@ def test_verdicts_for_dirs_the_walk_has_passed_are_dropped(tmp_path):
         check.close()
 
 
-def test_a_dir_the_worker_left_out_is_shared_by_the_walk(tmp_path):
+@pytest.mark.parametrize("unpacked", [False, True], ids=["packed", "unpacked"])
+def test_a_dir_the_worker_left_out_is_shared_by_the_walk(tmp_path, unpacked):
     """A worker that could not open a dir says so with the dir's end; that
-    end is no verdict on its files: the walk compares them itself."""
+    end is no verdict on its files: the walk compares them itself (whether
+    the walk has unpacked that end already or not)."""
     src, dst = tmp_path / "src", tmp_path / "dst"
     make_tree(src, dirs=3, files=10)
     assert run(src, dst)[0] == 0
@@ -403,6 +405,9 @@ def test_a_dir_the_worker_left_out_is_shared_by_the_walk(tmp_path):
     os.rename(tmp_path / "d1", dst / "d1")
     try:
         for rel in (b".", b"d0", b"d1"):
+            if unpacked and rel == b"d1":
+                while b"d1" not in check.dirs[0]:
+                    assert check._unpack(0) is not None
             names = _share(check, src, dst, rel)
             by_walk = check.own.get(rel)
             for name in names:

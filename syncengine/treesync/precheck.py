@@ -450,7 +450,7 @@ class Precheck:
         the batches' heads: a wide dir's verdicts stay packed)."""
         for index, dirs in enumerate(self.dirs):
             known = dirs.get(rel)
-            if known is not None and known[1]:
+            if known is not None and known[1] == _JUDGED:
                 return True
             buf, offset = self.buffers[index], 0
             while offset + _HEAD.size <= len(buf):
