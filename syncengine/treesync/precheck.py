@@ -92,6 +92,19 @@ def _join(rel: bytes, name: bytes) -> bytes:
     return rel + b"/" + name if rel and rel != b"." else name
 
 
+def _batch_at(buf: bytearray, offset: int) -> tuple[bytes, int, int, int] | None:
+    """The whole batch at ``offset`` in what was read: its dir, how it ends
+    the dir, where its verdicts start and where it ends; None if not all
+    of it is there yet."""
+    if offset + _HEAD.size > len(buf):
+        return None
+    size, done, length = _HEAD.unpack_from(buf, offset)
+    start = offset + _HEAD.size
+    if start + size > len(buf):
+        return None
+    return bytes(buf[start:start + length]), done, start + length, start + size
+
+
 def _place(rel: bytes) -> tuple[bytes, ...]:
     """A dir's place in the order both the walk and the worker go: depth
     first, each dir's subdirs by name -- the order of its path's parts."""
@@ -453,17 +466,12 @@ class Precheck:
             if known is not None and known[1] == _JUDGED:
                 return True
             buf, offset = self.buffers[index], 0
-            while offset + _HEAD.size <= len(buf):
-                size, done, length = _HEAD.unpack_from(buf, offset)
-                start = offset + _HEAD.size
-                if start + size > len(buf):
-                    break
-                batch = bytes(buf[start:start + length])
-                if batch == rel and done == _JUDGED:
+            while (batch := _batch_at(buf, offset)) is not None:
+                batch_rel, done, _, offset = batch
+                if batch_rel == rel and done == _JUDGED:
                     return True
-                if _place(batch) > place:
+                if _place(batch_rel) > place:
                     break  # (the worker is past it: the walk shares it)
-                offset = start + size
         return False
 
     def _drain(self) -> None:
@@ -552,14 +560,11 @@ class Precheck:
         returns its dir.  A batch for a dir the walk has passed (it judged
         that dir itself) is dropped."""
         buf, dirs = self.buffers[index], self.dirs[index]
-        if len(buf) < _HEAD.size:
+        batch = _batch_at(buf, 0)
+        if batch is None:
             return None
-        size, done, length = _HEAD.unpack_from(buf)
-        end = _HEAD.size + size
-        if len(buf) < end:
-            return None
-        rel = bytes(buf[_HEAD.size:_HEAD.size + length])
-        verdicts = marshal.loads(bytes(buf[_HEAD.size + length:end]))
+        rel, done, start, end = batch
+        verdicts = marshal.loads(bytes(buf[start:end]))
         del buf[:end]
         if verdicts is None:  # a dir it left out, with its subtree
             self.skipped.add(rel)
