@@ -28,15 +28,18 @@ class SourceListing:
     """The source side of the walk: listing a dir, or skipping one."""
 
     def _open_layers(self: TreeSync, src_parent: int, name: bytes, rel: bytes, source: Source,
-                     more: tuple[Layer, ...], quiet: bool = False,
+                     more: tuple[Layer, ...], quiet: bool = False, opened: int | None = None,
                      ) -> tuple[list[tuple[int, Source, list | None]], list[int]]:
         """The sources' dirs whose contents make up a dir of the merged list,
         opened to be listed: [(fd, source, None)]; a SRC argument's own
         entry at the top (a top Layer) comes as [(its dir's fd, source,
-        [(name, lstat)])].  Also the fds opened here, to close."""
+        [(name, lstat)])].  Also the fds opened here, to close (not
+        ``opened``: the first source's dir, opened by the caller)."""
         layers: list[tuple[int, Source, list | None]] = []
         fds: list[int] = []
-        for layer in (Layer(src_parent, source, name, None), *more):
+        if opened is not None:
+            layers.append((opened, source, None))
+        for layer in (Layer(src_parent, source, name, None), *more)[opened is not None:]:
             if layer.top:
                 layers.append((layer.parent, layer.source, [(layer.name, layer.st)]))
                 continue
