@@ -21,7 +21,7 @@ them as it walks, the rsync engine parses rsync's lines (:func:`parse_line`).
 
 from __future__ import annotations
 
-import base64
+import binascii
 import re
 from dataclasses import dataclass
 
@@ -96,7 +96,7 @@ class ItemChange:
             try:
                 raw.decode("utf-8")
             except UnicodeDecodeError:
-                out[key + "_b64"] = base64.b64encode(raw).decode("ascii")
+                out[key + "_b64"] = binascii.b2a_base64(raw, newline=False).decode("ascii")
         return out
 
 

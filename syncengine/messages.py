@@ -32,7 +32,6 @@ carried with ``os.fsdecode``'s surrogate escapes).
 from __future__ import annotations
 
 import codecs
-import locale
 import os
 import re
 import stat
@@ -40,8 +39,10 @@ import stat
 
 def locale_codec() -> str | None:
     try:
-        return codecs.lookup(locale.nl_langinfo(locale.CODESET)).name
-    except (AttributeError, LookupError, ValueError):
+        # (the C module: ``locale`` re-exports these, and costs a ms to import)
+        import _locale
+        return codecs.lookup(_locale.nl_langinfo(_locale.CODESET)).name
+    except (ImportError, AttributeError, LookupError, ValueError):
         return None
 
 

@@ -514,6 +514,29 @@ def test_the_wheel_installs_syncengine_cli_and_no_top_level_cli(tmp_path):
     assert "syncengine = syncengine.__main__:main" in entry_points
 
 
+def test_a_stand_in_run_imports_none_of_what_it_does_without(tmp_path):
+    """A run without ACLs, JSON or copies behind the walk loads neither
+    pylibacl nor the modules whose C parts it uses directly (``queue``,
+    ``locale``, ``base64``): each costs a ms or more of a start that small
+    runs are mostly made of."""
+    src = tmp_path / "src"
+    (src / "d").mkdir(parents=True)
+    (src / "d" / "f").write_bytes(b"data")
+    probe = ("import os, runpy, sys; sys.argv = ['syncengine', 'rsync', '-rlptgocAXH', "
+             f"'--delete', {str(src) + '/'!r}, {str(tmp_path / 'dst')!r}]\n"
+             "before = set(sys.modules)\n"
+             "def report(code):  # (it ends the process at once: os._exit)\n"
+             "    print(code, *sorted({'queue', 'locale', 'base64', 'posix1e', 'click'}\n"
+             "                        & (set(sys.modules) - before)))\n"
+             "    sys.exit(code)\n"
+             "os._exit = report\n"
+             "runpy.run_module('syncengine', run_name='__main__')")
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    # (a line from each process: the run's forked helpers end through os._exit too)
+    assert set(proc.stdout.splitlines()) == {"0"}, proc.stdout + proc.stderr
+    assert (tmp_path / "dst" / "d" / "f").read_bytes() == b"data"
+
+
 def test_the_rsync_stand_in_starts_without_click_or_the_facade(tmp_path):
     """Scripts call ``syncengine rsync`` in place of rsync, often: its start
     must not pay for click or the facade's imports."""

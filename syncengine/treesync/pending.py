@@ -18,8 +18,10 @@ order, as rsync would.
 from __future__ import annotations
 
 import os
-import queue
 import threading
+
+# (queue.SimpleQueue is this C type; the queue module costs a ms to import)
+from _queue import SimpleQueue
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -545,7 +547,7 @@ class Copier:
     (an abort then need not wait for them)."""
 
     def __init__(self, check: Callable[[], None]) -> None:
-        self.jobs: queue.SimpleQueue[CopyJob | None] = queue.SimpleQueue()
+        self.jobs: SimpleQueue[CopyJob | None] = SimpleQueue()
         self.abort = threading.Event()
         self.thread = threading.Thread(target=self._loop, args=(check,),
                                        name="syncengine-copy", daemon=True)
