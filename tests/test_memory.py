@@ -155,6 +155,16 @@ def test_a_listing_gives_back_what_it_was_given(monkeypatch, ino, held):
     assert in_sync is not None and b"b" in in_sync and b"a" not in in_sync
     assert b"a" in entries and b"c" not in in_sync and b"e" not in entries
     assert b"cc" not in entries and len(entries) == 4
+    # The delete pass's view of it (sets while held, searches once packed):
+    # the same answers either way.
+    keep, synced = packed.names_of(entries, InSync)
+    asked = [b"a", b"b", b"c", b"cc", b"d", b"e", b"f"]
+    assert [name in keep for name in asked] == [True] * 3 + [False, True, False, False]
+    assert [name in synced for name in asked] == [False, True] + [False] * 5
+    assert (entries.name_sets() is not None) == (held > 4)
+    unsynced = PackedListing(InSync, [b"x"])
+    unsynced.add(b"x", stats[0])
+    assert packed.names_of(unsynced, InSync)[1] is None
 
     verdicts = _Verdicts([b"a", b"b"])
     verdicts.set(1, (7, ino, -1))
