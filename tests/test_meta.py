@@ -27,7 +27,6 @@ import shutil
 import signal
 import stat
 import subprocess
-import sys
 import tempfile
 import traceback
 from dataclasses import dataclass, field
@@ -733,38 +732,6 @@ def test_filesystem_without_listxattr_is_remembered(tmp_path, monkeypatch):
         assert calls == [b"a"] and not ctx.had_error
     finally:
         os.close(dirfd)
-
-
-@pytest.mark.skipif("libacl" not in BACKENDS, reason="pylibacl not installed")
-def test_libacl_is_loaded_at_the_first_acl_not_at_start(tmp_path):
-    """Loading pylibacl is a tenth of a run's start: a run that meets no
-    ACL does without it, and the first ACL loads it."""
-    src, dst = tmp_path / "src", tmp_path / "dst"
-    (src / "d").mkdir(parents=True)
-    (src / "d" / "f").write_bytes(b"data")
-    script = """if 1:
-        import sys
-        from syncengine.engines.native import NativeEngine
-        from syncengine.treesync.acl import USER
-        from syncengine.treesync.meta import MetaContext
-        from syncengine.treesync.xattrs import Node
-        result = NativeEngine().start([sys.argv[1] + "/"], sys.argv[2]).result()
-        print(result.exit_code, "posix1e" in sys.modules)
-        ctx = MetaContext()
-        node = Node(fd=None, dirfd=-100, name=sys.argv[3].encode(), is_link=False)
-        acl = ctx.acl.read(node, "access")
-        print(ctx.acl.name, (USER, 4242, 5) in acl.entries, "posix1e" in sys.modules)
-    """
-    with_acl = tmp_path / "with_acl"
-    with_acl.write_bytes(b"")
-    os.setxattr(with_acl, "system.posix_acl_access", Acl.of(
-        [(aclmod.USER_OBJ, -1, 6), (aclmod.USER, 4242, 5), (aclmod.GROUP_OBJ, -1, 4),
-         (aclmod.MASK, -1, 5), (aclmod.OTHER, -1, 4)]).to_xattr())
-    out = subprocess.run([sys.executable, "-c", script, str(src), str(dst), str(with_acl)],
-                         capture_output=True, text=True, check=True).stdout.split("\n")
-    assert out[0] == "0 False"
-    assert (dst / "d" / "f").read_bytes() == b"data"
-    assert out[1] == "libacl True True"
 
 
 def test_a_run_names_its_acl_backend():

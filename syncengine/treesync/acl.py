@@ -12,7 +12,6 @@ an extended ACL makes the destination drop its own (access and default).
 from __future__ import annotations
 
 import errno
-import importlib.util
 import struct
 from dataclasses import dataclass
 
@@ -177,23 +176,13 @@ class RawBackend:
 
 class LibaclBackend:
     """pylibacl (libacl).  libacl calls follow symlinks, so a path is used
-    only in the /proc/self/fd form of a pinned descriptor.  The module is
-    loaded at the first ACL (loading it takes ~3 ms, a tenth of a run's
-    start, and most runs meet no ACL)."""
+    only in the /proc/self/fd form of a pinned descriptor."""
 
     name = "libacl"
 
-    def __init__(self) -> None:
-        self._module = None
-        self._bit: tuple[tuple[int, int], ...] = ()
-
-    @property
-    def _p(self):
-        if self._module is None:
-            import posix1e
-            self._bit = ((posix1e.ACL_READ, 4), (posix1e.ACL_WRITE, 2), (posix1e.ACL_EXECUTE, 1))
-            self._module = posix1e
-        return self._module
+    def __init__(self, posix1e) -> None:
+        self._p = posix1e
+        self._bit = ((posix1e.ACL_READ, 4), (posix1e.ACL_WRITE, 2), (posix1e.ACL_EXECUTE, 1))
 
     def _kind(self, kind: str) -> int:
         return self._p.ACL_TYPE_ACCESS if kind == ACCESS else self._p.ACL_TYPE_DEFAULT
@@ -252,10 +241,12 @@ def acl_backend(which: str | None = None) -> RawBackend | LibaclBackend:
     importable, else raw (each run names its own: Tuning.acl_backend)."""
     if which == "raw":
         return RawBackend()
-    if importlib.util.find_spec("posix1e") is None:
+    try:
+        import posix1e
+    except ImportError:
         if which == "libacl":
-            raise ImportError("pylibacl (posix1e) is not installed", name="posix1e")
+            raise
         return RawBackend()
     if which not in (None, "libacl"):
         raise ValueError(which)
-    return LibaclBackend()
+    return LibaclBackend(posix1e)
