@@ -515,20 +515,20 @@ def test_the_wheel_installs_syncengine_cli_and_no_top_level_cli(tmp_path):
 
 
 def test_a_stand_in_run_imports_none_of_what_it_does_without(tmp_path):
-    """A run without ACLs, JSON or copies behind the walk loads neither
-    pylibacl nor the modules whose C parts it uses directly (``queue``,
-    ``locale``, ``base64``): each costs a ms or more of a start that small
+    """A run without JSON or copies behind the walk loads none of the
+    modules whose C parts it uses directly (``queue``, ``locale``,
+    ``base64``), nor click: each costs a ms or more of a start that small
     runs are mostly made of."""
     src = tmp_path / "src"
     (src / "d").mkdir(parents=True)
     (src / "d" / "f").write_bytes(b"data")
     probe = ("import os, runpy, sys; sys.argv = ['syncengine', 'rsync', '-rlptgocAXH', "
              f"'--delete', {str(src) + '/'!r}, {str(tmp_path / 'dst')!r}]\n"
-             "before = set(sys.modules)\n"
-             "def report(code):  # (it ends the process at once: os._exit)\n"
-             "    print(code, *sorted({'queue', 'locale', 'base64', 'posix1e', 'click'}\n"
-             "                        & (set(sys.modules) - before)))\n"
-             "    sys.exit(code)\n"
+             "before, real_exit = set(sys.modules), os._exit\n"
+             "def report(code):  # (each process ends at once: os._exit)\n"
+             "    print(code, *sorted({'queue', 'locale', 'base64', 'click'}\n"
+             "                        & (set(sys.modules) - before)), flush=True)\n"
+             "    real_exit(code)\n"
              "os._exit = report\n"
              "runpy.run_module('syncengine', run_name='__main__')")
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
