@@ -164,19 +164,10 @@ class PackedListing:
         """The names of the files found in sync (None: there are none)."""
         return _InSyncNames(self) if self._synced else None
 
-    def name_sets(self) -> tuple[set[bytes], set[bytes] | None] | None:
-        """While its entries are held (a dir of at most HELD entries): its
-        names, and those of the files found in sync (None: there are none),
-        as sets, which the delete pass asks about each destination name
-        far faster than a search in the sorted names.  None once packed."""
-        held = self._held
-        if held is None:
-            return None
-        self._done()
-        in_sync = self._in_sync
-        synced = {name for name, record in zip(self.names, held, strict=True)
-                  if record.__class__ is in_sync} if self._synced else None
-        return set(self.names), synced
+    @property
+    def packed(self) -> bool:
+        """Whether its entries are packed (a dir of more than HELD)."""
+        return self._held is None
 
     def _in_sync_at(self, i: int) -> bool:
         if self._held is not None:
@@ -232,9 +223,11 @@ class _InSyncNames:
 def names_of(entries: PackedListing | list[tuple[bytes, object]],
              in_sync_type: type) -> tuple[object, object]:
     """The delete pass's view of a dir's entries: what is in the list, and
-    what of it the precheck found in sync (both support ``in``)."""
-    if isinstance(entries, PackedListing):
-        sets = entries.name_sets()
-        return sets if sets is not None else (entries, entries.in_sync_names())
-    return ({name for name, _ in entries},
-            {name for name, st in entries if st.__class__ is in_sync_type})
+    what of it the precheck found in sync (both support ``in``; None: no
+    file was).  A packed listing answers by a search in its sorted names;
+    a list, or a listing still held, as sets (the delete pass asks about
+    every destination name: a set answers far faster)."""
+    if isinstance(entries, PackedListing) and entries.packed:
+        return entries, entries.in_sync_names()
+    synced = {name for name, st in entries if st.__class__ is in_sync_type}
+    return {name for name, _ in entries}, synced or None
