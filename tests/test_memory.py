@@ -171,3 +171,13 @@ def test_a_listing_gives_back_what_it_was_given(monkeypatch, ino, held):
     assert (verdicts.get(b"a"), verdicts.get(b"b")) == (None, (7, ino, -1))
     verdicts.set(0, -1)
     assert verdicts.get(b"a") == -1
+    # Kept from the back, as the walk takes its share; a file a claims race
+    # skipped reads as not judged, and a file judged twice keeps the last.
+    verdicts = _Verdicts([b"a", b"b", b"c", b"d"])
+    verdicts.set(3, -1)
+    verdicts.set(1, (1, ino, 5))
+    assert [verdicts.get(name) for name in (b"a", b"b", b"c", b"d", b"e", b"")] == \
+        [None, (1, ino, 5), None, -1, None, None]
+    verdicts.set(2, (2, 3, 4))
+    verdicts.set(3, (5, 6, 7))
+    assert [verdicts.get(name) for name in (b"b", b"c", b"d")] == [(1, ino, 5), (2, 3, 4), (5, 6, 7)]

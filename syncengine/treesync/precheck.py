@@ -165,19 +165,22 @@ class _Claims:
 class _Verdicts:
     """The verdicts on a dir's files (sorted names) by one side, packed:
     three ints a file -- a wide dir's verdicts in tuples and a dict would
-    take some 200 bytes a file."""
+    take some 200 bytes a file.  The walk's side takes its files from the
+    back (see _Claims), so they are kept from the back: only as many as
+    it judged (in a wide dir, its share is some half of it)."""
 
     __slots__ = ("files", "_packed")
     _NONE = (-2, 0, 0)  # (not judged here)
 
     def __init__(self, files: list[bytes]) -> None:
         self.files = files
-        self._packed: array | None = None
+        self._packed = array("q")  # (the last file's verdict first)
 
     def set(self, index: int, verdict: tuple | int) -> None:
-        if self._packed is None:
-            self._packed = array("q", self._NONE) * len(self.files)
-        self._packed[3 * index:3 * index + 3] = array(
+        at, packed = 3 * (len(self.files) - 1 - index), self._packed
+        if at > len(packed):  # (a file skipped: a claims race, see _Claims)
+            packed.extend(array("q", self._NONE) * ((at - len(packed)) // 3))
+        packed[at:at + 3] = array(
             "q", packed_verdict(verdict) if isinstance(verdict, tuple) else (-1, 0, 0))
 
     def get(self, name: bytes) -> tuple | int | None:
@@ -185,9 +188,12 @@ class _Verdicts:
         not judged here."""
         files, packed = self.files, self._packed
         i = bisect_left(files, name)
-        if packed is None or i == len(files) or files[i] != name or packed[3 * i] == -2:
+        if i == len(files) or files[i] != name:
             return None
-        return -1 if packed[3 * i] == -1 else unpacked_verdict(packed, 3 * i)
+        at = 3 * (len(files) - 1 - i)
+        if at >= len(packed) or packed[at] == -2:
+            return None
+        return -1 if packed[at] == -1 else unpacked_verdict(packed, at)
 
 
 class _Worker:
