@@ -398,7 +398,18 @@ class DirWalk:
                       dst_name: bytes, dst_fd: int, rel: bytes, dst_path: tuple[bytes, ...],
                       frame: DirFrame) -> None:
         """``layers``: the source dirs whose entries make up this dir's
-        list (see _open_layers); mostly one."""
+        list (see _open_layers); mostly one.  Its subdirs come last, once
+        its listing is let go (a deep tree holds no level's)."""
+        for name, st, fd, src, more in self._dir_entries(layers, dst_parent, dst_name, dst_fd, rel,
+                                                         dst_path, frame):
+            self._entry(fd, name, st, dst_fd, name, join_rel(rel, name), dst_path + (name,), src,
+                        None, more)
+
+    def _dir_entries(self: TreeSync, layers: list[tuple[int, Source, list | None]], dst_parent: int,
+                     dst_name: bytes, dst_fd: int, rel: bytes, dst_path: tuple[bytes, ...],
+                     frame: DirFrame) -> list[tuple]:
+        """A dir's deletions and its entries but its subdirs, which it
+        returns (name, lstat, source dir's fd, source, layers below)."""
         src_fd, source, _ = layers[0]
         origin = None  # (merged: each entry's source dir, see _merged_dir)
         if len(layers) > 1 or layers[0][2] is not None:
@@ -414,7 +425,6 @@ class DirWalk:
                     pass  # (the listing fails again below, and is reported there)
             entries = self._read_source_dir(src_fd, rel, source, precheck=precheck, names=names)
         changes = faults.changes  # (see _recheck)
-        dst_stats = None
         if frame.fresh and not self._solo_unreadable(frame):
             # Nothing to delete in a dir this run made: only the warning.  A
             # file before it still with the writer may yet turn out to be
@@ -427,15 +437,15 @@ class DirWalk:
                     self._no_deletion()
         elif self.delete:
             keep, in_sync = names_of(entries, InSync)
-            dst_stats = self._delete_extraneous(dst_parent, dst_name, rel, keep, frame.virtual,
-                                                in_sync)
+            frame.dst_stats = self._delete_extraneous(dst_parent, dst_name, rel, keep,
+                                                      frame.virtual, in_sync)
         dirs = []
         # With a receiver pass to come for this dir, its transfers wait for
         # it: rsync's receiver handles the dir before its files, while the
         # generator (creating symlinks, fixing attributes) runs ahead.
         deferred: list[tuple] | None = [] if frame.receiver_pass is not None else None
         later: list[Callable[[], None]] = []
-        frame.dst_stats, frame.deferred, frame.receiver_later = dst_stats, deferred, later
+        frame.deferred, frame.receiver_later = deferred, later
         # A new single-linked small file of a dir this run made goes
         # straight to the writer (as _entry, _file and _transfer_file would
         # send it, in fewer steps: most files of an initial copy are such).
@@ -489,9 +499,7 @@ class DirWalk:
             receiver_pass()
         for args in deferred or ():
             self._transfer_file(*args)
-        for name, st, fd, src, more in dirs:
-            self._entry(fd, name, st, dst_fd, name, join_rel(rel, name), dst_path + (name,), src,
-                        None, more)
+        return dirs
 
     def _solo_unreadable(self: TreeSync, frame: DirFrame) -> bool:
         """A dir that is DST itself, made by this run for a non-root user

@@ -237,7 +237,7 @@ class DirFrame:
     # Made under this temp name (a shelter, see _dir), until it is complete.
     shelter: bytes | None = None
     sheltered: bool = False  # it is, or is inside, a shelter not yet in place
-    # While its entries are walked (_dir_contents; None before and after):
+    # While its entries are walked (_dir_entries; None before and after):
     # its destination entries as its delete pass lstat-ed them (each taken
     # once, at its turn), the transfers that wait for its receiver pass,
     # and the xattr passes of files fixed in place, which rsync's receiver
