@@ -29,7 +29,9 @@ name (on ext4 without a journal, creating files right after deleting many is
 several times slower).  Both engines run as separate processes with the
 seed's command line: ``rsync -rlptgocAXH --delete --info=progress2
 --no-inc-recursive SRC/ DST`` and ``python -m syncengine rsync`` with the
-same argv, its package's bytecode written first (as pip installs it).
+same argv, run from a venv of its own holding a compiled copy of the package,
+as pip installs it (the bench's own interpreter may run start-up hooks that
+an installed package does not: see installed_python).
 ``--one-cpu`` runs every contestant under ``taskset -c 0``: the
 native engine then sees one CPU (its affinity mask) and starts no helper
 processes, as in a small container (the peak-RSS table's process counts
@@ -81,11 +83,11 @@ SCENARIOS = ("initial", "unchanged", "changed", "deleted", "snapshot")
 SEED = ["-rlptgocAXH", "--delete", "--info=progress2", "--no-inc-recursive"]
 
 
-def contestants(one_cpu: bool = False) -> dict[str, list[str]]:
-    """The native engine, rsync (when installed) and ``cp -a`` (timed for
-    initial copies only: see Bench.scenario)."""
+def contestants(one_cpu: bool = False, python: str = sys.executable) -> dict[str, list[str]]:
+    """The native engine (run by ``python``), rsync (when installed) and
+    ``cp -a`` (timed for initial copies only: see Bench.scenario)."""
     pin = ["taskset", "-c", "0"] if one_cpu else []
-    found = {"native": [*pin, sys.executable, "-m", "syncengine", "rsync", *SEED]}
+    found = {"native": [*pin, *python_command(python), "-m", "syncengine", "rsync", *SEED]}
     if shutil.which("rsync"):
         found["rsync"] = [*pin, "rsync", *SEED]
     found["cp -a"] = [*pin, "cp", "-a"]
@@ -304,11 +306,13 @@ class Peaks:
 
 
 class Bench:
-    def __init__(self, work: Path, rounds: int, one_cpu: bool = False) -> None:
+    def __init__(self, work: Path, rounds: int, one_cpu: bool = False,
+                 python: str = sys.executable) -> None:
         self.work = work
         self.rounds = rounds
         self.pin = ["taskset", "-c", "0"] if one_cpu else []
-        self.runners = contestants(one_cpu)
+        self.python = python
+        self.runners = contestants(one_cpu, python)
         self.engines = [who for who in ("native", "rsync") if who in self.runners]
         self.counter = 0
         self.rows: list[tuple[str, str, dict[str, float]]] = []
@@ -544,7 +548,7 @@ def snapshot_scenario(bench: Bench, shape: str, volumes: Path) -> None:
     src = volumes / shape
     root = bench.work / f"backup-{shape}"
     root.mkdir()
-    backup = [*bench.pin, sys.executable, "-m", "syncengine", "backup", shape, "--snapshot",
+    backup = [*bench.pin, *python_command(bench.python), "-m", "syncengine", "backup", shape, "--snapshot",
               "--engine", "python", "-q", "--volumes-root", str(volumes), "--backup-root", str(root)]
     timed_run(backup)
     snapshots = root / "snapshots"
@@ -673,6 +677,55 @@ def compile_package() -> bool:
     return bool(compileall.compile_dir(Path(syncengine.__file__).parent, quiet=2))
 
 
+def installed_python(work: Path) -> str | None:
+    """A Python that runs the package as pip installs it: a venv of its own
+    (in ``work``) with a copy of the package, compiled, which finds its
+    dependencies in this interpreter's site-packages by a plain path entry.
+    The interpreter that runs the bench may run start-up hooks at every
+    start that an installed package does not: an editable install's
+    finder (it imports pathlib), a machine's own .pth files -- some 15 ms
+    a run on the VM of the README's figures, which rsync does not pay.
+    None if no venv could be made (the bench then says so)."""
+    import compileall
+    import importlib.util
+    import site
+    import sysconfig
+
+    env = work / "venv"
+    python = env / "bin" / "python"
+    try:
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env)], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        purelib = Path(subprocess.run([str(python), "-c", "import sysconfig; "
+                                       "print(sysconfig.get_paths()['purelib'])"], check=True,
+                                      capture_output=True, text=True).stdout.strip())
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    # The package's subpackages where the checkout keeps them (syncengine.cli
+    # lives beside it: the library never imports click), as pip lays them out.
+    ignore = shutil.ignore_patterns("__pycache__")
+    for name in ("syncengine", "syncengine.cli"):
+        spec = importlib.util.find_spec(name)
+        assert spec is not None and spec.submodule_search_locations, name
+        shutil.copytree(spec.submodule_search_locations[0], purelib.joinpath(*name.split(".")),
+                        ignore=ignore, dirs_exist_ok=True)
+    if not compileall.compile_dir(purelib / "syncengine", quiet=2):
+        return None
+    deps = dict.fromkeys(str(path) for path in [*map(Path, site.getsitepackages()),
+                                                 Path(sysconfig.get_paths()["platlib"])]
+                         if path.is_dir())
+    # (a .pth of plain paths: added to sys.path, nothing imported or run)
+    (purelib / "syncengine-deps.pth").write_text("".join(f"{line}\n" for line in deps))
+    return str(python)
+
+
+def python_command(python: str) -> list[str]:
+    """How to start ``python`` on the package: the venv's without the
+    current dir first on sys.path (as its ``syncengine`` script starts;
+    run from a checkout, ``-m`` would import the checkout's package)."""
+    return [python] if python == sys.executable else [python, "-P"]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--shapes", default="bench,mixed,wide,deep,big,corpus",
@@ -715,13 +768,16 @@ def main(argv: list[str] | None = None) -> int:
     compiled = compile_package()
     work = Path(tempfile.mkdtemp(prefix="syncengine-bench-", dir=args.work))
     try:
+        python = installed_python(work)
         print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, "
               f"Python {platform.python_version()}, {platform.system()} {platform.release()}; "
               f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {args.rounds} rounds"
               + ("; every contestant pinned to CPU 0" if args.one_cpu else "")
               + ("" if compiled else "; the package's bytecode could not be written: each "
-                 "run compiles it"), flush=True)
-        bench = Bench(work, args.rounds, one_cpu=args.one_cpu)
+                 "run compiles it")
+              + ("" if python else "; no venv could be made: the native engine runs under "
+                 "this interpreter, with its start-up hooks"), flush=True)
+        bench = Bench(work, args.rounds, one_cpu=args.one_cpu, python=python or sys.executable)
         for shape in shapes:
             bench_shape(bench, shape, makers[shape], only, with_memory=not args.no_memory)
         if args.xfs:
