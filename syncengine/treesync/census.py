@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 from .. import messages as msg
 from ..messages import sender_abs
 from .filelist import merge_listings
+from .freshstack import WIDE, on_fresh_stack
 from .fs import LIST_FLAGS, PATH_FOLLOW, list_names, open_listable
 from .meta import (
     read_src_meta,
@@ -339,8 +340,6 @@ class Census:
         them, then each subdir with its subtree in that order, so that what
         cannot be read is reported in rsync's order.  Closing each fd
         before descending keeps the walk to one open fd per level."""
-        rules = self.run_.rules
-        subdirs = []
         try:
             if self.run_.cancel_event.is_set():  # a signal while the list is built
                 raise Cancelled()
@@ -349,40 +348,52 @@ class Census:
             except OSError as exc:
                 self._unlistable(rel, exc)
                 return
-            # (the hot loop of the census: no calls it can do without)
-            excluded = rules.excluded if rules else None
-            keep = self._keep if self.check_meta else None
-            prefix = join_rel(rel, b"")
-            files = size = 0
-            lstat, is_dir_mode, is_reg_mode = os.stat, stat.S_ISDIR, stat.S_ISREG
-            for name in names:
-                try:
-                    st = lstat(name, dir_fd=fd, follow_symlinks=False)
-                except FileNotFoundError:
-                    continue
-                except OSError as exc:
-                    # rsync reports it unless a rule would exclude it either way.
-                    child = prefix + name
-                    if not (rules.excluded(child, False) or rules.excluded(child, True)):
-                        self.source.dropped.add(child)
-                        self.run_._lstat_failed(self.source, child, exc)
-                    continue
-                is_dir = is_dir_mode(st.st_mode)
-                if excluded is not None and excluded(prefix + name, is_dir) or \
-                        keep is not None and not keep(st, fd, name, prefix + name):
-                    continue
-                if is_dir:
-                    subdirs.append((name, st))
-                elif st.st_nlink > 1 or not is_reg_mode(st.st_mode):
-                    self._count(prefix + name, st)
-                else:  # (_count, for the common case)
-                    files += 1
-                    size += st.st_size
-            self.source.entries += files
-            self.source.size += size
+            if len(names) >= WIDE:
+                self.source.wide.add(rel)
+            # (a wide dir's entries' calls in a stack chunk of their own)
+            subdirs = on_fresh_stack(self._scan, fd, rel, names) if len(names) >= WIDE \
+                else self._scan(fd, rel, names)
             for name, st in subdirs:
                 child = join_rel(rel, name)
                 self._count(child, st)
                 self._list(lambda name=name: open_listable(name, fd), child)
         finally:
             os.close(fd)
+
+    def _scan(self, fd: int, rel: bytes, names: list[bytes],
+              ) -> list[tuple[bytes, os.stat_result]]:
+        """A dir's entries counted; returns its subdirs (name, lstat)."""
+        rules = self.run_.rules
+        subdirs: list[tuple[bytes, os.stat_result]] = []
+        # (the hot loop of the census: no calls it can do without)
+        excluded = rules.excluded if rules else None
+        keep = self._keep if self.check_meta else None
+        prefix = join_rel(rel, b"")
+        files = size = 0
+        lstat, is_dir_mode, is_reg_mode = os.stat, stat.S_ISDIR, stat.S_ISREG
+        for name in names:
+            try:
+                st = lstat(name, dir_fd=fd, follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                # rsync reports it unless a rule would exclude it either way.
+                child = prefix + name
+                if not (rules.excluded(child, False) or rules.excluded(child, True)):
+                    self.source.dropped.add(child)
+                    self.run_._lstat_failed(self.source, child, exc)
+                continue
+            is_dir = is_dir_mode(st.st_mode)
+            if excluded is not None and excluded(prefix + name, is_dir) or \
+                    keep is not None and not keep(st, fd, name, prefix + name):
+                continue
+            if is_dir:
+                subdirs.append((name, st))
+            elif st.st_nlink > 1 or not is_reg_mode(st.st_mode):
+                self._count(prefix + name, st)
+            else:  # (_count, for the common case)
+                files += 1
+                size += st.st_size
+        self.source.entries += files
+        self.source.size += size
+        return subdirs

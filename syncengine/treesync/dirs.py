@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from .. import messages as msg
 from . import faults
+from .freshstack import on_fresh_stack
 from .fs import PATH_FLAGS, VIRTUAL, chmod_at, exact_names, lstat_at, open_listable
 from .meta import (
     UNCHANGED,
@@ -400,8 +401,12 @@ class DirWalk:
         """``layers``: the source dirs whose entries make up this dir's
         list (see _open_layers); mostly one.  Its subdirs come last, once
         its listing is let go (a deep tree holds no level's)."""
-        for name, st, fd, src, more in self._dir_entries(layers, dst_parent, dst_name, dst_fd, rel,
-                                                         dst_path, frame):
+        # (a wide dir's entries' calls in a stack chunk of their own: the
+        # census counted them)
+        args = (layers, dst_parent, dst_name, dst_fd, rel, dst_path, frame)
+        wide = any(rel in source.wide for _, source, _ in layers)
+        for name, st, fd, src, more in on_fresh_stack(self._dir_entries, *args) if wide \
+                else self._dir_entries(*args):
             self._entry(fd, name, st, dst_fd, name, join_rel(rel, name), dst_path + (name,), src,
                         None, more)
 

@@ -114,6 +114,7 @@ class Source:
     # Found by the census (pass 1); only entries with errors are kept.
     dropped: set[bytes] = field(default_factory=set)     # left out of the list
     unlistable: set[bytes] = field(default_factory=set)  # dirs whose contents could not be read
+    wide: set[bytes] = field(default_factory=set)  # dirs of freshstack.WIDE entries or more
 
     @property
     def contents_form(self) -> bool:

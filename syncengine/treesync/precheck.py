@@ -57,6 +57,7 @@ from array import array
 from bisect import bisect_left
 from collections.abc import Callable
 
+from .freshstack import WIDE, on_fresh_stack
 from .fs import list_names
 from .meta import UNCHANGED, MetaContext, attr_letters, read_dest, read_src_meta
 from .packed import packed_verdict, unpacked_verdict
@@ -287,18 +288,11 @@ class _Worker:
     def walk(self, src_fd: int, dst_fd: int, rel: bytes) -> None:
         """One dir in the walk's order: its files, then each subdir."""
         files, dirs = self._listing(src_fd, rel)[1:]
-        slot = self.claims.enter(rel, len(files))
-        self.rel = rel
-        verdicts: dict[bytes, tuple | int] = {}
-        size = 0
-        while 0 <= (index := self.claims.take(slot, self.index)) < len(files):
-            name = files[index]
-            verdict = verdicts[name] = self.check(src_fd, dst_fd, name)
-            size += verdict[0] if isinstance(verdict, tuple) else 0
-            if size >= _BATCH_BYTES or len(verdicts) >= _BATCH_FILES:
-                self._send(rel, verdicts, False)
-                verdicts, size = {}, 0
-        self._send(rel, verdicts, True)
+        # (a wide dir's files' calls in a stack chunk of their own)
+        if len(files) >= WIDE:
+            on_fresh_stack(self._files, src_fd, dst_fd, rel, files)
+        else:
+            self._files(src_fd, dst_fd, rel, files)
         for name in dirs:
             child = _join(rel, name)
             if self.excluded(child, True):
@@ -320,6 +314,21 @@ class _Worker:
                     os.close(sub_dst)
             finally:
                 os.close(sub_src)
+
+    def _files(self, src_fd: int, dst_fd: int, rel: bytes, files: list[bytes]) -> None:
+        """Compare a dir's files (those it takes)."""
+        slot = self.claims.enter(rel, len(files))
+        self.rel = rel
+        verdicts: dict[bytes, tuple | int] = {}
+        size = 0
+        while 0 <= (index := self.claims.take(slot, self.index)) < len(files):
+            name = files[index]
+            verdict = verdicts[name] = self.check(src_fd, dst_fd, name)
+            size += verdict[0] if isinstance(verdict, tuple) else 0
+            if size >= _BATCH_BYTES or len(verdicts) >= _BATCH_FILES:
+                self._send(rel, verdicts, False)
+                verdicts, size = {}, 0
+        self._send(rel, verdicts, True)
 
     def check(self, src_dir: int, dst_dir: int, name: bytes) -> tuple | int:
         """If the file is in sync, its size and the identity of the
