@@ -30,8 +30,8 @@ several times slower).  Both engines run as separate processes with the
 seed's command line: ``rsync -rlptgocAXH --delete --info=progress2
 --no-inc-recursive SRC/ DST`` and ``python -m syncengine rsync`` with the
 same argv, run from a venv of its own holding a compiled copy of the package,
-as pip installs it (the bench's own interpreter may run start-up hooks that
-an installed package does not: see installed_python).
+as pip installs it, and run isolated (``-I``): the bench's own interpreter may
+run start-up hooks that an installed package does not (see installed_python).
 ``--one-cpu`` runs every contestant under ``taskset -c 0``: the
 native engine then sees one CPU (its affinity mask) and starts no helper
 processes, as in a small container (the peak-RSS table's process counts
@@ -673,46 +673,45 @@ def compile_package() -> bool:
     a run.  False if it could not be written."""
     import compileall
 
-    import syncengine
-    return bool(compileall.compile_dir(Path(syncengine.__file__).parent, quiet=2))
+    return bool(compileall.compile_dir(Path(__file__).resolve().parents[1] / "syncengine",
+                                       quiet=2))
 
 
 def installed_python(work: Path) -> str | None:
-    """A Python that runs the package as pip installs it: a venv of its own
-    (in ``work``) with a copy of the package, compiled, which finds its
-    dependencies in this interpreter's site-packages by a plain path entry.
-    The interpreter that runs the bench may run start-up hooks at every
-    start that an installed package does not: an editable install's
-    finder (it imports pathlib), a machine's own .pth files -- some 15 ms
-    a run on the VM of the README's figures, which rsync does not pay.
-    None if no venv could be made (the bench then says so)."""
+    """A Python that runs this checkout's package as pip installs it: a
+    venv of its own (in ``work``) with a compiled copy of the package,
+    which finds its dependencies in this interpreter's site-packages by
+    plain path entries.  The interpreter that runs the bench may run
+    start-up hooks at every start that an installed package does not: an
+    editable install's finder (it imports pathlib), a machine's own .pth
+    files -- some 15 ms a run on the VM of the README's figures, which
+    rsync does not pay.  None if the venv could not be made or filled
+    (the bench then says so)."""
     import compileall
-    import importlib.util
     import site
     import sysconfig
 
+    checkout = Path(__file__).resolve().parents[1]
     env = work / "venv"
     python = env / "bin" / "python"
     try:
         subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env)], check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        purelib = Path(subprocess.run([str(python), "-c", "import sysconfig; "
+        purelib = Path(subprocess.run([str(python), "-I", "-c", "import sysconfig; "
                                        "print(sysconfig.get_paths()['purelib'])"], check=True,
                                       capture_output=True, text=True).stdout.strip())
+        # The checkout's layout, as pip lays it out (syncengine.cli lives
+        # beside the package there: the library never imports click).
+        ignore = shutil.ignore_patterns("__pycache__")
+        shutil.copytree(checkout / "syncengine", purelib / "syncengine", ignore=ignore)
+        shutil.copytree(checkout / "cli", purelib / "syncengine" / "cli", ignore=ignore)
     except (OSError, subprocess.CalledProcessError):
         return None
-    # The package's subpackages where the checkout keeps them (syncengine.cli
-    # lives beside it: the library never imports click), as pip lays them out.
-    ignore = shutil.ignore_patterns("__pycache__")
-    for name in ("syncengine", "syncengine.cli"):
-        spec = importlib.util.find_spec(name)
-        assert spec is not None and spec.submodule_search_locations, name
-        shutil.copytree(spec.submodule_search_locations[0], purelib.joinpath(*name.split(".")),
-                        ignore=ignore, dirs_exist_ok=True)
     if not compileall.compile_dir(purelib / "syncengine", quiet=2):
         return None
     deps = dict.fromkeys(str(path) for path in [*map(Path, site.getsitepackages()),
-                                                 Path(sysconfig.get_paths()["platlib"])]
+                                                 Path(sysconfig.get_paths()["platlib"]),
+                                                 Path(site.getusersitepackages())]
                          if path.is_dir())
     # (a .pth of plain paths: added to sys.path, nothing imported or run)
     (purelib / "syncengine-deps.pth").write_text("".join(f"{line}\n" for line in deps))
@@ -720,10 +719,11 @@ def installed_python(work: Path) -> str | None:
 
 
 def python_command(python: str) -> list[str]:
-    """How to start ``python`` on the package: the venv's without the
-    current dir first on sys.path (as its ``syncengine`` script starts;
-    run from a checkout, ``-m`` would import the checkout's package)."""
-    return [python] if python == sys.executable else [python, "-P"]
+    """How to start ``python`` on the package: the venv's isolated (``-I``:
+    neither the current dir nor PYTHONPATH comes first on sys.path, as
+    when its ``syncengine`` script starts; from a checkout, ``-m`` would
+    import the checkout's package)."""
+    return [python] if python == sys.executable else [python, "-I"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -765,10 +765,10 @@ def main(argv: list[str] | None = None) -> int:
     if any(n < 1 for n in sizes):
         ap.error(f"--scaling takes entry counts, comma-separated, not {args.scaling!r}")
 
-    compiled = compile_package()
     work = Path(tempfile.mkdtemp(prefix="syncengine-bench-", dir=args.work))
     try:
         python = installed_python(work)
+        compiled = python is not None or compile_package()
         print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, "
               f"Python {platform.python_version()}, {platform.system()} {platform.release()}; "
               f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {args.rounds} rounds"
@@ -776,7 +776,8 @@ def main(argv: list[str] | None = None) -> int:
               + ("" if compiled else "; the package's bytecode could not be written: each "
                  "run compiles it")
               + ("" if python else "; no venv could be made: the native engine runs under "
-                 "this interpreter, with its start-up hooks"), flush=True)
+                 "this interpreter, with its start-up hooks")
+              + f"; the package: {Path(__file__).resolve().parents[1]}", flush=True)
         bench = Bench(work, args.rounds, one_cpu=args.one_cpu, python=python or sys.executable)
         for shape in shapes:
             bench_shape(bench, shape, makers[shape], only, with_memory=not args.no_memory)
