@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import resource
+import sys
 import threading
 
 from syncengine.treesync import freshstack
@@ -52,9 +53,9 @@ def _faults_by_depth(fresh: bool) -> dict[int, int]:
 
 def test_a_loop_on_a_fresh_stack_crosses_no_chunk_end_at_any_depth():
     plain, fresh = _faults_by_depth(False), _faults_by_depth(True)
-    # Where this Python has the issue, some depth costs a chunk a call
-    # (shown, not required: Pythons with the fix have none).
     thrashing = [depth for depth, count in plain.items() if count >= CALLS]
+    if (3, 11) <= sys.version_info[:2] <= (3, 12):  # (3.13 has the fix in its later releases)
+        assert thrashing, "the loop in place never crossed a chunk's end: the test sees nothing"
     assert max(fresh.values()) < CALLS // 10, (
         {depth: count for depth, count in fresh.items() if count >= CALLS // 10}, thrashing)
 
@@ -72,20 +73,20 @@ def test_the_walk_and_the_census_run_a_wide_dirs_loop_on_a_fresh_stack(tmp_path,
     src, dst = tmp_path / "src", tmp_path / "dst"
     _wide_tree(src)
     fresh: list[tuple[str, bytes]] = []
-    original = freshstack._on_fresh_stack
+    original = freshstack._call
 
     def recording(call, *args):
         rel = args[4] if call.__name__ == "_dir_entries" else args[1]  # (see their signatures)
         fresh.append((call.__name__, rel))
         return original(call, *args)
-    monkeypatch.setattr(freshstack, "_on_fresh_stack", recording)
+    monkeypatch.setattr(freshstack, "_call", recording)
     for _ in range(2):  # an initial copy, then a re-run (the precheck's share)
         lines: list[str] = []
         tree = sync_module.TreeSync([f"{src}/"], str(dst), delete=True,
                                     rules=FilterRules.from_excludes(()), out=lines.append,
                                     err=lines.append)
         assert tree.run() == 0, lines
-        assert sorted(set(fresh)) == [("_dir_entries", b"wide"), ("_scan", b"wide")]
+        assert sorted(fresh) == [("_dir_entries", b"wide"), ("_scan", b"wide")]
         fresh.clear()
     assert sorted(os.listdir(dst / "wide")) == sorted(os.listdir(src / "wide"))
 
@@ -94,12 +95,12 @@ def test_the_precheck_worker_compares_a_wide_dirs_files_on_a_fresh_stack(tmp_pat
     src = tmp_path / "src"
     _wide_tree(src)
     fresh: list[str] = []
-    original = freshstack._on_fresh_stack
+    original = freshstack._call
 
     def recording(call, *args):
         fresh.append(args[2])
         return original(call, *args)
-    monkeypatch.setattr(freshstack, "_on_fresh_stack", recording)
+    monkeypatch.setattr(freshstack, "_call", recording)
     read_fd, write_fd = os.pipe()
     os.set_blocking(write_fd, False)
     worker = precheck_module._Worker(0, precheck_module._Claims(), lambda rel, is_dir: False,

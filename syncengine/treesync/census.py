@@ -353,6 +353,7 @@ class Census:
             # (a wide dir's entries' calls in a stack chunk of their own)
             subdirs = on_fresh_stack(self._scan, fd, rel, names) if len(names) >= WIDE \
                 else self._scan(fd, rel, names)
+            del names  # (not held through the subtree)
             for name, st in subdirs:
                 child = join_rel(rel, name)
                 self._count(child, st)

@@ -293,6 +293,7 @@ class _Worker:
             on_fresh_stack(self._files, src_fd, dst_fd, rel, files)
         else:
             self._files(src_fd, dst_fd, rel, files)
+        del files  # (not held through the subtree)
         for name in dirs:
             child = _join(rel, name)
             if self.excluded(child, True):
