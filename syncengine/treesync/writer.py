@@ -174,6 +174,7 @@ class Writer:
             raise
         theirs.close()
         self.sock: socket.socket | None = ours
+        self.inbox = _inbox()
         self.unanswered: list[Batch] = []  # sent, in order
         self.budget = -1      # bytes the next jobs may take before free space is checked again
         self.checked = 0      # jobs since free space was checked
@@ -200,18 +201,21 @@ class Writer:
         if self.sock is None or not self.unanswered:
             return False
         try:
-            data = self.sock.recv(_ANSWER_SIZE, 0 if block else _socket.MSG_DONTWAIT)
+            size = self.sock.recv_into(self.inbox, _ANSWER_SIZE,
+                                       0 if block else _socket.MSG_DONTWAIT)
         except BlockingIOError:
             return False
         except InterruptedError:
             return True
         except OSError:
-            data = b""
-        if not data:
+            size = 0
+        if not size:
             self._gone()
             return True
         batch = self.unanswered.pop(0)
-        batch.answers = [WriteAnswer._make(answer) for answer in marshal.loads(data)]
+        with memoryview(self.inbox) as inbox:
+            answers = marshal.loads(inbox[:size])
+        batch.answers = [WriteAnswer._make(answer) for answer in answers]
         batch.done.set()
         return True
 
@@ -262,20 +266,31 @@ def note_temp(temps: mmap.mmap, job: int, name: bytes) -> None:
     _TEMP.pack_into(temps, (job % _TEMPS) * _TEMP.size, job, len(name), name)
 
 
+def _inbox() -> mmap.mmap:
+    """A buffer to receive messages into: a recv of its own allocates a new
+    _ANSWER_SIZE bytes each time, which malloc maps and unmaps (three
+    system calls and fresh pages a message); a private anonymous map
+    takes memory only for the pages a message touched."""
+    return mmap.mmap(-1, _ANSWER_SIZE, flags=mmap.MAP_PRIVATE)
+
+
 def serve(sock: socket.socket, stop: mmap.mmap,
           write: Callable[[int, int, WriteJob], WriteAnswer]) -> None:
     """The writer's loop: each batch's jobs through ``write(src_dir,
     dir_fd, job)``, an answer per batch; skipped once ``stop`` is set
     (SKIPPED: the run writes it itself, or not at all)."""
     core = _sockets()
+    inbox = _inbox()
     while True:
-        message, ancillary, _, _ = sock.recvmsg(_ANSWER_SIZE, core.CMSG_SPACE(_FDS.size))
-        if not message:
+        size, ancillary, _, _ = sock.recvmsg_into([inbox], core.CMSG_SPACE(_FDS.size))
+        if not size:
             return
         dir_fd, src_dir = _FDS.unpack(ancillary[0][2])
         try:
+            with memoryview(inbox) as message:
+                jobs = marshal.loads(message[:size])
             answers = [_SKIPPED if stop[0] else tuple(write(src_dir, dir_fd, WriteJob._make(job)))
-                       for job in marshal.loads(message)]
+                       for job in jobs]
         finally:
             os.close(src_dir)
             os.close(dir_fd)
