@@ -1,7 +1,8 @@
-"""A wide dir's loops run in a chunk of the frame stack of their own
-(freshstack.py): on CPython 3.11-3.13 a loop whose calls cross a chunk's
-end maps and unmaps one at every call (gh-142183), so how fast a dir was
-copied depended on how deep in the tree it was."""
+"""The walks run every dir's loop at one depth of the frame stack, in a
+chunk of it of their own (freshstack.py): on CPython 3.11-3.13 a loop
+whose calls cross a chunk's end maps and unmaps one at every call
+(gh-142183), so how fast a dir was copied depended on how deep in the
+tree it was."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import os
 import resource
 import sys
 import threading
+
+import pytest
 
 from syncengine.treesync import freshstack
 from syncengine.treesync import precheck as precheck_module
@@ -34,6 +37,16 @@ def _at(depth: int, run) -> int:
     return run() if depth == 0 else _at(depth - 1, run)
 
 
+def _minor_faults() -> int:
+    return resource.getrusage(resource.RUSAGE_THREAD).ru_minflt
+
+
+def _in_a_thread(measure) -> None:
+    thread = threading.Thread(target=measure)  # (a thread's stack starts empty)
+    thread.start()
+    thread.join()
+
+
 def _faults_by_depth(fresh: bool) -> dict[int, int]:
     """Minor page faults of CALLS rounds of the loop, run below each depth
     of recursion (a fresh chunk touches new pages: one a call, thrashing)."""
@@ -41,13 +54,11 @@ def _faults_by_depth(fresh: bool) -> dict[int, int]:
 
     def measure() -> None:
         for depth in range(DEPTHS):
-            before = resource.getrusage(resource.RUSAGE_THREAD).ru_minflt
+            before = _minor_faults()
             _at(depth, (lambda: freshstack.on_fresh_stack(_loop, CALLS)) if fresh
                 else (lambda: _loop(CALLS)))
-            faults[depth] = resource.getrusage(resource.RUSAGE_THREAD).ru_minflt - before
-    thread = threading.Thread(target=measure)  # (a thread's stack starts empty)
-    thread.start()
-    thread.join()
+            faults[depth] = _minor_faults() - before
+    _in_a_thread(measure)
     return faults
 
 
@@ -60,45 +71,146 @@ def test_a_loop_on_a_fresh_stack_crosses_no_chunk_end_at_any_depth():
         {depth: count for depth, count in fresh.items() if count >= CALLS // 10}, thrashing)
 
 
-def _wide_tree(root) -> None:
-    (root / "wide").mkdir(parents=True)
-    (root / "small").mkdir()
-    for i in range(freshstack.WIDE):
-        (root / "wide" / f"f{i:03d}").write_bytes(b"x" * i)
-    for i in range(3):
-        (root / "small" / f"f{i}").write_bytes(b"y")
+def _chain_faults() -> dict[int, int]:
+    """The same loop run by each of DEPTHS steps, each the one below the
+    step before (as a walk's dirs are), under descend."""
+    faults: dict[int, int] = {}
+
+    def step(depth: int):
+        before = _minor_faults()
+        _loop(CALLS)
+        faults[depth] = _minor_faults() - before
+        if depth + 1 < DEPTHS:
+            yield step(depth + 1)
+    _in_a_thread(lambda: freshstack.descend(step(0)))
+    return faults
 
 
-def test_the_walk_and_the_census_run_a_wide_dirs_loop_on_a_fresh_stack(tmp_path, monkeypatch):
+def test_steps_run_their_loops_crossing_no_chunk_end_at_any_depth():
+    faults = _chain_faults()
+    assert sorted(faults) == list(range(DEPTHS))
+    assert max(faults.values()) < CALLS // 10, {
+        depth: count for depth, count in faults.items() if count >= CALLS // 10}
+
+
+# A tree of steps: each node is (name, what it does, children); what it does
+# is "ok", "raise" (after its children) or "catch" (what a child raises).
+TREE = ("top", "ok", [
+    ("a", "ok", [("a1", "ok", []), ("a2", "raise", [])]),
+    ("b", "catch", [("b1", "ok", [("b11", "raise", [])]), ("b2", "ok", [])]),
+    ("c", "ok", [("c1", "ok", []), ("c2", "ok", [])]),
+])
+
+
+class Boom(Exception):
+    pass
+
+
+def _called(node, log: list[str]) -> None:
+    """The reference: the tree walked by recursive calls."""
+    name, does, children = node
+    log.append("enter " + name)
+    try:
+        for child in children:
+            try:
+                _called(child, log)
+            except Boom as exc:
+                if does != "catch":
+                    raise
+                log.append(f"{name} caught {exc}")
+        if does == "raise":
+            raise Boom(name)
+    finally:
+        log.append("leave " + name)
+
+
+def _stepped(node, log: list[str]):
+    """The same walk as steps."""
+    name, does, children = node
+    log.append("enter " + name)
+    try:
+        for child in children:
+            try:
+                yield _stepped(child, log)
+            except Boom as exc:
+                if does != "catch":
+                    raise
+                log.append(f"{name} caught {exc}")
+        if does == "raise":
+            raise Boom(name)
+    finally:
+        log.append("leave " + name)
+
+
+@pytest.mark.parametrize("tree", [TREE, TREE[2][1], TREE[2][2], ("solo", "raise", []),
+                                  ("solo", "ok", [])], ids=["tree", "a", "b", "raises", "leaf"])
+def test_steps_run_as_the_recursive_calls_they_stand_for(tree):
+    called: list[str] = []
+    stepped: list[str] = []
+    outcomes = []
+    for run in (lambda: _called(tree, called), lambda: freshstack.descend(_stepped(tree, stepped))):
+        try:
+            run()
+            outcomes.append(None)
+        except Boom as exc:
+            outcomes.append(str(exc))
+    assert stepped == called
+    assert outcomes[0] == outcomes[1]
+    assert len(called) >= 2
+
+
+def test_a_step_yielding_what_is_no_step_ends_the_walk_and_closes_every_step():
+    log: list[str] = []
+
+    def step(name: str, below):
+        try:
+            yield below
+        finally:
+            log.append("closed " + name)
+    with pytest.raises(TypeError):
+        freshstack.descend(step("top", step("mid", 42)))
+    assert log == ["closed mid", "closed top"]
+
+
+def _deep_tree(root, depth: int) -> None:
+    path = root
+    for level in range(depth):
+        path = path / f"d{level}"
+        path.mkdir(parents=True)
+        for i in range(3):
+            (path / f"f{i}").write_bytes(b"x" * (level + i))
+
+
+def test_the_census_and_the_walk_descend_once_a_run_whatever_the_depth(tmp_path, monkeypatch):
     src, dst = tmp_path / "src", tmp_path / "dst"
-    _wide_tree(src)
-    fresh: list[tuple[str, bytes]] = []
+    _deep_tree(src, 40)
+    descents: list[str] = []
     original = freshstack._call
 
     def recording(call, *args):
-        rel = args[4] if call.__name__ == "_dir_entries" else args[1]  # (see their signatures)
-        fresh.append((call.__name__, rel))
+        descents.append(args[0].__qualname__)  # (the first step's function)
         return original(call, *args)
     monkeypatch.setattr(freshstack, "_call", recording)
-    for _ in range(2):  # an initial copy, then a re-run (the precheck's share)
+    for _ in range(2):  # an initial copy, then a re-run
         lines: list[str] = []
         tree = sync_module.TreeSync([f"{src}/"], str(dst), delete=True,
                                     rules=FilterRules.from_excludes(()), out=lines.append,
                                     err=lines.append)
         assert tree.run() == 0, lines
-        assert sorted(fresh) == [("_dir_entries", b"wide"), ("_scan", b"wide")]
-        fresh.clear()
-    assert sorted(os.listdir(dst / "wide")) == sorted(os.listdir(src / "wide"))
+        assert sorted(descents) == ["Census._listed", "DirWalk._dir"]
+        descents.clear()
+    deepest = "/".join(f"d{level}" for level in range(40))
+    assert (dst / deepest / "f2").read_bytes() == b"x" * 41
 
 
-def test_the_precheck_worker_compares_a_wide_dirs_files_on_a_fresh_stack(tmp_path, monkeypatch):
+def test_the_precheck_worker_descends_once_a_subtree(tmp_path, monkeypatch):
     src = tmp_path / "src"
-    _wide_tree(src)
-    fresh: list[str] = []
+    _deep_tree(src, 40)
+    descents: list[str] = []
     original = freshstack._call
 
     def recording(call, *args):
-        fresh.append(args[2])
+        descents.append(args[0].__qualname__)
         return original(call, *args)
     monkeypatch.setattr(freshstack, "_call", recording)
     read_fd, write_fd = os.pipe()
@@ -107,12 +219,16 @@ def test_the_precheck_worker_compares_a_wide_dirs_files_on_a_fresh_stack(tmp_pat
                                      write_fd)
     src_fd = os.open(src, os.O_RDONLY | os.O_DIRECTORY)
     dst_fd = os.open(src, os.O_PATH | os.O_DIRECTORY)  # (its own copy: all in sync)
+    sent = []
+    worker._send = lambda rel, verdicts, last: sent.append((rel, last))
     try:
         worker.walk(src_fd, dst_fd, b".")
-        worker.flush(wait=False)
     finally:
         os.close(src_fd)
         os.close(dst_fd)
         os.close(write_fd)
         os.close(read_fd)
-    assert fresh == [b"wide"]
+    assert descents == ["_Worker._dir"]
+    # every dir's files were compared, parents first (the walk's order)
+    assert [rel for rel, last in sent if last] == [b"."] + [
+        b"/".join(b"d%d" % level for level in range(depth + 1)) for depth in range(40)]

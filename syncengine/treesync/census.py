@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from .. import messages as msg
 from ..messages import sender_abs
 from .filelist import merge_listings
-from .freshstack import WIDE, on_fresh_stack
+from .freshstack import Steps, descend
 from .fs import LIST_FLAGS, PATH_FOLLOW, list_names, open_listable
 from .meta import (
     read_src_meta,
@@ -296,12 +296,16 @@ class Census:
         self.run_._scan_failed(msg.sender_failed("opendir", self.source.opendir_shown(rel), exc))
 
     def _list(self, opener: Callable[[], int], rel: bytes) -> None:
+        """The subtree of the dir ``opener`` opens (see descend)."""
+        descend(self._listed(opener, rel))
+
+    def _listed(self, opener: Callable[[], int], rel: bytes) -> Steps:
         try:
             fd = opener()
         except OSError as exc:
             self._unlistable(rel, exc)
             return
-        self._walk(fd, rel)
+        yield from self._walk(fd, rel)
 
     def _entries(self, fd: int, rel: bytes, place: tuple,
                  ) -> tuple[list[tuple[bytes, os.stat_result]], dict[bytes, int]]:
@@ -334,12 +338,13 @@ class Census:
             entries.append((name, st))
         return entries, {name: i for i, name in enumerate(names)}
 
-    def _walk(self, fd: int, rel: bytes) -> None:
+    def _walk(self, fd: int, rel: bytes) -> Steps:
         """One directory's listing as rsync's sender reads it
         (send_directory()): its entries in the order the directory gives
-        them, then each subdir with its subtree in that order, so that what
-        cannot be read is reported in rsync's order.  Closing each fd
-        before descending keeps the walk to one open fd per level."""
+        them, then each subdir with its subtree in that order (the steps it
+        yields), so that what cannot be read is reported in rsync's order.
+        Closing each fd before descending keeps the walk to one open fd
+        per level."""
         try:
             if self.run_.cancel_event.is_set():  # a signal while the list is built
                 raise Cancelled()
@@ -348,16 +353,12 @@ class Census:
             except OSError as exc:
                 self._unlistable(rel, exc)
                 return
-            if len(names) >= WIDE:
-                self.source.wide.add(rel)
-            # (a wide dir's entries' calls in a stack chunk of their own)
-            subdirs = on_fresh_stack(self._scan, fd, rel, names) if len(names) >= WIDE \
-                else self._scan(fd, rel, names)
+            subdirs = self._scan(fd, rel, names)
             del names  # (not held through the subtree)
             for name, st in subdirs:
                 child = join_rel(rel, name)
                 self._count(child, st)
-                self._list(lambda name=name: open_listable(name, fd), child)
+                yield self._listed(lambda name=name: open_listable(name, fd), child)
         finally:
             os.close(fd)
 

@@ -9,6 +9,9 @@ is put back (and, for a non-root user, its mode) once the contents are
 done, as rsync's final ``touch_up_dirs()`` does.  A new dir of an initial
 copy is made under a temp name (a shelter) and renamed once complete.
 
+A dir's steps are generators that yield its subdirs' steps (freshstack.py:
+every dir's loop then runs at one depth of the frame stack).
+
 What is known about the dir being filled lives in its ``DirFrame``
 (model.py); each entry goes to files.py, symlinks.py or back here.
 """
@@ -25,7 +28,7 @@ from typing import TYPE_CHECKING
 
 from .. import messages as msg
 from . import faults
-from .freshstack import on_fresh_stack
+from .freshstack import Steps, descend
 from .fs import PATH_FLAGS, VIRTUAL, chmod_at, exact_names, lstat_at, open_listable
 from .meta import (
     UNCHANGED,
@@ -64,15 +67,12 @@ class DirWalk:
     def _entry(self: TreeSync, src_parent: int, name: bytes, st: os.stat_result, dst_parent: int,
                dst_name: bytes, rel: bytes, dst_path: tuple[bytes, ...], source: Source,
                frame: DirFrame | None = None, more: tuple[Layer, ...] = ()) -> None:
-        if self.cancel_event.is_set():
-            raise Cancelled()
-        if rel in source.dropped:
+        if not self._entering(rel, source):
             return
-        self._take_entry()
-        self.stats.current = rel
         kind = stat.S_IFMT(st.st_mode)
         if kind == stat.S_IFDIR:
-            self._dir(src_parent, name, st, dst_parent, dst_name, rel, dst_path, source, more)
+            descend(self._dir(src_parent, name, st, dst_parent, dst_name, rel, dst_path, source,
+                              more))
             return
         if kind == stat.S_IFREG:
             self._file(src_parent, name, st, dst_parent, dst_name, rel, dst_path, source, frame)
@@ -82,6 +82,16 @@ class DirWalk:
             self.out(msg.skipping_non_regular(rel))
             self.stats.files_skipped += 1
         self._done_entry(st)
+
+    def _entering(self: TreeSync, rel: bytes, source: Source) -> bool:
+        """An entry's turn; False if the sender left it out."""
+        if self.cancel_event.is_set():
+            raise Cancelled()
+        if rel in source.dropped:
+            return False
+        self._take_entry()
+        self.stats.current = rel
+        return True
 
     def _done_entry(self: TreeSync, st: os.stat_result) -> None:
         self._done(0 if stat.S_ISDIR(st.st_mode) else st.st_size)
@@ -117,15 +127,16 @@ class DirWalk:
     # -- directories ----------------------------------------------------------
     def _dir(self: TreeSync, src_parent: int, name: bytes, st: os.stat_result, dst_parent: int,
              dst_name: bytes, rel: bytes, dst_path: tuple[bytes, ...], source: Source,
-             more: tuple[Layer, ...] = ()) -> None:
+             more: tuple[Layer, ...] = ()) -> Steps:
         """rsync's recv_generator for a dir, then its contents (with those
-        of the other sources' dirs ``more``), then the touch-up."""
+        of the other sources' dirs ``more``), then the touch-up: a step
+        (yielding its subdirs' steps, see descend)."""
         # The dir is opened once, for its xattrs and its listing (by its fd
         # they cost a tenth of what a path through /proc/self/fd does).
         listing_fd = self._open_own_listing(src_parent, name, rel, source)
         try:
-            self._dir_opened(src_parent, name, st, dst_parent, dst_name, rel, dst_path, source,
-                             more, listing_fd)
+            yield from self._dir_opened(src_parent, name, st, dst_parent, dst_name, rel,
+                                        dst_path, source, more, listing_fd)
         finally:
             if listing_fd is not None:
                 os.close(listing_fd)
@@ -144,7 +155,7 @@ class DirWalk:
 
     def _dir_opened(self: TreeSync, src_parent: int, name: bytes, st: os.stat_result,
                     dst_parent: int, dst_name: bytes, rel: bytes, dst_path: tuple[bytes, ...],
-                    source: Source, more: tuple[Layer, ...], listing_fd: int | None) -> None:
+                    source: Source, more: tuple[Layer, ...], listing_fd: int | None) -> Steps:
         src_meta = self._src_meta(st, src_parent, name, rel, source, fd=listing_fd)
         if src_meta is None:  # unreadable attributes: the sender left it out
             self._done_entry(st)
@@ -238,8 +249,8 @@ class DirWalk:
             shuts = not self.am_root and not mode & (stat.S_IWUSR | stat.S_IXUSR)
             self._shut_dirs += shuts
             try:
-                self._fill_dir(src_parent, name, dst_parent, dst_name, rel, dst_path, source,
-                               frame, more, listing_fd)
+                yield from self._fill_dir(src_parent, name, dst_parent, dst_name, rel, dst_path,
+                                          source, frame, more, listing_fd)
             finally:
                 self._shut_dirs -= shuts
         if self._writer is not None and self._pending and not self.dry_run:
@@ -321,7 +332,7 @@ class DirWalk:
     def _fill_dir(self: TreeSync, src_parent: int, name: bytes, dst_parent: int, dst_name: bytes,
                   rel: bytes, dst_path: tuple[bytes, ...], source: Source,
                   frame: DirFrame, more: tuple[Layer, ...] = (),
-                  listing_fd: int | None = None) -> None:
+                  listing_fd: int | None = None) -> Steps:
         """The dir's contents: deletions, then its entries (``listing_fd``:
         the source dir, opened already; it stays the caller's to close)."""
         layers, src_fds = self._open_layers(src_parent, name, rel, source, more,
@@ -339,7 +350,8 @@ class DirWalk:
                 self._fail(msg.generator_opendir_failed(self._full(rel), exc))
                 return
             try:
-                self._dir_contents(layers, dst_parent, dst_name, dst_fd, rel, dst_path, frame)
+                yield from self._dir_contents(layers, dst_parent, dst_name, dst_fd, rel,
+                                              dst_path, frame)
                 if self._pending:  # before the dir's fd closes and its mtime is set
                     self._complete_pending(dst_fd)
             except BaseException as exc:
@@ -397,18 +409,15 @@ class DirWalk:
 
     def _dir_contents(self: TreeSync, layers: list[tuple[int, Source, list | None]], dst_parent: int,
                       dst_name: bytes, dst_fd: int, rel: bytes, dst_path: tuple[bytes, ...],
-                      frame: DirFrame) -> None:
+                      frame: DirFrame) -> Steps:
         """``layers``: the source dirs whose entries make up this dir's
         list (see _open_layers); mostly one.  Its subdirs come last, once
         its listing is let go (a deep tree holds no level's)."""
-        # (a wide dir's entries' calls in a stack chunk of their own: the
-        # census counted them)
-        args = (layers, dst_parent, dst_name, dst_fd, rel, dst_path, frame)
-        wide = any(rel in source.wide for _, source, _ in layers)
-        for name, st, fd, src, more in on_fresh_stack(self._dir_entries, *args) if wide \
-                else self._dir_entries(*args):
-            self._entry(fd, name, st, dst_fd, name, join_rel(rel, name), dst_path + (name,), src,
-                        None, more)
+        for name, st, fd, src, more in self._dir_entries(layers, dst_parent, dst_name, dst_fd,
+                                                         rel, dst_path, frame):
+            child = join_rel(rel, name)
+            if self._entering(child, src):
+                yield self._dir(fd, name, st, dst_fd, name, child, dst_path + (name,), src, more)
 
     def _dir_entries(self: TreeSync, layers: list[tuple[int, Source, list | None]], dst_parent: int,
                      dst_name: bytes, dst_fd: int, rel: bytes, dst_path: tuple[bytes, ...],

@@ -114,9 +114,6 @@ class Source:
     # Found by the census (pass 1); only entries with errors are kept.
     dropped: set[bytes] = field(default_factory=set)     # left out of the list
     unlistable: set[bytes] = field(default_factory=set)  # dirs whose contents could not be read
-    # dirs the census listed with freshstack.WIDE names or more (a dir
-    # merged from several sources is left out: performance only)
-    wide: set[bytes] = field(default_factory=set)
 
     @property
     def contents_form(self) -> bool:

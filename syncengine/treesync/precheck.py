@@ -57,7 +57,7 @@ from array import array
 from bisect import bisect_left
 from collections.abc import Callable
 
-from .freshstack import WIDE, on_fresh_stack
+from .freshstack import Steps, descend
 from .fs import list_names
 from .meta import UNCHANGED, MetaContext, attr_letters, read_dest, read_src_meta
 from .packed import packed_verdict, unpacked_verdict
@@ -286,13 +286,14 @@ class _Worker:
         return verdicts, names
 
     def walk(self, src_fd: int, dst_fd: int, rel: bytes) -> None:
-        """One dir in the walk's order: its files, then each subdir."""
+        """A dir's subtree in the walk's order (see descend)."""
+        descend(self._dir(src_fd, dst_fd, rel))
+
+    def _dir(self, src_fd: int, dst_fd: int, rel: bytes) -> Steps:
+        """One dir in the walk's order: its files, then each subdir (the
+        steps it yields)."""
         files, dirs = self._listing(src_fd, rel)[1:]
-        # (a wide dir's files' calls in a stack chunk of their own)
-        if len(files) >= WIDE:
-            on_fresh_stack(self._files, src_fd, dst_fd, rel, files)
-        else:
-            self._files(src_fd, dst_fd, rel, files)
+        self._files(src_fd, dst_fd, rel, files)
         del files  # (not held through the subtree)
         for name in dirs:
             child = _join(rel, name)
@@ -310,7 +311,7 @@ class _Worker:
                     self._send(child, None, True)
                     continue
                 try:
-                    self.walk(sub_src, sub_dst, child)
+                    yield self._dir(sub_src, sub_dst, child)
                 finally:
                     os.close(sub_dst)
             finally:

@@ -19,6 +19,7 @@ from .. import messages as msg
 from ..messages import full_fname, sender_abs
 from . import faults
 from .filelist import merge_listings
+from .freshstack import descend
 from .fs import PATH_FOLLOW, VIRTUAL, usable_cpus
 from .model import DirFrame, Fatal, Layer, Source, more_layers
 
@@ -228,8 +229,8 @@ class TransferRoot:
             if roots:
                 root = roots[0]
                 self._take_entry()
-                self._dir(root.parent, b".", root.st, dst_fd, b".", b".", (), root.source,
-                          (*roots[1:], *tops))
+                descend(self._dir(root.parent, b".", root.st, dst_fd, b".", b".", (),
+                                  root.source, (*roots[1:], *tops)))
                 return
             merged, _ = merge_listings([((layer.parent, layer.source), [(layer.name, layer.st)])
                                         for layer in tops])
