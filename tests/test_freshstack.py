@@ -6,10 +6,12 @@ tree it was."""
 
 from __future__ import annotations
 
+import gc
 import os
 import resource
 import sys
 import threading
+import weakref
 
 import pytest
 
@@ -71,26 +73,59 @@ def test_a_loop_on_a_fresh_stack_crosses_no_chunk_end_at_any_depth():
         {depth: count for depth, count in fresh.items() if count >= CALLS // 10}, thrashing)
 
 
-def _chain_faults() -> dict[int, int]:
-    """The same loop run by each of DEPTHS steps, each the one below the
-    step before (as a walk's dirs are), under descend."""
+class Boom(Exception):
+    pass
+
+
+def _steps_faults() -> dict[int, int]:
+    """The loop run by a step and by the step it yields (as a dir's and
+    its subdir's), under descend called below each depth of recursion."""
     faults: dict[int, int] = {}
 
-    def step(depth: int):
+    def step(depth: int, below: bool):
         before = _minor_faults()
         _loop(CALLS)
-        faults[depth] = _minor_faults() - before
-        if depth + 1 < DEPTHS:
-            yield step(depth + 1)
-    _in_a_thread(lambda: freshstack.descend(step(0)))
+        faults[depth] = max(faults.get(depth, 0), _minor_faults() - before)
+        if below:
+            yield step(depth, False)
+
+    def measure() -> None:
+        for depth in range(DEPTHS):
+            _at(depth, lambda depth=depth: freshstack.descend(step(depth, True)))
+    _in_a_thread(measure)
     return faults
 
 
 def test_steps_run_their_loops_crossing_no_chunk_end_at_any_depth():
-    faults = _chain_faults()
+    faults = _steps_faults()
     assert sorted(faults) == list(range(DEPTHS))
     assert max(faults.values()) < CALLS // 10, {
         depth: count for depth, count in faults.items() if count >= CALLS // 10}
+
+
+def test_a_walk_that_fails_holds_none_of_its_steps_once_the_error_is_handled():
+    """Without a gc: the error's traceback must not keep the steps' frames
+    (and what they hold: a run's fds, listings) alive."""
+    class Held:
+        pass
+    held = []
+
+    def step(depth: int):
+        mine = Held()
+        held.append(weakref.ref(mine))
+        if depth == 3:
+            raise Boom("deep")
+        yield step(depth + 1)
+    gc.disable()
+    try:
+        try:
+            freshstack.descend(step(0))
+        except Boom:
+            pass
+        assert len(held) == 4
+        assert [ref() for ref in held] == [None] * 4
+    finally:
+        gc.enable()
 
 
 # A tree of steps: each node is (name, what it does, children); what it does
@@ -100,10 +135,6 @@ TREE = ("top", "ok", [
     ("b", "catch", [("b1", "ok", [("b11", "raise", [])]), ("b2", "ok", [])]),
     ("c", "ok", [("c1", "ok", []), ("c2", "ok", [])]),
 ])
-
-
-class Boom(Exception):
-    pass
 
 
 def _called(node, log: list[str]) -> None:

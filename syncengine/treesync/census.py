@@ -343,8 +343,7 @@ class Census:
         (send_directory()): its entries in the order the directory gives
         them, then each subdir with its subtree in that order (the steps it
         yields), so that what cannot be read is reported in rsync's order.
-        Closing each fd before descending keeps the walk to one open fd
-        per level."""
+        Each level holds one fd, its dir's, while its subdirs are walked."""
         try:
             if self.run_.cancel_event.is_set():  # a signal while the list is built
                 raise Cancelled()

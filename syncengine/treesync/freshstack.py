@@ -16,7 +16,10 @@ of ``descend``.  ``descend`` runs in a frame too big to share a chunk with
 another (an evaluation stack of some 16 KiB it never uses): the
 interpreter starts a chunk of 32 KiB for it, with 16 KiB to spare for what
 the loops call, crossing no chunk's end.  That costs one chunk (~17 us) a
-walk; on Pythons without the issue, a 16 KiB frame.
+walk (a census of sources merged: one a subtree only one of them has); on
+Pythons without the issue, a 16 KiB frame.  What still recurses is off the
+common paths: deleting a destination-only subtree, a dir whose contents
+are skipped, the merged part of a census.
 """
 
 from __future__ import annotations
@@ -64,24 +67,21 @@ def descend(steps: Steps) -> None:
 def _run_steps(steps: Steps) -> None:
     stack = [steps]
     raised: BaseException | None = None
-    try:
-        while stack:
-            try:
-                below = next(stack[-1]) if raised is None else stack[-1].throw(raised)
-            except StopIteration:
-                stack.pop()
-                raised = None
-                continue
-            except BaseException as exc:
-                stack.pop()
-                if not stack:
-                    raise
-                raised = exc
-                continue
+    while stack:
+        try:
+            below = next(stack[-1]) if raised is None else stack[-1].throw(raised)
+        except StopIteration:
+            stack.pop()
             raised = None
-            stack.append(below)
-    finally:
-        # (only if this loop itself failed: the steps still open end as an
-        # abandoned generator does, innermost first)
-        while stack:
-            stack.pop().close()
+            continue
+        except BaseException as exc:
+            stack.pop()
+            if not stack:
+                # (not held here: its traceback holds this frame, which
+                # would keep every step's frame alive until a gc)
+                raised = None
+                raise
+            raised = exc
+            continue
+        raised = None
+        stack.append(below)

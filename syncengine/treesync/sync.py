@@ -184,9 +184,11 @@ class TreeSync(CensusPass, TransferRoot, DirWalk, SourceListing, DestAttrs, Dele
 
     # -- entry point ------------------------------------------------------
     def run(self) -> int:
-        # The walk recurses a few frames per dir level; rsync goes as deep
-        # as a path fits in 4096 bytes (2048 levels).  Raised for good, not
-        # put back: another run may be going on in another thread.
+        # The walks do not recurse (freshstack.descend), but deleting a
+        # destination-only subtree, skipping a dir's contents and merging
+        # sources' dirs do, a few frames a level; rsync goes as deep as a
+        # path fits in 4096 bytes (2048 levels).  Raised for good, not put
+        # back: another run may be going on in another thread.
         if sys.getrecursionlimit() < RECURSION_LIMIT:
             sys.setrecursionlimit(RECURSION_LIMIT)
         try:
