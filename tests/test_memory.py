@@ -17,6 +17,7 @@ slowly.
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -120,6 +121,53 @@ def test_a_big_tree_costs_little_per_entry(scratch):
     growth = _growth_per_entry(scratch, 100)
     print(f"peak RSS growth per entry, dirs of 100: {growth}")
     assert all(per_entry <= TREE_BOUND for per_entry in growth.values()), growth
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_packed_listing_of_verdicts_and_lstats_gives_back_the_held_ones(monkeypatch, seed):
+    """Runs of verdicts (a re-run's files in sync, whose columns are filled
+    in later) between lstats whose owner, group, link count and device
+    vary or not: packed, the listing gives back what the same listing
+    held whole does."""
+    rng = random.Random(seed)
+
+    class InSync(tuple):
+        def __new__(cls, *verdict):
+            return super().__new__(cls, verdict)
+
+    names = sorted({b"%08d" % rng.randrange(10**8) for _ in range(300)})
+    varied = rng.sample(["uid", "gid", "nlink", "dev"], rng.randrange(5))
+    added = []
+    for name in names:
+        if rng.random() < 0.7:
+            added.append((name, (rng.randrange(1 << 40), rng.randrange(1 << 64),
+                                 rng.randrange(1 << 62))))
+            continue
+        ino = rng.randrange(1 << 64)
+        field = {key: rng.randrange(1, 5) if key in varied else 7
+                 for key in ("uid", "gid", "nlink", "dev")}
+        mtime_ns = rng.randrange(1 << 61)
+        added.append((name, os.stat_result((
+            0o100644, ino, field["dev"], field["nlink"], field["uid"], field["gid"],
+            rng.randrange(1 << 40), 0, mtime_ns // 10**9, 0, 0.0, mtime_ns / 1e9, 0.0,
+            0, mtime_ns, 0, 0, 0, 0))))
+    fields = ("st_mode", "st_ino", "st_dev", "st_nlink", "st_uid", "st_gid", "st_size",
+              "st_mtime_ns")
+    listings = []
+    for held in (0, len(names)):
+        monkeypatch.setattr(packed, "HELD", held)
+        entries = PackedListing(InSync, list(names))
+        for name, st in added:
+            entries.add(name, st)
+        assert entries.packed == (held == 0)
+        listings.append([(name, tuple(st) if st.__class__ is InSync
+                          else tuple(getattr(st, f) for f in fields)) for name, st in entries])
+        in_sync = entries.in_sync_names()
+        assert in_sync is not None
+        assert [name in in_sync for name in names] == [
+            not isinstance(st, os.stat_result) for _, st in added]
+    assert listings[0] == listings[1]
+    assert len(listings[0]) == len(names)
 
 
 @pytest.mark.parametrize("held", [0, 1, 256])

@@ -55,9 +55,11 @@ class Deletion:
         except OSError as exc:
             self._scan_failed(msg.generator_opendir_failed(self._full(rel), exc))
             return listing, protected
+        if not in_sync:
+            in_sync = None  # (asked once: a wide dir's answers it in Python)
         try:
             for child in streamed_names(fd):  # (a wide dir's names are not held)
-                if in_sync and child in in_sync:
+                if in_sync is not None and child in in_sync:
                     continue
                 child_rel = join_rel(rel, child)
                 st, err = lstat_at(fd, child)

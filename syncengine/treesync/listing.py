@@ -143,9 +143,9 @@ class SourceListing:
                 return PackedListing(InSync)
             names.sort()
         entries = PackedListing(InSync, names)  # (it takes the list over)
+        dropped = source.dropped
         for name in names:
-            child = join_rel(rel, name)
-            if child in source.dropped:
+            if dropped and join_rel(rel, name) in dropped:
                 continue
             if precheck is not None:
                 verdict = precheck.verdict(rel, name)
@@ -158,13 +158,13 @@ class SourceListing:
                 continue  # gone since the census
             except OSError as exc:
                 if not quiet:
-                    self._lstat_failed(source, child, exc)
+                    self._lstat_failed(source, join_rel(rel, name), exc)
                 continue
             if self._made is not None:
                 if (st.st_dev, st.st_ino) in self._made:
                     continue  # made by this run inside the source: not in rsync's list
                 st = self._frozen.get((st.st_dev, st.st_ino), st)
-            if not self.rules.excluded(child, stat.S_ISDIR(st.st_mode)):
+            if not self.rules.excluded(join_rel(rel, name), stat.S_ISDIR(st.st_mode)):
                 entries.add(name, st)
         return entries
 

@@ -54,7 +54,8 @@ class PackedListing:
     order, each with its lstat or, for a file the precheck found in sync,
     its verdict (size, inode, ctime), which comes back as ``in_sync(*verdict)``."""
 
-    __slots__ = ("names", "_count", "_held", "_in_sync", "_synced", "_modes", "_big", "_columns")
+    __slots__ = ("names", "_count", "_held", "_in_sync", "_synced", "_modes", "_big", "_columns",
+                 "_unsettled")
 
     def __init__(self, in_sync: Callable[[int, int, int], object],
                  names: list[bytes] | None = None) -> None:
@@ -72,30 +73,32 @@ class PackedListing:
         self._modes = array("H")
         self._big = array("q")
         self._columns = (_Column("I"), _Column("I"), _Column("I"), _Column("q"))
+        self._unsettled = 0  # (verdicts packed but not yet in the columns: _settle)
 
     def add(self, name: bytes, st: os.stat_result | tuple[int, int, int]) -> None:
         held, count = self._held, self._count
-        if held is not None and count < HELD and st.__class__ is os.stat_result:
-            # (the common case, in fewer steps: a dir's entry of a small dir)
-            held.append(st)
-            names = self.names
-            if count < len(names):
-                names[count] = name
-            else:
-                names.append(name)
-            self._count = count + 1
-            return
-        if held is not None and len(held) >= HELD:
-            for record in held:
-                self._pack(record)
-            held = self._held = None
-        verdict = not isinstance(st, os.stat_result)  # (a stat_result is a tuple too)
-        self._synced += verdict
-        if held is None:
-            self._pack(st)
+        if held is None and st.__class__ is tuple:
+            # (a wide dir's re-run: its files found in sync, in fewer steps;
+            # the columns take their rows later, all at once: _settle)
+            size, ino, ctime_ns = st  # type: ignore[misc]
+            self._modes.append(0)
+            self._big.extend((size, ctime_ns, ino if ino <= _I64 else ino - (1 << 64)))
+            self._unsettled += 1
+            self._synced += 1
+        elif held is not None and count < HELD and st.__class__ is os.stat_result:
+            held.append(st)  # (a small dir's entry)
         else:
-            held.append(self._in_sync(*st) if verdict else st)
-        names, count = self.names, self._count
+            if held is not None and len(held) >= HELD:
+                for record in held:
+                    self._pack(record)
+                held = self._held = None
+            verdict = not isinstance(st, os.stat_result)  # (a stat_result is a tuple too)
+            self._synced += verdict
+            if held is None:
+                self._pack(st)
+            else:
+                held.append(self._in_sync(*st) if verdict else st)
+        names = self.names
         if count < len(names):
             names[count] = name
         else:
@@ -107,7 +110,19 @@ class PackedListing:
         if self._count < len(self.names):
             del self.names[self._count:]
 
+    def _settle(self) -> None:
+        """The columns' rows for the verdicts packed since they last took
+        any (a verdict keeps a column's one value, or repeats it)."""
+        count, self._unsettled = self._unsettled, 0
+        for column in self._columns:
+            if column.values is None:
+                column.count += count
+            else:
+                column.values.extend(array(column.typecode, (column.value,)) * count)
+
     def _pack(self, record: object) -> None:
+        if self._unsettled:
+            self._settle()
         uids, gids, nlinks, devs = self._columns
         if isinstance(record, os.stat_result):
             ino, dev = record.st_ino, record.st_dev
@@ -138,6 +153,8 @@ class PackedListing:
 
     def _unpacked(self) -> Iterator[tuple[bytes, object]]:
         # (the hot loop of a wide dir: each column read as a whole)
+        if self._unsettled:
+            self._settle()
         big, in_sync, stat_result = self._big, self._in_sync, os.stat_result
         columns = [repeat(column.value) if column.values is None else column.values
                    for column in self._columns]
@@ -168,11 +185,6 @@ class PackedListing:
     def packed(self) -> bool:
         """Whether its entries are packed (a dir of more than HELD)."""
         return self._held is None
-
-    def _in_sync_at(self, i: int) -> bool:
-        if self._held is not None:
-            return self._held[i].__class__ is self._in_sync
-        return not self._modes[i]
 
     def _index(self, name: bytes) -> int:
         names, count = self.names, self._count
@@ -213,8 +225,14 @@ class _InSyncNames:
         self._listing = listing
 
     def __contains__(self, name: bytes) -> bool:
-        i = self._listing._index(name)
-        return i >= 0 and self._listing._in_sync_at(i)
+        # (the delete pass asks about each destination name: one call)
+        listing = self._listing
+        names, count = listing.names, listing._count
+        i = bisect_left(names, name, 0, count)
+        if i == count or names[i] != name:
+            return False
+        held = listing._held
+        return held[i].__class__ is listing._in_sync if held is not None else not listing._modes[i]
 
     def __bool__(self) -> bool:
         return True
