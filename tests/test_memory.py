@@ -136,7 +136,7 @@ def test_a_packed_listing_of_verdicts_and_lstats_gives_back_the_held_ones(monkey
             return super().__new__(cls, verdict)
 
     names = sorted({b"%08d" % rng.randrange(10**8) for _ in range(300)})
-    varied = rng.sample(["uid", "gid", "nlink", "dev"], rng.randrange(5))
+    varied = rng.sample(["uid", "gid", "nlink", "dev"], 1 + rng.randrange(4))
     added = []
     for name in names:
         if rng.random() < 0.7:
@@ -154,20 +154,21 @@ def test_a_packed_listing_of_verdicts_and_lstats_gives_back_the_held_ones(monkey
     fields = ("st_mode", "st_ino", "st_dev", "st_nlink", "st_uid", "st_gid", "st_size",
               "st_mtime_ns")
     listings = []
-    for held in (0, len(names)):
+    # packed from the start, packed from the 37th entry on, held whole
+    for held in (0, 37, len(names)):
         monkeypatch.setattr(packed, "HELD", held)
         entries = PackedListing(InSync, list(names))
         for name, st in added:
             entries.add(name, st)
-        assert entries.packed == (held == 0)
+        assert entries.packed == (held < len(names))
         listings.append([(name, tuple(st) if st.__class__ is InSync
                           else tuple(getattr(st, f) for f in fields)) for name, st in entries])
         in_sync = entries.in_sync_names()
         assert in_sync is not None
         assert [name in in_sync for name in names] == [
             not isinstance(st, os.stat_result) for _, st in added]
-    assert listings[0] == listings[1]
-    assert len(listings[0]) == len(names)
+    assert listings[0] == listings[2] and listings[1] == listings[2]
+    assert len(listings[2]) == len(names)
 
 
 @pytest.mark.parametrize("held", [0, 1, 256])
