@@ -17,8 +17,7 @@ import pytest
 
 from syncengine.treesync import freshstack
 from syncengine.treesync import precheck as precheck_module
-from syncengine.treesync import sync as sync_module
-from syncengine.treesync.filters import FilterRules
+from tests.conftest import tree_sync
 
 CALLS = 2_000
 DEPTHS = 300  # frames of _at below the loop: some 30 KiB, two chunks' ends and more
@@ -212,21 +211,24 @@ def _deep_tree(root, depth: int) -> None:
             (path / f"f{i}").write_bytes(b"x" * (level + i))
 
 
-def test_the_census_and_the_walk_descend_once_a_run_whatever_the_depth(tmp_path, monkeypatch):
-    src, dst = tmp_path / "src", tmp_path / "dst"
-    _deep_tree(src, 40)
-    descents: list[str] = []
-    original = freshstack._call
+@pytest.fixture
+def descents(monkeypatch) -> list[str]:
+    """The first step's function of each walk descend runs from now on."""
+    started: list[str] = []
+    original = freshstack.on_fresh_stack
 
     def recording(call, *args):
-        descents.append(args[0].__qualname__)  # (the first step's function)
+        started.append(args[0].__qualname__)
         return original(call, *args)
-    monkeypatch.setattr(freshstack, "_call", recording)
+    monkeypatch.setattr(freshstack, "on_fresh_stack", recording)
+    return started
+
+
+def test_the_census_and_the_walk_descend_once_a_run_whatever_the_depth(tmp_path, descents):
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    _deep_tree(src, 40)
     for _ in range(2):  # an initial copy, then a re-run
-        lines: list[str] = []
-        tree = sync_module.TreeSync([f"{src}/"], str(dst), delete=True,
-                                    rules=FilterRules.from_excludes(()), out=lines.append,
-                                    err=lines.append)
+        tree, lines = tree_sync(src, dst)
         assert tree.run() == 0, lines
         assert sorted(descents) == ["Census._listed", "DirWalk._dir"]
         descents.clear()
@@ -234,16 +236,9 @@ def test_the_census_and_the_walk_descend_once_a_run_whatever_the_depth(tmp_path,
     assert (dst / deepest / "f2").read_bytes() == b"x" * 41
 
 
-def test_the_precheck_worker_descends_once_a_subtree(tmp_path, monkeypatch):
+def test_the_precheck_worker_descends_once_a_subtree(tmp_path, descents):
     src = tmp_path / "src"
     _deep_tree(src, 40)
-    descents: list[str] = []
-    original = freshstack._call
-
-    def recording(call, *args):
-        descents.append(args[0].__qualname__)
-        return original(call, *args)
-    monkeypatch.setattr(freshstack, "_call", recording)
     read_fd, write_fd = os.pipe()
     os.set_blocking(write_fd, False)
     worker = precheck_module._Worker(0, precheck_module._Claims(), lambda rel, is_dir: False,

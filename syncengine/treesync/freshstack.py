@@ -42,19 +42,15 @@ Steps = Generator[Any, None, None]
 _SLOTS = 2_060
 
 
-def _call(call: Callable[..., T], *args: object) -> T:
+def on_fresh_stack(call: Callable[..., T], *args: object) -> T:
+    """``call(*args)``, in a chunk of the frame stack of its own."""
     return call(*args)
 
 
 # The frame's size is its locals and its evaluation stack: a stack declared
 # this deep (it never holds more than a few) makes the frame big without
 # slots to clear at each call.
-_call.__code__ = _call.__code__.replace(co_stacksize=_SLOTS)
-
-
-def on_fresh_stack(call: Callable[..., T], *args: object) -> T:
-    """``call(*args)``, in a chunk of the frame stack of its own."""
-    return _call(call, *args)
+on_fresh_stack.__code__ = on_fresh_stack.__code__.replace(co_stacksize=_SLOTS)
 
 
 def descend(steps: Steps) -> None:
